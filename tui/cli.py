@@ -1,0 +1,68 @@
+"""The `copytrade` command: one entry point, subcommands imported only when used.
+
+`copytrade` alone (no configuration) explains how to configure and how to start the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+NO_CONFIG_HELP = """\
+copytrade: mirror a leader Dhan account's orders into follower accounts.
+
+No configuration found. Either:
+  * try it with no Dhan account:      copytrade demo
+  * or configure your accounts:       cp .env.example .env   (then edit it)
+    and start the terminal:           copytrade run
+    or run without a screen:          copytrade run --headless
+  * check tokens, funds and calendar: copytrade check
+
+Other commands: copytrade sim --help (the Dhan paper exchange on loopback).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="copytrade", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("sim", help="run the Dhan paper exchange (simulator) on loopback", add_help=False)
+    run = sub.add_parser("run", help="run the replication engine (terminal UI by default)")
+    run.add_argument("--headless", action="store_true", help="no screen; JSON-lines log on stdout")
+    run.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    demo = sub.add_parser("demo", help="the whole product against the built-in simulator")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the scripted leader session")
+    demo.add_argument("--headless", action="store_true", help="no screen; JSON-lines log")
+    demo.add_argument("--minutes", type=float, default=0.0, help="stop after this long (0: never)")
+    check = sub.add_parser("check", help="pre-open health check of every account")
+    check.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "sim":
+        from engine.simulator.cli import main as sim_main
+
+        return sim_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "run":
+        from tui.launch import run_command
+
+        return run_command(env_file=args.env_file, headless=args.headless)
+    if args.command == "demo":
+        from tui.launch import demo_command
+
+        return demo_command(seed=args.seed, headless=args.headless, minutes=args.minutes)
+    if args.command == "check":
+        from tui.launch import check_command
+
+        return check_command(env_file=args.env_file)
+    from tui.launch import default_command
+
+    return default_command(NO_CONFIG_HELP)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
