@@ -1,0 +1,92 @@
+"""Durable records: what the engine knows of each follower copy, and the intents it wrote.
+
+The store persists these; the replicator reads them to decide; the UI sees them as views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from engine.domain import OrderParams, OrderStatus
+from engine.events import FollowerOrderView, MirrorState
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRecord:
+    """One follower's copy of one leader order (the leader->follower mapping)."""
+
+    follower: str
+    leader_order_id: str
+    correlation_id: str
+    state: MirrorState
+    generation: int = 0  # bumped when an order is cancelled and re-placed (new correlationId)
+    follower_order_id: str = ""
+    broker_status: OrderStatus | None = None
+    params: OrderParams | None = None  # the last parameters requested of the broker
+    filled_qty: int = 0
+    avg_price: float = 0.0
+    modifications: int = 0
+    reason: str = ""
+    symbol: str = ""
+    leader_seen_mono: float | None = None  # monotonic time the engine first saw the leader order
+    latency_ms: float | None = None
+    slippage: float | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def is_open_at_broker(self) -> bool:
+        return (
+            self.state in (MirrorState.PLACING, MirrorState.LIVE)
+            and (self.broker_status is None or self.broker_status.is_open)
+        )
+
+    def with_changes(self, **changes: object) -> MirrorRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_view(self) -> FollowerOrderView:
+        return FollowerOrderView(
+            follower=self.follower,
+            leader_order_id=self.leader_order_id,
+            correlation_id=self.correlation_id,
+            mirror_state=self.state,
+            follower_order_id=self.follower_order_id,
+            broker_status=self.broker_status.value if self.broker_status else "",
+            quantity=self.params.quantity if self.params else 0,
+            filled_qty=self.filled_qty,
+            avg_price=self.avg_price,
+            slippage=self.slippage,
+            latency_ms=self.latency_ms,
+            modifications=self.modifications,
+            reason=self.reason,
+            symbol=self.symbol,
+            updated_at=self.updated_at,
+        )
+
+
+class IntentKind(StrEnum):
+    PLACE = "PLACE"
+    MODIFY = "MODIFY"
+    CANCEL = "CANCEL"
+
+
+class IntentOutcome(StrEnum):
+    PENDING = "PENDING"  # written, broker call not finished (or the process died meanwhile)
+    ACKED = "ACKED"
+    REFUSED = "REFUSED"  # the broker said no, definitively
+    AMBIGUOUS = "AMBIGUOUS"  # no clear answer (timeout, reset): look it up before acting again
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    follower: str
+    leader_order_id: str
+    kind: IntentKind
+    correlation_id: str
+    params: OrderParams | None
+    follower_order_id: str = ""
+    id: int = 0  # assigned by the store
+    outcome: IntentOutcome = IntentOutcome.PENDING
+    detail: str = ""
+    created_at: datetime | None = None
