@@ -50,3 +50,6 @@ class EngineHandle(Protocol):
     def follower_views(self) -> list[FollowerOrderView]: ...
 
     def limiter_views(self) -> list[LimiterView]: ...
+
+    def market_label(self) -> str:
+        """The market session now, e.g. "NSE open 09:15-15:30 IST" or "holiday (Guru Nanak Jayanti)"."""
