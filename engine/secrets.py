@@ -1,0 +1,163 @@
+"""Keep secrets inside the process: a registry of secret strings and log redaction.
+
+Every access token is registered here when the settings load (see ``engine.config``).
+``redact`` then replaces each registered secret, and anything shaped like a JWT (Dhan's
+access tokens are JWTs), with ``***``. ``install_log_redaction`` makes every log record pass
+through ``redact`` before any handler formats it, and keeps the ``websockets`` logger out of
+DEBUG, where it would log raw frames, the login frame with the token included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = [
+    "MASK",
+    "REDACTED_LOGGERS",
+    "RedactingFilter",
+    "clear_secrets",
+    "install_log_redaction",
+    "redact",
+    "register_secret",
+    "registered_secret_count",
+]
+
+MASK = "***"
+
+# Loggers that see request headers, socket frames or SDK payloads.
+REDACTED_LOGGERS: tuple[str, ...] = ("websockets", "aiohttp", "urllib3", "dhanhq", "root")
+
+# A JWT: three base64url parts, the first starting with the encoding of '{"'.
+_JWT = r"eyJ[A-Za-z0-9_\-]+={0,2}\.[A-Za-z0-9_\-]+={0,2}\.[A-Za-z0-9_\-]+={0,2}"
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] = re.compile(_JWT)
+
+
+def _rebuild() -> None:
+    global _pattern
+    # Longest first, so a secret that contains another is masked whole.
+    alternatives = [re.escape(s) for s in sorted(_secrets, key=len, reverse=True)]
+    alternatives.append(_JWT)
+    _pattern = re.compile("|".join(alternatives))
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that ``redact`` masks it from now on (blank values are ignored)."""
+    if not value or not value.strip():
+        return
+    value = value.strip()
+    with _lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        _rebuild()
+
+
+def registered_secret_count() -> int:
+    with _lock:
+        return len(_secrets)
+
+
+def clear_secrets() -> None:
+    """Forget every registered secret (for tests)."""
+    with _lock:
+        _secrets.clear()
+        _rebuild()
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and every JWT-shaped string replaced by ``***``."""
+    if not text:
+        return text
+    return _pattern.sub(MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a log record so that no handler can print a secret; never drops a record.
+
+    The message is merged with its args and redacted, the traceback is rendered and redacted
+    into ``exc_text`` (``exc_info`` is dropped so no handler renders it raw again), and the
+    stack text is redacted too. Applying it twice is harmless.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _redact_record(record)
+        return True
+
+
+_formatter = logging.Formatter()
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed format string: redact its parts instead
+        message = str(record.msg)
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            message += " " + " ".join(str(a) for a in args)
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info:
+        if not record.exc_text:
+            record.exc_text = _formatter.formatException(record.exc_info)
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+_install_lock = threading.Lock()
+_original_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _original_factory is not None
+    record = _original_factory(*args, **kwargs)
+    _redact_record(record)
+    return record
+
+
+def _attach(filterers: Iterable[logging.Filterer]) -> None:
+    for item in filterers:
+        if not any(isinstance(f, RedactingFilter) for f in item.filters):
+            item.addFilter(RedactingFilter())
+
+
+def install_log_redaction() -> None:
+    """Make every log record secret-free before any handler sees it. Idempotent.
+
+    - adds a ``RedactingFilter`` to each handler of the root logger, and to the loggers
+      ``websockets``, ``aiohttp``, ``urllib3``, ``dhanhq`` and ``root`` (and their handlers);
+    - wraps the log-record factory, so records of child loggers (``websockets.client``)
+      and handlers added after this call are redacted as well;
+    - raises the ``websockets`` logger to at least INFO: its DEBUG output logs every frame.
+
+    Call it again after adding handlers to the root logger if they must carry the filter
+    themselves; the record factory already covers them.
+    """
+    global _original_factory
+    with _install_lock:
+        root = logging.getLogger()
+        _attach(root.handlers)
+        for name in REDACTED_LOGGERS:
+            logger = root if name == "root" else logging.getLogger(name)
+            _attach([logger])
+            _attach(logger.handlers)
+        ws = logging.getLogger("websockets")
+        if ws.level == logging.NOTSET or ws.level < logging.INFO:
+            ws.setLevel(logging.INFO)
+        for child in ("websockets.client", "websockets.server", "websockets.protocol"):
+            child_logger = logging.getLogger(child)
+            if child_logger.level != logging.NOTSET and child_logger.level < logging.INFO:
+                child_logger.setLevel(logging.INFO)
+        if logging.getLogRecordFactory() is not _redacting_factory:
+            _original_factory = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(_redacting_factory)
