@@ -1,0 +1,83 @@
+"""The engine without a screen: every event as one JSON line, SIGINT/SIGTERM stop it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, TextIO
+
+from engine.api import EngineHandle
+from engine.events import EngineEvent, LimiterChanged, StatsUpdated
+from engine.secrets import redact
+
+# Limiter and stats change many times a second; a log line per second per account is enough.
+_THROTTLED = (LimiterChanged, StatsUpdated)
+_THROTTLE_S = 1.0
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def event_to_json(event: EngineEvent) -> str:
+    body = to_jsonable(event)
+    body["event"] = type(event).__name__
+    return redact(json.dumps(body, separators=(",", ":"), sort_keys=True))
+
+
+class JsonLinesLog:
+    def __init__(self, out: TextIO, loop_time: Any) -> None:
+        self._out = out
+        self._time = loop_time
+        self._last: dict[tuple[str, str], float] = {}
+
+    def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, _THROTTLED):
+            account = event.view.account if isinstance(event, LimiterChanged) else ""
+            key = (type(event).__name__, account)
+            now = self._time()
+            if now - self._last.get(key, -1e9) < _THROTTLE_S:
+                return
+            self._last[key] = now
+        self._out.write(event_to_json(event) + "\n")
+        self._out.flush()
+
+
+async def run_headless(
+    engine: EngineHandle, *, out: TextIO = sys.stdout, stop_after_s: float | None = None
+) -> int:
+    loop = asyncio.get_running_loop()
+    unsubscribe = engine.subscribe(JsonLinesLog(out, loop.time))
+
+    def request_stop() -> None:
+        loop.create_task(engine.stop())
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, request_stop)
+    if stop_after_s:
+        loop.call_later(stop_after_s, request_stop)
+    try:
+        await engine.run()
+    finally:
+        unsubscribe()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return 0

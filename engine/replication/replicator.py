@@ -1,0 +1,233 @@
+"""The level-triggered replicator: one pure function from "what the leader's order looks like
+now" and "what we know of the follower's copy" to the one action that converges them.
+
+Its input is a state, never an event type: the live stream, missed-order recovery, the
+periodic reconcile, the R key and a restart all call `decide`, and calling it again with the
+same inputs after the action took effect returns `NoAction`. That is what makes replays,
+duplicates and out-of-order alerts harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine.dhan.correlation import correlation_id
+from engine.domain import OrderParams, OrderSnapshot, OrderStatus, OrderType
+from engine.events import MirrorState
+from engine.records import MirrorRecord
+from engine.replication.filters import check_filters, unsupported_order_reason
+from engine.replication.rules import CopyFilters, OrderSizeBounds, RiskLimits, SizingRule
+from engine.replication.sizing import scale_disclosed, size_order, target_total
+
+PRICE_EPSILON = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerRules:
+    name: str
+    sizing: SizingRule
+    bounds: OrderSizeBounds
+    filters: CopyFilters
+    risk: RiskLimits
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """Everything outside the two orders that a decision depends on, read just before it."""
+
+    armed: bool
+    lot_size: int
+    is_option: bool
+    capital_ratio: float | None
+    market_open: bool = True
+    market_reason: str = ""
+
+
+class SkipCode(StrEnum):
+    UNSUPPORTED = "UNSUPPORTED_ORDER"
+    FILTERED = "FILTERED"
+    SIZED_TO_ZERO = "SIZED_TO_ZERO"
+    MARKET_CLOSED = "MARKET_CLOSED"
+    KILLED = "ENGINE_KILLED"
+    UNKNOWN_LOT = "UNKNOWN_LOT_SIZE"
+
+
+@dataclass(frozen=True, slots=True)
+class NoAction:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Never copy this leader order to this follower; sticky once recorded."""
+
+    code: SkipCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    params: OrderParams
+    catch_up: bool = False  # a fill the engine missed (socket down): placing what the leader got
+
+
+@dataclass(frozen=True, slots=True)
+class Modify:
+    follower_order_id: str
+    params: OrderParams
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    follower_order_id: str
+    reason: str
+
+
+Decision = NoAction | Skip | Place | Modify | Cancel
+
+_COMPARED_FIELDS = ("quantity", "price", "trigger_price", "order_type", "validity", "disclosed_qty")
+
+
+def decide(
+    leader: OrderSnapshot,
+    mirror: MirrorRecord | None,
+    rules: FollowerRules,
+    ctx: DecisionContext,
+) -> Decision:
+    if mirror is None:
+        return _decide_first_copy(leader, rules, ctx)
+    if mirror.state is MirrorState.PLACING:
+        return NoAction("placement in flight; decided again once it is answered")
+    if mirror.state in (MirrorState.SKIPPED, MirrorState.FAILED, MirrorState.DONE):
+        return NoAction(f"follower copy is {mirror.state.value.lower()}")
+    if not mirror.is_open_at_broker:
+        return NoAction("follower order is no longer open at the broker")
+    if not mirror.follower_order_id:
+        return NoAction("follower order id not yet known")
+    if not ctx.armed:
+        return Cancel(mirror.follower_order_id, "engine killed: cancelling open follower orders")
+    if leader.status.is_terminal:
+        return _decide_after_leader_ended(leader, mirror)
+    return _decide_follow_changes(leader, mirror, rules, ctx)
+
+
+def _decide_first_copy(leader: OrderSnapshot, rules: FollowerRules, ctx: DecisionContext) -> Decision:
+    if leader.status is OrderStatus.TRANSIT:
+        # Not yet accepted by the exchange: a MARKET copy placed now could fill while the
+        # leader's own order is rejected by RMS, leaving the follower with a lone position.
+        return NoAction("leader order still in transit")
+    catch_up = leader.status.is_terminal
+    if catch_up and leader.filled_qty == 0:
+        return NoAction(f"leader order {leader.status.value.lower()} with nothing filled")
+    unsupported = unsupported_order_reason(leader)
+    if unsupported:
+        return Skip(SkipCode.UNSUPPORTED, unsupported)
+    filtered = check_filters(rules.filters, leader, ctx.is_option)
+    if filtered:
+        return Skip(SkipCode.FILTERED, filtered)
+    if not ctx.armed:
+        return Skip(SkipCode.KILLED, "engine killed: new leader orders are not copied")
+    leader_qty = leader.filled_qty if catch_up else leader.quantity
+    if ctx.lot_size <= 0 and not _is_one_to_one(rules):
+        # Sizing a derivative without its lot size could send a quantity Dhan rejects.
+        return Skip(
+            SkipCode.UNKNOWN_LOT,
+            f"lot size of {leader.segment.value} {leader.security_id} unknown; "
+            "add it to the instruments file to size this follower",
+        )
+    sized = size_order(
+        rules.sizing,
+        rules.bounds,
+        leader_qty=leader_qty,
+        lot_size=ctx.lot_size,
+        capital_ratio=ctx.capital_ratio,
+    )
+    if sized.quantity <= 0:
+        return Skip(SkipCode.SIZED_TO_ZERO, sized.reason)
+    if not ctx.market_open and not leader.amo:
+        return Skip(SkipCode.MARKET_CLOSED, ctx.market_reason or "market closed")
+    params = desired_params(leader, rules.name, sized.quantity, ctx.lot_size, generation=0)
+    return Place(params, catch_up=catch_up)
+
+
+def _decide_after_leader_ended(leader: OrderSnapshot, mirror: MirrorRecord) -> Decision:
+    if leader.status is OrderStatus.TRADED:
+        return NoAction("leader filled; the follower's order keeps working at its own price")
+    return Cancel(
+        mirror.follower_order_id,
+        f"leader order {leader.status.value.lower()}"
+        + (f" after {leader.filled_qty} filled" if leader.filled_qty else ""),
+    )
+
+
+def _decide_follow_changes(
+    leader: OrderSnapshot, mirror: MirrorRecord, rules: FollowerRules, ctx: DecisionContext
+) -> Decision:
+    assert mirror.params is not None  # a LIVE mirror always carries what was requested
+    sized = size_order(
+        rules.sizing,
+        rules.bounds,
+        leader_qty=leader.quantity,
+        lot_size=ctx.lot_size,
+        capital_ratio=ctx.capital_ratio,
+    )
+    if sized.quantity <= 0 and ctx.capital_ratio is None and rules.sizing.kind == "capital_ratio":
+        return NoAction("fund limits unknown; keeping the follower order as it is")
+    # Exposure parity: the follower's order is for what the leader's total implies, never
+    # below what the follower already filled (Dhan's modify takes the total quantity).
+    total = target_total(sized.quantity, mirror.filled_qty)
+    if total <= mirror.filled_qty:
+        return Cancel(mirror.follower_order_id, "leader reduced the order to what is already filled")
+    wanted = desired_params(
+        leader, rules.name, total, ctx.lot_size, generation=mirror.generation
+    )
+    changed = _changed_fields(mirror.params, wanted)
+    if not changed:
+        return NoAction("follower order already matches the leader")
+    return Modify(mirror.follower_order_id, wanted, changed)
+
+
+def _is_one_to_one(rules: FollowerRules) -> bool:
+    sizing = rules.sizing
+    return sizing.kind == "multiplier" and getattr(sizing, "multiplier", 0) == 1.0
+
+
+def desired_params(
+    leader: OrderSnapshot, follower: str, quantity: int, lot_size: int, generation: int
+) -> OrderParams:
+    """The follower's order as the leader's order implies it: every parameter copied."""
+    price = leader.price if leader.order_type in (OrderType.LIMIT, OrderType.STOP_LOSS) else 0.0
+    trigger = (
+        leader.trigger_price
+        if leader.order_type in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_MARKET)
+        else 0.0
+    )
+    return OrderParams(
+        side=leader.side,
+        order_type=leader.order_type,
+        product=leader.product,
+        validity=leader.validity,
+        segment=leader.segment,
+        security_id=leader.security_id,
+        quantity=quantity,
+        price=price,
+        trigger_price=trigger,
+        disclosed_qty=scale_disclosed(leader.disclosed_qty, leader.quantity, quantity, lot_size),
+        amo=leader.amo,
+        amo_time=leader.amo_time,
+        correlation_id=correlation_id(leader.order_id, follower, generation),
+    )
+
+
+def _changed_fields(current: OrderParams, wanted: OrderParams) -> tuple[str, ...]:
+    changed: list[str] = []
+    for name in _COMPARED_FIELDS:
+        a, b = getattr(current, name), getattr(wanted, name)
+        if isinstance(a, float) and isinstance(b, float):
+            if abs(a - b) > PRICE_EPSILON:
+                changed.append(name)
+        elif a != b:
+            changed.append(name)
+    return tuple(changed)
