@@ -16,7 +16,7 @@ import logging
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -53,6 +53,7 @@ from engine.events import (
     StatsUpdated,
     TimelineEntry,
 )
+from engine.instruments import InstrumentBook
 from engine.market_hours import MarketCalendar
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
 from engine.replication.api_rules import adapt_for_dhan_api
@@ -73,7 +74,6 @@ from engine.store import Store
 log = logging.getLogger(__name__)
 
 LEADER = "leader"
-EQUITY_SEGMENTS = frozenset({Segment.NSE_EQ, Segment.BSE_EQ})
 
 
 class Broker(Protocol):
@@ -125,8 +125,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         broker_factory: BrokerFactory = default_broker_factory,
-        lot_sizes: dict[tuple[Segment, str], int] | None = None,
-        option_ids: Iterable[tuple[Segment, str]] = (),
+        instruments: InstrumentBook | None = None,
         follower_streams: bool = True,
     ) -> None:
         self.settings = settings
@@ -135,8 +134,7 @@ class Engine:
         self._bus = EventBus()
         self._alerts = AlertCenter(self.clock, redact=redact)
         self._calendar = MarketCalendar(override_path=settings.holiday_override_file)
-        self._lot_sizes: dict[tuple[Segment, str], int] = dict(lot_sizes or {})
-        self._option_ids = set(option_ids)
+        self._instruments = instruments or InstrumentBook()
         self._use_follower_streams = follower_streams
         self._state = EngineState.STARTING
         self._store: Store | None = None
@@ -292,8 +290,7 @@ class Engine:
             await self._store.set_engine_state(self._state, "started")
         for snap in await self._store.leader_orders():
             self._leader[snap.order_id] = snap
-            if snap.lot_size:
-                self._lot_sizes[(snap.segment, snap.security_id)] = snap.lot_size
+            self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
         for rec in await self._store.mirrors():
             self._mirrors[(rec.follower, rec.leader_order_id)] = rec
             self._by_cid[rec.correlation_id] = (rec.follower, rec.leader_order_id)
@@ -465,8 +462,7 @@ class Engine:
             snap = _merge_snapshot(known, snap)
             if snap == known.with_changes(source=snap.source):
                 return False
-        if snap.lot_size:
-            self._lot_sizes[(snap.segment, snap.security_id)] = snap.lot_size
+        self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
         self._leader[snap.order_id] = snap
         self._leader_seen_mono.setdefault(snap.order_id, self.clock.monotonic())
         self._persist(lambda s=snap: self._require_store().upsert_leader_order(s))
@@ -609,16 +605,14 @@ class Engine:
     # --- the work: decide and act ----------------------------------------------------------
 
     def _context(self, f: FollowerRuntime, leader: OrderSnapshot) -> DecisionContext:
-        lot = self._lot_sizes.get((leader.segment, leader.security_id)) or leader.lot_size
-        if not lot and leader.segment in EQUITY_SEGMENTS:
-            lot = 1
+        lot = self._instruments.lot_size(leader.segment, leader.security_id) or leader.lot_size
         market_open, reason = True, ""
         if self.settings.enforce_market_hours:
             market_open, reason = self._calendar.can_send(leader.segment, self.clock.now(), leader.amo)
         return DecisionContext(
             armed=self._state is EngineState.ARMED,
             lot_size=lot,
-            is_option=(leader.segment, leader.security_id) in self._option_ids,
+            is_option=self._instruments.is_option(leader.segment, leader.security_id),
             capital_ratio=self._capital.ratio(f.name, self.clock.monotonic(), _refresh_s(f)),
             market_open=market_open,
             market_reason=reason,
@@ -680,7 +674,9 @@ class Engine:
         return kind is IntentKind.CANCEL or self._state is EngineState.ARMED
 
     async def _place(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place) -> None:
-        params, notes = adapt_for_dhan_api(decision.params, leader)
+        params, notes = adapt_for_dhan_api(
+            decision.params, leader, tick=self._instruments.tick_size(leader.segment, leader.security_id)
+        )
         mirror = MirrorRecord(
             follower=f.name, leader_order_id=leader.order_id,
             correlation_id=params.correlation_id, state=MirrorState.PLACING,
@@ -769,7 +765,9 @@ class Engine:
 
     async def _modify(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Modify) -> None:
         mirror = self._mirrors[(f.name, leader.order_id)]
-        params, notes = adapt_for_dhan_api(decision.params, leader)
+        params, notes = adapt_for_dhan_api(
+            decision.params, leader, tick=self._instruments.tick_size(leader.segment, leader.security_id)
+        )
         intent = Intent(f.name, leader.order_id, IntentKind.MODIFY, mirror.correlation_id, params,
                         follower_order_id=decision.follower_order_id)
         stored = await self._record_intent(intent, None)

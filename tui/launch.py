@@ -1,0 +1,82 @@
+"""What each `copytrade` subcommand starts: settings in, engine built, screen or log attached."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from engine.api import EngineHandle
+from engine.config import ConfigError, Settings, load_settings
+from engine.secrets import install_log_redaction
+
+
+def _configure_logging(headless: bool, level: str = "INFO") -> None:
+    # Under the TUI, library logs would scribble over the screen: send them to a file.
+    if headless:
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.basicConfig(level=level, filename="copytrade.log",
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+
+
+def _load(env_file: str) -> Settings | None:
+    try:
+        return load_settings(env_file=env_file)
+    except ConfigError as err:
+        print(f"copytrade: configuration error: {err}", file=sys.stderr)
+        return None
+
+
+def _serve(engine: EngineHandle, *, headless: bool, demo: bool, minutes: float = 0.0) -> int:
+    if headless:
+        from engine.headless import run_headless
+
+        return asyncio.run(run_headless(engine, stop_after_s=minutes * 60 or None))
+    from tui.app import CopyTradeApp
+
+    app = CopyTradeApp(engine, demo=demo)
+    app.run()
+    return 0
+
+
+def run_command(*, env_file: str, headless: bool) -> int:
+    settings = _load(env_file)
+    if settings is None:
+        return 2
+    _configure_logging(headless, settings.log_level)
+    from engine.engine import Engine
+
+    return _serve(Engine(settings), headless=headless, demo=False)
+
+
+def demo_command(*, seed: int, headless: bool, minutes: float) -> int:
+    _configure_logging(headless)
+    from engine.demo import DemoSession
+
+    return _serve(DemoSession(seed=seed), headless=headless, demo=True, minutes=minutes)
+
+
+def check_command(*, env_file: str) -> int:
+    settings = _load(env_file)
+    if settings is None:
+        return 2
+    _configure_logging(True, "WARNING")
+    from engine.check import run_check
+
+    return asyncio.run(run_check(settings))
+
+
+def _has_configuration(env_file: str = ".env") -> bool:
+    return Path(env_file).exists() or any(k.startswith("COPYTRADE_") for k in os.environ)
+
+
+def default_command(help_text: str) -> int:
+    if _has_configuration():
+        return run_command(env_file=".env", headless=False)
+    print(help_text)
+    return 0
