@@ -1,0 +1,23 @@
+"""The Dhan paper exchange: Dhan's REST v2 and order-update WebSocket on loopback.
+
+It stands apart from the engine it tests (import-linter contract): it writes its own Dhan
+encoding (``wire``) so that it checks the engine's codec instead of echoing it.
+
+    sim = DhanSimulator(accounts={"1000000001": "tokL"})
+    await sim.start(port=0)
+    ctx = DhanContext("1000000001", "tokL"); ctx.dhan_http.base_url = sim.rest_url
+"""
+
+from .errors import SimError
+from .exchange import Exchange
+from .instruments import DEFAULT_INSTRUMENTS, InstrumentMaster, SimInstrument
+from .server import DhanSimulator
+
+__all__ = [
+    "DEFAULT_INSTRUMENTS",
+    "DhanSimulator",
+    "Exchange",
+    "InstrumentMaster",
+    "SimError",
+    "SimInstrument",
+]
