@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,9 @@ from engine.dispatch.rate_limiter import DHAN_ORDER_WINDOWS, RateLimiter, Slot, 
 SECOND_ONLY = (("second", 1.0, 10),)
 
 
-def make(windows=SECOND_ONLY, headroom: float = 0.0) -> tuple[ManualClock, RateLimiter]:  # type: ignore[no-untyped-def]
+def make(
+    windows: Sequence[tuple[str, float, int]] = SECOND_ONLY, headroom: float = 0.0
+) -> tuple[ManualClock, RateLimiter]:
     clock = ManualClock()
     return clock, RateLimiter("f1", clock, windows=windows, headroom=headroom, rng=random.Random(7))
 
