@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOGIN_TIMEOUT = 10.0
+RAW_BODY = web.RequestKey("raw_body", str)
+ACCOUNT = web.RequestKey("account", SimAccount)
 
 
 @dataclass
@@ -138,7 +140,7 @@ class DhanSimulator:
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         addresses = self._runner.addresses
         self._host = host
@@ -532,7 +534,7 @@ class DhanSimulator:
             raw = await request.text()
         except Exception:
             raw = ""
-        request["raw_body"] = raw
+        request[RAW_BODY] = raw
         body: Any = None
         if raw:
             try:
@@ -586,7 +588,7 @@ class DhanSimulator:
     ) -> web.StreamResponse:
         token = request.headers.get("access-token")
         acct = self.exchange.authenticate(client_id, token)
-        request["account"] = acct
+        request[ACCOUNT] = acct
         if request.method in ("POST", "PUT", "DELETE") and request.path.startswith("/v2/orders"):
             self.exchange.check_rate(acct)
         return await handler(request)
@@ -603,7 +605,7 @@ class DhanSimulator:
 
     @staticmethod
     def _body(request: web.Request) -> Any:
-        raw = request.get("raw_body", "")
+        raw = request.get(RAW_BODY, "")
         if not raw:
             return {}
         try:
@@ -613,8 +615,7 @@ class DhanSimulator:
 
     @staticmethod
     def _acct(request: web.Request) -> SimAccount:
-        acct: SimAccount = request["account"]
-        return acct
+        return request[ACCOUNT]
 
     # ---- REST handlers ---------------------------------------------------------------------------
     async def _place(self, request: web.Request) -> web.Response:
