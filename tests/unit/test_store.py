@@ -1,0 +1,522 @@
+"""The durable store: round-trips, intents across a crash, migrations, PRAGMAs, no tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine import secrets
+from engine.clock import IST, ManualClock
+from engine.domain import (
+    AmoTime,
+    OrderParams,
+    OrderSnapshot,
+    OrderStatus,
+    OrderType,
+    Product,
+    Segment,
+    Side,
+    SnapshotSource,
+    Validity,
+)
+from engine.events import Alert, EngineState, MirrorState, Severity
+from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
+from engine.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+    decode_dataclass,
+    encode_value,
+    parse_datetime,
+)
+
+T0 = IST.localize(datetime(2026, 11, 23, 9, 15, 0, 123456))
+
+
+def snapshot(order_id: str = "L1", **changes: object) -> OrderSnapshot:
+    snap = OrderSnapshot(
+        order_id=order_id,
+        client_id="1000000001",
+        status=OrderStatus.PENDING,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        product=Product.INTRADAY,
+        validity=Validity.DAY,
+        segment=Segment.NSE_FNO,
+        security_id="52175",
+        quantity=75,
+        price=101.5,
+        trading_symbol="NIFTY 25NOV 24000 CE",
+        lot_size=75,
+        created_at=T0,
+        updated_at=T0,
+    )
+    return snap.with_changes(**changes)
+
+
+def params(qty: int = 75, **changes: object) -> OrderParams:
+    p = OrderParams(
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        product=Product.INTRADAY,
+        validity=Validity.DAY,
+        segment=Segment.NSE_FNO,
+        security_id="52175",
+        quantity=qty,
+        price=101.5,
+        correlation_id="CPY-ABCDEFGHIJKLMNOP-0",
+    )
+    return dataclasses.replace(p, **changes)  # type: ignore[arg-type]
+
+
+def mirror(follower: str = "alice", leader: str = "L1", **changes: object) -> MirrorRecord:
+    rec = MirrorRecord(
+        follower=follower,
+        leader_order_id=leader,
+        correlation_id=f"CPY-{follower}-{leader}",
+        state=MirrorState.PLACING,
+        params=params(),
+        updated_at=T0,
+    )
+    return rec.with_changes(**changes)
+
+
+def intent(follower: str = "alice", leader: str = "L1", **changes: object) -> Intent:
+    i = Intent(
+        follower=follower,
+        leader_order_id=leader,
+        kind=IntentKind.PLACE,
+        correlation_id=f"CPY-{follower}-{leader}",
+        params=params(),
+    )
+    return dataclasses.replace(i, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "copytrade.db", clock=clock)
+    yield s
+    await s.close()
+
+
+# --- codec -----------------------------------------------------------------------------------
+
+
+def test_snapshot_json_round_trip_is_exact() -> None:
+    full = snapshot(
+        status=OrderStatus.PART_TRADED,
+        side=Side.SELL,
+        order_type=OrderType.STOP_LOSS,
+        product=Product.BO,
+        validity=Validity.IOC,
+        segment=Segment.MCX_COMM,
+        filled_qty=25,
+        trigger_price=100.25,
+        disclosed_qty=30,
+        avg_price=100.3,
+        correlation_id="CPY-X",
+        amo=True,
+        amo_time=AmoTime.OPEN_30,
+        leg="ENTRY_LEG",
+        parent_order_id="P1",
+        is_super_order=True,
+        reason='remark with unicode ₹ and "quotes"',
+        updated_at=T0 + timedelta(seconds=1, microseconds=7),
+        source=SnapshotSource.ORDER_BOOK,
+    )
+    back = decode_dataclass(OrderSnapshot, encode_value(full))
+    assert back == full
+    assert back.updated_at is not None and back.created_at is not None
+    assert back.updated_at.tzinfo is not None
+    assert back.updated_at.tzinfo.zone == "Asia/Kolkata"  # type: ignore[attr-defined]
+    assert back.updated_at.utcoffset() == timedelta(hours=5, minutes=30)
+    assert isinstance(back.price, float) and isinstance(back.status, OrderStatus)
+
+    minimal = snapshot(created_at=None, updated_at=None, amo_time=None)
+    assert decode_dataclass(OrderSnapshot, encode_value(minimal)) == minimal
+
+
+def test_params_round_trip_with_notes_and_amo() -> None:
+    p = params(amo=True, amo_time=AmoTime.PRE_OPEN, notes=("MARKET sent as LIMIT", "x"))
+    back = decode_dataclass(OrderParams, encode_value(p))
+    assert back == p
+    assert isinstance(back.notes, tuple)
+
+
+def test_datetime_parsing_keeps_zones() -> None:
+    utc = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert parse_datetime(utc.isoformat()) == utc
+    assert parse_datetime(utc.isoformat()).utcoffset() == timedelta(0)
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+    assert parse_datetime(naive.isoformat()) == naive
+
+
+def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
+    raw = encode_value(params())
+    raw["some_future_field"] = 1
+    assert decode_dataclass(OrderParams, raw) == params()
+
+
+# --- engine state ----------------------------------------------------------------------------
+
+
+async def test_engine_state_round_trip_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as s:
+        assert await s.get_engine_state() is None
+        await s.set_engine_state(EngineState.ARMED, "started")
+        await s.set_engine_state(EngineState.KILLED, "K pressed")
+        assert await s.get_engine_state() == (EngineState.KILLED, "K pressed")
+    async with await Store.open(path) as s:
+        assert await s.get_engine_state() == (EngineState.KILLED, "K pressed")
+
+
+# --- leader orders, mirrors ------------------------------------------------------------------
+
+
+async def test_leader_orders_upsert_is_idempotent_and_keeps_latest(store: Store) -> None:
+    a = snapshot("L1")
+    b = snapshot("L2", side=Side.SELL)
+    await store.upsert_leader_order(a)
+    await store.upsert_leader_order(b)
+    await store.upsert_leader_order(a)
+    assert await store.leader_orders() == [a, b]
+    filled = a.with_changes(status=OrderStatus.TRADED, filled_qty=75, avg_price=101.45)
+    await store.upsert_leader_order(filled)
+    assert await store.get_leader_order("L1") == filled
+    assert await store.get_leader_order("nope") is None
+    assert [s.order_id for s in await store.leader_orders()] == ["L1", "L2"]
+
+
+async def test_mirror_round_trip_and_upsert(store: Store) -> None:
+    m = mirror(
+        state=MirrorState.LIVE,
+        generation=2,
+        follower_order_id="F9",
+        broker_status=OrderStatus.PART_TRADED,
+        filled_qty=25,
+        avg_price=101.55,
+        modifications=3,
+        reason="why",
+        symbol="NIFTY",
+        leader_seen_mono=1234.5,
+        latency_ms=41.25,
+        slippage=-0.05,
+    )
+    await store.save_mirror(m)
+    assert await store.get_mirror("alice", "L1") == m
+    bare = mirror("bob", params=None, updated_at=None)
+    await store.save_mirror(bare)
+    assert await store.get_mirror("bob", "L1") == bare
+    done = m.with_changes(state=MirrorState.DONE, broker_status=OrderStatus.TRADED)
+    await store.save_mirror(done)
+    await store.save_mirror(done)
+    await store.save_mirror(mirror("alice", "L2"))
+    assert await store.mirrors() == [done, bare, mirror("alice", "L2")]
+    assert await store.mirrors_for_leader("L1") == [done, bare]
+    assert await store.get_mirror("alice", "L3") is None
+    assert await store.mirror_by_correlation("CPY-alice-L2") == mirror("alice", "L2")
+
+
+# --- intents ---------------------------------------------------------------------------------
+
+
+async def test_record_intent_assigns_id_and_time_and_writes_mirror(
+    store: Store, clock: ManualClock
+) -> None:
+    m = mirror()
+    stored = await store.record_intent(intent(), m)
+    assert stored.id > 0
+    assert stored.created_at == T0
+    assert stored == dataclasses.replace(intent(), id=stored.id, created_at=T0)
+    assert await store.get_mirror("alice", "L1") == m
+    assert await store.unfinished_intents() == [stored]
+    assert await store.get_intent(stored.id) == stored
+
+    clock.advance(0.2)
+    live = m.with_changes(state=MirrorState.LIVE, follower_order_id="F1")
+    await store.complete_intent(stored.id, IntentOutcome.ACKED, "placed", live)
+    assert await store.unfinished_intents() == []
+    assert await store.get_mirror("alice", "L1") == live
+    done = await store.get_intent(stored.id)
+    assert done is not None
+    assert (done.outcome, done.detail, done.follower_order_id) == (
+        IntentOutcome.ACKED,
+        "placed",
+        "F1",
+    )
+
+
+async def test_ambiguous_intents_stay_unfinished(store: Store) -> None:
+    a = await store.record_intent(intent("alice"))
+    b = await store.record_intent(intent("bob", kind=IntentKind.CANCEL, params=None))
+    c = await store.record_intent(intent("carol"))
+    await store.complete_intent(a.id, IntentOutcome.AMBIGUOUS, "timeout")
+    await store.complete_intent(b.id, IntentOutcome.REFUSED, "DH-906")
+    unfinished = await store.unfinished_intents()
+    assert [i.id for i in unfinished] == [a.id, c.id]
+    assert unfinished[0].outcome is IntentOutcome.AMBIGUOUS
+    assert unfinished[0].detail == "timeout"
+
+
+async def test_record_intent_rejects_recorded_and_complete_rejects_unknown(store: Store) -> None:
+    stored = await store.record_intent(intent())
+    with pytest.raises(StoreError):
+        await store.record_intent(stored)
+    with pytest.raises(StoreError):
+        await store.complete_intent(9999, IntentOutcome.ACKED)
+
+
+async def test_failed_transaction_leaves_nothing(store: Store) -> None:
+    bad = mirror()
+    object.__setattr__(bad, "follower", None)  # the mirror upsert fails after the insert
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.record_intent(intent(), bad)
+    assert await store.unfinished_intents() == []  # the intent insert was rolled back
+    assert await store.mirrors() == []
+    ok = await store.record_intent(intent(), mirror())  # and the connection still works
+    assert await store.unfinished_intents() == [ok]
+
+
+async def test_intents_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as s:
+        a = await s.record_intent(intent("alice"), mirror("alice"))
+        b = await s.record_intent(intent("bob"), mirror("bob"))
+        await s.complete_intent(b.id, IntentOutcome.ACKED, "ok")
+    async with await Store.open(path) as s:
+        assert await s.unfinished_intents() == [a]
+        assert (await s.get_mirror("alice", "L1")) == mirror("alice")
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from engine.records import Intent, IntentKind, IntentOutcome
+    from engine.store import Store
+
+    async def main():
+        store = await Store.open(sys.argv[1])
+        done = await store.record_intent(Intent("alice", "L1", IntentKind.PLACE, "C1", None))
+        await store.complete_intent(done.id, IntentOutcome.ACKED, "ok")
+        for n in range(3):
+            await store.record_intent(Intent("bob", f"L{n}", IntentKind.PLACE, f"C{n}", None))
+        await store.set_engine_state(__import__("engine.events").events.EngineState.KILLED, "k")
+        os.kill(os.getpid(), signal.SIGKILL)  # die mid-flight: nothing closed, nothing flushed
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_intents_survive_a_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(path)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+
+    async def check() -> None:
+        async with await Store.open(path) as s:
+            pending = await s.unfinished_intents()
+            assert [(i.follower, i.leader_order_id) for i in pending] == [
+                ("bob", "L0"),
+                ("bob", "L1"),
+                ("bob", "L2"),
+            ]
+            assert all(i.outcome is IntentOutcome.PENDING for i in pending)
+            assert await s.get_engine_state() == (EngineState.KILLED, "k")
+
+    asyncio.run(check())
+
+
+async def test_concurrent_tasks(store: Store) -> None:
+    async def worker(n: int) -> int:
+        follower = f"f{n % 5}"
+        leader = f"L{n}"
+        rec = mirror(follower, leader)
+        stored = await store.record_intent(intent(follower, leader), rec)
+        await store.append_journal("broker", f"sent {n}", follower, leader)
+        if n % 3:
+            live = rec.with_changes(state=MirrorState.LIVE, follower_order_id=f"F{n}")
+            await store.complete_intent(stored.id, IntentOutcome.ACKED, "ok", live)
+        await store.upsert_leader_order(snapshot(leader))
+        return stored.id
+
+    ids = await asyncio.gather(*(worker(n) for n in range(60)))
+    assert len(set(ids)) == 60
+    assert len(await store.mirrors()) == 60
+    assert len(await store.leader_orders()) == 60
+    assert len(await store.unfinished_intents()) == 20
+    live = [m for m in await store.mirrors() if m.state is MirrorState.LIVE]
+    assert len(live) == 40
+    assert all(m.follower_order_id for m in live)
+
+
+# --- journal, timeline, alerts, malformed ----------------------------------------------------
+
+
+async def test_timeline_merges_journal_and_intents_oldest_first(
+    store: Store, clock: ManualClock
+) -> None:
+    await store.append_journal("leader", "BUY 75 NIFTY LIMIT 101.5 seen", leader_order_id="L1")
+    stored = await store.record_intent(intent("alice"))  # same instant: insertion order
+    clock.advance(0.05)
+    await store.append_journal("broker", "placed F1", "alice", "L1")
+    await store.complete_intent(stored.id, IntentOutcome.ACKED, "placed")
+    await store.append_journal("fill", "earlier fill", "alice", "L1", at=T0 - timedelta(1))
+    await store.append_journal("leader", "another order", leader_order_id="L2")
+    naive = T0.replace(tzinfo=None) + timedelta(seconds=10)
+    await store.append_journal("fill", "naive time is IST", "alice", "L1", at=naive)
+
+    entries = await store.timeline("L1")
+    assert [e.kind for e in entries] == ["fill", "leader", "intent", "broker", "fill"]
+    assert entries[0].at == T0 - timedelta(1)
+    assert entries[2].follower == "alice"
+    assert entries[2].text.startswith("PLACE BUY 75 NSE_FNO:52175 LIMIT @ 101.5")
+    assert entries[2].text.endswith("-> ACKED: placed")
+    assert entries[4].at == IST.localize(naive)
+    assert await store.timeline("nope") == []
+
+
+async def test_timeline_order_survives_reopen(tmp_path: Path, clock: ManualClock) -> None:
+    path = tmp_path / "t.db"
+    async with await Store.open(path, clock=clock) as s:
+        await s.append_journal("leader", "first", leader_order_id="L1")
+    async with await Store.open(path, clock=clock) as s:
+        await s.record_intent(intent())
+        await s.append_journal("broker", "third", leader_order_id="L1")
+        assert [e.text[:5] for e in await s.timeline("L1")] == ["first", "PLACE", "third"]
+
+
+async def test_alerts_and_malformed(store: Store) -> None:
+    alert = Alert("SIZED_TO_ZERO", Severity.WARNING, "0.1 x 75 rounds to 0 lots", T0, "bob", "L1")
+    await store.record_alert(alert)
+    await store.record_alert(dataclasses.replace(alert, count=4, follower=None))
+    assert await store.recent_alerts() == [
+        alert,
+        dataclasses.replace(alert, count=4, follower=None),
+    ]
+    assert await store.recent_alerts(limit=1) == [
+        dataclasses.replace(alert, count=4, follower=None)
+    ]
+    await store.record_malformed('{"Type":"order_alert","Data":', "truncated JSON")
+    [(at, raw, error)] = await store.malformed_messages()
+    assert (at, raw, error) == (T0, '{"Type":"order_alert","Data":', "truncated JSON")
+
+
+# --- schema, PRAGMAs -------------------------------------------------------------------------
+
+
+async def test_wal_and_synchronous_settings(store: Store, tmp_path: Path) -> None:
+    d = await store.durability()
+    assert d["intents"] == {"journal_mode": "wal", "synchronous": "FULL", "busy_timeout": 5000}
+    assert d["main"] == {"journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": 5000}
+    with sqlite3.connect(tmp_path / "copytrade.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
+
+
+async def test_fresh_database_is_at_latest_version(store: Store) -> None:
+    assert await store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+
+
+async def test_migrates_an_older_database(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # what version 1 of the program left behind
+        raw.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY, version INTEGER)")
+        for statement in MIGRATIONS[0]:
+            raw.execute(statement)
+        raw.execute("INSERT INTO schema_version VALUES (1, 1)")
+        raw.execute(
+            "INSERT INTO engine_state VALUES (1, 'KILLED', 'before upgrade', ?)", (T0.isoformat(),)
+        )
+        raw.execute(
+            "INSERT INTO intents (follower, leader_order_id, kind, correlation_id, params,"
+            " outcome, created_at) VALUES ('alice', 'L1', 'PLACE', 'C1', NULL, 'PENDING', ?)",
+            (T0.isoformat(),),
+        )
+    raw.close()
+    async with await Store.open(path) as s:
+        assert await s.schema_version() == SCHEMA_VERSION
+        assert await s.get_engine_state() == (EngineState.KILLED, "before upgrade")
+        [old] = await s.unfinished_intents()
+        assert (old.follower, old.correlation_id, old.created_at) == ("alice", "C1", T0)
+        await s.append_journal("leader", "v2 table works", leader_order_id="L1")
+        assert [e.kind for e in await s.timeline("L1")] == ["intent", "leader"]
+    async with await Store.open(path) as s:  # reopening applies nothing twice
+        assert await s.schema_version() == SCHEMA_VERSION
+
+
+async def test_refuses_a_newer_database(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    async with await Store.open(path):
+        pass
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.close()
+    with pytest.raises(StoreError, match="newer"):
+        await Store.open(path)
+
+
+async def test_memory_path_refused() -> None:
+    with pytest.raises(StoreError):
+        await Store.open(":memory:")
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def _read_all(directory: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in directory.iterdir()}
+
+
+async def test_no_token_reaches_the_database(tmp_path: Path, clock: ManualClock) -> None:
+    token = "test-access-token-ZZZZ-9876543210"
+    jwt = "eyJhbGciOiJIUzUxMiJ9.eyJjbGllbnQiOiIxMDAwMDAwMDAxIn0.c2lnbmF0dXJlc2ln"
+    secrets.register_secret(token)
+    path = tmp_path / "secret.db"
+    leak = f"token={token} jwt={jwt}"
+    async with await Store.open(path, clock=clock) as s:
+        await s.set_engine_state(EngineState.KILLED, leak)
+        await s.upsert_leader_order(snapshot(reason=leak))
+        rec = mirror(reason=leak, params=params(notes=(leak,)))
+        stored = await s.record_intent(intent(detail=leak, params=params(notes=(leak,))), rec)
+        await s.complete_intent(stored.id, IntentOutcome.REFUSED, leak, rec)
+        await s.save_mirror(rec)
+        await s.append_journal("broker", leak, "alice", "L1")
+        await s.record_alert(Alert("X", Severity.ERROR, leak, T0))
+        await s.record_malformed('{"LoginReq":{"Token":"' + token + '"}}', leak)
+        await s.record_malformed(jwt, "bad")
+        assert token not in str(await s.timeline("L1"))
+        stored_reason = (await s.get_leader_order("L1")).reason  # type: ignore[union-attr]
+        assert stored_reason == "token=*** jwt=***"
+        files_while_open = _read_all(tmp_path)  # the WAL holds everything so far
+        assert sum(len(b) for b in files_while_open.values()) > 0
+    files_after = _read_all(tmp_path)
+    for files in (files_while_open, files_after):
+        for p, data in files.items():
+            assert token.encode() not in data, p
+            assert jwt.encode() not in data, p
+            assert b"ZZZZ-9876543210" not in data, p
