@@ -1,0 +1,457 @@
+"""The async face over the synchronous ``dhanhq`` SDK, one instance per account.
+
+Every SDK call runs on this broker's own thread pool (``loop.run_in_executor``), so one slow
+account never blocks another, and every answer is classified into a typed
+:class:`~engine.dhan.errors.BrokerResult` (mutations) or a decoded value (reads; failures raise
+:class:`~engine.dhan.errors.BrokerError`).
+
+The SDK's ``OrderUpdate`` is never used here: it prints the access token. The order-update
+socket is read by :mod:`engine.dhan.order_stream`.
+
+The access token lives in the SDK's objects and in a private attribute; it is never part of
+``repr()``/``str()``, a result message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dhanhq import DhanContext, dhanhq
+
+from engine.clock import to_ist
+from engine.dhan.codec import (
+    CodecError,
+    decode_rest_order,
+    decode_rest_orders,
+    encode_modify,
+    encode_place,
+    parse_product,
+    parse_segment,
+)
+from engine.dhan.errors import (
+    BrokerError,
+    BrokerResult,
+    ResultKind,
+    classify,
+    classify_exception,
+    not_sent,
+    sanitize,
+)
+from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Product, Segment
+from engine.secrets import register_secret
+
+__all__ = ["DhanBroker", "Funds", "OrderBook", "Position", "Profile"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    segment: Segment
+    security_id: str
+    symbol: str
+    product: Product
+    net_qty: int
+    buy_avg: float
+    sell_avg: float
+    realized_pnl: float
+    unrealized_pnl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Funds:
+    available: float  # Dhan's misspelled ``availabelBalance``
+    sod_limit: float
+    utilized: float
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    client_id: str
+    token_valid_until: datetime | None  # IST, tz-aware; None when Dhan did not say
+
+
+class OrderBook(list[OrderSnapshot]):
+    """The day's orders; ``errors`` lists the rows that could not be decoded (none are lost
+    silently, and one bad row never costs the others)."""
+
+    def __init__(self, snapshots: list[OrderSnapshot], errors: list[CodecError]) -> None:
+        super().__init__(snapshots)
+        self.errors: list[CodecError] = errors
+
+
+def _float(value: object) -> float:
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return result if result == result and abs(result) != float("inf") else 0.0
+
+
+def _int(value: object) -> int:
+    return int(_float(value))
+
+
+def _folded(obj: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in obj.items()}
+
+
+def _parse_token_validity(text: object) -> datetime | None:
+    """Profile ``tokenValidity`` is "DD/MM/YYYY HH:MM" IST (unlike every other Dhan date)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    for fmt in ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return to_ist(datetime.strptime(text.strip(), fmt))
+        except ValueError:
+            continue
+    return None
+
+
+class DhanBroker:
+    """One Dhan account behind the real ``dhanhq`` SDK."""
+
+    def __init__(
+        self,
+        client_id: str,
+        access_token: str,
+        rest_url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_workers: int = 4,
+    ) -> None:
+        self._client_id = client_id
+        self._token = access_token
+        register_secret(access_token)
+        self._rest_url = rest_url.rstrip("/")
+        self._timeout_s = timeout_s
+        ctx = DhanContext(client_id, access_token)
+        ctx.dhan_http.base_url = self._rest_url
+        ctx.dhan_http.timeout = timeout_s
+        self._http = ctx.dhan_http
+        self._sdk = dhanhq(ctx)
+        # The SDK's timeout is per socket operation; this bounds the whole call. Past it the
+        # thread may still finish, so the answer to a mutation is AMBIGUOUS, never "failed".
+        self._call_timeout_s = timeout_s * 3 + 5
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix=f"dhan-{client_id}"
+        )
+        self._closed = False
+        self.last_codec_errors: list[CodecError] = []
+
+    # --- identity (never the token) -------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    @property
+    def rest_url(self) -> str:
+        return self._rest_url
+
+    def __repr__(self) -> str:
+        return f"DhanBroker(client_id={self._client_id!r}, rest_url={self._rest_url!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:  # a broker (and its token) is never pickled
+        raise TypeError("DhanBroker cannot be pickled")
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _sdk_call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        if self._closed:
+            raise RuntimeError("broker is closed")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
+        return await asyncio.wait_for(future, timeout=self._call_timeout_s)
+
+    async def _mutate(self, what: str, fn: Callable[..., Any], /, **kwargs: Any) -> BrokerResult:
+        try:
+            response = await self._sdk_call(fn, **kwargs)
+        except TimeoutError as exc:
+            result = classify_exception(exc, mutating=True, token=self._token)
+            result = BrokerResult(
+                result.kind, message=f"no answer within {self._call_timeout_s:.0f}s"
+            )
+        except (ValueError, TypeError) as exc:
+            # Raised by the SDK while building the request (e.g. a bad amo_time): not sent.
+            result = not_sent(str(exc), self._token)
+        except Exception as exc:
+            result = classify_exception(exc, mutating=True, token=self._token)
+        else:
+            result = classify(response, mutating=True, token=self._token)
+        self._log_result(what, result)
+        return result
+
+    async def _read(self, what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """The ``data`` of a successful read; raises BrokerError otherwise."""
+        try:
+            response = await self._sdk_call(fn, **kwargs)
+        except Exception as exc:
+            result = classify_exception(exc, mutating=False, token=self._token)
+        else:
+            result = classify(response, mutating=False, token=self._token)
+            if result.kind is ResultKind.OK:
+                return response.get("data") if isinstance(response, Mapping) else None
+        self._log_result(what, result)
+        raise BrokerError(result)
+
+    def _log_result(self, what: str, result: BrokerResult) -> None:
+        if result.kind is ResultKind.OK:
+            log.debug("%s %s: OK %s %s", self._client_id, what, result.order_id, result.status)
+        else:
+            log.warning(
+                "%s %s: %s %s %s",
+                self._client_id,
+                what,
+                result.kind.value,
+                result.error_code,
+                sanitize(result.message, self._token),
+            )
+
+    # --- mutations ------------------------------------------------------------------------
+
+    async def place(self, params: OrderParams) -> BrokerResult:
+        """Place one order; ``params.correlation_id`` goes to Dhan as the SDK's ``tag``.
+
+        AMBIGUOUS means it may exist: look it up by correlation id before placing again.
+        """
+        try:
+            kwargs = encode_place(params)
+        except CodecError as exc:
+            return not_sent(str(exc), self._token)
+        return await self._mutate("place", self._sdk.place_order, **kwargs)
+
+    async def modify(self, order_id: str, params: OrderParams, leg_name: str = "") -> BrokerResult:
+        """Modify an open order; ``params.quantity`` is the order's new TOTAL quantity."""
+        try:
+            kwargs = encode_modify(order_id, params, leg_name)
+        except CodecError as exc:
+            return not_sent(str(exc), self._token)
+        result = await self._mutate(f"modify {order_id}", self._sdk.modify_order, **kwargs)
+        if result.kind is ResultKind.OK and not result.order_id:
+            result = BrokerResult(ResultKind.OK, order_id=order_id, status=result.status)
+        return result
+
+    async def cancel(self, order_id: str) -> BrokerResult:
+        """Cancel an open order.
+
+        Dhan may answer an accepted cancel with an empty 202, which the SDK reports as a
+        failure; any unclear answer is therefore confirmed with ``GET /orders/{id}``:
+        CANCELLED -> OK; another terminal status -> REFUSED (with that status); still open or
+        unreadable -> AMBIGUOUS.
+        """
+        if not order_id:
+            return not_sent("order id is missing", self._token)
+        result = await self._mutate(f"cancel {order_id}", self._sdk.cancel_order, order_id=order_id)
+        if result.kind is ResultKind.OK:
+            return BrokerResult(
+                ResultKind.OK,
+                order_id=result.order_id or order_id,
+                status=result.status or OrderStatus.CANCELLED,
+            )
+        if result.kind is not ResultKind.AMBIGUOUS:
+            return result
+        try:
+            snapshot = await self.order_by_id(order_id)
+        except BrokerError as exc:
+            return BrokerResult(
+                ResultKind.AMBIGUOUS,
+                order_id=order_id,
+                error_code=result.error_code,
+                message=f"{result.message}; confirming failed: {exc.result.message}",
+            )
+        if snapshot is None:
+            return BrokerResult(
+                ResultKind.AMBIGUOUS,
+                order_id=order_id,
+                message=f"{result.message}; the order was not found when confirming",
+            )
+        if snapshot.status is OrderStatus.CANCELLED:
+            return BrokerResult(ResultKind.OK, order_id=order_id, status=OrderStatus.CANCELLED)
+        if snapshot.status.is_terminal:
+            return BrokerResult(
+                ResultKind.REFUSED,
+                order_id=order_id,
+                status=snapshot.status,
+                message=f"order is already {snapshot.status.value}",
+            )
+        return BrokerResult(
+            ResultKind.AMBIGUOUS,
+            order_id=order_id,
+            status=snapshot.status,
+            error_code=result.error_code,
+            message=f"{result.message}; order still {snapshot.status.value} when confirming",
+        )
+
+    async def kill_switch(self, activate: bool) -> BrokerResult:
+        action = "activate" if activate else "deactivate"
+        return await self._mutate(f"kill switch {action}", self._sdk.kill_switch, action=action)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def order_book(self) -> OrderBook:
+        """The day's orders (``GET /orders``). Raises BrokerError when the book is unreadable;
+        rows that cannot be decoded are listed in ``.errors`` (and ``last_codec_errors``)."""
+        data = await self._read("order book", self._sdk.get_order_list)
+        if data in ("", None):
+            data = []
+        if not isinstance(data, list):
+            raise BrokerError(
+                BrokerResult(
+                    ResultKind.TRANSIENT,
+                    message=f"order book is not a list but {type(data).__name__}",
+                )
+            )
+        snapshots, errors = decode_rest_orders(data)
+        for error in errors:
+            log.warning("%s order book: %s", self._client_id, sanitize(error, self._token))
+        self.last_codec_errors = errors
+        return OrderBook(snapshots, errors)
+
+    def _one_order(self, data: Any, what: str) -> OrderSnapshot | None:
+        if isinstance(data, list):
+            rows = [row for row in data if row]
+            if not rows:
+                return None
+            # Several orders can share a correlation id (slicing): the furthest along wins.
+            snapshots, errors = decode_rest_orders(rows)
+            if not snapshots:
+                raise BrokerError(
+                    BrokerResult(ResultKind.TRANSIENT, message=f"{what}: {errors[0]}")
+                )
+            return max(snapshots, key=lambda s: s.progress_key())
+        if data in ("", None) or (isinstance(data, Mapping) and not data):
+            return None
+        try:
+            return decode_rest_order(data)
+        except CodecError as exc:
+            raise BrokerError(
+                BrokerResult(ResultKind.TRANSIENT, message=sanitize(f"{what}: {exc}", self._token))
+            ) from None
+
+    async def order_by_id(self, order_id: str) -> OrderSnapshot | None:
+        """One order (``GET /orders/{id}``); None when Dhan says there is no such order."""
+        try:
+            data = await self._read(
+                f"order {order_id}", self._sdk.get_order_by_id, order_id=order_id
+            )
+        except BrokerError as exc:
+            if exc.result.kind is ResultKind.NOT_FOUND:
+                return None
+            raise
+        return self._one_order(data, f"order {order_id}")
+
+    async def order_by_correlation(self, correlation_id: str) -> OrderSnapshot | None:
+        """The order placed with this correlation id (``GET /orders/external/{cid}``).
+
+        None only when Dhan clearly says there is none (empty answer, DH-907, "not found");
+        raises BrokerError for every unclear answer, so a caller never places twice because
+        of a timeout.
+        """
+        try:
+            data = await self._read(
+                f"order by correlation {correlation_id}",
+                self._sdk.get_order_by_correlationID,
+                correlation_id=correlation_id,
+            )
+        except BrokerError as exc:
+            if exc.result.kind is ResultKind.NOT_FOUND:
+                return None
+            raise
+        return self._one_order(data, f"order by correlation {correlation_id}")
+
+    async def positions(self) -> list[Position]:
+        data = await self._read("positions", self._sdk.get_positions)
+        if data in ("", None):
+            return []
+        if not isinstance(data, list):
+            raise BrokerError(
+                BrokerResult(ResultKind.TRANSIENT, message="positions answer is not a list")
+            )
+        out: list[Position] = []
+        errors: list[CodecError] = []
+        for index, row in enumerate(data):
+            try:
+                if not isinstance(row, Mapping):
+                    raise CodecError(f"expected an object, got {type(row).__name__}")
+                d = _folded(row)
+                out.append(
+                    Position(
+                        segment=parse_segment(d.get("exchangesegment")),
+                        security_id=str(d.get("securityid") or ""),
+                        symbol=str(d.get("tradingsymbol") or ""),
+                        product=parse_product(d.get("producttype")),
+                        net_qty=_int(d.get("netqty")),
+                        buy_avg=_float(d.get("buyavg")),
+                        sell_avg=_float(d.get("sellavg")),
+                        realized_pnl=_float(d.get("realizedprofit")),
+                        unrealized_pnl=_float(d.get("unrealizedprofit")),
+                    )
+                )
+            except CodecError as exc:
+                errors.append(CodecError(f"position row {index}: {exc}"))
+        for error in errors:
+            log.warning("%s positions: %s", self._client_id, sanitize(error, self._token))
+        self.last_codec_errors = errors
+        return out
+
+    async def fund_limits(self) -> Funds:
+        data = await self._read("fund limits", self._sdk.get_fund_limits)
+        if not isinstance(data, Mapping):
+            raise BrokerError(
+                BrokerResult(ResultKind.TRANSIENT, message="fund limits answer is not an object")
+            )
+        d = _folded(data)
+        available = d.get("availabelbalance", d.get("availablebalance"))
+        return Funds(
+            available=_float(available),
+            sod_limit=_float(d.get("sodlimit")),
+            utilized=_float(d.get("utilizedamount")),
+        )
+
+    async def kill_switch_status(self) -> bool | None:
+        """True when Dhan's kill switch is active; None when unknown (unreadable)."""
+        try:
+            data = await self._read("kill switch status", self._sdk.status_kill_switch)
+        except BrokerError:
+            return None
+        if not isinstance(data, Mapping):
+            return None
+        status = str(_folded(data).get("killswitchstatus") or "").strip().upper()
+        if status.startswith("ACTIVATE") or status in ("ACTIVE", "ON", "TRUE"):
+            return True
+        if status.startswith("DEACTIVATE") or status in ("INACTIVE", "OFF", "FALSE"):
+            return False
+        return None
+
+    async def profile(self) -> Profile:
+        """``GET {rest_url}/profile`` with the account's headers; raises BrokerError on failure."""
+        data = await self._read("profile", self._http.get, endpoint="/profile")
+        if not isinstance(data, Mapping):
+            raise BrokerError(
+                BrokerResult(ResultKind.TRANSIENT, message="profile answer is not an object")
+            )
+        d = _folded(data)
+        return Profile(
+            client_id=str(d.get("dhanclientid") or self._client_id),
+            token_valid_until=_parse_token_validity(d.get("tokenvalidity")),
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._http.session.close()
+        except Exception:  # closing is best effort
+            log.debug("%s: closing the HTTP session failed", self._client_id)

@@ -1,0 +1,230 @@
+"""Typed results for the dhanhq SDK's ``{status, remarks, data}`` dicts.
+
+The SDK never raises on HTTP errors and discards the status code; what is left is
+``remarks`` (a dict with Dhan's ``error_code``/``error_message`` when the body was JSON, else the
+exception text) and ``data``. :func:`classify` turns that into a :class:`BrokerResult`.
+
+The one rule that matters for "never place twice": when we cannot tell whether a mutating call
+(place / modify / cancel) reached Dhan's order system, the result is AMBIGUOUS, and the caller
+must reconcile (``GET /orders/external/{correlationId}`` or ``GET /orders/{id}``) before
+retrying. The same failure on a read is TRANSIENT: simply retry.
+
+Classification (``code`` is ``remarks['error_code']``):
+
+=============================================  ==================  ==================
+Situation                                      mutating call       read
+=============================================  ==================  ==================
+status success                                 OK                  OK
+DH-904, 805                                    RATE_LIMITED        RATE_LIMITED
+DH-901, DH-902, 807, 808, 809, 810             AUTH_FAILED         AUTH_FAILED
+DH-903, DH-905, DH-906, DH-911                 REFUSED             REFUSED *
+DH-907                                         REFUSED             NOT_FOUND
+DH-908, DH-909, DH-910, 800, unknown code      AMBIGUOUS           TRANSIENT
+non-JSON body ("Expecting value", HTML 502)    AMBIGUOUS           TRANSIENT
+transport error (timeout, refused, reset)      AMBIGUOUS           TRANSIENT
+a request the SDK refused to build/send        REFUSED             REFUSED
+=============================================  ==================  ==================
+
+\\* on a read, an error whose message says "not found" / "no data" / "no record" is NOT_FOUND.
+
+Messages never contain the access token: :func:`sanitize` cuts everything after
+``access-token``, replaces the account's token, and masks registered secrets and JWTs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from engine.dhan.codec import CodecError, parse_order_status
+from engine.domain import OrderStatus
+from engine.secrets import MASK, redact
+
+__all__ = [
+    "BrokerError",
+    "BrokerResult",
+    "ResultKind",
+    "classify",
+    "classify_exception",
+    "not_sent",
+    "sanitize",
+]
+
+_MAX_MESSAGE = 500
+
+
+class ResultKind(StrEnum):
+    OK = "OK"
+    REFUSED = "REFUSED"  # Dhan said no; retrying the same request will not help
+    RATE_LIMITED = "RATE_LIMITED"  # DH-904: back off, then retry
+    AUTH_FAILED = "AUTH_FAILED"  # token invalid/expired or no API access: stop this account
+    NOT_FOUND = "NOT_FOUND"  # a read for something Dhan does not have
+    AMBIGUOUS = "AMBIGUOUS"  # a mutation that may or may not have happened: reconcile first
+    TRANSIENT = "TRANSIENT"  # a read that failed for a passing reason: retry
+
+
+_RETRYABLE = frozenset({ResultKind.RATE_LIMITED, ResultKind.TRANSIENT})
+
+
+@dataclass(frozen=True)
+class BrokerResult:
+    kind: ResultKind
+    order_id: str = ""
+    status: OrderStatus | None = None
+    error_code: str = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is ResultKind.OK
+
+    @property
+    def retryable(self) -> bool:
+        """Safe to send the same request again after a pause (RATE_LIMITED, TRANSIENT).
+
+        AMBIGUOUS is deliberately not retryable: reconcile first, or an order may be doubled.
+        """
+        return self.kind in _RETRYABLE
+
+
+class BrokerError(Exception):
+    """A read that could not be answered; carries the classified result."""
+
+    def __init__(self, result: BrokerResult) -> None:
+        super().__init__(f"{result.kind.value}: {result.error_code or '-'} {result.message}")
+        self.result = result
+
+
+_ACCESS_TOKEN = re.compile(r"access[-_ ]?token", re.IGNORECASE)
+
+
+def sanitize(text: object, token: str = "") -> str:
+    """Text safe to show or log: nothing after "access-token", no token, no JWT, bounded length."""
+    out = text if isinstance(text, str) else str(text)
+    match = _ACCESS_TOKEN.search(out)
+    if match:
+        out = out[: match.end()] + " " + MASK
+    if token:
+        out = out.replace(token, MASK)
+    out = redact(out)
+    if len(out) > _MAX_MESSAGE:
+        out = out[:_MAX_MESSAGE] + "…"
+    return out
+
+
+_RATE_LIMITED = frozenset({"DH-904", "805", "DH-805"})
+_AUTH = frozenset({"DH-901", "DH-902", "807", "808", "809", "810"})
+_REFUSED = frozenset({"DH-903", "DH-905", "DH-906", "DH-911"})
+_NOT_FOUND_ON_READ = frozenset({"DH-907"})
+_NOT_FOUND_WORDS = re.compile(
+    r"not\s*found|no\s*(data|record|order)s?\b|does\s*not\s*exist", re.IGNORECASE
+)
+
+
+def _code(value: object) -> str:
+    if value is None:
+        return ""
+    text = str(value).strip().upper()
+    if text.startswith("DH-8"):  # the 8xx data-API codes also appear as "DH-807" in the wild
+        text = text[3:]
+    return text
+
+
+def _kind_for_code(code: str, message: str, *, mutating: bool) -> ResultKind:
+    if code in _RATE_LIMITED:
+        return ResultKind.RATE_LIMITED
+    if code in _AUTH:
+        return ResultKind.AUTH_FAILED
+    if code in _NOT_FOUND_ON_READ:
+        return ResultKind.REFUSED if mutating else ResultKind.NOT_FOUND
+    if code in _REFUSED:
+        if not mutating and _NOT_FOUND_WORDS.search(message):
+            return ResultKind.NOT_FOUND
+        return ResultKind.REFUSED
+    # DH-908/909/910, 800, and codes nobody documented: we cannot say what happened.
+    return ResultKind.AMBIGUOUS if mutating else ResultKind.TRANSIENT
+
+
+def _unclear(mutating: bool) -> ResultKind:
+    return ResultKind.AMBIGUOUS if mutating else ResultKind.TRANSIENT
+
+
+def _order_fields(data: object) -> tuple[str, OrderStatus | None]:
+    if isinstance(data, list) and data:
+        data = data[0]
+    if not isinstance(data, Mapping):
+        return "", None
+    folded = {str(k).lower(): v for k, v in data.items()}
+    raw_id = folded.get("orderid")
+    order_id = "" if raw_id is None else str(raw_id).strip()
+    status: OrderStatus | None = None
+    raw_status = folded.get("orderstatus")
+    if isinstance(raw_status, str) and raw_status.strip():
+        try:
+            status = parse_order_status(raw_status)
+        except CodecError:
+            status = None
+    return order_id, status
+
+
+def classify(response: object, *, mutating: bool, token: str = "") -> BrokerResult:
+    """The SDK's ``{status, remarks, data}`` dict -> BrokerResult. Never raises."""
+    try:
+        return _classify(response, mutating=mutating, token=token)
+    except Exception as exc:  # a shape nobody expected: unclear, never a crash
+        return BrokerResult(
+            _unclear(mutating), message=sanitize(f"unreadable SDK response: {exc}", token)
+        )
+
+
+def _classify(response: object, *, mutating: bool, token: str) -> BrokerResult:
+    if not isinstance(response, Mapping):
+        return BrokerResult(
+            _unclear(mutating),
+            message=sanitize(f"unexpected SDK response of type {type(response).__name__}", token),
+        )
+    status = str(response.get("status", "")).strip().lower()
+    remarks: Any = response.get("remarks")
+    data: Any = response.get("data")
+    if status == "success":
+        order_id, order_status = _order_fields(data)
+        return BrokerResult(ResultKind.OK, order_id=order_id, status=order_status)
+    if isinstance(remarks, Mapping):
+        code = _code(remarks.get("error_code") or remarks.get("errorCode"))
+        message = remarks.get("error_message") or remarks.get("errorMessage") or ""
+        if not message and remarks.get("message"):  # the old v1 shape
+            message = remarks["message"]
+        message = sanitize(message or remarks.get("error_type") or "", token)
+        return BrokerResult(
+            _kind_for_code(code, message, mutating=mutating),
+            error_code=code,
+            message=message or "no error message from Dhan",
+        )
+    text = sanitize(remarks if remarks is not None else "", token)
+    if text.startswith(("action parameter is required", "Invalid action")):
+        return BrokerResult(ResultKind.REFUSED, error_code="LOCAL", message=text)
+    if "Expecting value" in text or "Extra data" in text or "Unterminated" in text:
+        detail = "not a JSON answer (empty body, HTML error page or proxy error)"
+        return BrokerResult(_unclear(mutating), message=f"{detail}: {text}")
+    if not text:
+        text = "failure without any detail from the SDK"
+    return BrokerResult(_unclear(mutating), message=text)
+
+
+def classify_exception(exc: BaseException, *, mutating: bool, token: str = "") -> BrokerResult:
+    """An exception out of an SDK call or our own wait for it (timeout): unclear."""
+    name = type(exc).__name__
+    detail = str(exc)
+    return BrokerResult(
+        _unclear(mutating), message=sanitize(f"{name}: {detail}" if detail else name, token)
+    )
+
+
+def not_sent(reason: str, token: str = "") -> BrokerResult:
+    """A request we (or the SDK) refused to send: nothing reached Dhan."""
+    return BrokerResult(
+        ResultKind.REFUSED, error_code="LOCAL", message=sanitize(f"not sent: {reason}", token)
+    )

@@ -1,0 +1,644 @@
+"""DhanBroker against a tiny loopback server that answers like Dhan, through the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from engine.clock import to_ist
+from engine.dhan.broker import DhanBroker, Funds, OrderBook, Position, Profile
+from engine.dhan.errors import BrokerError, BrokerResult, ResultKind, classify, sanitize
+from engine.domain import OrderParams, OrderStatus, OrderType, Product, Segment, Side, Validity
+
+TOKEN = "tok-SECRET-5f3a9c1e77"  # not JWT-shaped on purpose: our own masking must catch it
+CLIENT = "1100001111"
+
+PARAMS = OrderParams(
+    side=Side.BUY,
+    order_type=OrderType.LIMIT,
+    product=Product.INTRADAY,
+    validity=Validity.DAY,
+    segment=Segment.NSE_EQ,
+    security_id="1333",
+    quantity=10,
+    price=1500.5,
+    correlation_id="CPY-ABCDEFGHIJKLMNOP-0",
+)
+
+
+def _order(order_id: str = "5001", status: str = "PENDING", **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "dhanClientId": CLIENT,
+        "orderId": order_id,
+        "correlationId": "CPY-ABCDEFGHIJKLMNOP-0",
+        "orderStatus": status,
+        "transactionType": "BUY",
+        "exchangeSegment": "NSE_EQ",
+        "productType": "INTRADAY",
+        "orderType": "LIMIT",
+        "validity": "DAY",
+        "tradingSymbol": "HDFCBANK",
+        "securityId": "1333",
+        "quantity": 10,
+        "disclosedQuantity": 0,
+        "price": 1500.5,
+        "triggerPrice": 0,
+        "afterMarketOrder": False,
+        "legName": "NA",
+        "createTime": "2026-11-23 10:00:00",
+        "updateTime": "2026-11-23 10:00:01",
+        "remainingQuantity": 10,
+        "averageTradedPrice": 0,
+        "filledQty": 0,
+    }
+    row.update(extra)
+    return row
+
+
+def _dh_error(http: int, code: str, message: str) -> web.Response:
+    body = {"errorType": "Error", "errorCode": code, "errorMessage": message}
+    return web.json_response(body, status=http)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class FakeDhan:
+    """Routes ``(METHOD, path)`` to handlers a test sets; records every request."""
+
+    routes: dict[tuple[str, str], Handler] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str], str]] = field(default_factory=list)
+    url: str = ""
+
+    def on(self, method: str, path: str, handler: Handler) -> None:
+        self.routes[(method, path)] = handler
+
+    def answer(self, method: str, path: str, response: Callable[[], web.StreamResponse]) -> None:
+        async def handler(_: web.Request) -> web.StreamResponse:
+            return response()
+
+        self.on(method, path, handler)
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        self.requests.append((request.method, request.path_qs, dict(request.headers), body))
+        path = request.path.removeprefix("/v2")
+        handler = self.routes.get((request.method, path))
+        if handler is None:
+            return _dh_error(404, "DH-910", f"no route for {request.method} {path}")
+        return await handler(request)
+
+
+@pytest.fixture
+async def dhan() -> AsyncIterator[FakeDhan]:
+    fake = FakeDhan()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.dispatch)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    fake.url = f"http://{host}:{port}/v2"
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def broker(dhan: FakeDhan) -> AsyncIterator[DhanBroker]:
+    b = DhanBroker(CLIENT, TOKEN, dhan.url, timeout_s=0.5)
+    yield b
+    await b.close()
+
+
+def _no_token(*items: object) -> None:
+    for item in items:
+        assert TOKEN not in repr(item)
+        assert TOKEN not in str(item)
+
+
+# --- mutations ----------------------------------------------------------------------------
+
+
+async def test_place_ok_sends_correlation_id_as_tag(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer(
+        "POST", "/orders", lambda: web.json_response({"orderId": "5001", "orderStatus": "TRANSIT"})
+    )
+    result = await broker.place(PARAMS)
+    assert result == BrokerResult(ResultKind.OK, order_id="5001", status=OrderStatus.TRANSIT)
+    assert not result.retryable
+    method, path, headers, body = dhan.requests[0]
+    assert (method, path) == ("POST", "/v2/orders")
+    assert headers["client-id"] == CLIENT
+    assert headers["access-token"] == TOKEN  # the SDK sends it; only in the header
+    sent = json.loads(body)
+    assert sent["correlationId"] == "CPY-ABCDEFGHIJKLMNOP-0"
+    assert sent["dhanClientId"] == CLIENT
+    assert sent["quantity"] == 10 and sent["price"] == 1500.5
+    assert sent["transactionType"] == "BUY" and sent["exchangeSegment"] == "NSE_EQ"
+
+
+@pytest.mark.parametrize(
+    ("http", "code", "kind", "retryable"),
+    [
+        (400, "DH-905", ResultKind.REFUSED, False),
+        (400, "DH-906", ResultKind.REFUSED, False),
+        (403, "DH-911", ResultKind.REFUSED, False),
+        (400, "DH-903", ResultKind.REFUSED, False),
+        (400, "DH-907", ResultKind.REFUSED, False),
+        (429, "DH-904", ResultKind.RATE_LIMITED, True),
+        (401, "DH-901", ResultKind.AUTH_FAILED, False),
+        (403, "DH-902", ResultKind.AUTH_FAILED, False),
+        (500, "DH-908", ResultKind.AMBIGUOUS, False),
+        (502, "DH-909", ResultKind.AMBIGUOUS, False),
+        (500, "DH-910", ResultKind.AMBIGUOUS, False),
+        (400, "RS-9005", ResultKind.AMBIGUOUS, False),
+    ],
+)
+async def test_place_error_codes(
+    dhan: FakeDhan, broker: DhanBroker, http: int, code: str, kind: ResultKind, retryable: bool
+) -> None:
+    dhan.answer("POST", "/orders", lambda: _dh_error(http, code, f"message for {code}"))
+    result = await broker.place(PARAMS)
+    assert result.kind is kind
+    assert result.error_code == code
+    assert result.message == f"message for {code}"
+    assert result.retryable is retryable
+
+
+async def test_place_html_502_is_ambiguous(dhan: FakeDhan, broker: DhanBroker) -> None:
+    html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    dhan.answer(
+        "POST", "/orders", lambda: web.Response(text=html, status=502, content_type="text/html")
+    )
+    result = await broker.place(PARAMS)
+    assert result.kind is ResultKind.AMBIGUOUS
+    assert "not a JSON answer" in result.message
+
+
+async def test_place_timeout_is_ambiguous(dhan: FakeDhan, broker: DhanBroker) -> None:
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return web.json_response({"orderId": "5001", "orderStatus": "TRANSIT"})
+
+    dhan.on("POST", "/orders", slow)
+    started = time.monotonic()
+    result = await broker.place(PARAMS)
+    assert time.monotonic() - started < 0.95
+    assert result.kind is ResultKind.AMBIGUOUS
+    assert "timed out" in result.message.lower()
+
+
+async def test_connection_refused_is_ambiguous_for_place_and_transient_for_reads() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    b = DhanBroker(CLIENT, TOKEN, f"http://127.0.0.1:{port}/v2", timeout_s=0.5)
+    try:
+        result = await b.place(PARAMS)
+        assert result.kind is ResultKind.AMBIGUOUS
+        with pytest.raises(BrokerError) as info:
+            await b.order_book()
+        assert info.value.result.kind is ResultKind.TRANSIENT
+        assert info.value.result.retryable
+        _no_token(result, info.value, info.value.result)
+    finally:
+        await b.close()
+
+
+async def test_place_not_sent_when_params_cannot_be_encoded(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    result = await broker.place(
+        OrderParams(Side.BUY, OrderType.LIMIT, Product.CNC, Validity.DAY, Segment.NSE_EQ, "1", 0)
+    )
+    assert result.kind is ResultKind.REFUSED
+    assert result.error_code == "LOCAL"
+    assert dhan.requests == []
+
+
+async def test_modify_sends_total_quantity(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer(
+        "PUT",
+        "/orders/5001",
+        lambda: web.json_response({"orderId": "5001", "orderStatus": "PENDING"}),
+    )
+    params = OrderParams(
+        Side.BUY,
+        OrderType.STOP_LOSS,
+        Product.INTRADAY,
+        Validity.DAY,
+        Segment.NSE_EQ,
+        "1333",
+        25,
+        price=101.0,
+        trigger_price=100.5,
+    )
+    result = await broker.modify("5001", params)
+    assert result == BrokerResult(ResultKind.OK, order_id="5001", status=OrderStatus.PENDING)
+    method, path, _, body = dhan.requests[0]
+    assert (method, path) == ("PUT", "/v2/orders/5001")
+    sent = json.loads(body)
+    assert sent["quantity"] == 25
+    assert sent["orderType"] == "STOP_LOSS"
+    assert sent["triggerPrice"] == 100.5
+    assert sent["legName"] is None
+
+
+async def test_cancel_json_answer(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer(
+        "DELETE",
+        "/orders/5001",
+        lambda: web.json_response({"orderId": "5001", "orderStatus": "CANCELLED"}, status=202),
+    )
+    result = await broker.cancel("5001")
+    assert result == BrokerResult(ResultKind.OK, order_id="5001", status=OrderStatus.CANCELLED)
+    assert len(dhan.requests) == 1
+
+
+async def test_cancel_empty_202_confirmed_by_get(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer("DELETE", "/orders/5001", lambda: web.Response(status=202))
+    dhan.answer("GET", "/orders/5001", lambda: web.json_response(_order("5001", "CANCELLED")))
+    result = await broker.cancel("5001")
+    assert result == BrokerResult(ResultKind.OK, order_id="5001", status=OrderStatus.CANCELLED)
+    assert [r[:2] for r in dhan.requests] == [
+        ("DELETE", "/v2/orders/5001"),
+        ("GET", "/v2/orders/5001"),
+    ]
+
+
+async def test_cancel_empty_202_but_already_traded(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer("DELETE", "/orders/5001", lambda: web.Response(status=202))
+    dhan.answer("GET", "/orders/5001", lambda: web.json_response([_order("5001", "TRADED")]))
+    result = await broker.cancel("5001")
+    assert result.kind is ResultKind.REFUSED
+    assert result.status is OrderStatus.TRADED
+
+
+async def test_cancel_empty_202_still_open_stays_ambiguous(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    dhan.answer("DELETE", "/orders/5001", lambda: web.Response(status=202))
+    dhan.answer("GET", "/orders/5001", lambda: web.json_response(_order("5001", "PENDING")))
+    result = await broker.cancel("5001")
+    assert result.kind is ResultKind.AMBIGUOUS
+    assert result.status is OrderStatus.PENDING
+
+
+async def test_cancel_refused(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer("DELETE", "/orders/5001", lambda: _dh_error(400, "DH-906", "Order already traded"))
+    result = await broker.cancel("5001")
+    assert result.kind is ResultKind.REFUSED
+    assert result.message == "Order already traded"
+    assert len(dhan.requests) == 1  # a clear refusal needs no confirmation
+
+
+async def test_kill_switch(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer(
+        "POST",
+        "/killswitch",
+        lambda: web.json_response(
+            {
+                "dhanClientId": CLIENT,
+                "killSwitchStatus": "Kill Switch has been successfully activated",
+            }
+        ),
+    )
+    dhan.answer(
+        "GET",
+        "/killswitch",
+        lambda: web.json_response({"dhanClientId": CLIENT, "killSwitchStatus": "ACTIVATE"}),
+    )
+    result = await broker.kill_switch(True)
+    assert result.kind is ResultKind.OK
+    assert dhan.requests[0][1] == "/v2/killswitch?killSwitchStatus=ACTIVATE"
+    assert await broker.kill_switch_status() is True
+    dhan.answer(
+        "GET",
+        "/killswitch",
+        lambda: web.json_response({"dhanClientId": CLIENT, "killSwitchStatus": "DEACTIVATE"}),
+    )
+    assert await broker.kill_switch_status() is False
+    dhan.answer("GET", "/killswitch", lambda: web.Response(status=502, text="bad gateway"))
+    assert await broker.kill_switch_status() is None
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+async def test_order_book_keeps_good_rows_and_reports_bad_ones(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    rows = [_order("1"), _order("2", "WEIRD"), _order("3", "Traded", filledQty=10)]
+    dhan.answer("GET", "/orders", lambda: web.json_response(rows))
+    book = await broker.order_book()
+    assert isinstance(book, OrderBook)
+    assert [s.order_id for s in book] == ["1", "3"]
+    assert book[1].status is OrderStatus.TRADED
+    assert len(book.errors) == 1 and "WEIRD" in str(book.errors[0])
+    assert broker.last_codec_errors == book.errors
+
+
+async def test_order_book_failures_raise(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer("GET", "/orders", lambda: _dh_error(401, "DH-901", "Invalid token"))
+    with pytest.raises(BrokerError) as info:
+        await broker.order_book()
+    assert info.value.result.kind is ResultKind.AUTH_FAILED
+    dhan.answer("GET", "/orders", lambda: web.Response(status=502, text="<html>502</html>"))
+    with pytest.raises(BrokerError) as info:
+        await broker.order_book()
+    assert info.value.result.kind is ResultKind.TRANSIENT
+
+
+async def test_order_by_id(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer(
+        "GET", "/orders/1", lambda: web.json_response(_order("1", "PART_TRADED", filledQty=4))
+    )
+    snap = await broker.order_by_id("1")
+    assert snap is not None and snap.status is OrderStatus.PART_TRADED and snap.filled_qty == 4
+    dhan.answer("GET", "/orders/2", lambda: _dh_error(400, "DH-907", "No data present"))
+    assert await broker.order_by_id("2") is None
+
+
+async def test_order_by_correlation(dhan: FakeDhan, broker: DhanBroker) -> None:
+    cid = "CPY-ABCDEFGHIJKLMNOP-0"
+    path = f"/orders/external/{cid}"
+    dhan.answer("GET", path, lambda: web.json_response(_order("7")))
+    found = await broker.order_by_correlation(cid)
+    assert found is not None and found.order_id == "7" and found.correlation_id == cid
+    # sliced: several orders share the id; the one furthest along wins
+    dhan.answer(
+        "GET", path, lambda: web.json_response([_order("7"), _order("8", "TRADED", filledQty=10)])
+    )
+    found = await broker.order_by_correlation(cid)
+    assert found is not None and found.order_id == "8"
+    for empty in ([], {}):
+        dhan.answer("GET", path, lambda empty=empty: web.json_response(empty))
+        assert await broker.order_by_correlation(cid) is None
+    dhan.answer("GET", path, lambda: _dh_error(400, "DH-907", "No data present"))
+    assert await broker.order_by_correlation(cid) is None
+    dhan.answer("GET", path, lambda: _dh_error(404, "DH-905", "Order not found"))
+    assert await broker.order_by_correlation(cid) is None
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        lambda: web.Response(
+            status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
+        ),
+        lambda: web.Response(status=200),
+        lambda: _dh_error(500, "DH-908", "Internal Server Error"),
+        lambda: _dh_error(429, "DH-904", "Too many requests"),
+        lambda: _dh_error(401, "DH-901", "Invalid token"),
+        lambda: web.json_response({"orderId": 5}),  # an order we cannot read
+    ],
+)
+async def test_order_by_correlation_unclear_answers_raise(
+    dhan: FakeDhan, broker: DhanBroker, response: Callable[[], web.StreamResponse]
+) -> None:
+    dhan.answer("GET", "/orders/external/CPY-X", response)
+    with pytest.raises(BrokerError):
+        await broker.order_by_correlation("CPY-X")
+
+
+async def test_order_by_correlation_timeout_raises(dhan: FakeDhan, broker: DhanBroker) -> None:
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return web.json_response([])
+
+    dhan.on("GET", "/orders/external/CPY-X", slow)
+    with pytest.raises(BrokerError) as info:
+        await broker.order_by_correlation("CPY-X")
+    assert info.value.result.kind is ResultKind.TRANSIENT
+
+
+async def test_positions_funds_profile(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer(
+        "GET",
+        "/positions",
+        lambda: web.json_response(
+            [
+                {
+                    "dhanClientId": CLIENT,
+                    "tradingSymbol": "TCS",
+                    "securityId": "11536",
+                    "positionType": "LONG",
+                    "exchangeSegment": "NSE_EQ",
+                    "productType": "CNC",
+                    "buyAvg": 3345.8,
+                    "buyQty": 40,
+                    "sellAvg": 0.0,
+                    "sellQty": 0,
+                    "netQty": 40,
+                    "realizedProfit": 0.0,
+                    "unrealizedProfit": 6122.0,
+                },
+                {"exchangeSegment": "INX_EQ", "productType": "CNC"},
+            ]
+        ),
+    )
+    positions = await broker.positions()
+    assert positions == [
+        Position(Segment.NSE_EQ, "11536", "TCS", Product.CNC, 40, 3345.8, 0.0, 0.0, 6122.0)
+    ]
+    assert len(broker.last_codec_errors) == 1
+    dhan.answer(
+        "GET",
+        "/fundlimit",
+        lambda: web.json_response(
+            {
+                "dhanClientId": CLIENT,
+                "availabelBalance": 98440.0,
+                "sodLimit": 113642,
+                "collateralAmount": 0.0,
+                "utilizedAmount": 15202.0,
+                "withdrawableBalance": 98310.0,
+            }
+        ),
+    )
+    assert await broker.fund_limits() == Funds(
+        available=98440.0, sod_limit=113642.0, utilized=15202.0
+    )
+    dhan.answer(
+        "GET",
+        "/profile",
+        lambda: web.json_response(
+            {"dhanClientId": CLIENT, "tokenValidity": "30/03/2025 15:37", "activeSegment": "Equity"}
+        ),
+    )
+    profile = await broker.profile()
+    assert profile == Profile(CLIENT, to_ist(datetime(2025, 3, 30, 15, 37)))
+    assert dhan.requests[-1][2]["access-token"] == TOKEN
+    dhan.answer("GET", "/fundlimit", lambda: _dh_error(400, "DH-906", "Market is closed"))
+    with pytest.raises(BrokerError) as info:
+        await broker.fund_limits()
+    assert info.value.result.kind is ResultKind.REFUSED
+
+
+async def test_a_slow_account_does_not_block_another(dhan: FakeDhan) -> None:
+    async def by_client(request: web.Request) -> web.Response:
+        if request.headers["client-id"] == "slow":
+            await asyncio.sleep(0.4)
+        return web.json_response(
+            {"orderId": request.headers["client-id"], "orderStatus": "TRANSIT"}
+        )
+
+    dhan.on("POST", "/orders", by_client)
+    slow = DhanBroker("slow", TOKEN, dhan.url, timeout_s=5, max_workers=1)
+    fast = DhanBroker("fast", TOKEN, dhan.url, timeout_s=5, max_workers=1)
+    try:
+        slow_tasks = [asyncio.create_task(slow.place(PARAMS)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        result = await fast.place(PARAMS)
+        assert result.order_id == "fast"
+        assert time.monotonic() - started < 0.3
+        assert all(r.kind is ResultKind.OK for r in await asyncio.gather(*slow_tasks))
+    finally:
+        await slow.close()
+        await fast.close()
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+async def test_token_never_in_results_repr_or_logs(
+    dhan: FakeDhan, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    b = DhanBroker(CLIENT, TOKEN, dhan.url, timeout_s=0.3)
+    try:
+        assert TOKEN not in repr(b) and TOKEN not in str(b) and CLIENT in repr(b)
+        # A server that echoes the token back in its error text.
+        dhan.answer(
+            "POST",
+            "/orders",
+            lambda: _dh_error(401, "DH-901", f"bad access-token {TOKEN} for {CLIENT}"),
+        )
+        r1 = await b.place(PARAMS)
+        dhan.answer("POST", "/orders", lambda: _dh_error(400, "DH-905", f"token {TOKEN} rejected"))
+        r2 = await b.place(PARAMS)
+        dhan.answer("GET", "/orders", lambda: web.Response(status=502, text=f"<p>{TOKEN}</p>"))
+        with pytest.raises(BrokerError) as info:
+            await b.order_book()
+
+        async def slow(_: web.Request) -> web.Response:
+            await asyncio.sleep(1)
+            return web.json_response({})
+
+        dhan.on("DELETE", "/orders/1", slow)
+        dhan.on("GET", "/orders/1", slow)
+        r3 = await b.cancel("1")
+        assert r1.kind is ResultKind.AUTH_FAILED and "access-token" in r1.message
+        assert r2.kind is ResultKind.REFUSED and r2.message == "token *** rejected"
+        assert r3.kind is ResultKind.AMBIGUOUS
+        _no_token(r1, r2, r3, info.value, info.value.result)
+        assert caplog.records  # failures were logged ...
+        assert TOKEN not in caplog.text  # ... without the token
+    finally:
+        await b.close()
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(b)
+
+
+# --- classification table (pure) ----------------------------------------------------------
+
+
+def _failure(code: str | None, message: str = "m") -> dict[str, Any]:
+    return {
+        "status": "failure",
+        "remarks": {"error_code": code, "error_type": "t", "error_message": message},
+        "data": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("response", "mutating", "kind"),
+    [
+        ({"status": "success", "remarks": "", "data": {"orderId": "1"}}, True, ResultKind.OK),
+        (_failure("DH-904"), True, ResultKind.RATE_LIMITED),
+        (_failure("DH-904"), False, ResultKind.RATE_LIMITED),
+        (_failure("805"), False, ResultKind.RATE_LIMITED),
+        (_failure("DH-901"), True, ResultKind.AUTH_FAILED),
+        (_failure("DH-902"), False, ResultKind.AUTH_FAILED),
+        (_failure("807"), False, ResultKind.AUTH_FAILED),
+        (_failure("808"), True, ResultKind.AUTH_FAILED),
+        (_failure("809"), True, ResultKind.AUTH_FAILED),
+        (_failure("DH-809"), True, ResultKind.AUTH_FAILED),
+        (_failure("DH-903"), True, ResultKind.REFUSED),
+        (_failure("DH-905"), True, ResultKind.REFUSED),
+        (_failure("DH-905"), False, ResultKind.REFUSED),
+        (_failure("DH-905", "Order not found"), False, ResultKind.NOT_FOUND),
+        (_failure("DH-906"), True, ResultKind.REFUSED),
+        (_failure("DH-911"), True, ResultKind.REFUSED),
+        (_failure("DH-907"), True, ResultKind.REFUSED),
+        (_failure("DH-907"), False, ResultKind.NOT_FOUND),
+        (_failure("DH-908"), True, ResultKind.AMBIGUOUS),
+        (_failure("DH-909"), True, ResultKind.AMBIGUOUS),
+        (_failure("DH-910"), True, ResultKind.AMBIGUOUS),
+        (_failure("DH-908"), False, ResultKind.TRANSIENT),
+        (_failure(None), True, ResultKind.AMBIGUOUS),
+        (_failure(None), False, ResultKind.TRANSIENT),
+        (
+            {
+                "status": "failure",
+                "remarks": "Expecting value: line 1 column 1 (char 0)",
+                "data": "",
+            },
+            True,
+            ResultKind.AMBIGUOUS,
+        ),
+        (
+            {
+                "status": "failure",
+                "remarks": "Expecting value: line 1 column 1 (char 0)",
+                "data": "",
+            },
+            False,
+            ResultKind.TRANSIENT,
+        ),
+        (
+            {
+                "status": "failure",
+                "remarks": "HTTPConnectionPool(...): Read timed out.",
+                "data": "",
+            },
+            True,
+            ResultKind.AMBIGUOUS,
+        ),
+        (
+            {"status": "failure", "remarks": "Invalid action 'X'. Must be ...", "data": ""},
+            True,
+            ResultKind.REFUSED,
+        ),
+        (None, True, ResultKind.AMBIGUOUS),
+        ("garbage", False, ResultKind.TRANSIENT),
+    ],
+)
+def test_classification_table(response: Any, mutating: bool, kind: ResultKind) -> None:
+    assert classify(response, mutating=mutating).kind is kind
+
+
+def test_sanitize() -> None:
+    assert (
+        sanitize("headers: {'access-token': 'abc', 'client-id': '1'}")
+        == "headers: {'access-token ***"
+    )
+    assert sanitize(f"x {TOKEN} y", TOKEN) == "x *** y"
+    jwt = "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz"
+    assert jwt not in sanitize(f"token was {jwt}")
+    assert len(sanitize("x" * 5000)) < 600
