@@ -1,0 +1,606 @@
+"""The copy-trading terminal: a view over the engine.
+
+It renders engine events and sends commands (kill, resume, resync, timeline); it decides
+nothing about orders. The engine runs as a long-lived worker on the same asyncio loop. Its
+events land in a bounded buffer (the listener only appends), and a flush at most every
+`flush_interval` seconds folds them by key and applies them as keyed diffs, one
+`batch_update()` for all panes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import ClassVar
+
+from rich.markup import escape
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer
+from textual.worker import Worker, WorkerState
+
+from engine.api import EngineHandle
+from engine.clock import IST
+from engine.events import (
+    Alert,
+    AlertRaised,
+    EngineEvent,
+    EngineState,
+    KillPreview,
+    RecoveryReport,
+    Severity,
+)
+from tui.coalesce import AlertOccurrence, Batch, EventCoalescer
+from tui.format import one_line, short_id
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.timeline import TimelineScreen
+from tui.widgets.alerts import AlertsPane
+from tui.widgets.follower_orders import FollowerOrdersTable
+from tui.widgets.leader_orders import LeaderOrdersTable
+from tui.widgets.limiter import LimiterPane
+from tui.widgets.status_line import StatusLine
+
+KILL_REASON = "manual kill switch"
+STOP_TIMEOUT_S = 15.0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def kill_message(preview: KillPreview | None) -> str:
+    """Exactly what pulling the kill switch will do, from the engine's own preview."""
+    if preview is None:
+        return (
+            "The engine could not say how many follower orders are open. Cancel every open "
+            "follower order and send nothing new until you resume."
+        )
+    if preview.open_follower_orders:
+        text = (
+            f"Cancel {_plural(preview.open_follower_orders, 'open follower order')} in "
+            f"{_plural(preview.accounts, 'account')} and send nothing new until you resume."
+        )
+    else:
+        text = "No follower order is open. Send nothing new until you resume."
+    if preview.queued_actions:
+        text += f" {_plural(preview.queued_actions, 'queued action')} will not be sent."
+    return text
+
+
+def resync_summary(report: RecoveryReport) -> str:
+    text = (
+        f"Resync ({report.trigger}): {_plural(report.leader_orders_checked, 'leader order')} "
+        f"checked, {_plural(report.actions_taken, 'action')} taken, "
+        f"{_plural(len(report.discrepancies), 'discrepancy')}"
+    ).replace("discrepancys", "discrepancies")
+    if report.discrepancies:
+        shown = "; ".join(one_line(d, 120) for d in report.discrepancies[:3])
+        more = f" (+{len(report.discrepancies) - 3} more)" if len(report.discrepancies) > 3 else ""
+        text += f": {shown}{more}"
+    return text
+
+
+class CopyTradeApp(App[None]):
+    """The terminal. Give it an engine; it subscribes, runs it in a worker and renders it."""
+
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (110, "-wide"),
+    ]
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k,K", "kill_switch", "Kill switch", id="kill_switch", key_display="K"),
+        Binding("r,R", "resync", "Resync", id="resync", key_display="R"),
+        Binding("t", "timeline", "Timeline", id="timeline"),
+        Binding("f", "toggle_filter", "Filter followers", id="toggle_filter"),
+        Binding("question_mark,f1", "help", "Help", id="help", key_display="?"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    HELP_KEYS: ClassVar[list[tuple[str, str]]] = [
+        ("K", "kill switch: cancel open follower orders, send nothing new (asks first)"),
+        ("K (when KILLED)", "resume replication (asks first)"),
+        ("R", "resync now: read the leader's order book and converge every follower"),
+        ("Enter / t", "timeline of the leader order under the cursor"),
+        ("f", "followers pane: only the highlighted leader order / all"),
+        ("Tab / Shift+Tab", "move between panes"),
+        ("↑ ↓ PgUp PgDn", "move in a table"),
+        ("? / F1", "this help"),
+        ("q / Ctrl+Q", "quit (asks first if orders are in flight)"),
+        ("y / n / Esc", "in a confirmation: yes / no / no"),
+    ]
+
+    def __init__(
+        self,
+        engine: EngineHandle,
+        *,
+        title: str = "Dhan copy-trading terminal",
+        demo: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        flush_interval: float = 0.1,
+        leader_rows: int = 500,
+        follower_rows: int = 500,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.title = title
+        self.sub_title = "DEMO · simulated exchange" if demo else ""
+        self.demo = demo
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(IST))
+        self.flush_interval = flush_interval
+        self._leader_rows = leader_rows
+        self._follower_rows = follower_rows
+        self.coalescer = EventCoalescer()
+        self.events_applied = 0
+        self.flushes = 0
+        self._unsubscribe: Callable[[], None] | None = None
+        self._loop_thread = threading.get_ident()
+        self._engine_worker: Worker[None] | None = None
+        self._stopping = False
+        self._stopped = False
+        self._resync_running = False
+        self._kill_busy = False
+
+    # --- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        status = StatusLine(self.clock)
+        status.facts.demo = self.demo
+        yield status
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                leader = LeaderOrdersTable(cap=self._leader_rows)
+                leader.border_title = "Leader orders"
+                yield leader
+                follower = FollowerOrdersTable(cap=self._follower_rows)
+                follower.border_title = "Follower orders · all"
+                yield follower
+            with Vertical(id="right"):
+                limiter = LimiterPane()
+                limiter.border_title = "Rate limits (remaining/limit)"
+                yield limiter
+                alerts = AlertsPane()
+                alerts.border_title = "Alerts"
+                yield alerts
+        yield Footer()
+
+    @property
+    def status_line(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def leader_table(self) -> LeaderOrdersTable:
+        return self.query_one(LeaderOrdersTable)
+
+    @property
+    def follower_table(self) -> FollowerOrdersTable:
+        return self.query_one(FollowerOrdersTable)
+
+    @property
+    def limiter_pane(self) -> LimiterPane:
+        return self.query_one(LimiterPane)
+
+    @property
+    def alerts_pane(self) -> AlertsPane:
+        return self.query_one(AlertsPane)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._loop_thread = threading.get_ident()
+        self._unsubscribe = self.engine.subscribe(self._on_engine_event)
+        self._seed()
+        self._engine_worker = self.run_worker(
+            self.engine.run(), group="engine", exit_on_error=False, name="engine"
+        )
+        self.set_interval(self.flush_interval, self.flush_events, name="flush")
+        self.set_interval(1.0, self._tick, name="status-clock")
+        self.leader_table.focus()
+        self._tick()
+
+    def _seed(self) -> None:
+        """What the engine already knows before the first event (a restart mid-session)."""
+        batch = Batch()
+        try:
+            for view in self.engine.follower_views():
+                batch.followers[(view.follower, view.leader_order_id)] = view
+            for limiter in self.engine.limiter_views():
+                batch.limiters[limiter.account] = limiter
+        except Exception as exc:
+            self._ui_alert(Severity.ERROR, "UI_SEED_FAILED", f"Could not read engine state: {exc}")
+        self.status_line.facts.engine_state = self._engine_state()
+        self._apply(batch)
+
+    async def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self._stop_engine()
+
+    async def _stop_engine(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self.engine.stop(), timeout=STOP_TIMEOUT_S)
+        except Exception as exc:  # a failing stop must not keep the terminal from closing
+            self.log.error(f"engine stop failed: {one_line(str(exc))}")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "engine" or self._stopping:
+            return
+        facts = self.status_line.facts
+        if event.state is WorkerState.ERROR:
+            error = worker.error
+            detail = one_line(f"{type(error).__name__}: {error}", 160)
+            facts.engine_stopped = True
+            facts.engine_note = detail
+            self._ui_alert(
+                Severity.CRITICAL,
+                "ENGINE_STOPPED",
+                f"The engine stopped with an error ({detail}); nothing is being replicated. "
+                "Check open follower orders and restart.",
+            )
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            facts.engine_stopped = True
+            facts.engine_note = "the engine ended; nothing is being replicated"
+            self._ui_alert(
+                Severity.CRITICAL,
+                "ENGINE_STOPPED",
+                "The engine stopped; nothing is being replicated. Restart the terminal.",
+            )
+        self.status_line.refresh_status()
+
+    # --- event intake --------------------------------------------------------------------
+
+    def _on_engine_event(self, event: EngineEvent) -> None:
+        """The engine's listener: append and return (the flush does the work)."""
+        if threading.get_ident() == self._loop_thread:
+            self.coalescer.append(event)
+        else:  # tolerated, not expected: deque appends are thread-safe, folding is not
+            self.coalescer._buffer.append(event)
+
+    def flush_events(self) -> int:
+        """Fold everything received since the last flush and draw it; returns events applied."""
+        if not self.coalescer.has_pending():
+            return 0
+        batch = self.coalescer.drain()
+        self._apply(batch)
+        self.flushes += 1
+        self.events_applied += batch.events
+        return batch.events
+
+    def _apply(self, batch: Batch) -> None:
+        for report in batch.recoveries:
+            if report.trigger != "manual":  # the R key reports its own result
+                self._fold_local_alert(batch, self._recovery_alert(report))
+        facts = self.status_line.facts
+        with self.batch_update():
+            if batch.leaders:
+                table = self.leader_table
+                table.apply_snapshots(batch.leaders)
+                table.border_title = f"Leader orders ({table.row_count})"
+            if batch.followers:
+                self.follower_table.apply_views(batch.followers)
+                self._title_followers()
+            if batch.limiters:
+                self.limiter_pane.apply_views(batch.limiters)
+            if batch.alerts:
+                self.alerts_pane.apply_alerts(batch.alerts)
+            if batch.stats is not None:
+                facts.stats = batch.stats
+                self._note_leader_event(batch.stats.last_leader_event_at)
+            self._note_leader_event(batch.last_leader_event_at)
+            for account, change in batch.connections.items():
+                facts.connections[account] = change.state
+            if batch.state is not None:
+                facts.engine_state = batch.state.state
+                facts.engine_note = (
+                    one_line(batch.state.reason, 80)
+                    if batch.state.state is EngineState.KILLED
+                    else ""
+                )
+            self.status_line.refresh_status()
+
+    def _note_leader_event(self, at: datetime | None) -> None:
+        facts = self.status_line.facts
+        if at is not None and (
+            facts.last_leader_event_at is None or at > facts.last_leader_event_at
+        ):
+            facts.last_leader_event_at = at
+
+    def _tick(self) -> None:
+        try:
+            self.status_line.facts.market = self.engine.market_label()
+        except Exception as exc:
+            self.status_line.facts.market = f"market: unknown ({one_line(str(exc), 40)})"
+        self.status_line.refresh_status()
+
+    def _engine_state(self) -> EngineState:
+        try:
+            return self.engine.state
+        except Exception:
+            return self.status_line.facts.engine_state
+
+    # --- alerts the terminal itself raises -----------------------------------------------
+
+    def _make_alert(self, severity: Severity, code: str, message: str) -> Alert:
+        return Alert(code=code, severity=severity, message=one_line(message), at=self.clock())
+
+    def _ui_alert(self, severity: Severity, code: str, message: str) -> None:
+        alert = self._make_alert(severity, code, message)
+        self.coalescer.append(AlertRaised(at=alert.at, alert=alert))
+        self.flush_events()
+
+    @staticmethod
+    def _fold_local_alert(batch: Batch, alert: Alert) -> None:
+        occurrence = batch.alerts.pop(alert.dedup_key, None)
+        arrivals = occurrence.arrivals + 1 if occurrence else 1
+        batch.alerts[alert.dedup_key] = AlertOccurrence(alert, arrivals)
+
+    def _recovery_alert(self, report: RecoveryReport) -> Alert:
+        severity = Severity.WARNING if report.discrepancies else Severity.INFO
+        return self._make_alert(severity, "RESYNC_DONE", resync_summary(report))
+
+    # --- actions -------------------------------------------------------------------------
+
+    def _confirm_open(self) -> bool:
+        return isinstance(self.screen, ConfirmScreen)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a confirmation is open, the main keys do nothing (it has its own y/n/Esc)."""
+        if action in {"kill_switch", "resync", "timeline", "toggle_filter", "help", "quit"}:
+            if self._confirm_open():
+                return False
+            if action in {"timeline", "toggle_filter"} and self.screen is not self.screen_stack[0]:
+                return False
+            if action == "help" and isinstance(self.screen, HelpScreen):
+                return False
+        return True
+
+    def action_kill_switch(self) -> None:
+        if self._confirm_open():
+            return
+        if self._kill_busy:
+            self.notify("The kill switch is already being applied.", severity="warning")
+            return
+        if self._engine_state() is EngineState.KILLED:
+            self.push_screen(
+                ConfirmScreen(
+                    "RESUME REPLICATION?",
+                    "The engine is KILLED. Resume copying new leader orders to the followers? "
+                    "Orders the kill cancelled are not put back.",
+                    yes_label="Yes, resume",
+                    no_label="No, stay killed",
+                    danger=False,
+                    id="confirm-resume",
+                ),
+                self._on_resume_answer,
+            )
+            return
+        preview: KillPreview | None
+        try:
+            preview = self.engine.kill_preview()
+        except Exception as exc:
+            self.log.error(f"kill preview failed: {one_line(str(exc))}")
+            preview = None
+        self.push_screen(
+            ConfirmScreen(
+                "KILL SWITCH",
+                kill_message(preview),
+                yes_label="Yes, kill",
+                no_label="No",
+                id="confirm-kill",
+            ),
+            self._on_kill_answer,
+        )
+
+    def _on_kill_answer(self, yes: bool | None) -> None:
+        if not yes or self._kill_busy:
+            return
+        self._kill_busy = True
+        self.status_line.facts.busy = "killing…"
+        self.status_line.refresh_status()
+        self.run_worker(self._kill(), group="commands", name="kill", exit_on_error=False)
+
+    async def _kill(self) -> None:
+        try:
+            await self.engine.kill(KILL_REASON)
+        except Exception as exc:
+            detail = one_line(f"{type(exc).__name__}: {exc}", 160)
+            self._ui_alert(
+                Severity.CRITICAL,
+                "KILL_FAILED",
+                f"The kill switch failed ({detail}). Press K again, or cancel follower orders "
+                "in Dhan directly.",
+            )
+            self.notify(f"Kill switch failed: {detail}", severity="error", timeout=10)
+        else:
+            self.notify("KILLED: nothing new is sent; open follower orders are being cancelled.")
+        finally:
+            self._kill_busy = False
+            self._after_command()
+
+    def _on_resume_answer(self, yes: bool | None) -> None:
+        if not yes or self._kill_busy:
+            return
+        self._kill_busy = True
+        self.status_line.facts.busy = "resuming…"
+        self.status_line.refresh_status()
+        self.run_worker(self._resume(), group="commands", name="resume", exit_on_error=False)
+
+    async def _resume(self) -> None:
+        try:
+            await self.engine.resume()
+        except Exception as exc:
+            detail = one_line(f"{type(exc).__name__}: {exc}", 160)
+            self._ui_alert(Severity.ERROR, "RESUME_FAILED", f"Resume failed ({detail}).")
+            self.notify(f"Resume failed: {detail}", severity="error", timeout=10)
+        else:
+            self.notify("Resumed: replication is ARMED.")
+        finally:
+            self._kill_busy = False
+            self._after_command()
+
+    def _after_command(self) -> None:
+        facts = self.status_line.facts
+        facts.busy = "recovering…" if self._resync_running else ""
+        facts.engine_state = self._engine_state()
+        if facts.engine_state is not EngineState.KILLED:
+            facts.engine_note = ""
+        self.flush_events()
+        self.status_line.refresh_status()
+
+    def action_resync(self) -> None:
+        if self._confirm_open():
+            return
+        if self._resync_running:
+            self.notify("A resync is already running; this R is ignored.", severity="warning")
+            return
+        if self._kill_busy:
+            self.notify("Wait for the kill switch to finish before a resync.", severity="warning")
+            return
+        self._resync_running = True
+        self.status_line.facts.busy = "recovering…"
+        self.status_line.refresh_status()
+        self.run_worker(self._resync(), group="commands", name="resync", exit_on_error=False)
+
+    async def _resync(self) -> None:
+        try:
+            report = await self.engine.resync()
+        except Exception as exc:
+            detail = one_line(f"{type(exc).__name__}: {exc}", 160)
+            self._ui_alert(Severity.ERROR, "RESYNC_FAILED", f"Resync failed ({detail}).")
+            self.notify(f"Resync failed: {detail}", severity="error", timeout=10)
+        else:
+            summary = resync_summary(report)
+            alert = self._recovery_alert(report)
+            self.coalescer.append(AlertRaised(at=alert.at, alert=alert))
+            self.notify(
+                summary,
+                title="Resync done",
+                severity="warning" if report.discrepancies else "information",
+            )
+        finally:
+            self._resync_running = False
+            self._after_command()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value if event.row_key is not None else None
+        if key is None:
+            return
+        event.stop()
+        if event.data_table is self.leader_table:
+            self._open_timeline(key)
+        elif event.data_table is self.follower_table:
+            leader_id = self.follower_table.leader_of(key)
+            if leader_id:
+                self._open_timeline(leader_id)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table = self.leader_table
+        if event.data_table is not table or self.follower_table.leader_filter is None:
+            return
+        key = event.row_key.value if event.row_key is not None else None
+        if key:
+            self.follower_table.set_filter(key)
+            self._title_followers()
+
+    def action_timeline(self) -> None:
+        focused = self.focused
+        if focused is self.follower_table:
+            key = self.follower_table.cursor_key()
+            leader_id = self.follower_table.leader_of(key) if key else None
+        else:
+            leader_id = self.leader_table.cursor_key()
+        if leader_id:
+            self._open_timeline(leader_id)
+
+    def _open_timeline(self, leader_order_id: str) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+        self.run_worker(
+            self._load_timeline(leader_order_id),
+            group="timeline",
+            name="timeline",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _load_timeline(self, leader_order_id: str) -> None:
+        try:
+            entries = await self.engine.timeline(leader_order_id)
+        except Exception as exc:
+            detail = one_line(f"{type(exc).__name__}: {exc}", 160)
+            self.notify(f"Timeline unavailable: {detail}", severity="error")
+            return
+        if self.screen is not self.screen_stack[0]:
+            return  # a dialog opened meanwhile (e.g. the kill switch): don't cover it
+        await self.push_screen(TimelineScreen(leader_order_id, entries))
+
+    def action_toggle_filter(self) -> None:
+        table = self.follower_table
+        if table.leader_filter is not None:
+            table.set_filter(None)
+        else:
+            leader_id = self.leader_table.cursor_key()
+            if leader_id is None:
+                self.notify("No leader order to filter on yet.")
+                return
+            table.set_filter(leader_id)
+        self._title_followers()
+
+    def _title_followers(self) -> None:
+        table = self.follower_table
+        if table.leader_filter is None:
+            table.border_title = f"Follower orders · all ({table.row_count})"
+        else:
+            table.border_title = (
+                f"Follower orders · leader {escape(short_id(table.leader_filter, 14))} "
+                f"({table.row_count}) · f: all"
+            )
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.HELP_KEYS))
+
+    async def action_quit(self) -> None:
+        if self._confirm_open():
+            return
+        try:
+            in_flight = self.engine.in_flight()
+        except Exception:
+            in_flight = 0
+        if in_flight > 0:
+            self.push_screen(
+                ConfirmScreen(
+                    "QUIT?",
+                    f"{_plural(in_flight, 'order')} "
+                    f"{'is' if in_flight == 1 else 'are'} in flight; quit anyway?",
+                    yes_label="Yes, quit",
+                    no_label="No",
+                    id="confirm-quit",
+                ),
+                self._on_quit_answer,
+            )
+            return
+        await self._quit_now()
+
+    def _on_quit_answer(self, yes: bool | None) -> None:
+        if yes:
+            self.run_worker(self._quit_now(), group="commands", name="quit")
+
+    async def _quit_now(self) -> None:
+        self.status_line.facts.busy = "stopping the engine…"
+        self.status_line.refresh_status()
+        await self._stop_engine()
+        self.exit()

@@ -1,0 +1,1 @@
+"""The panes of the main screen; each renders one kind of engine event."""

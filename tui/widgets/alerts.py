@@ -1,0 +1,82 @@
+"""Alerts, newest first, severity-coloured, merged by dedup key with a count."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from engine.events import Alert
+from tui.coalesce import AlertKey, AlertOccurrence, merge_alert_count
+from tui.format import SEVERITY_SHORT, SEVERITY_STYLE, TIMES, alert_message, hms
+
+
+def alert_text(alert: Alert, count: int) -> Text:
+    style = SEVERITY_STYLE.get(alert.severity, "")
+    head = f"{hms(alert.at)} {SEVERITY_SHORT.get(alert.severity, alert.severity.value):<4}"
+    if count > 1:
+        head += f" {TIMES}{count}"
+    return Text(f"{head} {alert_message(alert)}", style=style)
+
+
+class AlertItem(Static):
+    DEFAULT_CSS = """
+    AlertItem { height: auto; }
+    """
+
+    def __init__(self, alert: Alert, count: int) -> None:
+        super().__init__(alert_text(alert, count))
+        self.alert = alert
+        self.count = count
+
+    def show(self, alert: Alert, count: int) -> None:
+        if (alert, count) != (self.alert, self.count):
+            self.alert = alert
+            self.count = count
+            self.update(alert_text(alert, count))
+
+    def plain(self) -> str:
+        return alert_text(self.alert, self.count).plain
+
+
+class AlertsPane(VerticalScroll):
+    """One item per dedup key; a repeat updates its item's count and moves it to the top."""
+
+    DEFAULT_CSS = """
+    AlertsPane { height: 1fr; }
+    """
+
+    def __init__(self, *, cap: int = 100, id: str | None = "alerts") -> None:
+        super().__init__(id=id)
+        self.cap = cap
+        self.items: OrderedDict[AlertKey, AlertItem] = OrderedDict()  # oldest first
+
+    def lines(self) -> list[str]:
+        """Plain text of the items, top (newest) first."""
+        return [item.plain() for item in reversed(self.items.values())]
+
+    def apply_alerts(self, alerts: Mapping[AlertKey, AlertOccurrence]) -> int:
+        fresh = list(alerts.items())[-self.cap :]
+        if not fresh:
+            return 0
+        for key, occurrence in fresh:  # oldest first: each one goes on top of the last
+            item = self.items.pop(key, None)
+            count = merge_alert_count(item.count if item else None, occurrence)
+            if item is None:
+                item = AlertItem(occurrence.alert, count)
+                if self.children:
+                    self.mount(item, before=0)
+                else:
+                    self.mount(item)
+            else:
+                item.show(occurrence.alert, count)
+                if item.parent is self:
+                    self.move_child(item, before=0)
+            self.items[key] = item
+        while len(self.items) > self.cap:
+            _, old = self.items.popitem(last=False)
+            old.remove()
+        return len(fresh)
