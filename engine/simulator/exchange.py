@@ -111,6 +111,7 @@ class SimOrder:
     oms_error_code: str = ""
     modifications: int = 0
     triggered: bool = False
+    entered: bool = False  # has reached an open market's book (AMOs wait for the open)
     blocked: float = 0.0
     leg_name: str = ""
     remarks: str = ""
@@ -295,11 +296,15 @@ class Exchange:
             key=lambda o: int(o.order_id),
         )
         for order in resting:
-            if order.status in ("PENDING", "PART_TRADED"):
-                was_waiting = self._waiting_for_trigger(order)
-                self._match(order, entry=False, budget=budget)
-                if was_waiting and order.triggered and order.is_open and order.validity == "IOC":
-                    self._finish(order, "CANCELLED", "IOC order: unfilled quantity cancelled")
+            if order.status not in ("PENDING", "PART_TRADED"):
+                continue
+            if not order.entered:  # an AMO reaching the open market enters the book now
+                self._enter(order, budget)
+                continue
+            was_waiting = self._waiting_for_trigger(order)
+            self._match(order, entry=False, budget=budget)
+            if was_waiting and order.triggered and order.is_open and order.validity == "IOC":
+                self._finish(order, "CANCELLED", "IOC order: unfilled quantity cancelled")
 
     def _liquidity_budget(self, inst: SimInstrument) -> int:
         liq = self.liquidity.get(inst.key)
@@ -441,8 +446,9 @@ class Exchange:
         )
         return qty * ref * MARGIN_RATES.get(order.product, DEFAULT_MARGIN_RATE)
 
-    def _enter(self, order: SimOrder) -> None:
-        self._match(order, entry=True, budget=[self._liquidity_budget(order.inst)])
+    def _enter(self, order: SimOrder, budget: list[int] | None = None) -> None:
+        order.entered = True
+        self._match(order, entry=True, budget=budget or [self._liquidity_budget(order.inst)])
         if order.is_open and order.validity == "IOC" and not self._waiting_for_trigger(order):
             self._finish(
                 order, "CANCELLED", f"IOC order: unfilled quantity {order.remaining} cancelled"

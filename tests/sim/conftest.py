@@ -100,14 +100,14 @@ class OrderSocket:
         except websockets.ConnectionClosed:
             pass
 
-    async def next(self, timeout: float = 2.0) -> dict[str, Any]:
-        message = await asyncio.wait_for(self.messages.get(), timeout)
+    async def next(self, wait: float = 2.0) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.messages.get(), wait)
         assert message["Type"] == "order_alert"
         data: dict[str, Any] = message["Data"]
         return data
 
-    async def take(self, n: int, timeout: float = 2.0) -> list[dict[str, Any]]:
-        return [await self.next(timeout) for _ in range(n)]
+    async def take(self, n: int, wait: float = 2.0) -> list[dict[str, Any]]:
+        return [await self.next(wait) for _ in range(n)]
 
     async def drain(self, settle: float = 0.15) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -117,8 +117,8 @@ class OrderSocket:
             except TimeoutError:
                 return out
 
-    async def closed(self, timeout: float = 2.0) -> None:
-        await asyncio.wait_for(self._reader, timeout)
+    async def closed(self, wait: float = 2.0) -> None:
+        await asyncio.wait_for(self._reader, wait)
 
     async def close(self) -> None:
         await self.ws.close()

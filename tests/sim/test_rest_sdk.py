@@ -14,13 +14,40 @@ from .conftest import FOLLOWER, LEADER, LEADER_TOKEN, call, limit_buy
 
 pytestmark = pytest.mark.e2e
 
-ORDER_FIELDS = (
-    "dhanClientId orderId exchangeOrderId correlationId orderStatus transactionType "
-    "exchangeSegment productType orderType validity tradingSymbol securityId quantity "
-    "disclosedQuantity price triggerPrice afterMarketOrder boProfitValue boStopLossValue legName "
-    "createTime updateTime exchangeTime drvExpiryDate drvOptionType drvStrikePrice omsErrorCode "
-    "omsErrorDescription algoId remainingQuantity averageTradedPrice filledQty"
-).split()
+ORDER_FIELDS = [
+    "dhanClientId",
+    "orderId",
+    "exchangeOrderId",
+    "correlationId",
+    "orderStatus",
+    "transactionType",
+    "exchangeSegment",
+    "productType",
+    "orderType",
+    "validity",
+    "tradingSymbol",
+    "securityId",
+    "quantity",
+    "disclosedQuantity",
+    "price",
+    "triggerPrice",
+    "afterMarketOrder",
+    "boProfitValue",
+    "boStopLossValue",
+    "legName",
+    "createTime",
+    "updateTime",
+    "exchangeTime",
+    "drvExpiryDate",
+    "drvOptionType",
+    "drvStrikePrice",
+    "omsErrorCode",
+    "omsErrorDescription",
+    "algoId",
+    "remainingQuantity",
+    "averageTradedPrice",
+    "filledQty",
+]
 IST_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -191,7 +218,7 @@ async def test_slicing_splits_above_freeze_quantity(leader: Any) -> None:
             price=200.0,
             tag="slice-1",
             should_slice=True,
-        )  # fmt: skip
+        )
     )
     assert isinstance(res, list) and len(res) == 3
     book = ok(await call(leader.get_order_list))

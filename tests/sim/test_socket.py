@@ -160,7 +160,7 @@ async def test_ordered_delivery_per_socket(sim: DhanSimulator, leader_socket: Or
             order_type="LIMIT",
             price=3000.0,
             product_type="CNC",
-        )  # fmt: skip
+        )
         for _ in range(20)
     ]
     alerts = await leader_socket.take(40)
@@ -224,7 +224,7 @@ async def test_amo_flag_and_rejection_reason(
     assert pending["OffMktFlag"] == "1"
     res = await call(leader.place_order, **limit_buy(quantity=1000, price=1500.0))
     assert res["status"] == "success"
-    transit, rejected = await leader_socket.take(2)
+    _, rejected = await leader_socket.take(2)
     assert rejected["Status"] == "REJECTED"
     assert rejected["ReasonDescription"].startswith("RMS: Insufficient funds")
     order = (await call(leader.get_order_by_id, res["data"]["orderId"]))["data"]
