@@ -3,7 +3,8 @@
 REST faults apply to the next N requests under /v2 (optionally only those whose
 "METHOD /v2/path" starts with ``match``, e.g. ``match="POST /v2/orders"``):
 - ``fail_next(n, status=500)``: answer with Dhan's error body (DH-908) without executing.
-- ``delay_next(n, seconds, after_accept=False)``: hold the request before answering. With
+- ``delay_next(n, seconds, after_accept=False)``: hold the request before handling it; if the
+  client has hung up meanwhile (its timeout), the request is dropped unexecuted. With
   ``after_accept=True`` the request IS executed first and only the answer is late: the
   ambiguous-timeout case (the client gives up, the order exists).
 - ``reset_next(n, after_accept=False)``: abort the TCP connection instead of answering

@@ -569,6 +569,10 @@ class DhanSimulator:
                 return self._error(err)
             if fault.kind == "delay":
                 await self._hold(fault.seconds)
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    record["status"] = "client-gone"  # the client gave up: never executed
+                    raise SimError("DH-909", "client went away during the delay")
         try:
             response = await self._authorised(request, handler, client_id)
         except SimError as err:

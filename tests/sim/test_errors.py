@@ -1,4 +1,4 @@
-"""Every refusal answers in Dhan's error shape, with an HTTP status and a message naming the field."""
+"""Every refusal answers in Dhan's error shape, an HTTP status and a message naming the field."""
 
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ async def test_market_hours_and_amo() -> None:
                 quantity=100,
                 product_type="MARGIN",
                 price=5700.0,
-            ),  # fmt: skip
+            ),
         )
         assert mcx["status"] == "success"  # MCX trades until 23:30
         sim.set_price("NSE_EQ", "2885", 1546.0)
