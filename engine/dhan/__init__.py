@@ -1,0 +1,12 @@
+"""Everything that knows Dhan: its wire dialects, its SDK, its order-update socket.
+
+- ``codec``: socket (``order_alert``) and REST order objects -> ``OrderSnapshot``; our
+  ``OrderParams`` -> the ``dhanhq`` SDK's keyword arguments.
+- ``correlation``: deterministic ``CPY-…`` correlationIds for follower orders.
+- ``errors``: the SDK's ``{status, remarks, data}`` dicts -> typed ``BrokerResult``.
+- ``broker``: ``DhanBroker``, the async face over the synchronous SDK (one per account).
+- ``order_stream``: ``OrderStream``, our own order-update WebSocket reader.
+
+Nothing is imported here, so ``engine.dhan.correlation`` stays cheap to import (the SDK is only
+loaded by ``engine.dhan.broker``).
+"""
