@@ -197,3 +197,33 @@ async def test_delay_with_a_patient_client_executes_late(sim: DhanSimulator, lea
     res = await call(leader.place_order, **limit_buy())
     assert res["status"] == "success" and time.monotonic() - t0 >= 0.3
     assert len(sim.orders(LEADER)) == 1
+
+
+async def test_stop_is_clean_with_sockets_and_a_held_request() -> None:
+    sim = DhanSimulator(accounts={LEADER: LEADER_TOKEN})
+    await sim.start(port=0)
+    before = asyncio.all_tasks()
+    sock = await OrderSocket.connect(sim)
+    sdk = make_sdk(sim)
+    sim.faults.delay_next(1, 30.0)
+    held = asyncio.ensure_future(call(sdk.get_order_list))
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    await sim.stop()
+    assert time.monotonic() - t0 < 3.0
+    await sock.closed()
+    await asyncio.wait_for(held, 5)
+    leftover = {t for t in asyncio.all_tasks() - before if not t.done()}
+    leftover.discard(asyncio.current_task())  # type: ignore[arg-type]
+    assert not [t for t in leftover if t is not sock._reader]
+
+
+async def test_exit_all_positions_cancels_and_squares_off(sim: DhanSimulator, leader: Any) -> None:
+    await call(leader.place_order, **limit_buy(order_type="MARKET", price=0, quantity=3))
+    await call(leader.place_order, **limit_buy(price=1400.0))
+    res = await call(leader.exit_all_positions)
+    assert res["status"] == "success"
+    statuses = [o["orderStatus"] for o in sim.orders(LEADER)]
+    assert statuses == ["TRADED", "CANCELLED", "TRADED"]
+    (pos,) = (await call(leader.get_positions))["data"]
+    assert pos["netQty"] == 0
