@@ -295,6 +295,64 @@ async def test_failed_transaction_leaves_nothing(store: Store) -> None:
     assert await store.unfinished_intents() == [ok]
 
 
+async def test_concurrent_intents_share_a_commit_but_fail_alone(store: Store) -> None:
+    bad = mirror("bad")
+    object.__setattr__(bad, "follower", None)
+    results = await asyncio.gather(
+        store.record_intent(intent("alice"), mirror("alice")),
+        store.record_intent(intent("bad"), bad),
+        store.record_intent(intent("carol"), mirror("carol")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    ok = [r for r in results if isinstance(r, Intent)]
+    assert [i.follower for i in ok] == ["alice", "carol"]
+    assert await store.unfinished_intents() == ok
+    assert [m.follower for m in await store.mirrors()] == ["alice", "carol"]
+
+
+async def test_writes_of_one_mirror_land_in_call_order(store: Store) -> None:
+    for _ in range(20):
+        v1 = mirror(state=MirrorState.PLACING, modifications=1)
+        v2 = mirror(state=MirrorState.LIVE, modifications=2)
+        v3 = mirror(state=MirrorState.DONE, modifications=3)
+        # Started in this order, on two different connections, without waiting.
+        await asyncio.gather(
+            store.save_mirror(v1), store.record_intent(intent(), v2), store.save_mirror(v3)
+        )
+        assert await store.get_mirror("alice", "L1") == v3
+        await asyncio.gather(store.save_mirror(v1), store.record_intent(intent(), v2))
+        assert await store.get_mirror("alice", "L1") == v2
+
+
+async def test_close_waits_for_writes_already_called(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    s = await Store.open(path)
+    tasks = [
+        asyncio.create_task(s.save_mirror(mirror("alice"))),
+        asyncio.create_task(s.record_intent(intent("bob"))),
+        asyncio.create_task(s.append_journal("leader", "x", leader_order_id="L1")),
+    ]
+    await asyncio.sleep(0)  # started, not finished
+    await s.close()
+    await asyncio.gather(*tasks)
+    async with await Store.open(path) as s:
+        assert await s.get_mirror("alice", "L1") == mirror("alice")
+        assert len(await s.unfinished_intents()) == 1
+        assert len(await s.timeline("L1")) == 2
+
+
+async def test_a_cancelled_caller_does_not_block_later_writes(store: Store) -> None:
+    slow = asyncio.create_task(store.save_mirror(mirror("a")))
+    cancelled = asyncio.create_task(store.record_intent(intent("b"), mirror("b")))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    later = await asyncio.wait_for(store.record_intent(intent("c"), mirror("c")), timeout=5)
+    await slow
+    assert later.id > 0
+    assert await store.get_mirror("c", "L1") == mirror("c")
+
+
 async def test_intents_survive_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with await Store.open(path) as s:
