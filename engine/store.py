@@ -214,7 +214,6 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 # --- JSON codec ------------------------------------------------------------------------------
 
-_UTC = timedelta(0)
 _IST_OFFSET = timedelta(hours=5, minutes=30)
 
 
