@@ -173,7 +173,9 @@ class DhanBroker:
         future = loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
         return await asyncio.wait_for(future, timeout=self._call_timeout_s)
 
-    async def _mutate(self, what: str, fn: Callable[..., Any], /, **kwargs: Any) -> BrokerResult:
+    async def _mutate(
+        self, what: str, fn: Callable[..., Any], /, *, log_result: bool = True, **kwargs: Any
+    ) -> BrokerResult:
         try:
             response = await self._sdk_call(fn, **kwargs)
         except TimeoutError as exc:
@@ -188,7 +190,8 @@ class DhanBroker:
             result = classify_exception(exc, mutating=True, token=self._token)
         else:
             result = classify(response, mutating=True, token=self._token)
-        self._log_result(what, result)
+        if log_result:
+            self._log_result(what, result)
         return result
 
     async def _read(self, what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -205,7 +208,7 @@ class DhanBroker:
         raise BrokerError(result)
 
     def _log_result(self, what: str, result: BrokerResult) -> None:
-        if result.kind is ResultKind.OK:
+        if result.kind in (ResultKind.OK, ResultKind.NOT_FOUND):
             log.debug("%s %s: OK %s %s", self._client_id, what, result.order_id, result.status)
         else:
             log.warning(
@@ -251,7 +254,14 @@ class DhanBroker:
         """
         if not order_id:
             return not_sent("order id is missing", self._token)
-        result = await self._mutate(f"cancel {order_id}", self._sdk.cancel_order, order_id=order_id)
+        result = await self._cancel_once(order_id)
+        self._log_result(f"cancel {order_id}", result)
+        return result
+
+    async def _cancel_once(self, order_id: str) -> BrokerResult:
+        result = await self._mutate(
+            f"cancel {order_id}", self._sdk.cancel_order, log_result=False, order_id=order_id
+        )
         if result.kind is ResultKind.OK:
             return BrokerResult(
                 ResultKind.OK,

@@ -15,6 +15,10 @@ Protocol (facts §2): connect, send ``{"LoginReq": {"MsgCode": 42, "ClientId": .
 * reconnects use jittered exponential backoff, reset after a connection that lived longer than
   ``stable_after_s``.
 
+Time: silence, connection lifetimes and the backoff pause use the injected clock; the ping
+cadence and the watchdog's polling are real-time ``asyncio.sleep`` (network concerns), so a
+``ManualClock`` never turns them into busy loops.
+
 Secrets: the login frame carries the token. ``websockets`` logs every frame at DEBUG on the
 connection's logger, so the connection is given our own logger
 (``engine.dhan.order_stream.wire``), pinned at INFO (its DEBUG frame dumps never happen, whatever
@@ -288,7 +292,7 @@ class OrderStream:
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         while True:
-            await self._clock.sleep(self.ping_interval_s)
+            await asyncio.sleep(self.ping_interval_s)  # network cadence: real time
             try:
                 waiter = asyncio.ensure_future(await ws.ping())
             except ConnectionClosed:
@@ -302,7 +306,9 @@ class OrderStream:
     async def _watchdog(self, ws: ClientConnection, stalled: asyncio.Event) -> None:
         step = max(min(self.idle_timeout_s / 4, 1.0), 0.01)
         while True:
-            await self._clock.sleep(step)
+            # Poll in real time, measure silence on the injected clock: with a manual clock
+            # the watchdog fires only when a test moves time past the idle timeout.
+            await asyncio.sleep(step)
             last = self.last_message_mono
             if last is None:
                 continue

@@ -398,3 +398,21 @@ async def test_token_never_logged_even_with_websockets_debug(
     assert all(TOKEN not in raw and TOKEN not in err for raw, err in rec.malformed)
     assert all(TOKEN not in detail for _, detail in rec.states)
     assert TOKEN not in repr(stream) and TOKEN not in str(stream)
+
+
+async def test_watchdog_measures_silence_on_the_injected_clock(
+    server: FakeOrderSocket, running: Any
+) -> None:
+    from engine.clock import ManualClock
+
+    clock = ManualClock()
+    rec = Recorder()
+    # No pings at all (interval far away): only the clock decides when the line is silent.
+    stream = make_stream(server.url, rec, clock=clock, idle_timeout_s=60.0, ping_interval_s=3600)
+    running(stream)
+    await eventually(lambda: rec.connected == 1)
+    await asyncio.sleep(0.3)
+    assert rec.count(ConnectionState.STALLED) == 0  # real time passes, the clock does not
+    clock.advance(61)
+    await eventually(lambda: rec.count(ConnectionState.STALLED) == 1)
+    await eventually(lambda: rec.connected == 2)
