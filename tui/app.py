@@ -216,6 +216,7 @@ class CopyTradeApp(App[None]):
             self._ui_alert(Severity.ERROR, "UI_SEED_FAILED", f"Could not read engine state: {exc}")
         self.status_line.facts.engine_state = self._engine_state()
         self._apply(batch)
+        self._show_state()
 
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -308,7 +309,7 @@ class CopyTradeApp(App[None]):
                     if batch.state.state is EngineState.KILLED
                     else ""
                 )
-            self.status_line.refresh_status()
+            self._show_state()
 
     def _note_leader_event(self, at: datetime | None) -> None:
         facts = self.status_line.facts
@@ -457,6 +458,12 @@ class CopyTradeApp(App[None]):
         if facts.engine_state is not EngineState.KILLED:
             facts.engine_note = ""
         self.flush_events()
+        self._show_state()
+
+    def _show_state(self) -> None:
+        """The status line, and the main screen's red frame while KILLED."""
+        killed = self.status_line.facts.engine_state is EngineState.KILLED
+        self.screen_stack[0].set_class(killed, "-killed")
         self.status_line.refresh_status()
 
     def action_resync(self) -> None:

@@ -308,8 +308,7 @@ def stats_cells(stats: EngineStats) -> tuple[Cell, ...]:
         (f" ({pct} ok)", "" if rate is None or rate >= 0.99 else "yellow"),
         (" · ", "dim"),
         (
-            f"latency p50 {millis(stats.latency_p50_ms)} ms "
-            f"p99 {millis(stats.latency_p99_ms)} ms",
+            f"latency p50 {millis(stats.latency_p50_ms)} ms p99 {millis(stats.latency_p99_ms)} ms",
             "",
         ),
         (" · ", "dim"),

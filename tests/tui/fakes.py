@@ -264,7 +264,9 @@ def connection(account: str, state: ConnectionState) -> ConnectionChanged:
 def sample_timeline(leader_order_id: str) -> list[TimelineEntry]:
     t = T0
     return [
-        TimelineEntry(t, "leader", None, f"leader order {leader_order_id} PENDING BUY 10 @ 2450.50"),
+        TimelineEntry(
+            t, "leader", None, f"leader order {leader_order_id} PENDING BUY 10 @ 2450.50"
+        ),
         TimelineEntry(
             t + timedelta(milliseconds=3), "intent", "follower-a", "place BUY 5 LIMIT 2450.50"
         ),
@@ -396,7 +398,9 @@ def populate(engine: FakeEngine) -> None:
     )
     engine.publish(limiter_changed("leader", (0, 2, 10, 40)))
     engine.publish(limiter_changed("follower-a", (3, 41, 120, 380), queue=1, throttled=2))
-    engine.publish(limiter_changed("follower-b", (9, 231, 870, 2100), queue=4, throttled=17, dh904=1))
+    engine.publish(
+        limiter_changed("follower-b", (9, 231, 870, 2100), queue=4, throttled=17, dh904=1)
+    )
     engine.publish(
         alert_raised(
             "Order sized to zero for follower-a (lot size 75).",

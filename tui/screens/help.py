@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.screen import Screen
+from textual.widgets import Footer, Static
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Screen[None]):
+    """A full screen (not modal): the kill switch still works while reading the help."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="help.close"),
         Binding("question_mark", "close", "Close", show=False),
@@ -25,11 +28,12 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         width = max((len(k) for k, _ in self.keys), default=4) + 2
-        lines = [f"[b]{key:<{width}}[/b]{what}" for key, what in self.keys]
+        lines = [f"[b]{escape(key):<{width}}[/b]{escape(what)}" for key, what in self.keys]
         with Vertical(id="help-box"):
             yield Static("Keys", id="help-title")
             yield Static("\n".join(lines), id="help-keys", markup=True)
             yield Static("Esc closes this help.", id="help-foot")
+        yield Footer()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
 
 from engine.clock import to_ist
 from engine.events import TimelineEntry
@@ -30,7 +30,9 @@ def entry_time(entry: TimelineEntry) -> str:
     return at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
 
 
-class TimelineScreen(ModalScreen[None]):
+class TimelineScreen(Screen[None]):
+    """A full screen (not modal) so the kill switch and the other app keys still work here."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="timeline.close"),
     ]
@@ -49,13 +51,14 @@ class TimelineScreen(ModalScreen[None]):
             )
             table: DataTable[Text] = DataTable(id="timeline-table", cursor_type="row")
             yield table
+        yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#timeline-table", DataTable)
         table.add_column("Time", width=12, key="time")
         table.add_column("Kind", width=6, key="kind")
         table.add_column("Follower", width=12, key="follower")
-        table.add_column("What happened", width=200, key="text")
+        table.add_column("What happened", width=84, key="text")
         if not self.entries:
             table.add_row(Text("-"), Text("-"), Text("-"), Text("no entries recorded", "dim"))
         for index, entry in enumerate(self.entries):
