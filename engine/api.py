@@ -52,4 +52,4 @@ class EngineHandle(Protocol):
     def limiter_views(self) -> list[LimiterView]: ...
 
     def market_label(self) -> str:
-        """The market session now, e.g. "NSE open 09:15-15:30 IST" or "holiday (Guru Nanak Jayanti)"."""
+        """The market session now, e.g. "NSE open 09:15-15:30 IST" or "holiday (...)"."""

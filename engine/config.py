@@ -202,6 +202,7 @@ class Settings(BaseSettings):
     db_path: Path = Path("copytrade.db")
     enforce_market_hours: bool = True
     holiday_override_file: Path | None = None
+    instruments_file: Path | None = None
     reconcile_interval_s: float = Field(default=30, gt=0)
     leader_idle_timeout_s: float = Field(default=60, gt=0)
     leader_dark_kill_after_s: float | None = Field(default=None, gt=0)

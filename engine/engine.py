@@ -134,6 +134,8 @@ class Engine:
         self._bus = EventBus()
         self._alerts = AlertCenter(self.clock, redact=redact)
         self._calendar = MarketCalendar(override_path=settings.holiday_override_file)
+        if instruments is None and settings.instruments_file is not None:
+            instruments = InstrumentBook.from_scrip_master(settings.instruments_file)
         self._instruments = instruments or InstrumentBook()
         self._use_follower_streams = follower_streams
         self._state = EngineState.STARTING
@@ -157,7 +159,9 @@ class Engine:
         self._recovery_lock = asyncio.Lock()
         self._first_connect = True
         self._last_leader_event: float | None = None
-        self._writes: asyncio.Queue[tuple[Callable[[], Awaitable[None]], asyncio.Future[None] | None]]
+        self._writes: asyncio.Queue[
+            tuple[Callable[[], Awaitable[None]], asyncio.Future[None] | None]
+        ]
         self._writes = asyncio.Queue()
 
     # --- EngineHandle -------------------------------------------------------------------
@@ -192,7 +196,9 @@ class Engine:
             return
         self._state = EngineState.KILLED
         # Durable before anything else: a crash right after this line restarts KILLED.
-        await self._write(lambda: self._require_store().set_engine_state(EngineState.KILLED, reason))
+        await self._write(
+            lambda: self._require_store().set_engine_state(EngineState.KILLED, reason)
+        )
         self._publish(EngineStateChanged(self.clock.now(), EngineState.KILLED, reason))
         self._alert("KILL_SWITCH", Severity.CRITICAL, f"Kill switch pulled: {reason}")
         for (follower, leader_id), mirror in self._mirrors.items():
@@ -205,7 +211,9 @@ class Engine:
         if self._state is not EngineState.KILLED:
             return
         self._state = EngineState.ARMED
-        await self._write(lambda: self._require_store().set_engine_state(EngineState.ARMED, "resumed"))
+        await self._write(
+            lambda: self._require_store().set_engine_state(EngineState.ARMED, "resumed")
+        )
         self._publish(EngineStateChanged(self.clock.now(), EngineState.ARMED, "resumed"))
         self._alert("RESUMED", Severity.WARNING, "Engine resumed: copying new leader orders again")
 
@@ -245,7 +253,7 @@ class Engine:
     def stats(self) -> EngineStats:
         lat = sorted(self._latencies)
         p50 = statistics.median(lat) if lat else None
-        p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))] if lat else None
+        p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] if lat else None
         return EngineStats(
             replicated=self._replicated,
             failed=self._failed,
@@ -272,8 +280,10 @@ class Engine:
                 for f in self._followers.values():
                     await f.dispatcher.wait_idle()
                 await self._write(_noop)
-                if all(f.dispatcher.queue_depth == 0 and f.dispatcher.busy == 0
-                       for f in self._followers.values()):
+                if all(
+                    f.dispatcher.queue_depth == 0 and f.dispatcher.busy == 0
+                    for f in self._followers.values()
+                ):
                     return
 
         await asyncio.wait_for(_all_idle(), timeout)
@@ -282,40 +292,56 @@ class Engine:
 
     async def _start(self) -> None:
         s = self.settings
-        self._store = await Store.open(s.db_path)
+        self._store = await Store.open(s.db_path, clock=self.clock)
         self._spawn(self._writer(), "store-writer")
         persisted = await self._store.get_engine_state()
-        self._state = persisted[0] if persisted and persisted[0] is EngineState.KILLED else EngineState.ARMED
+        self._state = (
+            persisted[0] if persisted and persisted[0] is EngineState.KILLED else EngineState.ARMED
+        )
         if persisted is None or persisted[0] is not self._state:
             await self._store.set_engine_state(self._state, "started")
         for snap in await self._store.leader_orders():
             self._leader[snap.order_id] = snap
             self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
         for rec in await self._store.mirrors():
+            rec = rec.with_changes(leader_seen_mono=None)  # a monotonic time of a past process
             self._mirrors[(rec.follower, rec.leader_order_id)] = rec
             self._by_cid[rec.correlation_id] = (rec.follower, rec.leader_order_id)
         self._leader_broker = self._broker_factory(
-            LEADER, s.leader.client_id, s.leader.access_token.get_secret_value(),
-            s.dhan.rest_url, s.dhan.timeout_s,
+            LEADER,
+            s.leader.client_id,
+            s.leader.access_token.get_secret_value(),
+            s.dhan.rest_url,
+            s.dhan.timeout_s,
         )
         for fs in s.followers:
             if fs.enabled:
                 self._followers[fs.name] = self._build_follower(fs)
         self._publish(EngineStateChanged(self.clock.now(), self._state, "started"))
         if self._state is EngineState.KILLED:
-            self._alert("STILL_KILLED", Severity.CRITICAL,
-                        "Engine restarted KILLED: nothing is copied until you resume")
+            self._alert(
+                "STILL_KILLED",
+                Severity.CRITICAL,
+                "Engine restarted KILLED: nothing is copied until you resume",
+            )
         await self._resolve_unfinished_intents()
         for f in self._followers.values():
             f.dispatcher.start()
             if self._use_follower_streams:
-                f.stream = self._build_stream(f.name, f.settings.client_id,
-                                              f.settings.access_token.get_secret_value(),
-                                              self._on_follower_snapshot_for(f.name), None)
+                f.stream = self._build_stream(
+                    f.name,
+                    f.settings.client_id,
+                    f.settings.access_token.get_secret_value(),
+                    self._on_follower_snapshot_for(f.name),
+                    None,
+                )
                 self._spawn(f.stream.run(), f"stream-{f.name}")
         self._leader_stream = self._build_stream(
-            LEADER, s.leader.client_id, s.leader.access_token.get_secret_value(),
-            self._on_leader_snapshot, self._on_leader_connected,
+            LEADER,
+            s.leader.client_id,
+            s.leader.access_token.get_secret_value(),
+            self._on_leader_snapshot,
+            self._on_leader_connected,
         )
         self._spawn(self._leader_stream.run(), "stream-leader")
         self._spawn(self._periodic_reconcile(), "reconcile")
@@ -328,19 +354,28 @@ class Engine:
         limiter = RateLimiter(
             fs.name,
             self.clock,
-            windows=(("second", 1.0, lim.per_second), ("minute", 60.0, lim.per_minute),
-                     ("hour", 3600.0, lim.per_hour), ("day", 86400.0, lim.per_day)),
+            windows=(
+                ("second", 1.0, lim.per_second),
+                ("minute", 60.0, lim.per_minute),
+                ("hour", 3600.0, lim.per_hour),
+                ("day", 86400.0, lim.per_day),
+            ),
             headroom=lim.headroom,
         )
         rules = FollowerRules(fs.name, fs.sizing, fs.bounds, fs.filters, fs.risk)
         broker = self._broker_factory(
-            fs.name, fs.client_id, fs.access_token.get_secret_value(),
-            self.settings.dhan.rest_url, self.settings.dhan.timeout_s,
+            fs.name,
+            fs.client_id,
+            fs.access_token.get_secret_value(),
+            self.settings.dhan.rest_url,
+            self.settings.dhan.timeout_s,
         )
         runtime = FollowerRuntime(fs, rules, broker, limiter, AccountDispatcher(fs.name, _unbound))
-        runtime.dispatcher = AccountDispatcher(
-            fs.name, lambda key, rt=runtime: self._work(rt, key), concurrency=4
-        )
+
+        async def work(key: str) -> None:
+            await self._work(runtime, key)
+
+        runtime.dispatcher = AccountDispatcher(fs.name, work, concurrency=4)
         return runtime
 
     def _build_stream(
@@ -402,8 +437,11 @@ class Engine:
                 raise
             except Exception as exc:
                 log.exception("engine task %s failed", name)
-                self._alert("ENGINE_TASK_FAILED", Severity.CRITICAL,
-                            f"Internal task {name} failed: {redact(str(exc))}")
+                self._alert(
+                    "ENGINE_TASK_FAILED",
+                    Severity.CRITICAL,
+                    f"Internal task {name} failed: {redact(str(exc))}",
+                )
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
@@ -421,8 +459,11 @@ class Engine:
                 if done is not None and not done.done():
                     done.set_exception(exc)
                 else:
-                    self._alert("STORE_WRITE_FAILED", Severity.CRITICAL,
-                                f"Could not write to the database: {exc}")
+                    self._alert(
+                        "STORE_WRITE_FAILED",
+                        Severity.CRITICAL,
+                        f"Could not write to the database: {exc}",
+                    )
 
     def _persist(self, job: Callable[[], Awaitable[None]]) -> None:
         self._writes.put_nowait((job, None))
@@ -438,8 +479,11 @@ class Engine:
 
     def _journal(self, kind: str, text: str, follower: str | None, leader_id: str | None) -> None:
         at = self.clock.now()
-        self._persist(lambda: self._require_store().append_journal(
-            kind, redact(text), follower=follower, leader_order_id=leader_id, at=at))
+        self._persist(
+            lambda: self._require_store().append_journal(
+                kind, redact(text), follower=follower, leader_order_id=leader_id, at=at
+            )
+        )
 
     # --- leader side ---------------------------------------------------------------------
 
@@ -456,8 +500,12 @@ class Engine:
         known = self._leader.get(snap.order_id)
         if known is not None:
             if snap.progress_key() < known.progress_key():
-                self._journal("leader", f"stale snapshot ignored ({snap.status.value}, "
-                              f"filled {snap.filled_qty})", None, snap.order_id)
+                self._journal(
+                    "leader",
+                    f"stale snapshot ignored ({snap.status.value}, filled {snap.filled_qty})",
+                    None,
+                    snap.order_id,
+                )
                 return False
             snap = _merge_snapshot(known, snap)
             if snap == known.with_changes(source=snap.source):
@@ -465,7 +513,8 @@ class Engine:
         self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
         self._leader[snap.order_id] = snap
         self._leader_seen_mono.setdefault(snap.order_id, self.clock.monotonic())
-        self._persist(lambda s=snap: self._require_store().upsert_leader_order(s))
+        stored = snap
+        self._persist(lambda: self._require_store().upsert_leader_order(stored))
         self._journal("leader", _describe_snapshot(snap), None, snap.order_id)
         self._publish(LeaderOrderSeen(self.clock.now(), snap, is_new=known is None))
         for f in self._followers.values():
@@ -490,7 +539,10 @@ class Engine:
             try:
                 book = await self._leader_broker.order_book()
             except Exception as exc:
-                msg = f"Recovery ({trigger}) could not read the leader's order book: {redact(str(exc))}"
+                msg = (
+                    f"Recovery ({trigger}) could not read the leader's order book: "
+                    f"{redact(str(exc))}"
+                )
                 self._alert("RECOVERY_FAILED", Severity.ERROR, msg)
                 report = RecoveryReport(trigger, 0, 0, (msg,), time.monotonic() - started)
                 self._publish(RecoveryCompleted(self.clock.now(), report))
@@ -498,11 +550,14 @@ class Engine:
             for snap in book:
                 known = self._leader.get(snap.order_id)
                 if known is None and not is_engine_correlation_id(snap.correlation_id):
-                    discrepancies.append(f"leader order {snap.order_id} was missed ({snap.status.value})")
+                    discrepancies.append(
+                        f"leader order {snap.order_id} was missed ({snap.status.value})"
+                    )
                 elif known is not None and known.progress_key() < snap.progress_key():
                     discrepancies.append(
                         f"leader order {snap.order_id} changed while away: "
-                        f"{known.status.value} -> {snap.status.value}")
+                        f"{known.status.value} -> {snap.status.value}"
+                    )
                 self._ingest_leader(snap)
             await self._refresh_follower_books(discrepancies)
             actions = 0
@@ -512,12 +567,16 @@ class Engine:
                     if not isinstance(decision, NoAction):
                         actions += 1
                     f.dispatcher.mark(leader_id, urgent=isinstance(decision, Cancel))
-            report = RecoveryReport(trigger, len(book), actions, tuple(discrepancies),
-                                    time.monotonic() - started)
+            report = RecoveryReport(
+                trigger, len(book), actions, tuple(discrepancies), time.monotonic() - started
+            )
             if discrepancies or trigger in ("manual", "reconnect"):
-                self._alert("RECOVERY", Severity.INFO if not discrepancies else Severity.WARNING,
-                            f"Recovery ({trigger}): {len(book)} leader orders checked, "
-                            f"{actions} actions, {len(discrepancies)} discrepancies")
+                self._alert(
+                    "RECOVERY",
+                    Severity.INFO if not discrepancies else Severity.WARNING,
+                    f"Recovery ({trigger}): {len(book)} leader orders checked, "
+                    f"{actions} actions, {len(discrepancies)} discrepancies",
+                )
             self._publish(RecoveryCompleted(self.clock.now(), report))
             return report
 
@@ -580,25 +639,48 @@ class Engine:
         if updated == mirror:
             return
         if snap.filled_qty > mirror.filled_qty:
-            self._journal("fill", f"{f.name} filled {snap.filled_qty}/{snap.quantity} "
-                          f"avg {snap.avg_price:.2f}" + (f" slippage {slippage:+.2f}"
-                                                         if slippage is not None else ""),
-                          f.name, mirror.leader_order_id)
+            self._journal(
+                "fill",
+                f"{f.name} filled {snap.filled_qty}/{snap.quantity} "
+                f"avg {snap.avg_price:.2f}"
+                + (f" slippage {slippage:+.2f}" if slippage is not None else ""),
+                f.name,
+                mirror.leader_order_id,
+            )
             if slippage is not None and snap.status is OrderStatus.TRADED:
                 self._slippages.append(slippage)
         if snap.status is not mirror.broker_status:
-            self._journal("broker", f"{f.name} order {snap.order_id} {snap.status.value}"
-                          + (f": {snap.reason}" if snap.reason else ""), f.name, mirror.leader_order_id)
+            self._journal(
+                "broker",
+                f"{f.name} order {snap.order_id} {snap.status.value}"
+                + (f": {snap.reason}" if snap.reason else ""),
+                f.name,
+                mirror.leader_order_id,
+            )
             if snap.status is OrderStatus.REJECTED:
                 self._failed += 1
-                self._alert("FOLLOWER_REJECTED", Severity.ERROR,
-                            f"{f.name}: order for leader {mirror.leader_order_id} rejected by Dhan: "
-                            f"{snap.reason or 'no reason given'}", f.name, mirror.leader_order_id)
-            elif (snap.status is OrderStatus.CANCELLED and leader is not None and leader.is_open
-                  and self._state is EngineState.ARMED):
-                self._alert("FOLLOWER_CANCELLED_OUTSIDE", Severity.WARNING,
-                            f"{f.name}: order {snap.order_id} was cancelled outside the engine while "
-                            f"the leader's is still open; not re-placed", f.name, mirror.leader_order_id)
+                self._alert(
+                    "FOLLOWER_REJECTED",
+                    Severity.ERROR,
+                    f"{f.name}: order for leader {mirror.leader_order_id} rejected by Dhan: "
+                    f"{snap.reason or 'no reason given'}",
+                    f.name,
+                    mirror.leader_order_id,
+                )
+            elif (
+                snap.status is OrderStatus.CANCELLED
+                and leader is not None
+                and leader.is_open
+                and self._state is EngineState.ARMED
+            ):
+                self._alert(
+                    "FOLLOWER_CANCELLED_OUTSIDE",
+                    Severity.WARNING,
+                    f"{f.name}: order {snap.order_id} was cancelled outside the engine while "
+                    f"the leader's is still open; not re-placed",
+                    f.name,
+                    mirror.leader_order_id,
+                )
         self._set_mirror(updated)
         f.dispatcher.mark(mirror.leader_order_id)
 
@@ -608,7 +690,9 @@ class Engine:
         lot = self._instruments.lot_size(leader.segment, leader.security_id) or leader.lot_size
         market_open, reason = True, ""
         if self.settings.enforce_market_hours:
-            market_open, reason = self._calendar.can_send(leader.segment, self.clock.now(), leader.amo)
+            market_open, reason = self._calendar.can_send(
+                leader.segment, self.clock.now(), leader.amo
+            )
         return DecisionContext(
             armed=self._state is EngineState.ARMED,
             lot_size=lot,
@@ -618,11 +702,12 @@ class Engine:
             market_reason=reason,
         )
 
-    def _decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> (
-        NoAction | Skip | Place | Modify | Cancel
-    ):
-        return decide(leader, self._mirrors.get((f.name, leader.order_id)), f.rules,
-                      self._context(f, leader))
+    def _decide(
+        self, f: FollowerRuntime, leader: OrderSnapshot
+    ) -> NoAction | Skip | Place | Modify | Cancel:
+        return decide(
+            leader, self._mirrors.get((f.name, leader.order_id)), f.rules, self._context(f, leader)
+        )
 
     async def _work(self, f: FollowerRuntime, leader_id: str) -> None:
         leader = self._leader.get(leader_id)
@@ -654,20 +739,30 @@ class Engine:
                 self._record_skip(f, leader, decision)
         finally:
             f.limiter.complete(slot)
-            self._publish(LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth)))
+            self._publish(
+                LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth))
+            )
 
     def _record_skip(self, f: FollowerRuntime, leader: OrderSnapshot, skip: Skip) -> None:
         cid = f"skip-{leader.order_id}"
         rec = MirrorRecord(
-            follower=f.name, leader_order_id=leader.order_id, correlation_id=cid,
-            state=MirrorState.SKIPPED, reason=skip.reason, symbol=leader.trading_symbol,
+            follower=f.name,
+            leader_order_id=leader.order_id,
+            correlation_id=cid,
+            state=MirrorState.SKIPPED,
+            reason=skip.reason,
+            symbol=leader.trading_symbol,
             updated_at=self.clock.now(),
         )
         self._set_mirror(rec)
         self._journal("skip", f"{f.name} skipped: {skip.reason}", f.name, leader.order_id)
-        self._alert(skip.code.value, Severity.WARNING,
-                    f"{f.name}: leader order {leader.order_id} not copied: {skip.reason}",
-                    f.name, leader.order_id)
+        self._alert(
+            skip.code.value,
+            Severity.WARNING,
+            f"{f.name}: leader order {leader.order_id} not copied: {skip.reason}",
+            f.name,
+            leader.order_id,
+        )
 
     def _armed_now(self, kind: IntentKind) -> bool:
         # Checked with no await between it and the broker call: the kill switch always wins.
@@ -675,12 +770,17 @@ class Engine:
 
     async def _place(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place) -> None:
         params, notes = adapt_for_dhan_api(
-            decision.params, leader, tick=self._instruments.tick_size(leader.segment, leader.security_id)
+            decision.params,
+            leader,
+            tick=self._instruments.tick_size(leader.segment, leader.security_id),
         )
         mirror = MirrorRecord(
-            follower=f.name, leader_order_id=leader.order_id,
-            correlation_id=params.correlation_id, state=MirrorState.PLACING,
-            params=decision.params, symbol=leader.trading_symbol,
+            follower=f.name,
+            leader_order_id=leader.order_id,
+            correlation_id=params.correlation_id,
+            state=MirrorState.PLACING,
+            params=decision.params,
+            symbol=leader.trading_symbol,
             leader_seen_mono=self._leader_seen_mono.get(leader.order_id),
             updated_at=self.clock.now(),
         )
@@ -691,15 +791,23 @@ class Engine:
             self._journal("intent", f"{f.name}: {note}", f.name, leader.order_id)
         if not self._armed_now(IntentKind.PLACE):
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
-            self._set_mirror(mirror.with_changes(state=MirrorState.SKIPPED,
-                                                 reason="engine killed before the order was sent"))
+            self._set_mirror(
+                mirror.with_changes(
+                    state=MirrorState.SKIPPED, reason="engine killed before the order was sent"
+                )
+            )
             return
         result = await self._call(f.broker.place(params))
         await self._handle_place_result(f, leader, mirror, stored, result, decision.catch_up)
 
     async def _handle_place_result(
-        self, f: FollowerRuntime, leader: OrderSnapshot, mirror: MirrorRecord,
-        intent: Intent, result: BrokerResult, catch_up: bool,
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        mirror: MirrorRecord,
+        intent: Intent,
+        result: BrokerResult,
+        catch_up: bool,
     ) -> None:
         current = self._mirrors.get((f.name, leader.order_id), mirror)
         if result.kind is ResultKind.AMBIGUOUS:
@@ -707,43 +815,68 @@ class Engine:
             if found is None:
                 # Not at Dhan: the request never arrived. Forget the placement so the next
                 # decision places again with the same correlationId.
-                await self._finish_intent(intent, IntentOutcome.AMBIGUOUS, f"not found after: {result.message}")
+                await self._finish_intent(
+                    intent, IntentOutcome.AMBIGUOUS, f"not found after: {result.message}"
+                )
                 self._forget_mirror(current)
-                self._alert("PLACE_RETRY", Severity.WARNING,
-                            f"{f.name}: no clear answer placing for leader {leader.order_id} "
-                            f"({result.message}); not at Dhan, placing again", f.name, leader.order_id)
+                self._alert(
+                    "PLACE_RETRY",
+                    Severity.WARNING,
+                    f"{f.name}: no clear answer placing for leader {leader.order_id} "
+                    f"({result.message}); not at Dhan, placing again",
+                    f.name,
+                    leader.order_id,
+                )
                 f.dispatcher.mark(leader.order_id)
                 return
             if found is _UNKNOWN:
                 await self._finish_intent(intent, IntentOutcome.AMBIGUOUS, result.message)
-                self._alert("PLACE_AMBIGUOUS", Severity.ERROR,
-                            f"{f.name}: placement for leader {leader.order_id} has no clear answer; "
-                            "will check again before acting", f.name, leader.order_id)
+                self._alert(
+                    "PLACE_AMBIGUOUS",
+                    Severity.ERROR,
+                    f"{f.name}: placement for leader {leader.order_id} has no clear answer; "
+                    "will check again before acting",
+                    f.name,
+                    leader.order_id,
+                )
                 self._spawn(self._retry_resolve(f, leader.order_id, intent), "resolve")
                 return
             assert isinstance(found, OrderSnapshot)
             result = BrokerResult(ResultKind.OK, order_id=found.order_id, status=found.status)
         if result.kind is ResultKind.OK:
             now_mono = self.clock.monotonic()
-            latency = ((now_mono - mirror.leader_seen_mono) * 1000.0
-                       if mirror.leader_seen_mono is not None else None)
+            latency = (
+                (now_mono - mirror.leader_seen_mono) * 1000.0
+                if mirror.leader_seen_mono is not None
+                else None
+            )
             if latency is not None and not catch_up:
                 self._latencies.append(latency)
             self._replicated += 1
             f.limiter.note_success()
             status = current.broker_status or result.status
             live = current.with_changes(
-                state=MirrorState.DONE if status is not None and status.is_terminal else MirrorState.LIVE,
+                state=MirrorState.DONE
+                if status is not None and status.is_terminal
+                else MirrorState.LIVE,
                 follower_order_id=result.order_id or current.follower_order_id,
-                broker_status=status, latency_ms=latency, updated_at=self.clock.now(),
+                broker_status=status,
+                latency_ms=latency,
+                updated_at=self.clock.now(),
             )
             self._set_mirror(live, persist=False)
-            await self._finish_intent(intent, IntentOutcome.ACKED, f"order {live.follower_order_id}", live)
-            self._journal("broker", f"{f.name} placed order {live.follower_order_id} "
-                          f"({live.params.quantity if live.params else 0} qty)"
-                          + (f" in {latency:.1f} ms" if latency is not None else "")
-                          + (" [catch-up of a missed fill]" if catch_up else ""),
-                          f.name, leader.order_id)
+            await self._finish_intent(
+                intent, IntentOutcome.ACKED, f"order {live.follower_order_id}", live
+            )
+            self._journal(
+                "broker",
+                f"{f.name} placed order {live.follower_order_id} "
+                f"({live.params.quantity if live.params else 0} qty)"
+                + (f" in {latency:.1f} ms" if latency is not None else "")
+                + (" [catch-up of a missed fill]" if catch_up else ""),
+                f.name,
+                leader.order_id,
+            )
             f.dispatcher.mark(leader.order_id)
             return
         if result.kind is ResultKind.RATE_LIMITED or result.kind is ResultKind.TRANSIENT:
@@ -753,23 +886,37 @@ class Engine:
             return
         # REFUSED, AUTH_FAILED, NOT_FOUND: definitive.
         self._failed += 1
-        failed = current.with_changes(state=MirrorState.FAILED,
-                                      reason=f"{result.error_code} {result.message}".strip(),
-                                      updated_at=self.clock.now())
+        failed = current.with_changes(
+            state=MirrorState.FAILED,
+            reason=f"{result.error_code} {result.message}".strip(),
+            updated_at=self.clock.now(),
+        )
         self._set_mirror(failed, persist=False)
         await self._finish_intent(intent, IntentOutcome.REFUSED, failed.reason, failed)
         severity = Severity.CRITICAL if result.kind is ResultKind.AUTH_FAILED else Severity.ERROR
-        self._alert("FOLLOWER_REFUSED", severity,
-                    f"{f.name}: Dhan refused the copy of leader order {leader.order_id}: "
-                    f"{failed.reason}", f.name, leader.order_id)
+        self._alert(
+            "FOLLOWER_REFUSED",
+            severity,
+            f"{f.name}: Dhan refused the copy of leader order {leader.order_id}: {failed.reason}",
+            f.name,
+            leader.order_id,
+        )
 
     async def _modify(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Modify) -> None:
         mirror = self._mirrors[(f.name, leader.order_id)]
         params, notes = adapt_for_dhan_api(
-            decision.params, leader, tick=self._instruments.tick_size(leader.segment, leader.security_id)
+            decision.params,
+            leader,
+            tick=self._instruments.tick_size(leader.segment, leader.security_id),
         )
-        intent = Intent(f.name, leader.order_id, IntentKind.MODIFY, mirror.correlation_id, params,
-                        follower_order_id=decision.follower_order_id)
+        intent = Intent(
+            f.name,
+            leader.order_id,
+            IntentKind.MODIFY,
+            mirror.correlation_id,
+            params,
+            follower_order_id=decision.follower_order_id,
+        )
         stored = await self._record_intent(intent, None)
         if not self._armed_now(IntentKind.MODIFY):
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
@@ -779,67 +926,122 @@ class Engine:
         current = self._mirrors[(f.name, leader.order_id)]
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
-            updated = current.with_changes(params=decision.params,
-                                           modifications=current.modifications + 1,
-                                           updated_at=self.clock.now())
+            updated = current.with_changes(
+                params=decision.params,
+                modifications=current.modifications + 1,
+                updated_at=self.clock.now(),
+            )
             self._set_mirror(updated, persist=False)
-            await self._finish_intent(stored, IntentOutcome.ACKED, ",".join(decision.changed), updated)
-            self._journal("broker", f"{f.name} modified {decision.follower_order_id}: "
-                          + ", ".join(f"{c}={getattr(params, c)}" for c in decision.changed)
-                          + (f" ({'; '.join(notes)})" if notes else ""), f.name, leader.order_id)
+            await self._finish_intent(
+                stored, IntentOutcome.ACKED, ",".join(decision.changed), updated
+            )
+            self._journal(
+                "broker",
+                f"{f.name} modified {decision.follower_order_id}: "
+                + ", ".join(f"{c}={getattr(params, c)}" for c in decision.changed)
+                + (f" ({'; '.join(notes)})" if notes else ""),
+                f.name,
+                leader.order_id,
+            )
             f.dispatcher.mark(leader.order_id)
             return
-        await self._finish_intent(stored, IntentOutcome.AMBIGUOUS if result.kind is ResultKind.AMBIGUOUS
-                                  else IntentOutcome.REFUSED, result.message)
+        await self._finish_intent(
+            stored,
+            IntentOutcome.AMBIGUOUS
+            if result.kind is ResultKind.AMBIGUOUS
+            else IntentOutcome.REFUSED,
+            result.message,
+        )
         if result.kind in (ResultKind.RATE_LIMITED, ResultKind.TRANSIENT, ResultKind.AMBIGUOUS):
             await self._refresh_follower_order(f, current)
             await self._backoff(f, result, leader.order_id)
             return
         # Refused: often because the order filled or was cancelled meanwhile; read it back.
         await self._refresh_follower_order(f, current)
-        self._journal("broker", f"{f.name} modify refused: {result.error_code} {result.message}",
-                      f.name, leader.order_id)
+        self._journal(
+            "broker",
+            f"{f.name} modify refused: {result.error_code} {result.message}",
+            f.name,
+            leader.order_id,
+        )
         if self._mirrors[(f.name, leader.order_id)].is_open_at_broker:
-            self._set_mirror(self._mirrors[(f.name, leader.order_id)].with_changes(
-                state=MirrorState.FAILED, reason=f"modify refused: {result.message}"))
-            self._alert("MODIFY_REFUSED", Severity.ERROR,
-                        f"{f.name}: Dhan refused to modify order {decision.follower_order_id}: "
-                        f"{result.message}", f.name, leader.order_id)
+            self._set_mirror(
+                self._mirrors[(f.name, leader.order_id)].with_changes(
+                    state=MirrorState.FAILED, reason=f"modify refused: {result.message}"
+                )
+            )
+            self._alert(
+                "MODIFY_REFUSED",
+                Severity.ERROR,
+                f"{f.name}: Dhan refused to modify order {decision.follower_order_id}: "
+                f"{result.message}",
+                f.name,
+                leader.order_id,
+            )
 
     async def _cancel(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Cancel) -> None:
         mirror = self._mirrors[(f.name, leader.order_id)]
-        intent = Intent(f.name, leader.order_id, IntentKind.CANCEL, mirror.correlation_id, None,
-                        follower_order_id=decision.follower_order_id)
+        intent = Intent(
+            f.name,
+            leader.order_id,
+            IntentKind.CANCEL,
+            mirror.correlation_id,
+            None,
+            follower_order_id=decision.follower_order_id,
+        )
         stored = await self._record_intent(intent, None)
         result = await self._call(f.broker.cancel(decision.follower_order_id))
         current = self._mirrors[(f.name, leader.order_id)]
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
-            done = current.with_changes(state=MirrorState.DONE, broker_status=OrderStatus.CANCELLED,
-                                        reason=decision.reason, updated_at=self.clock.now())
+            done = current.with_changes(
+                state=MirrorState.DONE,
+                broker_status=OrderStatus.CANCELLED,
+                reason=decision.reason,
+                updated_at=self.clock.now(),
+            )
             self._set_mirror(done, persist=False)
             await self._finish_intent(stored, IntentOutcome.ACKED, decision.reason, done)
-            self._journal("broker", f"{f.name} cancelled {decision.follower_order_id}: {decision.reason}",
-                          f.name, leader.order_id)
+            self._journal(
+                "broker",
+                f"{f.name} cancelled {decision.follower_order_id}: {decision.reason}",
+                f.name,
+                leader.order_id,
+            )
             return
-        await self._finish_intent(stored, IntentOutcome.AMBIGUOUS if result.kind is ResultKind.AMBIGUOUS
-                                  else IntentOutcome.REFUSED, result.message)
+        await self._finish_intent(
+            stored,
+            IntentOutcome.AMBIGUOUS
+            if result.kind is ResultKind.AMBIGUOUS
+            else IntentOutcome.REFUSED,
+            result.message,
+        )
         await self._refresh_follower_order(f, current)
         if result.kind in (ResultKind.RATE_LIMITED, ResultKind.TRANSIENT, ResultKind.AMBIGUOUS):
             await self._backoff(f, result, leader.order_id, urgent=True)
             return
         after = self._mirrors[(f.name, leader.order_id)]
         if after.is_open_at_broker:
-            self._alert("CANCEL_REFUSED", Severity.ERROR,
-                        f"{f.name}: Dhan refused to cancel order {decision.follower_order_id}: "
-                        f"{result.message}", f.name, leader.order_id)
+            self._alert(
+                "CANCEL_REFUSED",
+                Severity.ERROR,
+                f"{f.name}: Dhan refused to cancel order {decision.follower_order_id}: "
+                f"{result.message}",
+                f.name,
+                leader.order_id,
+            )
 
-    async def _backoff(self, f: FollowerRuntime, result: BrokerResult, leader_id: str,
-                       urgent: bool = False) -> None:
+    async def _backoff(
+        self, f: FollowerRuntime, result: BrokerResult, leader_id: str, urgent: bool = False
+    ) -> None:
         if result.kind is ResultKind.RATE_LIMITED:
             delay = f.limiter.note_rate_limited()
-            self._alert("RATE_LIMITED", Severity.WARNING,
-                        f"{f.name}: Dhan answered DH-904 (rate limit); backing off {delay:.1f}s", f.name)
+            self._alert(
+                "RATE_LIMITED",
+                Severity.WARNING,
+                f"{f.name}: Dhan answered DH-904 (rate limit); backing off {delay:.1f}s",
+                f.name,
+            )
         else:
             delay = 0.5
         self._spawn(self._mark_later(f, leader_id, delay, urgent), "retry")
@@ -863,7 +1065,9 @@ class Engine:
             if snap is not None:
                 self._on_follower_snapshot(f, snap)
 
-    async def _lookup_correlation(self, f: FollowerRuntime, cid: str) -> OrderSnapshot | object | None:
+    async def _lookup_correlation(
+        self, f: FollowerRuntime, cid: str
+    ) -> OrderSnapshot | object | None:
         """The order with this correlationId at Dhan; None if Dhan says there is none,
         _UNKNOWN when Dhan could not answer (then nothing may be placed)."""
         for attempt in range(3):
@@ -890,9 +1094,13 @@ class Engine:
                 f.dispatcher.mark(leader_id)
                 return
             if isinstance(found, OrderSnapshot):
-                self._set_mirror(mirror.with_changes(state=MirrorState.LIVE if found.is_open else MirrorState.DONE,
-                                                     follower_order_id=found.order_id,
-                                                     broker_status=found.status))
+                self._set_mirror(
+                    mirror.with_changes(
+                        state=MirrorState.LIVE if found.is_open else MirrorState.DONE,
+                        follower_order_id=found.order_id,
+                        broker_status=found.status,
+                    )
+                )
                 await self._finish_intent(intent, IntentOutcome.ACKED, f"found {found.order_id}")
                 f.dispatcher.mark(leader_id)
                 return
@@ -910,35 +1118,66 @@ class Engine:
             if intent.kind is IntentKind.PLACE:
                 found = await self._lookup_correlation(f, intent.correlation_id)
                 if isinstance(found, OrderSnapshot):
-                    base = mirror or MirrorRecord(intent.follower, intent.leader_order_id,
-                                                  intent.correlation_id, MirrorState.LIVE,
-                                                  params=intent.params)
+                    base = mirror or MirrorRecord(
+                        intent.follower,
+                        intent.leader_order_id,
+                        intent.correlation_id,
+                        MirrorState.LIVE,
+                        params=intent.params,
+                    )
                     rec = base.with_changes(
                         state=MirrorState.LIVE if found.is_open else MirrorState.DONE,
-                        follower_order_id=found.order_id, broker_status=found.status,
-                        filled_qty=found.filled_qty, avg_price=found.avg_price)
+                        follower_order_id=found.order_id,
+                        broker_status=found.status,
+                        filled_qty=found.filled_qty,
+                        avg_price=found.avg_price,
+                    )
                     self._set_mirror(rec)
-                    await store.complete_intent(intent.id, IntentOutcome.ACKED,
-                                                f"found after restart: {found.order_id}", rec)
-                    self._journal("recovery", f"{f.name}: placement found after restart "
-                                  f"({found.order_id}); not placed again", f.name, intent.leader_order_id)
+                    await store.complete_intent(
+                        intent.id,
+                        IntentOutcome.ACKED,
+                        f"found after restart: {found.order_id}",
+                        rec,
+                    )
+                    self._journal(
+                        "recovery",
+                        f"{f.name}: placement found after restart "
+                        f"({found.order_id}); not placed again",
+                        f.name,
+                        intent.leader_order_id,
+                    )
                 elif found is None:
-                    await store.complete_intent(intent.id, IntentOutcome.REFUSED,
-                                                "not at Dhan after restart; will place again")
+                    await store.complete_intent(
+                        intent.id,
+                        IntentOutcome.REFUSED,
+                        "not at Dhan after restart; will place again",
+                    )
                     if mirror is not None and mirror.state is MirrorState.PLACING:
                         self._forget_mirror(mirror)
-                    self._journal("recovery", f"{f.name}: placement never reached Dhan; "
-                                  "deciding again", f.name, intent.leader_order_id)
+                    self._journal(
+                        "recovery",
+                        f"{f.name}: placement never reached Dhan; deciding again",
+                        f.name,
+                        intent.leader_order_id,
+                    )
                 else:
-                    self._alert("RESTART_UNRESOLVED", Severity.ERROR,
-                                f"{f.name}: could not confirm placement {intent.correlation_id} "
-                                "after restart; holding it", f.name, intent.leader_order_id)
+                    self._alert(
+                        "RESTART_UNRESOLVED",
+                        Severity.ERROR,
+                        f"{f.name}: could not confirm placement {intent.correlation_id} "
+                        "after restart; holding it",
+                        f.name,
+                        intent.leader_order_id,
+                    )
                     self._spawn(self._retry_resolve(f, intent.leader_order_id, intent), "resolve")
             else:
                 if mirror is not None:
                     await self._refresh_follower_order(f, mirror)
-                await store.complete_intent(intent.id, IntentOutcome.AMBIGUOUS,
-                                            "process stopped before the answer; order re-read")
+                await store.complete_intent(
+                    intent.id,
+                    IntentOutcome.AMBIGUOUS,
+                    "process stopped before the answer; order re-read",
+                )
 
     async def _record_intent(self, intent: Intent, mirror: MirrorRecord | None) -> Intent:
         box: list[Intent] = []
@@ -947,15 +1186,31 @@ class Engine:
             box.append(await self._require_store().record_intent(intent, mirror))
 
         await self._write(job)
-        self._journal("intent", f"{intent.follower} {intent.kind.value} "
-                      + (f"{intent.params.quantity} @ {intent.params.price:g}" if intent.params else
-                         intent.follower_order_id), intent.follower, intent.leader_order_id)
+        self._journal(
+            "intent",
+            f"{intent.follower} {intent.kind.value} "
+            + (
+                f"{intent.params.quantity} @ {intent.params.price:g}"
+                if intent.params
+                else intent.follower_order_id
+            ),
+            intent.follower,
+            intent.leader_order_id,
+        )
         return box[0]
 
-    async def _finish_intent(self, intent: Intent, outcome: IntentOutcome, detail: str,
-                             mirror: MirrorRecord | None = None) -> None:
-        self._persist(lambda: self._require_store().complete_intent(
-            intent.id, outcome, redact(detail), mirror))
+    async def _finish_intent(
+        self,
+        intent: Intent,
+        outcome: IntentOutcome,
+        detail: str,
+        mirror: MirrorRecord | None = None,
+    ) -> None:
+        self._persist(
+            lambda: self._require_store().complete_intent(
+                intent.id, outcome, redact(detail), mirror
+            )
+        )
 
     def _set_mirror(self, rec: MirrorRecord, *, persist: bool = True) -> None:
         self._mirrors[(rec.follower, rec.leader_order_id)] = rec
@@ -967,7 +1222,9 @@ class Engine:
     def _forget_mirror(self, rec: MirrorRecord) -> None:
         """A placement that never reached Dhan: decide again from scratch (same correlationId)."""
         self._mirrors.pop((rec.follower, rec.leader_order_id), None)
-        self._persist(lambda: self._require_store().delete_mirror(rec.follower, rec.leader_order_id))
+        self._persist(
+            lambda: self._require_store().delete_mirror(rec.follower, rec.leader_order_id)
+        )
 
     # --- funds, kill switch, stats ---------------------------------------------------------
 
@@ -987,16 +1244,23 @@ class Engine:
             leader_funds = await self._leader_broker.fund_limits()
             self._capital.set_leader(leader_funds.available, now)
         except Exception as exc:
-            self._alert("FUNDS_UNAVAILABLE", Severity.WARNING,
-                        f"Leader fund limits unavailable: {redact(str(exc))}")
+            self._alert(
+                "FUNDS_UNAVAILABLE",
+                Severity.WARNING,
+                f"Leader fund limits unavailable: {redact(str(exc))}",
+            )
             return
         for f in wanted:
             try:
                 funds = await f.broker.fund_limits()
                 self._capital.set_follower(f.name, funds.available, now)
             except Exception as exc:
-                self._alert("FUNDS_UNAVAILABLE", Severity.WARNING,
-                            f"{f.name}: fund limits unavailable: {redact(str(exc))}", f.name)
+                self._alert(
+                    "FUNDS_UNAVAILABLE",
+                    Severity.WARNING,
+                    f"{f.name}: fund limits unavailable: {redact(str(exc))}",
+                    f.name,
+                )
 
     async def _activate_dhan_kill_switches(self) -> None:
         for _ in range(60):
@@ -1008,13 +1272,19 @@ class Engine:
         for f in self._followers.values():
             result = await f.broker.kill_switch(True)
             ok = result.kind is ResultKind.OK
-            self._alert("DHAN_KILL_SWITCH", Severity.WARNING if ok else Severity.ERROR,
-                        f"{f.name}: Dhan kill switch "
-                        + ("activated" if ok else f"not activated: {result.message}"), f.name)
+            self._alert(
+                "DHAN_KILL_SWITCH",
+                Severity.WARNING if ok else Severity.ERROR,
+                f"{f.name}: Dhan kill switch "
+                + ("activated" if ok else f"not activated: {result.message}"),
+                f.name,
+            )
 
     async def _publish_stats_loop(self) -> None:
         while True:
             self._publish(StatsUpdated(self.clock.now(), self.stats()))
+            for alert in self._alerts.flush_due():  # repeats held back by the cooldown
+                self._publish(AlertRaised(self.clock.now(), alert))
             await self.clock.sleep(1.0)
 
     # --- events --------------------------------------------------------------------------
@@ -1022,10 +1292,17 @@ class Engine:
     def _publish(self, event: EngineEvent) -> None:
         self._bus.publish(event)
 
-    def _alert(self, code: str, severity: Severity, message: str,
-               follower: str | None = None, leader_order_id: str | None = None) -> None:
-        alert = self._alerts.raise_alert(code, severity, message, follower=follower,
-                                         leader_order_id=leader_order_id)
+    def _alert(
+        self,
+        code: str,
+        severity: Severity,
+        message: str,
+        follower: str | None = None,
+        leader_order_id: str | None = None,
+    ) -> None:
+        alert = self._alerts.raise_alert(
+            code, severity, message, follower=follower, leader_order_id=leader_order_id
+        )
         if alert is None:
             return
         if self._store is not None:
@@ -1037,17 +1314,26 @@ class Engine:
     def _on_connection(self, account: str, state: ConnectionState, detail: str) -> None:
         self._publish(ConnectionChanged(self.clock.now(), account, state, redact(detail)))
         if state is ConnectionState.DISCONNECTED and account == LEADER:
-            self._alert("LEADER_DISCONNECTED", Severity.WARNING,
-                        f"Leader order stream disconnected: {redact(detail)}; "
-                        "missed orders will be recovered on reconnect")
+            self._alert(
+                "LEADER_DISCONNECTED",
+                Severity.WARNING,
+                f"Leader order stream disconnected: {redact(detail)}; "
+                "missed orders will be recovered on reconnect",
+            )
         elif state is ConnectionState.STALLED:
-            self._alert("STREAM_STALLED", Severity.WARNING,
-                        f"{account} order stream silent past the watchdog; reconnecting")
+            self._alert(
+                "STREAM_STALLED",
+                Severity.WARNING,
+                f"{account} order stream silent past the watchdog; reconnecting",
+            )
 
     def _on_malformed(self, account: str, raw: str, error: str) -> None:
         self._persist(lambda: self._require_store().record_malformed(redact(raw), error))
-        self._alert("MALFORMED_MESSAGE", Severity.WARNING,
-                    f"{account}: a malformed order update was kept for inspection: {error}")
+        self._alert(
+            "MALFORMED_MESSAGE",
+            Severity.WARNING,
+            f"{account}: a malformed order update was kept for inspection: {error}",
+        )
 
 
 _UNKNOWN = object()
@@ -1078,9 +1364,13 @@ def _merge_snapshot(known: OrderSnapshot, new: OrderSnapshot) -> OrderSnapshot:
 def _describe_snapshot(s: OrderSnapshot) -> str:
     price = f" @ {s.price:g}" if s.price else ""
     trig = f" trg {s.trigger_price:g}" if s.trigger_price else ""
-    return (f"{s.status.value} {s.side.value} {s.filled_qty}/{s.quantity} {s.trading_symbol or s.security_id}"
-            f" {s.order_type.value}{price}{trig} {s.product.value} {s.validity.value}"
-            + (" AMO" if s.amo else "") + f" [{s.source.value}]")
+    return (
+        f"{s.status.value} {s.side.value} {s.filled_qty}/{s.quantity} "
+        f"{s.trading_symbol or s.security_id}"
+        f" {s.order_type.value}{price}{trig} {s.product.value} {s.validity.value}"
+        + (" AMO" if s.amo else "")
+        + f" [{s.source.value}]"
+    )
 
 
 def db_path_of(settings: Settings) -> Path:

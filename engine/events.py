@@ -6,6 +6,7 @@ dataclass so it can be handed across tasks and threads without copying.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -219,7 +220,5 @@ class EventBus:
 
     def publish(self, event: EngineEvent) -> None:
         for listener in tuple(self._listeners):
-            try:
+            with contextlib.suppress(Exception):  # a consumer's bug must not stop the engine
                 listener(event)
-            except Exception:  # noqa: S110 - a consumer's bug must not stop the engine
-                pass

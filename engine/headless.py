@@ -65,8 +65,12 @@ async def run_headless(
     loop = asyncio.get_running_loop()
     unsubscribe = engine.subscribe(JsonLinesLog(out, loop.time))
 
+    pending: set[asyncio.Task[None]] = set()
+
     def request_stop() -> None:
-        loop.create_task(engine.stop())
+        task = loop.create_task(engine.stop())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -37,9 +37,8 @@ class MirrorRecord:
 
     @property
     def is_open_at_broker(self) -> bool:
-        return (
-            self.state in (MirrorState.PLACING, MirrorState.LIVE)
-            and (self.broker_status is None or self.broker_status.is_open)
+        return self.state in (MirrorState.PLACING, MirrorState.LIVE) and (
+            self.broker_status is None or self.broker_status.is_open
         )
 
     def with_changes(self, **changes: object) -> MirrorRecord:

@@ -738,6 +738,17 @@ class Store:
 
         await self._write(self._db, write)
 
+    async def delete_mirror(self, follower: str, leader_order_id: str) -> None:
+        """Forget a copy that never reached Dhan, so it is decided again from scratch."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "DELETE FROM mirrors WHERE follower = ? AND leader_order_id = ?",
+                (follower, leader_order_id),
+            )
+
+        await self._write(self._db, write)
+
     async def mirrors(self) -> list[MirrorRecord]:
         def read(db: sqlite3.Connection) -> list[MirrorRecord]:
             rows = db.execute(f"SELECT {_MIRROR_COLUMNS} FROM mirrors ORDER BY rowid")

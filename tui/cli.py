@@ -26,7 +26,9 @@ Other commands: copytrade sim --help (the Dhan paper exchange on loopback).
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copytrade", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("sim", help="run the Dhan paper exchange (simulator) on loopback", add_help=False)
+    sub.add_parser(
+        "sim", help="run the Dhan paper exchange (simulator) on loopback", add_help=False
+    )
     run = sub.add_parser("run", help="run the replication engine (terminal UI by default)")
     run.add_argument("--headless", action="store_true", help="no screen; JSON-lines log on stdout")
     run.add_argument("--env-file", default=".env", help="settings file (default: .env)")

@@ -16,11 +16,15 @@ from engine.secrets import install_log_redaction
 def _configure_logging(headless: bool, level: str = "INFO") -> None:
     # Under the TUI, library logs would scribble over the screen: send them to a file.
     if headless:
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     else:
-        logging.basicConfig(level=level, filename="copytrade.log",
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=level,
+            filename="copytrade.log",
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     install_log_redaction()
 
 

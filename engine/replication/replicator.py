@@ -113,7 +113,9 @@ def decide(
     return _decide_follow_changes(leader, mirror, rules, ctx)
 
 
-def _decide_first_copy(leader: OrderSnapshot, rules: FollowerRules, ctx: DecisionContext) -> Decision:
+def _decide_first_copy(
+    leader: OrderSnapshot, rules: FollowerRules, ctx: DecisionContext
+) -> Decision:
     if leader.status is OrderStatus.TRANSIT:
         # Not yet accepted by the exchange: a MARKET copy placed now could fill while the
         # leader's own order is rejected by RMS, leaving the follower with a lone position.
@@ -179,10 +181,10 @@ def _decide_follow_changes(
     # below what the follower already filled (Dhan's modify takes the total quantity).
     total = target_total(sized.quantity, mirror.filled_qty)
     if total <= mirror.filled_qty:
-        return Cancel(mirror.follower_order_id, "leader reduced the order to what is already filled")
-    wanted = desired_params(
-        leader, rules.name, total, ctx.lot_size, generation=mirror.generation
-    )
+        return Cancel(
+            mirror.follower_order_id, "leader reduced the order to what is already filled"
+        )
+    wanted = desired_params(leader, rules.name, total, ctx.lot_size, generation=mirror.generation)
     changed = _changed_fields(mirror.params, wanted)
     if not changed:
         return NoAction("follower order already matches the leader")

@@ -118,7 +118,11 @@ def test_new_pending_order_is_placed_with_every_parameter() -> None:
 def test_amo_is_copied_as_amo_even_when_market_closed() -> None:
     snap = leader(amo=True)
     ctx = DecisionContext(
-        armed=True, lot_size=65, is_option=True, capital_ratio=None, market_open=False,
+        armed=True,
+        lot_size=65,
+        is_option=True,
+        capital_ratio=None,
+        market_open=False,
         market_reason="closed",
     )
     decision = decide(snap, None, rules(), ctx)
@@ -127,7 +131,11 @@ def test_amo_is_copied_as_amo_even_when_market_closed() -> None:
 
 def test_market_closed_skips_with_reason() -> None:
     ctx = DecisionContext(
-        armed=True, lot_size=65, is_option=True, capital_ratio=None, market_open=False,
+        armed=True,
+        lot_size=65,
+        is_option=True,
+        capital_ratio=None,
+        market_open=False,
         market_reason="NSE_FNO closed: holiday",
     )
     decision = decide(leader(), None, rules(), ctx)
@@ -138,7 +146,9 @@ def test_transit_waits_for_exchange_acceptance() -> None:
     assert isinstance(decide(leader(status=OrderStatus.TRANSIT), None, rules(), CTX), NoAction)
 
 
-@pytest.mark.parametrize("status", [OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED])
+@pytest.mark.parametrize(
+    "status", [OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED]
+)
 def test_leader_ended_before_we_placed_places_nothing(status: OrderStatus) -> None:
     assert isinstance(decide(leader(status=status), None, rules(), CTX), NoAction)
 
@@ -214,8 +224,9 @@ def test_modify_total_keeps_exposure_parity_with_partial_fills() -> None:
     decision = decide(leader(quantity=195, filled_qty=130), mirror, rules(), CTX)
     assert isinstance(decision, Modify) and decision.params.quantity == 195
     # Leader cuts below what the follower already filled: cancel the rest instead.
-    decision = decide(leader(quantity=65, filled_qty=65), mirror.with_changes(filled_qty=130),
-                      rules(), CTX)
+    decision = decide(
+        leader(quantity=65, filled_qty=65), mirror.with_changes(filled_qty=130), rules(), CTX
+    )
     assert isinstance(decision, Cancel)
 
 
@@ -239,8 +250,9 @@ def test_leader_filled_leaves_follower_order_working() -> None:
 def test_follower_order_done_or_skipped_is_final() -> None:
     mirror = placed(leader())
     for state in (MirrorState.DONE, MirrorState.SKIPPED, MirrorState.FAILED):
-        assert isinstance(decide(leader(price=130.0), mirror.with_changes(state=state), rules(), CTX),
-                          NoAction)
+        assert isinstance(
+            decide(leader(price=130.0), mirror.with_changes(state=state), rules(), CTX), NoAction
+        )
     cancelled = mirror.with_changes(broker_status=OrderStatus.CANCELLED)
     assert isinstance(decide(leader(price=130.0), cancelled, rules(), CTX), NoAction)
 
