@@ -30,7 +30,7 @@ from engine.dhan.errors import BrokerResult, ResultKind
 from engine.dhan.order_stream import OrderStream
 from engine.dispatch.dispatcher import AccountDispatcher
 from engine.dispatch.rate_limiter import RateLimiter
-from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Segment, Side
+from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Segment, Side, SnapshotSource
 from engine.events import (
     AlertRaised,
     ConnectionChanged,
@@ -74,6 +74,7 @@ from engine.store import Store
 log = logging.getLogger(__name__)
 
 LEADER = "leader"
+CONFIRM_DELAY_S = 0.15
 
 
 class Broker(Protocol):
@@ -157,6 +158,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._recovery_lock = asyncio.Lock()
+        self._confirming: set[str] = set()
         self._first_connect = True
         self._last_leader_event: float | None = None
         self._writes: asyncio.Queue[
@@ -491,7 +493,10 @@ class Engine:
         self._ingest_leader(snap)
 
     def _ingest_leader(self, snap: OrderSnapshot) -> bool:
-        """Take a leader snapshot from any source; True when it changed what we know."""
+        """Take a leader snapshot from any source; True when it changed what we know.
+
+        A snapshot behind what we know is refused; on a tie the later arrival wins, which is
+        why a tie between socket alerts is settled by a fresh read from Dhan's REST API."""
         if snap.client_id and snap.client_id != self.settings.leader.client_id:
             return False
         if is_engine_correlation_id(snap.correlation_id):
@@ -507,9 +512,14 @@ class Engine:
                     snap.order_id,
                 )
                 return False
+            tie = snap.progress_key() == known.progress_key()
             snap = _merge_snapshot(known, snap)
             if snap == known.with_changes(source=snap.source):
                 return False
+            if tie and snap.source is SnapshotSource.STREAM:
+                # Two different states with the same progress (edits within one second of
+                # Dhan's timestamps): arrival order may be wrong, so ask Dhan which is current.
+                self._confirm_leader_order(snap.order_id)
         self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
         self._leader[snap.order_id] = snap
         self._leader_seen_mono.setdefault(snap.order_id, self.clock.monotonic())
@@ -520,6 +530,23 @@ class Engine:
         for f in self._followers.values():
             f.dispatcher.mark(snap.order_id, urgent=self._is_urgent(f, snap))
         return True
+
+    def _confirm_leader_order(self, order_id: str) -> None:
+        if order_id in self._confirming:
+            return
+        self._confirming.add(order_id)
+
+        async def confirm() -> None:
+            try:
+                await self.clock.sleep(CONFIRM_DELAY_S)  # let alerts already in flight land
+                assert self._leader_broker is not None
+                snap = await self._leader_broker.order_by_id(order_id)
+            finally:
+                self._confirming.discard(order_id)
+            if snap is not None:
+                self._ingest_leader(snap)
+
+        self._spawn(confirm(), f"confirm-{order_id}")
 
     def _is_urgent(self, f: FollowerRuntime, snap: OrderSnapshot) -> bool:
         mirror = self._mirrors.get((f.name, snap.order_id))

@@ -1,0 +1,228 @@
+"""The guarantees: no lost order, no duplicate, the kill switch wins, whatever the network does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from engine.events import EngineState, MirrorState
+from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def assert_no_duplicates(world: World, who: str) -> None:
+    posts = [r["json"].get("correlationId") for r in world.posts(who) if r["status"] == 200]
+    dupes = {cid: n for cid, n in Counter(posts).items() if n > 1}
+    assert not dupes, f"{who} placed twice: {dupes}"
+    cids = [o["correlationId"] for o in world.orders(who)]
+    assert len(cids) == len(set(cids)), f"{who} has duplicate orders"
+
+
+def open_orders(world: World, who: str) -> list[dict[str, object]]:
+    return [
+        o for o in world.orders(who) if o["orderStatus"] in ("PENDING", "PART_TRADED", "TRANSIT")
+    ]
+
+
+async def test_socket_down_while_leader_places_modifies_cancels_then_converges(
+    world: World,
+) -> None:
+    kept = world.place(price=200.0)
+    doomed = world.place(price=199.0)
+    await world.follower_order("alpha", 2)
+    await world.settle()
+    world.sim.faults.drop_sockets(LEADER[0])
+    world.sim.faults.pause_delivery(LEADER[0])  # whatever happens now is never delivered
+    missed = world.place(price=198.0, qty=130)
+    world.modify(kept, price=201.5)
+    world.cancel(doomed)
+    filled_while_away = world.place(price=world.sim.price(*NIFTY_CE) + 1)  # fills at once
+    await asyncio.sleep(0.3)
+    world.sim.faults.resume_delivery(LEADER[0])
+    world.sim.faults.drop_sockets(LEADER[0])  # reconnect -> recovery from the order book
+    await world.until(lambda: len(world.orders("alpha")) == 4, what="missed orders placed")
+    await world.until(
+        lambda: {o["price"] for o in open_orders(world, "alpha")} == {201.5, 198.0},
+        what="alpha converged",
+    )
+    await world.settle()
+    by_cid = {o["correlationId"]: o for o in world.orders("alpha")}
+    assert len(by_cid) == 4
+    statuses = Counter(o["orderStatus"] for o in world.orders("alpha"))
+    assert statuses["CANCELLED"] == 1 and statuses["TRADED"] == 1
+    assert world.eng.mirror("alpha", missed) is not None
+    assert world.eng.mirror("alpha", filled_while_away) is not None
+    assert any(
+        r.report.trigger == "reconnect" and r.report.discrepancies for r in world.recoveries()
+    )
+    assert_no_duplicates(world, "alpha")
+    assert_no_duplicates(world, "beta")
+
+
+async def test_same_alert_twice_and_out_of_order_changes_nothing(world: World) -> None:
+    world.sim.faults.duplicate_next_alerts(6)
+    first = world.place(price=200.0)
+    await world.follower_order("alpha")
+    world.sim.faults.reorder_next_alerts(4)
+    world.modify(first, price=201.0)
+    world.modify(first, price=202.0)
+    await world.until(lambda: world.orders("alpha")[0]["price"] == 202.0, what="latest price")
+    await asyncio.sleep(0.4)  # let any stale alert arrive
+    await world.settle()
+    assert world.orders("alpha")[0]["price"] == 202.0
+    assert_no_duplicates(world, "alpha")
+    assert len(world.orders("alpha")) == 1
+
+
+async def test_replaying_every_alert_through_recovery_changes_nothing(world: World) -> None:
+    for price in (200.0, 199.5, 199.0):
+        world.place(price=price)
+    await world.follower_order("alpha", 3)
+    await world.settle()
+    before = len(world.sim.requests)
+    for _ in range(3):
+        report = await world.eng.resync()
+        assert report.actions_taken == 0
+    await world.settle()
+    mutating = [r for r in world.sim.requests[before:] if r["method"] != "GET"]
+    assert mutating == []
+
+
+async def test_restart_in_the_middle_of_a_burst_loses_and_duplicates_nothing(
+    world: World,
+) -> None:
+    ids = [world.place(price=180.0 - i * 0.5) for i in range(25)]
+    await world.until(lambda: len(world.orders("alpha")) >= 6, what="burst under way")
+    await world.crash_engine()
+    more = [world.place(price=150.0 - i * 0.5) for i in range(5)]
+    await world.start_engine()
+    await world.until(lambda: len(world.orders("alpha")) == 30, timeout=20, what="all 30 on alpha")
+    await world.until(lambda: len(world.orders("beta")) == 30, timeout=20, what="all 30 on beta")
+    await world.settle()
+    assert_no_duplicates(world, "alpha")
+    assert_no_duplicates(world, "beta")
+    for leader_id in ids + more:
+        assert world.eng.mirror("alpha", leader_id) is not None
+
+
+async def test_rate_limit_burst_is_paced_with_no_dh904(world: World) -> None:
+    for i in range(13):
+        world.place(price=180.0 - i * 0.5)
+    await world.until(lambda: len(world.orders("alpha")) == 13, timeout=10, what="13 copies")
+    await world.settle()
+    posts = sorted(r["monotonic"] for r in world.posts("alpha"))
+    assert all(r["status"] == 200 for r in world.posts("alpha"))
+    assert not [r for r in world.sim.requests if r.get("error_code") == "DH-904"]
+    # Any one-second window holds at most 10 of alpha's order requests.
+    for i in range(len(posts)):
+        assert sum(1 for t in posts if posts[i] <= t < posts[i] + 1.0) <= 10
+
+
+async def test_kill_switch_during_a_burst_cancels_everything_and_sends_nothing_new(
+    world: World,
+) -> None:
+    for i in range(20):
+        world.place(price=180.0 - i * 0.5)
+    await world.until(lambda: len(world.orders("alpha")) >= 5, what="burst under way")
+    await world.eng.kill("test")
+    killed_at = len(world.sim.requests)
+    later = world.place(price=170.0)
+    await world.until(
+        lambda: not open_orders(world, "alpha") and not open_orders(world, "beta"),
+        timeout=15,
+        what="all follower orders cancelled",
+    )
+    await world.settle()
+    after = world.sim.requests[killed_at:]
+    assert not [r for r in after if r["method"] in ("POST", "PUT") and r["client_id"] != LEADER[0]]
+    mirror = world.eng.mirror("alpha", later)
+    assert mirror is not None and mirror.state is MirrorState.SKIPPED
+    # KILLED survives a restart, and only an explicit resume lifts it.
+    await world.stop_engine()
+    engine = await world.start_engine()
+    assert engine.state is EngineState.KILLED
+    world.place(price=171.0)
+    await asyncio.sleep(0.3)
+    await world.settle()
+    assert not open_orders(world, "alpha")
+    await engine.resume()
+    fresh = world.place(price=172.0)
+    await world.until(lambda: any(o["price"] == 172.0 for o in world.orders("alpha")))
+    assert world.eng.mirror("alpha", fresh) is not None
+
+
+async def test_timeout_after_the_exchange_accepted_is_looked_up_not_placed_again(
+    make_world: WorldFactory,
+) -> None:
+    world = await make_world(dhan__timeout_s="1")
+    world.sim.faults.delay_next(1, 3.0, after_accept=True, match="POST /v2/orders")
+    leader_id = world.place(price=200.0)
+    await world.until(
+        lambda: (
+            (m := world.eng.mirror("alpha", leader_id)) is not None and m.state is MirrorState.LIVE
+        ),
+        timeout=15,
+        what="alpha resolved",
+    )
+    await world.settle()
+    await asyncio.sleep(2.5)  # the delayed answer arrives; nothing may follow it
+    await world.settle()
+    assert len(world.orders("alpha")) == 1
+    assert_no_duplicates(world, "alpha")
+
+
+async def test_timeout_before_the_exchange_saw_it_is_placed_again_once(
+    make_world: WorldFactory,
+) -> None:
+    world = await make_world(dhan__timeout_s="1")
+    world.sim.faults.reset_next(1, match="POST /v2/orders")
+    leader_id = world.place(price=200.0)
+    await world.until(
+        lambda: (
+            (m := world.eng.mirror("alpha", leader_id)) is not None and m.state is MirrorState.LIVE
+        ),
+        timeout=15,
+        what="alpha placed",
+    )
+    await world.settle()
+    assert len(world.orders("alpha")) == 1
+    assert_no_duplicates(world, "alpha")
+
+
+async def test_server_errors_are_retried_without_duplicates(world: World) -> None:
+    world.sim.faults.fail_next(3, status=500, match="POST /v2/orders")
+    leader_id = world.place(price=200.0)
+    await world.until(
+        lambda: (
+            (m := world.eng.mirror("alpha", leader_id)) is not None
+            and m.state is MirrorState.LIVE
+            and (b := world.eng.mirror("beta", leader_id)) is not None
+            and b.state is MirrorState.LIVE
+        ),
+        timeout=15,
+        what="both placed",
+    )
+    await world.settle()
+    assert len(world.orders("alpha")) == 1 and len(world.orders("beta")) == 1
+
+
+async def test_capital_ratio_sizing_uses_fresh_fund_limits(make_world: WorldFactory) -> None:
+    world = await make_world(
+        followers=[
+            {
+                "name": "alpha",
+                "client_id": ALPHA[0],
+                "access_token": "tok-alpha-e2e",
+                "sizing": {"kind": "capital_ratio", "refresh_s": 5},
+            },
+        ]
+    )
+    world.sim.add_account(LEADER[0], LEADER[1], funds=2_000_000.0)
+    world.sim.add_account(ALPHA[0], "tok-alpha-e2e", funds=500_000.0)
+    world.eng._capital.forget("alpha")
+    world.place(price=200.0, qty=260)  # leader 4 lots; alpha has a quarter of the capital
+    order = (await world.follower_order("alpha"))[0]
+    assert order["quantity"] == 65
