@@ -79,6 +79,17 @@ async def test_leader_rows_are_capped_by_key(engine: FakeEngine) -> None:
         assert table.row_count == 20
         assert table.keys()[0] == "L049"
         assert table.keys()[-1] == "L030"
+        # the bulk removal left the table's own bookkeeping consistent
+        for index, key in enumerate(table.keys()):
+            assert table.get_row_index(key) == index
+            assert str(table.get_row_at(index)[0]) == "10:15:00"
+        table.focus()
+        await pilot.press("ctrl+end")
+        assert table.cursor_key() == "L030"
+        engine.publish(leader_seen("L030", status=OrderStatus.TRADED, filled=10))
+        await settle(pilot, app)
+        assert table.cell_text("L030", "status") == "TRADED"
+        assert table.row_count == 20
 
 
 async def test_cursor_sticks_to_the_order_the_user_is_on(

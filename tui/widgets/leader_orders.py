@@ -35,7 +35,8 @@ class LeaderOrdersTable(KeyedTable):
         while len(self._known) > self.cap:
             old_id, _ = self._known.popitem(last=False)
             self._seen_at.pop(old_id, None)
-            if upserts.pop(old_id, None) is None:
+            upserts.pop(old_id, None)
+            if self.has_key(old_id):
                 removals.append(old_id)
         return self.apply(
             ((oid, leader_cells(snap, at), order) for oid, (snap, at, order) in upserts.items()),
