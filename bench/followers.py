@@ -1,0 +1,204 @@
+"""Fan-out: `python -m bench.followers [--counts 1,10,50,200] [--orders 5] [--in-process]`.
+
+One leader, N followers (each its own account and token on one simulator). For each N, a fresh
+simulator and engine; the leader places a few buy limits one at a time (each waits for every
+follower copy). Measured at the simulator: the leader's PENDING alert sent -> the first and the
+LAST follower ``POST /v2/orders`` received; medians over the orders, beside N=1. Also the
+engine process's CPU (time.process_time, all threads) and RSS (psutil) per N, and the
+simulator's CPU when it runs apart (the default: a subprocess, so its CPU is not the engine's).
+When the last follower takes more than 2x the single-follower time, the engine-side stage
+breakdown of the last-served copies shows which stage grows with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from typing import Any
+
+from bench.common import (
+    LEADER,
+    STAGES,
+    first_alerts,
+    first_posts,
+    follower_accounts,
+    mib,
+    passive_price,
+    place_leader_order,
+    print_stages,
+    print_table,
+    process_rss,
+    running_engine,
+    simulator,
+    stage_times,
+    summary,
+    where_sim_runs,
+)
+from engine.dhan.correlation import correlation_id
+
+SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
+
+
+async def one_count(n: int, orders: int, in_process: bool) -> dict[str, Any]:
+    followers = follower_accounts(n)
+    async with (
+        simulator([LEADER, *followers], in_process=in_process) as sim,
+        running_engine(sim, followers) as run,
+    ):
+        price = await passive_price(sim)
+        cpu0, wall0, sim_cpu0 = time.process_time(), time.monotonic(), sim.cpu_seconds()
+        order_ids: list[str] = []
+        for _ in range(orders):
+            order_id = await place_leader_order(sim, price)
+            order_ids.append(order_id)
+            cids = [correlation_id(order_id, f.name, 0) for f in followers]
+            await run.probe.place_returned.wait_for(cids, 60 + n)
+            await asyncio.sleep(SETTLE_S)
+        await run.engine.settle(timeout=60)
+        cpu_s = time.process_time() - cpu0
+        wall_s = time.monotonic() - wall0
+        sim_cpu1 = sim.cpu_seconds()
+        sim_cpu_s = None if sim_cpu0 is None or sim_cpu1 is None else sim_cpu1 - sim_cpu0
+        rss, sim_rss = process_rss(), sim.rss_bytes()
+        alerts, requests = await sim.alerts(), await sim.requests()
+        where = where_sim_runs(sim)
+        startup_s, startup_cpu_s = run.startup_s, run.startup_cpu_s
+        probe = run.probe
+
+    alert_at = first_alerts(alerts, LEADER.client_id)
+    post_at = first_posts(requests)
+    firsts, lasts, medians = [], [], []
+    last_pairs = []
+    all_pairs = []
+    for order_id in order_ids:
+        pairs = [(order_id, f.name, correlation_id(order_id, f.name, 0)) for f in followers]
+        all_pairs += pairs
+        times = sorted((post_at[cid], (o, name, cid)) for o, name, cid in pairs)
+        start = alert_at[order_id]
+        firsts.append((times[0][0] - start) * 1000)
+        lasts.append((times[-1][0] - start) * 1000)
+        medians.append((statistics.median(t for t, _ in times) - start) * 1000)
+        last_pairs.append(times[-1][1])
+    return {
+        "n": n,
+        "orders": orders,
+        "first_ms": statistics.median(firsts),
+        "median_ms": statistics.median(medians),
+        "last_ms": statistics.median(lasts),
+        "last_max_ms": max(lasts),
+        "cpu_s": cpu_s,
+        "cpu_ms_per_copy": cpu_s * 1000 / (orders * n),
+        "wall_s": wall_s,
+        "sim_cpu_s": sim_cpu_s,
+        "rss_mib": mib(rss),
+        "sim_rss_mib": mib(sim_rss),
+        "startup_s": startup_s,
+        "startup_cpu_s": startup_cpu_s,
+        "stages_all": stage_times(probe, alert_at, post_at, all_pairs),
+        "stages_last": stage_times(probe, alert_at, post_at, last_pairs),
+        "where": where,
+    }
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+async def run(
+    counts: tuple[int, ...] = (1, 10, 50, 200), orders: int = 5, in_process: bool = False
+) -> dict[str, Any]:
+    print(f"bench.followers: 1 leader -> N followers, {orders} leader orders per N")
+    results = [await one_count(n, orders, in_process) for n in counts]
+    print(results[0]["where"])
+    single = next((r["last_ms"] for r in results if r["n"] == 1), None)
+    print(
+        "leader PENDING alert sent -> follower POST /v2/orders received (ms, medians over orders)"
+    )
+    print_table(
+        ("N", "first", "median", "LAST", "last max", "last/N=1", "ms/follower"),
+        [
+            (
+                r["n"],
+                r["first_ms"],
+                r["median_ms"],
+                r["last_ms"],
+                r["last_max_ms"],
+                _fmt(r["last_ms"] / single if single else None),
+                _fmt((r["last_ms"] - single) / (r["n"] - 1) if single and r["n"] > 1 else None),
+            )
+            for r in results
+        ],
+    )
+    print("cost per N (orders phase; engine = this process, all threads)")
+    print_table(
+        (
+            "N",
+            "engine CPU s",
+            "CPU ms/copy",
+            "sim CPU s",
+            "engine RSS MiB",
+            "sim RSS MiB",
+            "startup s",
+            "startup CPU s",
+        ),
+        [
+            (
+                r["n"],
+                _fmt(r["cpu_s"]),
+                _fmt(r["cpu_ms_per_copy"]),
+                _fmt(r["sim_cpu_s"]),
+                r["rss_mib"],
+                r["sim_rss_mib"],
+                _fmt(r["startup_s"]),
+                _fmt(r["startup_cpu_s"]),
+            )
+            for r in results
+        ],
+    )
+    biggest = results[-1]
+    scaling = biggest["last_ms"] / single if single else None
+    if scaling is not None:
+        verdict = "served in parallel" if scaling <= 2.0 else "DOES NOT SCALE"
+        print(
+            f"N={biggest['n']}: last copy at {scaling:.1f}x the single-follower time ({verdict}; "
+            "target <= 2x)"
+        )
+    if scaling is not None and scaling > 2.0:
+        for r in results[1:]:
+            per = (r["last_ms"] - single) / (r["n"] - 1) if single else float("nan")
+            print(f"  N={r['n']}: +{per:.2f} ms per extra follower")
+        print(f"N={biggest['n']}, the LAST-served copy of each order, stage by stage:")
+        print_stages(biggest["stages_last"])
+        print(f"N={biggest['n']}, every copy, stage by stage:")
+        print_stages(biggest["stages_all"])
+        worst = max(STAGES, key=lambda s: summary(biggest["stages_last"][s[0]])["p50"])
+        print(f"dominant stage for the last copy: {worst[0]} ({worst[1]})")
+    return {
+        "counts": [
+            {k: v for k, v in r.items() if not k.startswith("stages") and k != "where"}
+            for r in results
+        ],
+        "single_ms": single,
+        "scaling": scaling,
+        "stages_last": {k: summary(v) for k, v in biggest["stages_last"].items()},
+        "in_process": in_process,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.followers", description=__doc__)
+    parser.add_argument("--counts", default="1,10,50,200", help="comma-separated N")
+    parser.add_argument("--orders", type=int, default=5, help="leader orders per N")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run the simulator in this process"
+    )
+    args = parser.parse_args(argv)
+    counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
+    asyncio.run(run(counts, args.orders, args.in_process))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
