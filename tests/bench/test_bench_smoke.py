@@ -1,0 +1,40 @@
+"""The benchmarks still run: each main coroutine with tiny sizes against a simulator
+subprocess. No timing asserts (they are measurements); only that every figure is reported."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import burst, followers, latency
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_latency_reports_engine_bare_and_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = await latency.run(orders=5, seed=3)
+    for key in ("engine", "bare", "ratio_p50", "ratio_p99", "stages", "throttled"):
+        assert key in figures
+    for side in ("engine", "bare"):
+        assert figures[side]["n"] == 5
+        assert set(figures[side]) >= {"p50", "p90", "p99", "max"}
+    assert math.isfinite(figures["ratio_p50"]) and math.isfinite(figures["ratio_p99"])
+    assert "engine/bare" in capsys.readouterr().out
+
+
+async def test_burst_reports_minimum_ratio_and_dh904(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = await burst.run(orders=15)
+    for key in ("actual_s", "minimum_s", "ratio", "dh904", "posts", "distinct", "duplicates"):
+        assert key in figures
+    assert "ratio to the minimum" in capsys.readouterr().out
+
+
+async def test_followers_reports_each_count(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = await followers.run(counts=(1, 3), orders=2)
+    assert [c["n"] for c in figures["counts"]] == [1, 3]
+    for row in figures["counts"]:
+        for key in ("first_ms", "last_ms", "cpu_s", "rss_mib", "sim_cpu_s"):
+            assert key in row
+    assert figures["single_ms"] is not None and figures["scaling"] is not None
+    assert "LAST" in capsys.readouterr().out
