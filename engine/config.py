@@ -207,6 +207,12 @@ class Settings(BaseSettings):
     leader_idle_timeout_s: float = Field(default=60, gt=0)
     leader_dark_kill_after_s: float | None = Field(default=None, gt=0)
     activate_dhan_kill_switch: bool = False
+    leader_dark_cancel: bool = True
+    max_modifications: int = Field(default=25, ge=1, le=25)
+    circuit_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_s: float = Field(default=30, gt=0)
+    risk_check_interval_s: float = Field(default=5, gt=0)
+    drift_check_interval_s: float = Field(default=300, gt=0)
     log_level: str = "INFO"
 
     @classmethod

@@ -27,7 +27,8 @@ from engine.config import FollowerSettings, Settings
 from engine.dhan.broker import DhanBroker, Funds, Position
 from engine.dhan.correlation import is_engine_correlation_id
 from engine.dhan.errors import BrokerResult, ResultKind
-from engine.dhan.order_stream import OrderStream
+from engine.dhan.order_stream import LOGIN_REFUSED, OrderStream
+from engine.dispatch.circuit import CircuitBreaker
 from engine.dispatch.dispatcher import AccountDispatcher
 from engine.dispatch.rate_limiter import RateLimiter
 from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Segment, Side, SnapshotSource
@@ -65,9 +66,16 @@ from engine.replication.replicator import (
     NoAction,
     Place,
     Skip,
+    SkipCode,
     decide,
 )
-from engine.replication.sizing import CapitalRatioCache
+from engine.replication.risk import (
+    OrdersPerMinute,
+    RiskVerdict,
+    check_loss_limit,
+    check_pre_trade,
+)
+from engine.replication.sizing import CapitalRatioCache, size_order
 from engine.secrets import redact
 from engine.store import Store
 
@@ -109,8 +117,11 @@ class FollowerRuntime:
     broker: Broker
     limiter: RateLimiter
     dispatcher: AccountDispatcher
+    circuit: CircuitBreaker
+    orders_per_minute: OrdersPerMinute = field(default_factory=OrdersPerMinute)
     stream: OrderStream | None = None
     follower_keys: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    killed_reason: str = ""  # this follower alone is stopped (loss limit, token, ...)
 
     @property
     def name(self) -> str:
@@ -159,6 +170,8 @@ class Engine:
         self._started = asyncio.Event()
         self._recovery_lock = asyncio.Lock()
         self._confirming: set[str] = set()
+        self._kill_cancels = True
+        self._leader_dark_since: float | None = None
         self._first_connect = True
         self._last_leader_event: float | None = None
         self._writes: asyncio.Queue[
@@ -213,6 +226,8 @@ class Engine:
         if self._state is not EngineState.KILLED:
             return
         self._state = EngineState.ARMED
+        self._kill_cancels = True
+        self._leader_dark_since = None
         await self._write(
             lambda: self._require_store().set_engine_state(EngineState.ARMED, "resumed")
         )
@@ -349,6 +364,7 @@ class Engine:
         self._spawn(self._periodic_reconcile(), "reconcile")
         self._spawn(self._refresh_funds_loop(), "funds")
         self._spawn(self._publish_stats_loop(), "stats")
+        self._spawn(self._risk_loop(), "risk")
         self._started.set()
 
     def _build_follower(self, fs: FollowerSettings) -> FollowerRuntime:
@@ -372,7 +388,14 @@ class Engine:
             self.settings.dhan.rest_url,
             self.settings.dhan.timeout_s,
         )
-        runtime = FollowerRuntime(fs, rules, broker, limiter, AccountDispatcher(fs.name, _unbound))
+        circuit = CircuitBreaker(
+            self.clock,
+            threshold=self.settings.circuit_threshold,
+            cooldown_s=self.settings.circuit_cooldown_s,
+        )
+        runtime = FollowerRuntime(
+            fs, rules, broker, limiter, AccountDispatcher(fs.name, _unbound), circuit
+        )
 
         async def work(key: str) -> None:
             await self._work(runtime, key)
@@ -587,6 +610,8 @@ class Engine:
                     )
                 self._ingest_leader(snap)
             await self._refresh_follower_books(discrepancies)
+            if trigger == "manual":
+                discrepancies.extend(await self.check_drift())
             actions = 0
             for f in self._followers.values():
                 for leader_id, leader in self._leader.items():
@@ -639,8 +664,8 @@ class Engine:
         if key is None or key[0] != f.name:
             return  # the follower's own manual order, or another engine's
         mirror = self._mirrors.get(key)
-        if mirror is None:
-            return
+        if mirror is None or mirror.correlation_id != snap.correlation_id:
+            return  # an earlier generation's order, cancelled to re-place
         known = f.follower_keys.get(snap.order_id)
         if known is not None and snap.progress_key() < known:
             return
@@ -721,7 +746,9 @@ class Engine:
                 leader.segment, self.clock.now(), leader.amo
             )
         return DecisionContext(
-            armed=self._state is EngineState.ARMED,
+            armed=self._state is EngineState.ARMED and not f.killed_reason,
+            cancel_when_killed=self._kill_cancels,
+            max_modifications=self.settings.max_modifications,
             lot_size=lot,
             is_option=self._instruments.is_option(leader.segment, leader.security_id),
             capital_ratio=self._capital.ratio(f.name, self.clock.monotonic(), _refresh_s(f)),
@@ -750,12 +777,21 @@ class Engine:
         if isinstance(decision, Skip):
             self._record_skip(f, leader, decision)
             return
+        if not isinstance(decision, Cancel) and not f.circuit.allow():
+            # The account keeps failing: hold its work until the breaker half-opens.
+            self._spawn(self._mark_later(f, leader_id, f.circuit.retry_in(), False), "circuit")
+            return
         slot = await f.limiter.acquire()
         self._publish(LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth)))
         try:
             # Decide again: the state may have moved while we waited for a token.
             leader = self._leader[leader_id]
             decision = self._decide(f, leader)
+            if isinstance(decision, (Place, Modify)):
+                verdict = self._risk_verdict(f, leader, decision)
+                if verdict is not None:
+                    self._block_for_risk(f, leader, decision, verdict)
+                    return
             if isinstance(decision, Place):
                 await self._place(f, leader, decision)
             elif isinstance(decision, Modify):
@@ -769,6 +805,45 @@ class Engine:
             self._publish(
                 LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth))
             )
+
+    def _risk_verdict(
+        self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place | Modify
+    ) -> RiskVerdict | None:
+        now = self.clock.monotonic()
+        open_orders = sum(
+            1 for m in self._mirrors.values() if m.follower == f.name and m.is_open_at_broker
+        )
+        return check_pre_trade(
+            f.rules.risk,
+            decision.params,
+            lot_size=self._instruments.lot_size(leader.segment, leader.security_id) or 1,
+            last_price=leader.avg_price or leader.price or leader.trigger_price or None,
+            open_orders=open_orders,
+            orders_last_minute=f.orders_per_minute.count(now),
+            is_new_order=isinstance(decision, Place),
+        )
+
+    def _block_for_risk(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        decision: Place | Modify,
+        verdict: RiskVerdict,
+    ) -> None:
+        if isinstance(decision, Place):
+            self._record_skip(f, leader, Skip(SkipCode.RISK, f"risk limit {verdict.message}"))
+            return
+        self._journal(
+            "risk", f"{f.name} modify blocked: {verdict.message}", f.name, leader.order_id
+        )
+        self._alert(
+            "RISK_BLOCKED",
+            Severity.ERROR,
+            f"{f.name}: modification of the copy of {leader.order_id} blocked by risk "
+            f"limit {verdict.message}",
+            f.name,
+            leader.order_id,
+        )
 
     def _record_skip(self, f: FollowerRuntime, leader: OrderSnapshot, skip: Skip) -> None:
         cid = f"skip-{leader.order_id}"
@@ -791,9 +866,11 @@ class Engine:
             leader.order_id,
         )
 
-    def _armed_now(self, kind: IntentKind) -> bool:
+    def _armed_now(self, f: FollowerRuntime, kind: IntentKind) -> bool:
         # Checked with no await between it and the broker call: the kill switch always wins.
-        return kind is IntentKind.CANCEL or self._state is EngineState.ARMED
+        if kind is IntentKind.CANCEL:
+            return True
+        return self._state is EngineState.ARMED and not f.killed_reason
 
     async def _place(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place) -> None:
         params, notes = adapt_for_dhan_api(
@@ -811,12 +888,21 @@ class Engine:
             leader_seen_mono=self._leader_seen_mono.get(leader.order_id),
             updated_at=self.clock.now(),
         )
+        earlier = self._mirrors.get((f.name, leader.order_id))
+        if earlier is not None and earlier.state is MirrorState.REPLACING:
+            mirror = earlier.with_changes(
+                correlation_id=params.correlation_id,
+                state=MirrorState.PLACING,
+                params=decision.params,
+                leader_seen_mono=None,
+                updated_at=self.clock.now(),
+            )
         intent = Intent(f.name, leader.order_id, IntentKind.PLACE, params.correlation_id, params)
         self._set_mirror(mirror, persist=False)
         stored = await self._record_intent(intent, mirror)
         for note in notes:
             self._journal("intent", f"{f.name}: {note}", f.name, leader.order_id)
-        if not self._armed_now(IntentKind.PLACE):
+        if not self._armed_now(f, IntentKind.PLACE):
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             self._set_mirror(
                 mirror.with_changes(
@@ -825,6 +911,7 @@ class Engine:
             )
             return
         result = await self._call(f.broker.place(params))
+        self._note_result(f, result, sent=True)
         await self._handle_place_result(f, leader, mirror, stored, result, decision.catch_up)
 
     async def _handle_place_result(
@@ -945,11 +1032,12 @@ class Engine:
             follower_order_id=decision.follower_order_id,
         )
         stored = await self._record_intent(intent, None)
-        if not self._armed_now(IntentKind.MODIFY):
+        if not self._armed_now(f, IntentKind.MODIFY):
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             f.dispatcher.mark(leader.order_id, urgent=True)
             return
         result = await self._call(f.broker.modify(decision.follower_order_id, params))
+        self._note_result(f, result, sent=True)
         current = self._mirrors[(f.name, leader.order_id)]
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
@@ -1018,6 +1106,7 @@ class Engine:
         )
         stored = await self._record_intent(intent, None)
         result = await self._call(f.broker.cancel(decision.follower_order_id))
+        self._note_result(f, result, sent=True)
         current = self._mirrors[(f.name, leader.order_id)]
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
@@ -1035,6 +1124,8 @@ class Engine:
                 f.name,
                 leader.order_id,
             )
+            if decision.replace:
+                await self._replace(f, leader, done)
             return
         await self._finish_intent(
             stored,
@@ -1057,6 +1148,72 @@ class Engine:
                 f.name,
                 leader.order_id,
             )
+
+    async def _replace(
+        self, f: FollowerRuntime, leader: OrderSnapshot, cancelled: MirrorRecord
+    ) -> None:
+        """After cancelling a copy whose modification budget is used: the rest is placed as a
+        new order (next generation, new correlationId), counting what the old one filled."""
+        final = await self._read_order(f, cancelled.follower_order_id)
+        filled = final.filled_qty if final is not None else cancelled.filled_qty
+        regen = cancelled.with_changes(
+            generation=cancelled.generation + 1,
+            prior_filled=cancelled.prior_filled + filled,
+            filled_qty=0,
+            avg_price=0.0,
+            modifications=0,
+            follower_order_id="",
+            broker_status=None,
+            state=MirrorState.REPLACING,
+        )
+        self._set_mirror(regen)
+        f.dispatcher.mark(leader.order_id)
+
+    async def _read_order(self, f: FollowerRuntime, order_id: str) -> OrderSnapshot | None:
+        try:
+            return await f.broker.order_by_id(order_id)
+        except Exception:
+            return None
+
+    def _note_result(self, f: FollowerRuntime, result: BrokerResult, *, sent: bool) -> None:
+        if sent:
+            f.orders_per_minute.record(self.clock.monotonic())
+        if result.kind is ResultKind.OK:
+            if f.circuit.record_success():
+                self._alert(
+                    "CIRCUIT_CLOSED",
+                    Severity.INFO,
+                    f"{f.name}: broker answering again; circuit closed",
+                    f.name,
+                )
+            return
+        if result.kind is ResultKind.RATE_LIMITED:
+            return
+        if result.kind is ResultKind.AUTH_FAILED:
+            self._kill_follower(
+                f,
+                f"Dhan refused the token ({result.error_code}): invalid or "
+                "expired; renew it and restart",
+            )
+        if f.circuit.record_failure():
+            self._alert(
+                "CIRCUIT_OPEN",
+                Severity.ERROR,
+                f"{f.name}: {f.circuit.failures} broker failures in a row "
+                f"(last: {result.error_code} {result.message}); pausing this follower "
+                f"for {f.circuit.cooldown_s:.0f}s",
+                f.name,
+            )
+
+    def _kill_follower(self, f: FollowerRuntime, reason: str) -> None:
+        """Stop one follower: nothing new for it, its open copies cancelled first in line."""
+        if f.killed_reason:
+            return
+        f.killed_reason = reason
+        self._alert("FOLLOWER_KILLED", Severity.CRITICAL, f"{f.name} stopped: {reason}", f.name)
+        for (name, leader_id), mirror in self._mirrors.items():
+            if name == f.name and mirror.is_open_at_broker:
+                f.dispatcher.mark(leader_id, urgent=True)
 
     async def _backoff(
         self, f: FollowerRuntime, result: BrokerResult, leader_id: str, urgent: bool = False
@@ -1248,6 +1405,10 @@ class Engine:
 
     def _forget_mirror(self, rec: MirrorRecord) -> None:
         """A placement that never reached Dhan: decide again from scratch (same correlationId)."""
+        if rec.generation > 0:
+            # A re-placement: keep what earlier generations filled.
+            self._set_mirror(rec.with_changes(state=MirrorState.REPLACING, follower_order_id=""))
+            return
         self._mirrors.pop((rec.follower, rec.leader_order_id), None)
         self._persist(
             lambda: self._require_store().delete_mirror(rec.follower, rec.leader_order_id)
@@ -1288,6 +1449,115 @@ class Engine:
                     f"{f.name}: fund limits unavailable: {redact(str(exc))}",
                     f.name,
                 )
+
+    # --- risk supervisors ------------------------------------------------------------------
+
+    async def _check_loss_limits(self) -> None:
+        """Kill a follower (or the engine) whose day's P&L breached its loss limit."""
+        for f in self._followers.values():
+            if f.rules.risk.daily_loss_limit is None or f.killed_reason:
+                continue
+            try:
+                positions = await f.broker.positions()
+            except Exception as exc:
+                self._alert(
+                    "POSITIONS_UNAVAILABLE",
+                    Severity.WARNING,
+                    f"{f.name}: positions unavailable for the loss limit: {redact(str(exc))}",
+                    f.name,
+                )
+                continue
+            realized = sum(p.realized_pnl for p in positions)
+            unrealized = sum(p.unrealized_pnl for p in positions)
+            verdict = check_loss_limit(f.rules.risk, realized, unrealized)
+            if verdict is None:
+                continue
+            reason = f"loss limit breached: {verdict.message}"
+            if f.rules.risk.on_loss_breach == "kill_engine":
+                await self.kill(f"{f.name} {reason}")
+            else:
+                self._kill_follower(f, reason)
+
+    async def _risk_loop(self) -> None:
+        last_drift = self.clock.monotonic()
+        while True:
+            await self._check_loss_limits()
+            self._check_leader_dark()
+            if self.clock.monotonic() - last_drift >= self.settings.drift_check_interval_s:
+                last_drift = self.clock.monotonic()
+                await self.check_drift()
+            await self.clock.sleep(self.settings.risk_check_interval_s)
+
+    def _check_leader_dark(self) -> None:
+        """The leader's socket dark too long while the market is open: we are copying blind."""
+        limit = self.settings.leader_dark_kill_after_s
+        stream = self._leader_stream
+        if limit is None or stream is None or self._state is not EngineState.ARMED:
+            return
+        if stream.state is ConnectionState.CONNECTED:
+            self._leader_dark_since = None
+            return
+        now = self.clock.monotonic()
+        if self._leader_dark_since is None:
+            self._leader_dark_since = now
+            return
+        market_open = (
+            not self.settings.enforce_market_hours
+            or self._calendar.can_send(Segment.NSE_FNO, self.clock.now(), False)[0]
+        )
+        if market_open and now - self._leader_dark_since >= limit:
+            self._kill_cancels = self.settings.leader_dark_cancel
+            self._spawn(
+                self.kill(
+                    f"leader order stream dark for {now - self._leader_dark_since:.0f}s "
+                    "while the market is open"
+                ),
+                "dark-kill",
+            )
+
+    async def check_drift(self) -> list[str]:
+        """Compare each follower's net positions with what the leader's imply; alert on drift.
+
+        Never trades to fix it: a drift may be the trader's own manual work in that account.
+        """
+        assert self._leader_broker is not None
+        try:
+            leader_positions = await self._leader_broker.positions()
+        except Exception as exc:
+            return [f"leader positions unavailable: {redact(str(exc))}"]
+        leader_net = {(p.segment, p.security_id): p.net_qty for p in leader_positions}
+        drifts: list[str] = []
+        for f in self._followers.values():
+            if f.rules.sizing.kind == "fixed_lots":
+                continue  # a fixed size per order implies no position ratio
+            try:
+                mine = {(p.segment, p.security_id): p for p in await f.broker.positions()}
+            except Exception as exc:
+                drifts.append(f"{f.name}: positions unavailable ({redact(str(exc))})")
+                continue
+            ratio = self._capital.ratio(f.name, self.clock.monotonic(), _refresh_s(f))
+            for key in set(leader_net) | set(mine):
+                seg, sec = key
+                net = leader_net.get(key, 0)
+                lot = self._instruments.lot_size(seg, sec) or 1
+                sized = size_order(
+                    f.rules.sizing,
+                    f.rules.bounds,
+                    leader_qty=abs(net),
+                    lot_size=lot,
+                    capital_ratio=ratio,
+                ).quantity
+                expected = sized if net >= 0 else -sized
+                actual = mine[key].net_qty if key in mine else 0
+                if actual != expected:
+                    symbol = mine[key].symbol if key in mine else sec
+                    drifts.append(
+                        f"{f.name} {seg.value} {symbol}: net {actual}, leader {net} "
+                        f"implies {expected} (drift {actual - expected:+d})"
+                    )
+        for text in drifts:
+            self._alert("POSITION_DRIFT", Severity.WARNING, text)
+        return drifts
 
     async def _activate_dhan_kill_switches(self) -> None:
         for _ in range(60):
@@ -1340,6 +1610,15 @@ class Engine:
 
     def _on_connection(self, account: str, state: ConnectionState, detail: str) -> None:
         self._publish(ConnectionChanged(self.clock.now(), account, state, redact(detail)))
+        if account == LEADER and detail == LOGIN_REFUSED and self._state is EngineState.ARMED:
+            self._spawn(
+                self.kill("leader token refused by Dhan (invalid or expired)"), "token-kill"
+            )
+        elif account != LEADER and detail == LOGIN_REFUSED and account in self._followers:
+            self._kill_follower(
+                self._followers[account],
+                "Dhan refused the token on the order stream (invalid or expired)",
+            )
         if state is ConnectionState.DISCONNECTED and account == LEADER:
             self._alert(
                 "LEADER_DISCONNECTED",

@@ -42,6 +42,7 @@ class MirrorState(StrEnum):
     PLACING = "PLACING"  # intent written, placement not yet acknowledged
     LIVE = "LIVE"  # acknowledged by the broker; see broker_status
     DONE = "DONE"  # terminal at the broker (filled, cancelled, rejected, expired)
+    REPLACING = "REPLACING"  # cancelled to re-place the rest under a new correlationId
     SKIPPED = "SKIPPED"  # never placed, and `reason` says why
     FAILED = "FAILED"  # the broker refused or the engine gave up; `reason` says why
 

@@ -25,15 +25,20 @@ class MirrorRecord:
     follower_order_id: str = ""
     broker_status: OrderStatus | None = None
     params: OrderParams | None = None  # the last parameters requested of the broker
-    filled_qty: int = 0
+    filled_qty: int = 0  # of the current generation's order
     avg_price: float = 0.0
-    modifications: int = 0
+    modifications: int = 0  # of the current generation's order (Dhan allows 25 per order)
     reason: str = ""
     symbol: str = ""
     leader_seen_mono: float | None = None  # monotonic time the engine first saw the leader order
     latency_ms: float | None = None
     slippage: float | None = None
     updated_at: datetime | None = None
+    prior_filled: int = 0  # filled by earlier generations (cancelled to re-place)
+
+    @property
+    def total_filled(self) -> int:
+        return self.prior_filled + self.filled_qty
 
     @property
     def is_open_at_broker(self) -> bool:
@@ -53,7 +58,7 @@ class MirrorRecord:
             follower_order_id=self.follower_order_id,
             broker_status=self.broker_status.value if self.broker_status else "",
             quantity=self.params.quantity if self.params else 0,
-            filled_qty=self.filled_qty,
+            filled_qty=self.total_filled,
             avg_price=self.avg_price,
             slippage=self.slippage,
             latency_ms=self.latency_ms,

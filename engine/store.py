@@ -160,6 +160,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error TEXT NOT NULL
         )""",
     ),
+    # v3: fills of earlier generations of a copy that was cancelled and re-placed.
+    ("ALTER TABLE mirrors ADD COLUMN prior_filled INTEGER NOT NULL DEFAULT 0",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -312,10 +314,10 @@ def _parse_opt(text: str | None) -> datetime | None:
 _MIRROR_COLUMNS = (
     "follower, leader_order_id, correlation_id, state, generation, follower_order_id,"
     " broker_status, params, filled_qty, avg_price, modifications, reason, symbol,"
-    " leader_seen_mono, latency_ms, slippage, updated_at"
+    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled"
 )
 _UPSERT_MIRROR = (
-    f"INSERT INTO mirrors ({_MIRROR_COLUMNS}) VALUES ({', '.join('?' * 17)})"
+    f"INSERT INTO mirrors ({_MIRROR_COLUMNS}) VALUES ({', '.join('?' * 18)})"
     " ON CONFLICT (follower, leader_order_id) DO UPDATE SET"
     " correlation_id = excluded.correlation_id, state = excluded.state,"
     " generation = excluded.generation, follower_order_id = excluded.follower_order_id,"
@@ -324,7 +326,7 @@ _UPSERT_MIRROR = (
     " modifications = excluded.modifications, reason = excluded.reason,"
     " symbol = excluded.symbol, leader_seen_mono = excluded.leader_seen_mono,"
     " latency_ms = excluded.latency_ms, slippage = excluded.slippage,"
-    " updated_at = excluded.updated_at"
+    " updated_at = excluded.updated_at, prior_filled = excluded.prior_filled"
 )
 
 
@@ -386,6 +388,7 @@ def _mirror_row(rec: MirrorRecord) -> tuple[Any, ...]:
         rec.latency_ms,
         rec.slippage,
         _dt(rec.updated_at),
+        rec.prior_filled,
     )
 
 
@@ -409,6 +412,7 @@ def _mirror_from(row: sqlite3.Row) -> MirrorRecord:
         latency_ms=row["latency_ms"],
         slippage=row["slippage"],
         updated_at=_parse_opt(row["updated_at"]),
+        prior_filled=row["prior_filled"],
     )
 
 

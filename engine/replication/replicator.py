@@ -42,6 +42,8 @@ class DecisionContext:
     capital_ratio: float | None
     market_open: bool = True
     market_reason: str = ""
+    cancel_when_killed: bool = True
+    max_modifications: int = 25  # Dhan refuses the 26th modification of an order
 
 
 class SkipCode(StrEnum):
@@ -51,6 +53,7 @@ class SkipCode(StrEnum):
     MARKET_CLOSED = "MARKET_CLOSED"
     KILLED = "ENGINE_KILLED"
     UNKNOWN_LOT = "UNKNOWN_LOT_SIZE"
+    RISK = "RISK_LIMIT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class Modify:
 class Cancel:
     follower_order_id: str
     reason: str
+    replace: bool = False  # re-place the rest under a new correlationId once cancelled
 
 
 Decision = NoAction | Skip | Place | Modify | Cancel
@@ -100,6 +104,8 @@ def decide(
         return _decide_first_copy(leader, rules, ctx)
     if mirror.state is MirrorState.PLACING:
         return NoAction("placement in flight; decided again once it is answered")
+    if mirror.state is MirrorState.REPLACING:
+        return _decide_replacement(leader, mirror, rules, ctx)
     if mirror.state in (MirrorState.SKIPPED, MirrorState.FAILED, MirrorState.DONE):
         return NoAction(f"follower copy is {mirror.state.value.lower()}")
     if not mirror.is_open_at_broker:
@@ -107,6 +113,8 @@ def decide(
     if not mirror.follower_order_id:
         return NoAction("follower order id not yet known")
     if not ctx.armed:
+        if not ctx.cancel_when_killed:
+            return NoAction("killed without cancelling open orders")
         return Cancel(mirror.follower_order_id, "engine killed: cancelling open follower orders")
     if leader.status.is_terminal:
         return _decide_after_leader_ended(leader, mirror)
@@ -154,6 +162,26 @@ def _decide_first_copy(
     return Place(params, catch_up=catch_up)
 
 
+def _decide_replacement(
+    leader: OrderSnapshot, mirror: MirrorRecord, rules: FollowerRules, ctx: DecisionContext
+) -> Decision:
+    if not leader.is_open:
+        return NoAction("leader order ended before the rest was re-placed")
+    if not ctx.armed:
+        return NoAction("killed: the rest is not re-placed")
+    sized = size_order(
+        rules.sizing,
+        rules.bounds,
+        leader_qty=leader.quantity,
+        lot_size=ctx.lot_size,
+        capital_ratio=ctx.capital_ratio,
+    )
+    rest = target_total(sized.quantity, mirror.total_filled) - mirror.total_filled
+    if rest <= 0:
+        return NoAction("nothing left to re-place")
+    return Place(desired_params(leader, rules.name, rest, ctx.lot_size, mirror.generation))
+
+
 def _decide_after_leader_ended(leader: OrderSnapshot, mirror: MirrorRecord) -> Decision:
     if leader.status is OrderStatus.TRADED:
         return NoAction("leader filled; the follower's order keeps working at its own price")
@@ -177,17 +205,27 @@ def _decide_follow_changes(
     )
     if sized.quantity <= 0 and ctx.capital_ratio is None and rules.sizing.kind == "capital_ratio":
         return NoAction("fund limits unknown; keeping the follower order as it is")
-    # Exposure parity: the follower's order is for what the leader's total implies, never
-    # below what the follower already filled (Dhan's modify takes the total quantity).
-    total = target_total(sized.quantity, mirror.filled_qty)
-    if total <= mirror.filled_qty:
+    # Exposure parity: the follower's copy is for what the leader's total implies, never
+    # below what the follower already filled (Dhan's modify takes the total quantity). Fills
+    # of earlier generations (cancelled and re-placed) count towards it.
+    filled = mirror.total_filled
+    total = target_total(sized.quantity, filled)
+    if total <= filled:
         return Cancel(
             mirror.follower_order_id, "leader reduced the order to what is already filled"
         )
-    wanted = desired_params(leader, rules.name, total, ctx.lot_size, generation=mirror.generation)
+    order_qty = total - mirror.prior_filled
+    wanted = desired_params(leader, rules.name, order_qty, ctx.lot_size, mirror.generation)
     changed = _changed_fields(mirror.params, wanted)
     if not changed:
         return NoAction("follower order already matches the leader")
+    if mirror.modifications >= ctx.max_modifications:
+        return Cancel(
+            mirror.follower_order_id,
+            f"modification budget used ({mirror.modifications} of {ctx.max_modifications}): "
+            "cancelling to re-place the rest as a new order",
+            replace=True,
+        )
     return Modify(mirror.follower_order_id, wanted, changed)
 
 

@@ -267,3 +267,31 @@ def test_unknown_lot_size_skips_unless_copying_one_to_one() -> None:
     assert isinstance(decide(leader(), None, rules(), ctx), Place)
     skip = decide(leader(), None, rules(MultiplierSizing(multiplier=2)), ctx)
     assert isinstance(skip, Skip) and skip.code is SkipCode.UNKNOWN_LOT
+
+
+def test_modification_budget_used_cancels_to_replace() -> None:
+    mirror = placed(leader()).with_changes(modifications=25)
+    decision = decide(leader(price=121.0), mirror, rules(), CTX)
+    assert isinstance(decision, Cancel) and decision.replace
+    # Within budget it is a plain modify.
+    assert isinstance(
+        decide(leader(price=121.0), mirror.with_changes(modifications=24), rules(), CTX), Modify
+    )
+
+
+def test_replaced_generation_orders_only_the_rest() -> None:
+    first = placed(leader(quantity=260))
+    # Generation 1 after 65 filled in generation 0: the new order is for 195.
+    regen = first.with_changes(generation=1, prior_filled=65, filled_qty=0, modifications=0)
+    assert regen.params is not None
+    wanted = decide(leader(quantity=260, price=125.0), regen, rules(), CTX)
+    assert isinstance(wanted, Modify)
+    assert wanted.params.quantity == 195
+    assert wanted.params.correlation_id == correlation_id("52260000001", "alpha", 1)
+
+
+def test_killed_without_cancel_leaves_open_copies() -> None:
+    ctx = DecisionContext(
+        armed=False, lot_size=65, is_option=True, capital_ratio=None, cancel_when_killed=False
+    )
+    assert isinstance(decide(leader(), placed(leader()), rules(), ctx), NoAction)
