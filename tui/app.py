@@ -270,8 +270,8 @@ class CopyTradeApp(App[None]):
         """The engine's listener: append and return (the flush does the work)."""
         if threading.get_ident() == self._loop_thread:
             self.coalescer.append(event)
-        else:  # tolerated, not expected: deque appends are thread-safe, folding is not
-            self.coalescer._buffer.append(event)
+        else:  # tolerated, not expected (the contract is one loop): append only
+            self.coalescer.append_from_thread(event)
 
     def _on_flush_timer(self) -> None:
         """Flush at most every `flush_interval`; under a heavy flood, back off adaptively.

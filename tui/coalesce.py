@@ -123,6 +123,11 @@ class EventCoalescer:
             self.folded_early += 1
             self._fold_buffer()
 
+    def append_from_thread(self, event: EngineEvent) -> None:
+        """For a listener called off the loop's thread: a deque append is atomic; no folding."""
+        self._buffer.append(event)
+        self.received += 1
+
     def _fold_buffer(self) -> None:
         buffer = self._buffer
         pending = self._pending

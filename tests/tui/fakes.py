@@ -72,6 +72,7 @@ class FakeEngine:
     market: str = "NSE open 09:15-15:30 IST"
     run_error: BaseException | None = None
     resync_gate: asyncio.Event | None = None  # when set, resync waits for it
+    kill_gate: asyncio.Event | None = None  # when set, kill waits for it
     calls: list[tuple[str, object]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -98,6 +99,8 @@ class FakeEngine:
 
     async def kill(self, reason: str) -> None:
         self.calls.append(("kill", reason))
+        if self.kill_gate is not None:
+            await self.kill_gate.wait()
         self.engine_state = EngineState.KILLED
         self.publish(EngineStateChanged(at=T0, state=EngineState.KILLED, reason=reason))
 

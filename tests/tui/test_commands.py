@@ -246,3 +246,24 @@ async def test_kill_failure_is_critical(app: CopyTradeApp, engine: FakeEngine) -
         assert "CRIT" in app.alerts_pane.lines()[0]
         assert "kill switch failed" in app.alerts_pane.lines()[0]
         assert engine.state is EngineState.ARMED
+
+
+async def test_r_and_k_during_a_kill_in_progress(app: CopyTradeApp, engine: FakeEngine) -> None:
+    gate = asyncio.Event()
+    engine.kill_gate = gate
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("k", "y")
+        await pilot.pause()
+        assert "killing…" in app.status_line.plain
+        await pilot.press("r", "k")
+        await pilot.pause()
+        assert engine.count("resync") == 0
+        assert len(app.screen_stack) == 1  # no second kill dialog
+        messages = [n.message for n in app._notifications]
+        assert any("Wait for the kill switch" in m for m in messages)
+        assert any("already being applied" in m for m in messages)
+        gate.set()
+        await commands_done(app)
+        await settle(pilot, app)
+        assert engine.count("kill") == 1
+        assert "KILLED" in app.status_line.plain and "killing…" not in app.status_line.plain

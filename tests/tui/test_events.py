@@ -253,7 +253,7 @@ async def test_status_line_figures(
         await settle(pilot, app)
         text = app.status_line.plain
         assert "leader DISCONNECTED" in text
-        assert "not connected: follower-b" in text
+        assert "follower-b DISCONNECTED" in text
         assert "KILLED" in text and "risk limit" in text
 
 

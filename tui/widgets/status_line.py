@@ -77,14 +77,15 @@ def status_text(facts: StatusFacts, now: datetime) -> Text:
     else:
         text.append(" · no leader event yet", style="dim")
     down = sorted(
-        account
+        (account, state)
         for account, state in facts.connections.items()
         if account != "leader" and state is not ConnectionState.CONNECTED
     )
-    if down:
-        shown = ", ".join(one_line(a, 20) for a in down[:3])
-        more = f" +{len(down) - 3}" if len(down) > 3 else ""
-        text.append(f" · not connected: {shown}{more}", style="bold red")
+    for account, state in down[:3]:
+        text.append(f" · {one_line(account, 20)} ")
+        text.append(state.value, style=_CONNECTION_STYLE.get(state, ""))
+    if len(down) > 3:
+        text.append(f" +{len(down) - 3} more not connected", style="bold red")
     text.append(" │ ", style="dim")
     text.append(f"{to_ist(now).strftime('%H:%M:%S')} IST", style="bold")
     text.append(" · ")
