@@ -34,7 +34,7 @@ from engine.events import (
     RecoveryReport,
     Severity,
 )
-from tui.coalesce import AlertOccurrence, Batch, EventCoalescer
+from tui.coalesce import Batch, EventCoalescer
 from tui.format import one_line, short_id
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
@@ -302,9 +302,6 @@ class CopyTradeApp(App[None]):
         return batch.events
 
     def _apply(self, batch: Batch) -> None:
-        for report in batch.recoveries:
-            if report.trigger != "manual":  # the R key reports its own result
-                self._fold_local_alert(batch, self._recovery_alert(report))
         facts = self.status_line.facts
         with self.batch_update():
             if batch.leaders:
@@ -362,12 +359,6 @@ class CopyTradeApp(App[None]):
         alert = self._make_alert(severity, code, message)
         self.coalescer.append(AlertRaised(at=alert.at, alert=alert))
         self.flush_events()
-
-    @staticmethod
-    def _fold_local_alert(batch: Batch, alert: Alert) -> None:
-        occurrence = batch.alerts.pop(alert.dedup_key, None)
-        arrivals = occurrence.arrivals + 1 if occurrence else 1
-        batch.alerts[alert.dedup_key] = AlertOccurrence(alert, arrivals)
 
     def _recovery_alert(self, report: RecoveryReport) -> Alert:
         severity = Severity.WARNING if report.discrepancies else Severity.INFO

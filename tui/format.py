@@ -120,7 +120,7 @@ ORDER_TYPE_SHORT: dict[OrderType, str] = {
 
 LEADER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("time", "Time", 8),
-    ("symbol", "Symbol", 12),
+    ("symbol", "Symbol", 20),
     ("side", "Side", 4),
     ("type", "Type", 4),
     ("qty", "Fill/Qty", 9),

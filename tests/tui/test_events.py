@@ -257,14 +257,15 @@ async def test_status_line_figures(
         assert "KILLED" in text and "risk limit" in text
 
 
-async def test_engine_recovery_is_an_info_line(app: CopyTradeApp, engine: FakeEngine) -> None:
+async def test_engine_recoveries_are_left_to_the_engine_alerts(
+    app: CopyTradeApp, engine: FakeEngine
+) -> None:
+    """The engine raises its own RECOVERY alert; the pane does not add a second line."""
     async with app.run_test(size=SIZE) as pilot:
         engine.publish(RecoveryCompleted(at=T0, report=RecoveryReport("reconnect", 4, 1)))
         await settle(pilot, app)
-        assert (
-            "Resync (reconnect): 4 leader orders checked, 1 action taken"
-            in (app.alerts_pane.lines()[0])
-        )
+        assert app.alerts_pane.lines() == []
+        assert app.events_applied == 1
 
 
 async def test_no_token_reaches_the_screen(app: CopyTradeApp, engine: FakeEngine) -> None:
