@@ -121,6 +121,7 @@ class OrderSnapshot:
     is_super_order: bool = False
     lot_size: int = 0  # 0: unknown
     reason: str = ""  # rejection reason or Dhan's remark
+    ref_ltp: float = 0.0  # the instrument's last price when Dhan sent this update (socket only)
     created_at: datetime | None = None  # IST, tz-aware
     updated_at: datetime | None = None  # IST, tz-aware
     source: SnapshotSource = SnapshotSource.STREAM

@@ -28,7 +28,7 @@ from engine.dhan.broker import DhanBroker, Funds, Position
 from engine.dhan.correlation import is_engine_correlation_id
 from engine.dhan.errors import BrokerResult, ResultKind
 from engine.dhan.order_stream import LOGIN_REFUSED, OrderStream
-from engine.dispatch.circuit import CircuitBreaker
+from engine.dispatch.circuit import CircuitBreaker, CircuitState
 from engine.dispatch.dispatcher import AccountDispatcher
 from engine.dispatch.rate_limiter import RateLimiter
 from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Segment, Side, SnapshotSource
@@ -172,6 +172,7 @@ class Engine:
         self._confirming: set[str] = set()
         self._kill_cancels = True
         self._leader_dark_since: float | None = None
+        self._last_price: dict[tuple[Segment, str], float] = {}
         self._first_connect = True
         self._last_leader_event: float | None = None
         self._writes: asyncio.Queue[
@@ -544,6 +545,7 @@ class Engine:
                 # Dhan's timestamps): arrival order may be wrong, so ask Dhan which is current.
                 self._confirm_leader_order(snap.order_id)
         self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
+        self._note_price(snap)
         self._leader[snap.order_id] = snap
         self._leader_seen_mono.setdefault(snap.order_id, self.clock.monotonic())
         stored = snap
@@ -553,6 +555,12 @@ class Engine:
         for f in self._followers.values():
             f.dispatcher.mark(snap.order_id, urgent=self._is_urgent(f, snap))
         return True
+
+    def _note_price(self, snap: OrderSnapshot) -> None:
+        """The last known market price of an instrument, for the fat-finger price band."""
+        price = snap.ref_ltp or (snap.avg_price if snap.filled_qty else 0.0)
+        if price > 0:
+            self._last_price[(snap.segment, snap.security_id)] = price
 
     def _confirm_leader_order(self, order_id: str) -> None:
         if order_id in self._confirming:
@@ -670,6 +678,7 @@ class Engine:
         if known is not None and snap.progress_key() < known:
             return
         f.follower_keys[snap.order_id] = snap.progress_key()
+        self._note_price(snap)
         leader = self._leader.get(mirror.leader_order_id)
         state = mirror.state
         if mirror.state is MirrorState.LIVE and snap.status.is_terminal:
@@ -777,9 +786,8 @@ class Engine:
         if isinstance(decision, Skip):
             self._record_skip(f, leader, decision)
             return
-        if not isinstance(decision, Cancel) and not f.circuit.allow():
-            # The account keeps failing: hold its work until the breaker half-opens.
-            self._spawn(self._mark_later(f, leader_id, f.circuit.retry_in(), False), "circuit")
+        if not isinstance(decision, Cancel) and f.circuit.state is CircuitState.OPEN:
+            self._hold_for_circuit(f, leader_id)
             return
         slot = await f.limiter.acquire()
         self._publish(LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth)))
@@ -788,6 +796,9 @@ class Engine:
             leader = self._leader[leader_id]
             decision = self._decide(f, leader)
             if isinstance(decision, (Place, Modify)):
+                if not f.circuit.allow():  # checked again: it may have opened while we waited
+                    self._hold_for_circuit(f, leader_id)
+                    return
                 verdict = self._risk_verdict(f, leader, decision)
                 if verdict is not None:
                     self._block_for_risk(f, leader, decision, verdict)
@@ -806,6 +817,10 @@ class Engine:
                 LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth))
             )
 
+    def _hold_for_circuit(self, f: FollowerRuntime, leader_id: str) -> None:
+        """The account keeps failing: hold this work until the breaker half-opens."""
+        self._spawn(self._mark_later(f, leader_id, f.circuit.retry_in(), False), "circuit")
+
     def _risk_verdict(
         self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place | Modify
     ) -> RiskVerdict | None:
@@ -817,7 +832,7 @@ class Engine:
             f.rules.risk,
             decision.params,
             lot_size=self._instruments.lot_size(leader.segment, leader.security_id) or 1,
-            last_price=leader.avg_price or leader.price or leader.trigger_price or None,
+            last_price=self._last_price.get((leader.segment, leader.security_id)),
             open_orders=open_orders,
             orders_last_minute=f.orders_per_minute.count(now),
             is_new_order=isinstance(decision, Place),
@@ -909,6 +924,11 @@ class Engine:
                     state=MirrorState.SKIPPED, reason="engine killed before the order was sent"
                 )
             )
+            return
+        if f.circuit.state is CircuitState.OPEN:  # opened by another request meanwhile
+            await self._finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
+            self._forget_mirror(mirror)
+            self._hold_for_circuit(f, leader.order_id)
             return
         result = await self._call(f.broker.place(params))
         self._note_result(f, result, sent=True)
@@ -1035,6 +1055,10 @@ class Engine:
         if not self._armed_now(f, IntentKind.MODIFY):
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             f.dispatcher.mark(leader.order_id, urgent=True)
+            return
+        if f.circuit.state is CircuitState.OPEN:  # opened by another request meanwhile
+            await self._finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
+            self._hold_for_circuit(f, leader.order_id)
             return
         result = await self._call(f.broker.modify(decision.follower_order_id, params))
         self._note_result(f, result, sent=True)

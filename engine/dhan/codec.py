@@ -404,6 +404,7 @@ def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
         trigger_price=_number(_get(d, "TriggerPrice"), "TriggerPrice"),
         disclosed_qty=_int(_get(d, "DiscQuantity", "DisclosedQuantity"), "DiscQuantity"),
         avg_price=_number(_get(d, "AvgTradedPrice", "AverageTradedPrice"), "AvgTradedPrice"),
+        ref_ltp=_number(_get(d, "RefLtp"), "RefLtp"),
         trading_symbol=_safe_text(_get(d, "Symbol", "DisplayName", "TradingSymbol")),
         correlation_id=_safe_text(_get(d, "CorrelationId")),
         amo=_flag(_get(d, "OffMktFlag")) or _flag(_get(d, "AfterMarketOrder")),

@@ -537,7 +537,9 @@ class Exchange:
         acct = self.accounts[client_id]
         if not order.is_open:
             raise order_error(f"Order {order.order_id} is {order.status} and cannot be modified")
-        if order.modifications >= self.max_modifications:
+        # Dhan's 25-modification cap is an API rule; edits typed on Dhan's web are not counted
+        # against it here (a manual trader may nudge an order more often).
+        if source == "P" and order.modifications >= self.max_modifications:
             raise order_error(
                 f"Order {order.order_id} has reached the limit of {self.max_modifications} "
                 "modifications"
