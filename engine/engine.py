@@ -165,7 +165,7 @@ class Engine:
         self._replicated = 0
         self._failed = 0
         self._calls_in_flight = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._recovery_lock = asyncio.Lock()
@@ -175,10 +175,7 @@ class Engine:
         self._last_price: dict[tuple[Segment, str], float] = {}
         self._first_connect = True
         self._last_leader_event: float | None = None
-        self._writes: asyncio.Queue[
-            tuple[Callable[[], Awaitable[None]], asyncio.Future[None] | None]
-        ]
-        self._writes = asyncio.Queue()
+        self._pending_writes: set[asyncio.Task[None]] = set()
 
     # --- EngineHandle -------------------------------------------------------------------
 
@@ -297,7 +294,7 @@ class Engine:
             while True:
                 for f in self._followers.values():
                     await f.dispatcher.wait_idle()
-                await self._write(_noop)
+                await self._writes_done()
                 if all(
                     f.dispatcher.queue_depth == 0 and f.dispatcher.busy == 0
                     for f in self._followers.values()
@@ -311,7 +308,6 @@ class Engine:
     async def _start(self) -> None:
         s = self.settings
         self._store = await Store.open(s.db_path, clock=self.clock)
-        self._spawn(self._writer(), "store-writer")
         persisted = await self._store.get_engine_state()
         self._state = (
             persisted[0] if persisted and persisted[0] is EngineState.KILLED else EngineState.ARMED
@@ -432,20 +428,14 @@ class Engine:
             if f.stream:
                 await f.stream.stop()
             await f.dispatcher.stop()
-        writer = [t for t in self._tasks if t.get_name() == "store-writer"]
-        for task in self._tasks:
-            if task not in writer:
-                task.cancel()
-        for task in self._tasks:
-            if task not in writer:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._write(_noop), 5.0)
-        for task in writer:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writes_done(), 5.0)
         for f in self._followers.values():
             await f.broker.close()
         if self._leader_broker:
@@ -469,35 +459,43 @@ class Engine:
                     f"Internal task {name} failed: {redact(str(exc))}",
                 )
 
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    # --- persistence: one ordered writer so a late write never overwrites a newer one ---
-
-    async def _writer(self) -> None:
-        while True:
-            job, done = await self._writes.get()
-            try:
-                await job()
-                if done is not None and not done.done():
-                    done.set_result(None)
-            except Exception as exc:
-                log.exception("store write failed")
-                if done is not None and not done.done():
-                    done.set_exception(exc)
-                else:
-                    self._alert(
-                        "STORE_WRITE_FAILED",
-                        Severity.CRITICAL,
-                        f"Could not write to the database: {exc}",
-                    )
+    # --- persistence -----------------------------------------------------------------------
+    # The store serialises writes in the order they *start* and group-commits intents that
+    # start together. Every write is therefore started as a task at the moment of the call
+    # (tasks start in creation order): a late write never overtakes a newer one, and the
+    # intents of one leader order fanned out to many followers share one fsync.
 
     def _persist(self, job: Callable[[], Awaitable[None]]) -> None:
-        self._writes.put_nowait((job, None))
+        """Store this soon; the caller does not wait (mirror rows, journal, alerts)."""
+        task = asyncio.create_task(self._guarded_write(job))
+        self._pending_writes.add(task)
+        task.add_done_callback(self._pending_writes.discard)
 
     async def _write(self, job: Callable[[], Awaitable[None]]) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._writes.put_nowait((job, done))
-        await done
+        """Store this and wait until it is durable (intents, the engine state)."""
+        task: asyncio.Task[None] = asyncio.create_task(job())  # type: ignore[arg-type]
+        self._pending_writes.add(task)
+        task.add_done_callback(self._pending_writes.discard)
+        await task
+
+    async def _guarded_write(self, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception as exc:
+            log.exception("store write failed")
+            self._alert(
+                "STORE_WRITE_FAILED",
+                Severity.CRITICAL,
+                f"Could not write to the database: {redact(str(exc))}",
+            )
+
+    async def _writes_done(self) -> None:
+        while self._pending_writes:
+            await asyncio.gather(*self._pending_writes, return_exceptions=True)
 
     def _require_store(self) -> Store:
         assert self._store is not None, "engine not started"
@@ -1671,10 +1669,6 @@ _UNKNOWN = object()
 
 def _refresh_s(f: FollowerRuntime) -> float:
     return float(getattr(f.rules.sizing, "refresh_s", 60.0))
-
-
-async def _noop() -> None:
-    return None
 
 
 async def _unbound(key: str) -> None:  # placeholder until the runtime's dispatcher is bound
