@@ -90,6 +90,14 @@ async def run(orders: int = 100, in_process: bool = False) -> dict[str, Any]:
     )
     print(f"DH-904 / HTTP 429 answers: {dh904}" + ("" if dh904 == 0 else "  (target 0)"))
     print(f"engine rate-limiter waits: {throttled}")
+    batches = [post_at[i : i + PER_SECOND] for i in range(0, len(post_at), PER_SECOND)]
+    print(
+        "each second's batch of follower POSTs (ms after the first alert, first..last): "
+        + ", ".join(
+            f"{(b[0] - first_alert) * 1000:.0f}..{(b[-1] - first_alert) * 1000:.0f}"
+            for b in batches
+        )
+    )
     print(
         f"follower POST /v2/orders: {len(posts)} ({len(accepted)} accepted), distinct "
         f"correlationIds {len(set(cids))}, duplicates {duplicates}, missing {missing}"

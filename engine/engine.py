@@ -75,13 +75,16 @@ from engine.replication.risk import (
     check_loss_limit,
     check_pre_trade,
 )
+from engine.replication.rules import RiskLimits
 from engine.replication.sizing import CapitalRatioCache, size_order
 from engine.secrets import redact
-from engine.store import Store
+from engine.store import Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
 LEADER = "leader"
+FLUSH_DELAY_S = 0.02
+_NO_LIMITS = RiskLimits()
 CONFIRM_DELAY_S = 0.15
 
 
@@ -175,7 +178,10 @@ class Engine:
         self._last_price: dict[tuple[Segment, str], float] = {}
         self._first_connect = True
         self._last_leader_event: float | None = None
-        self._pending_writes: set[asyncio.Task[None]] = set()
+        self._dirty_leaders: set[str] = set()
+        self._dirty_mirrors: set[tuple[str, str]] = set()
+        self._batch = WriteBatch()
+        self._flush_wanted = asyncio.Event()
 
     # --- EngineHandle -------------------------------------------------------------------
 
@@ -251,6 +257,7 @@ class Engine:
     async def timeline(self, leader_order_id: str) -> list[TimelineEntry]:
         if self._store is None:
             return []
+        await self._flush()  # include what is still buffered
         return await self._store.timeline(leader_order_id)
 
     def follower_views(self) -> list[FollowerOrderView]:
@@ -361,6 +368,7 @@ class Engine:
         self._spawn(self._periodic_reconcile(), "reconcile")
         self._spawn(self._refresh_funds_loop(), "funds")
         self._spawn(self._publish_stats_loop(), "stats")
+        self._spawn(self._flusher(), "store-flusher")
         self._spawn(self._risk_loop(), "risk")
         self._started.set()
 
@@ -464,27 +472,43 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     # --- persistence -----------------------------------------------------------------------
-    # The store serialises writes in the order they *start* and group-commits intents that
-    # start together. Every write is therefore started as a task at the moment of the call
-    # (tasks start in creation order): a late write never overtakes a newer one, and the
-    # intents of one leader order fanned out to many followers share one fsync.
+    # Two paths. Durable writes (an intent before its broker call, the engine state) go to the
+    # store at once and are awaited. Everything else is marked dirty or buffered and stored by
+    # one flusher in a single transaction a few milliseconds later, writing the *current*
+    # in-memory state of each leader order and mirror: a late flush is never stale, and a
+    # burst of a hundred orders costs a few commits instead of hundreds, so intents never
+    # queue behind journal lines.
 
-    def _persist(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Store this soon; the caller does not wait (mirror rows, journal, alerts)."""
-        task = asyncio.create_task(self._guarded_write(job))
-        self._pending_writes.add(task)
-        task.add_done_callback(self._pending_writes.discard)
+    def _persist_leader(self, order_id: str) -> None:
+        self._dirty_leaders.add(order_id)
+        self._flush_soon()
 
-    async def _write(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Store this and wait until it is durable (intents, the engine state)."""
-        task: asyncio.Task[None] = asyncio.create_task(job())  # type: ignore[arg-type]
-        self._pending_writes.add(task)
-        task.add_done_callback(self._pending_writes.discard)
-        await task
+    def _persist_mirror(self, key: tuple[str, str]) -> None:
+        self._dirty_mirrors.add(key)
+        self._flush_soon()
 
-    async def _guarded_write(self, job: Callable[[], Awaitable[None]]) -> None:
+    def _flush_soon(self) -> None:
+        self._flush_wanted.set()
+
+    def _take_batch(self) -> WriteBatch:
+        batch, self._batch = self._batch, WriteBatch()
+        batch.leaders = [self._leader[i] for i in self._dirty_leaders if i in self._leader]
+        for key in self._dirty_mirrors:
+            rec = self._mirrors.get(key)
+            if rec is None:
+                batch.deleted_mirrors.append(key)
+            else:
+                batch.mirrors.append(rec)
+        self._dirty_leaders.clear()
+        self._dirty_mirrors.clear()
+        return batch
+
+    async def _flush(self) -> None:
+        batch = self._take_batch()
+        if not batch or self._store is None:
+            return
         try:
-            await job()
+            await self._store.write_batch(batch)
         except Exception as exc:
             log.exception("store write failed")
             self._alert(
@@ -493,21 +517,27 @@ class Engine:
                 f"Could not write to the database: {redact(str(exc))}",
             )
 
+    async def _flusher(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            await asyncio.sleep(FLUSH_DELAY_S)  # gather a batch; hot work runs first
+            self._flush_wanted.clear()
+            await asyncio.shield(self._flush())  # a stop must not cut a batch in half
+
+    async def _write(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Store this now and wait until it is durable (the engine state)."""
+        await job()
+
     async def _writes_done(self) -> None:
-        while self._pending_writes:
-            await asyncio.gather(*self._pending_writes, return_exceptions=True)
+        await self._flush()
 
     def _require_store(self) -> Store:
         assert self._store is not None, "engine not started"
         return self._store
 
     def _journal(self, kind: str, text: str, follower: str | None, leader_id: str | None) -> None:
-        at = self.clock.now()
-        self._persist(
-            lambda: self._require_store().append_journal(
-                kind, redact(text), follower=follower, leader_order_id=leader_id, at=at
-            )
-        )
+        self._batch.journal.append((self.clock.now(), kind, follower, leader_id, redact(text)))
+        self._flush_soon()
 
     # --- leader side ---------------------------------------------------------------------
 
@@ -546,8 +576,7 @@ class Engine:
         self._note_price(snap)
         self._leader[snap.order_id] = snap
         self._leader_seen_mono.setdefault(snap.order_id, self.clock.monotonic())
-        stored = snap
-        self._persist(lambda: self._require_store().upsert_leader_order(stored))
+        self._persist_leader(snap.order_id)
         self._journal("leader", _describe_snapshot(snap), None, snap.order_id)
         self._publish(LeaderOrderSeen(self.clock.now(), snap, is_new=known is None))
         for f in self._followers.values():
@@ -788,7 +817,6 @@ class Engine:
             self._hold_for_circuit(f, leader_id)
             return
         slot = await f.limiter.acquire()
-        self._publish(LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth)))
         try:
             # Decide again: the state may have moved while we waited for a token.
             leader = self._leader[leader_id]
@@ -822,10 +850,15 @@ class Engine:
     def _risk_verdict(
         self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place | Modify
     ) -> RiskVerdict | None:
+        limits = f.rules.risk
+        if limits == _NO_LIMITS:
+            return None  # the common case: nothing to check, nothing to count
         now = self.clock.monotonic()
-        open_orders = sum(
-            1 for m in self._mirrors.values() if m.follower == f.name and m.is_open_at_broker
-        )
+        open_orders = 0
+        if limits.max_open_orders is not None:
+            open_orders = sum(
+                1 for m in self._mirrors.values() if m.follower == f.name and m.is_open_at_broker
+            )
         return check_pre_trade(
             f.rules.risk,
             decision.params,
@@ -911,7 +944,7 @@ class Engine:
                 updated_at=self.clock.now(),
             )
         intent = Intent(f.name, leader.order_id, IntentKind.PLACE, params.correlation_id, params)
-        self._set_mirror(mirror, persist=False)
+        self._set_mirror(mirror)
         stored = await self._record_intent(intent, mirror)
         for note in notes:
             self._journal("intent", f"{f.name}: {note}", f.name, leader.order_id)
@@ -996,7 +1029,7 @@ class Engine:
                 latency_ms=latency,
                 updated_at=self.clock.now(),
             )
-            self._set_mirror(live, persist=False)
+            self._set_mirror(live)
             await self._finish_intent(
                 intent, IntentOutcome.ACKED, f"order {live.follower_order_id}", live
             )
@@ -1023,7 +1056,7 @@ class Engine:
             reason=f"{result.error_code} {result.message}".strip(),
             updated_at=self.clock.now(),
         )
-        self._set_mirror(failed, persist=False)
+        self._set_mirror(failed)
         await self._finish_intent(intent, IntentOutcome.REFUSED, failed.reason, failed)
         severity = Severity.CRITICAL if result.kind is ResultKind.AUTH_FAILED else Severity.ERROR
         self._alert(
@@ -1068,7 +1101,7 @@ class Engine:
                 modifications=current.modifications + 1,
                 updated_at=self.clock.now(),
             )
-            self._set_mirror(updated, persist=False)
+            self._set_mirror(updated)
             await self._finish_intent(
                 stored, IntentOutcome.ACKED, ",".join(decision.changed), updated
             )
@@ -1138,7 +1171,7 @@ class Engine:
                 reason=decision.reason,
                 updated_at=self.clock.now(),
             )
-            self._set_mirror(done, persist=False)
+            self._set_mirror(done)
             await self._finish_intent(stored, IntentOutcome.ACKED, decision.reason, done)
             self._journal(
                 "broker",
@@ -1386,12 +1419,7 @@ class Engine:
                 )
 
     async def _record_intent(self, intent: Intent, mirror: MirrorRecord | None) -> Intent:
-        box: list[Intent] = []
-
-        async def job() -> None:
-            box.append(await self._require_store().record_intent(intent, mirror))
-
-        await self._write(job)
+        stored = await self._require_store().record_intent(intent, mirror)
         self._journal(
             "intent",
             f"{intent.follower} {intent.kind.value} "
@@ -1403,7 +1431,7 @@ class Engine:
             intent.follower,
             intent.leader_order_id,
         )
-        return box[0]
+        return stored
 
     async def _finish_intent(
         self,
@@ -1412,17 +1440,16 @@ class Engine:
         detail: str,
         mirror: MirrorRecord | None = None,
     ) -> None:
-        self._persist(
-            lambda: self._require_store().complete_intent(
-                intent.id, outcome, redact(detail), mirror
-            )
-        )
+        order_id = mirror.follower_order_id if mirror is not None else ""
+        self._batch.completions.append((intent.id, outcome, redact(detail), order_id))
+        if mirror is not None:
+            self._persist_mirror((mirror.follower, mirror.leader_order_id))
+        self._flush_soon()
 
-    def _set_mirror(self, rec: MirrorRecord, *, persist: bool = True) -> None:
+    def _set_mirror(self, rec: MirrorRecord) -> None:
         self._mirrors[(rec.follower, rec.leader_order_id)] = rec
         self._by_cid[rec.correlation_id] = (rec.follower, rec.leader_order_id)
-        if persist:
-            self._persist(lambda: self._require_store().save_mirror(rec))
+        self._persist_mirror((rec.follower, rec.leader_order_id))
         self._publish(FollowerOrderChanged(self.clock.now(), rec.to_view()))
 
     def _forget_mirror(self, rec: MirrorRecord) -> None:
@@ -1432,9 +1459,7 @@ class Engine:
             self._set_mirror(rec.with_changes(state=MirrorState.REPLACING, follower_order_id=""))
             return
         self._mirrors.pop((rec.follower, rec.leader_order_id), None)
-        self._persist(
-            lambda: self._require_store().delete_mirror(rec.follower, rec.leader_order_id)
-        )
+        self._persist_mirror((rec.follower, rec.leader_order_id))
 
     # --- funds, kill switch, stats ---------------------------------------------------------
 
@@ -1624,8 +1649,8 @@ class Engine:
         )
         if alert is None:
             return
-        if self._store is not None:
-            self._persist(lambda: self._require_store().record_alert(alert))
+        self._batch.alerts.append(alert)
+        self._flush_soon()
         if leader_order_id:
             self._journal("alert", f"{severity.value}: {alert.message}", follower, leader_order_id)
         self._publish(AlertRaised(self.clock.now(), alert))
@@ -1656,7 +1681,7 @@ class Engine:
             )
 
     def _on_malformed(self, account: str, raw: str, error: str) -> None:
-        self._persist(lambda: self._require_store().record_malformed(redact(raw), error))
+        self._spawn(self._require_store().record_malformed(redact(raw), error), "malformed")
         self._alert(
             "MALFORMED_MESSAGE",
             Severity.WARNING,

@@ -33,6 +33,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "StoreError",
+    "WriteBatch",
     "decode_dataclass",
     "encode_value",
     "format_datetime",
@@ -369,6 +371,56 @@ class _PendingIntent:
     future: asyncio.Future[int]
 
 
+_UPSERT_LEADER = (
+    "INSERT INTO leader_orders (order_id, client_id, status, segment, security_id,"
+    " correlation_id, quantity, filled_qty, updated_at, snapshot, stored_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (order_id) DO UPDATE SET client_id = excluded.client_id,"
+    " status = excluded.status, segment = excluded.segment,"
+    " security_id = excluded.security_id, correlation_id = excluded.correlation_id,"
+    " quantity = excluded.quantity, filled_qty = excluded.filled_qty,"
+    " updated_at = excluded.updated_at, snapshot = excluded.snapshot,"
+    " stored_at = excluded.stored_at"
+)
+_COMPLETE_INTENT = (
+    "UPDATE intents SET outcome = ?, detail = ?, completed_at = ?,"
+    " follower_order_id = CASE WHEN follower_order_id = '' THEN ?"
+    " ELSE follower_order_id END WHERE id = ?"
+)
+_INSERT_JOURNAL = (
+    "INSERT INTO journal (at, kind, follower, leader_order_id, text, seq) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ALERT = (
+    "INSERT INTO alerts (at, code, severity, message, follower, leader_order_id,"
+    " count) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DELETE_MIRROR = "DELETE FROM mirrors WHERE follower = ? AND leader_order_id = ?"
+
+
+@dataclass
+class WriteBatch:
+    """Writes that need not be durable before anything else happens, stored together in one
+    transaction: the latest state of leader orders and mirrors, intent outcomes, journal
+    lines and alerts. (Intents themselves are written durably, one call each.)"""
+
+    leaders: list[OrderSnapshot] = field(default_factory=list)
+    mirrors: list[MirrorRecord] = field(default_factory=list)
+    deleted_mirrors: list[tuple[str, str]] = field(default_factory=list)
+    completions: list[tuple[int, IntentOutcome, str, str]] = field(default_factory=list)
+    journal: list[tuple[datetime, str, str | None, str | None, str]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.leaders
+            or self.mirrors
+            or self.deleted_mirrors
+            or self.completions
+            or self.journal
+            or self.alerts
+        )
+
+
 def _mirror_row(rec: MirrorRecord) -> tuple[Any, ...]:
     return (
         rec.follower,
@@ -663,7 +715,15 @@ class Store:
 
     async def upsert_leader_order(self, snap: OrderSnapshot) -> None:
         """Store ``snap`` as the latest known state of its order (the caller decides staleness)."""
-        params = (
+        params = self._leader_row(snap)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(_UPSERT_LEADER, params)
+
+        await self._write(self._db, write)
+
+    def _leader_row(self, snap: OrderSnapshot) -> tuple[Any, ...]:
+        return (
             snap.order_id,
             snap.client_id,
             snap.status.value,
@@ -677,19 +737,49 @@ class Store:
             format_datetime(self._clock.now()),
         )
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO leader_orders (order_id, client_id, status, segment, security_id,"
-                " correlation_id, quantity, filled_qty, updated_at, snapshot, stored_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (order_id) DO UPDATE SET client_id = excluded.client_id,"
-                " status = excluded.status, segment = excluded.segment,"
-                " security_id = excluded.security_id, correlation_id = excluded.correlation_id,"
-                " quantity = excluded.quantity, filled_qty = excluded.filled_qty,"
-                " updated_at = excluded.updated_at, snapshot = excluded.snapshot,"
-                " stored_at = excluded.stored_at",
-                params,
+    async def write_batch(self, batch: WriteBatch) -> None:
+        """Everything in ``batch`` in one transaction (one commit instead of one per row)."""
+        if not batch:
+            return
+        now = format_datetime(self._clock.now())
+        leaders = [self._leader_row(s) for s in batch.leaders]
+        mirrors = [_mirror_row(m) for m in batch.mirrors]
+        completions = [
+            (
+                outcome.value,
+                redact(detail),
+                now if outcome in (IntentOutcome.ACKED, IntentOutcome.REFUSED) else None,
+                order_id,
+                intent_id,
             )
+            for intent_id, outcome, detail, order_id in batch.completions
+        ]
+        journal = [
+            (format_datetime(at), kind, follower, leader_id, redact(text), next(self._seq))
+            for at, kind, follower, leader_id, text in batch.journal
+        ]
+        alerts = [
+            (
+                format_datetime(a.at),
+                a.code,
+                a.severity.value,
+                redact(a.message),
+                a.follower,
+                a.leader_order_id,
+                a.count,
+            )
+            for a in batch.alerts
+        ]
+        deleted = list(batch.deleted_mirrors)
+
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany(_UPSERT_LEADER, leaders)
+                db.executemany(_DELETE_MIRROR, deleted)
+                db.executemany(_UPSERT_MIRROR, mirrors)
+                db.executemany(_COMPLETE_INTENT, completions)
+                db.executemany(_INSERT_JOURNAL, journal)
+                db.executemany(_INSERT_ALERT, alerts)
 
         await self._write(self._db, write)
 
@@ -746,10 +836,7 @@ class Store:
         """Forget a copy that never reached Dhan, so it is decided again from scratch."""
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "DELETE FROM mirrors WHERE follower = ? AND leader_order_id = ?",
-                (follower, leader_order_id),
-            )
+            db.execute(_DELETE_MIRROR, (follower, leader_order_id))
 
         await self._write(self._db, write)
 
@@ -826,9 +913,7 @@ class Store:
         def write(db: sqlite3.Connection) -> None:
             with _transaction(db):
                 cur = db.execute(
-                    "UPDATE intents SET outcome = ?, detail = ?, completed_at = ?,"
-                    " follower_order_id = CASE WHEN follower_order_id = '' THEN ?"
-                    " ELSE follower_order_id END WHERE id = ?",
+                    _COMPLETE_INTENT,
                     (outcome.value, redact(detail), completed, order_id, intent_id),
                 )
                 if cur.rowcount != 1:
@@ -871,11 +956,7 @@ class Store:
         seq = next(self._seq)
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO journal (at, kind, follower, leader_order_id, text, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (*values, seq),
-            )
+            db.execute(_INSERT_JOURNAL, (*values, seq))
 
         await self._write(self._db, write)
 
@@ -925,11 +1006,7 @@ class Store:
         )
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO alerts (at, code, severity, message, follower, leader_order_id,"
-                " count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
+            db.execute(_INSERT_ALERT, values)
 
         await self._write(self._db, write)
 
