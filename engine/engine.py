@@ -632,6 +632,8 @@ class Engine:
                 report = RecoveryReport(trigger, 0, 0, (msg,), time.monotonic() - started)
                 self._publish(RecoveryCompleted(self.clock.now(), report))
                 return report
+            # Follower books first, so the decisions below see the followers as they are now.
+            await self._refresh_follower_books(discrepancies)
             for snap in book:
                 known = self._leader.get(snap.order_id)
                 if known is None and not is_engine_correlation_id(snap.correlation_id):
@@ -644,9 +646,7 @@ class Engine:
                         f"{known.status.value} -> {snap.status.value}"
                     )
                 self._ingest_leader(snap)
-            await self._refresh_follower_books(discrepancies)
-            if trigger == "manual":
-                discrepancies.extend(await self.check_drift())
+            # Counted with no await since the ingest: no worker has acted on them yet.
             actions = 0
             for f in self._followers.values():
                 for leader_id, leader in self._leader.items():
@@ -654,6 +654,8 @@ class Engine:
                     if not isinstance(decision, NoAction):
                         actions += 1
                     f.dispatcher.mark(leader_id, urgent=isinstance(decision, Cancel))
+            if trigger == "manual":
+                discrepancies.extend(await self.check_drift())
             report = RecoveryReport(
                 trigger, len(book), actions, tuple(discrepancies), time.monotonic() - started
             )

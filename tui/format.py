@@ -120,13 +120,18 @@ ORDER_TYPE_SHORT: dict[OrderType, str] = {
 
 LEADER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("time", "Time", 8),
-    ("symbol", "Symbol", 20),
+    ("order_id", "Order", 11),
+    ("symbol", "Symbol", 24),
     ("side", "Side", 4),
     ("type", "Type", 4),
+    ("product", "Prod", 5),
     ("qty", "Fill/Qty", 9),
     ("price", "Price/Trig", 15),
+    ("validity", "Val", 3),
     ("status", "Status", 11),
 )
+
+PRODUCT_SHORT: dict[str, str] = {"INTRADAY": "INTRA", "MARGIN": "NRML"}
 
 
 def price_trigger(snapshot: OrderSnapshot) -> str:
@@ -144,11 +149,14 @@ def leader_cells(snapshot: OrderSnapshot, seen_at: datetime) -> tuple[Cell, ...]
         symbol = f"{symbol} AMO"
     return (
         (hms(snapshot.created_at or snapshot.updated_at or seen_at), style),
+        (snapshot.order_id, style),
         (one_line(symbol, 40), style),
         (snapshot.side.value, style),
         (ORDER_TYPE_SHORT.get(snapshot.order_type, snapshot.order_type.value), style),
+        (PRODUCT_SHORT.get(snapshot.product.value, snapshot.product.value), style),
         (f"{snapshot.filled_qty}/{snapshot.quantity}", style),
         (price_trigger(snapshot), style),
+        (snapshot.validity.value, style),
         (snapshot.status.value, style),
     )
 
@@ -157,7 +165,7 @@ def leader_cells(snapshot: OrderSnapshot, seen_at: datetime) -> tuple[Cell, ...]
 
 FOLLOWER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("follower", "Follower", 10),
-    ("leader", "Leader ord", 10),
+    ("leader", "Leader ord", 11),
     ("status", "Status", 16),
     ("qty", "Qty", 5),
     ("filled", "Fill", 5),
@@ -205,7 +213,7 @@ def follower_cells(view: FollowerOrderView) -> tuple[Cell, ...]:
     reason = one_line(view.reason, 200) if shows_reason or view.reason else ""
     return (
         (one_line(view.follower, 40), style),
-        (short_id(view.leader_order_id, 10), style),
+        (short_id(view.leader_order_id, 11), style),
         (follower_status(view), style),
         (str(view.quantity), style),
         (str(view.filled_qty), style),

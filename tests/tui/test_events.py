@@ -47,11 +47,14 @@ async def test_leader_rows_are_keyed_and_updated_in_place(
         assert table.keys() == ["L2", "L1"]  # newest first
         assert table.cells_of("L1") == (
             "10:15:00",
+            "L1",
             "RELIANCE",
             "BUY",
             "LMT",
+            "INTRA",
             "0/10",
             "2450.50",
+            "DAY",
             "PENDING",
         )
         engine.publish(leader_seen("L1", status=OrderStatus.PART_TRADED, filled=4))
