@@ -205,11 +205,11 @@ class ScriptedLeader:
             self.tick(NIFTY_PE, self.ltp(NIFTY_PE) - 0.05)
         self.sim.set_liquidity(*NIFTY_PE, None)
         await self.pause(1.5)
-        # 5. A burst of 12 orders in under a second: followers (x2 sizing) meet 10/s.
+        # 5. A burst of 14 orders in under a second: each follower meets Dhan's 10/s.
         ce2 = self.ltp(NIFTY_26100_CE)
         burst = [
-            self.place(NIFTY_26100_CE, "BUY", 65, price=round(ce2 * 0.8 - i * 0.5, 1))
-            for i in range(12)
+            self.place(NIFTY_26100_CE, "BUY", 130, price=round(ce2 * 0.8 - i * 0.5, 1))
+            for i in range(14)
         ]
         await self.pause(4)
         for order_id in burst:
@@ -219,8 +219,8 @@ class ScriptedLeader:
         #    recovered from the order book on reconnect.
         self.sim.faults.drop_sockets(LEADER_ID)
         pe = self.ltp(NIFTY_PE)
-        missed = self.place(NIFTY_PE, "SELL", 65, price=round(pe * 1.3, 1))
-        gone = self.place(NIFTY_PE, "SELL", 65, price=round(pe * 1.4, 1))
+        missed = self.place(NIFTY_PE, "SELL", 130, price=round(pe * 1.3, 1))
+        gone = self.place(NIFTY_PE, "SELL", 130, price=round(pe * 1.4, 1))
         self.sim.modify_manual_order(LEADER_ID, missed, price=round(pe * 1.25, 1))
         self.sim.cancel_manual_order(LEADER_ID, gone)
         await self.pause(4)

@@ -56,7 +56,8 @@ async def test_socket_down_while_leader_places_modifies_cancels_then_converges(
     assert world.eng.mirror("alpha", missed) is not None
     assert world.eng.mirror("alpha", filled_while_away) is not None
     assert any(
-        r.report.trigger == "reconnect" and r.report.discrepancies for r in world.recoveries()
+        r.report.trigger == "reconnect" and r.report.discrepancies and r.report.actions_taken
+        for r in world.recoveries()
     )
     assert_no_duplicates(world, "alpha")
     assert_no_duplicates(world, "beta")
