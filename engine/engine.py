@@ -339,6 +339,12 @@ class Engine:
             if fs.enabled:
                 self._followers[fs.name] = self._build_follower(fs)
         self._publish(EngineStateChanged(self.clock.now(), self._state, "started"))
+        # A restart mid-session: show what the store remembers before anything new arrives.
+        now = self.clock.now()
+        for snap in sorted(self._leader.values(), key=lambda s: s.created_at or now):
+            self._publish(LeaderOrderSeen(now, snap, is_new=False))
+        for rec in self._mirrors.values():
+            self._publish(FollowerOrderChanged(now, rec.to_view()))
         if self._state is EngineState.KILLED:
             self._alert(
                 "STILL_KILLED",

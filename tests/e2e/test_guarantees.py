@@ -227,3 +227,21 @@ async def test_capital_ratio_sizing_uses_fresh_fund_limits(make_world: WorldFact
     world.place(price=200.0, qty=260)  # leader 4 lots; alpha has a quarter of the capital
     order = (await world.follower_order("alpha"))[0]
     assert order["quantity"] == 65
+
+
+async def test_a_restart_shows_what_the_store_remembers(world: World) -> None:
+    leader_id = world.place(price=200.0)
+    await world.follower_order("alpha")
+    await world.settle()
+    await world.stop_engine()
+    world.events.clear()
+    await world.start_engine()
+    from engine.events import FollowerOrderChanged, LeaderOrderSeen
+
+    assert any(
+        isinstance(e, LeaderOrderSeen) and e.snapshot.order_id == leader_id for e in world.events
+    )
+    assert any(
+        isinstance(e, FollowerOrderChanged) and e.view.leader_order_id == leader_id
+        for e in world.events
+    )
