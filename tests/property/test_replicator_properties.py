@@ -1,0 +1,528 @@
+"""Properties of the level-triggered replicator, run through a model of the engine and of a
+follower's broker (tests/property/model.py).
+
+A leader order's life is drawn as consistent snapshots; they reach the engine in any order,
+with any duplicates, the work running at arbitrary points; the follower's order-update stream
+lags by an arbitrary amount; the periodic reconcile (the authoritative REST read of the leader
+and the follower's order book) comes last. Whatever happened on the way, the follower must end
+in the state the leader's final state implies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.domain import OrderSnapshot, OrderStatus, OrderType, SnapshotSource, Validity
+from engine.events import MirrorState
+from engine.replication.replicator import (
+    Cancel,
+    DecisionContext,
+    FollowerRules,
+    Modify,
+    NoAction,
+    Place,
+    desired_params,
+)
+from engine.replication.rules import (
+    CapitalRatioSizing,
+    CopyFilters,
+    FixedLotsSizing,
+    MultiplierSizing,
+    OrderSizeBounds,
+    RiskLimits,
+)
+from engine.replication.sizing import size_order
+from tests.property.model import (
+    MAX_MODIFICATIONS,
+    Edit,
+    EngineModel,
+    base_order,
+    leader_life,
+)
+
+PROPS = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+FOLLOWER = "alpha"
+
+# --- strategies -----------------------------------------------------------------------------
+
+lots_st = st.sampled_from([1, 25, 75])
+prices = st.integers(min_value=2000, max_value=2400).map(lambda n: n / 20)  # on the 0.05 tick
+# Every sizing below gives at least one lot for one leader lot, so no snapshot sizes to zero
+# (a sticky SIZED_TO_ZERO skip is a separate property).
+sizings = st.one_of(
+    st.sampled_from([1.0, 1.5, 2.0, 3.0]).map(lambda m: MultiplierSizing(multiplier=m)),
+    st.integers(min_value=1, max_value=3).map(lambda n: FixedLotsSizing(lots=n)),
+    st.just(CapitalRatioSizing()),
+)
+
+
+def follower_rules(sizing: object) -> FollowerRules:
+    return FollowerRules(
+        name=FOLLOWER,
+        sizing=sizing,  # type: ignore[arg-type]
+        bounds=OrderSizeBounds(),
+        filters=CopyFilters(),
+        risk=RiskLimits(),
+    )
+
+
+def context(lot: int, ratio: float = 2.5) -> DecisionContext:
+    return DecisionContext(
+        armed=True,
+        lot_size=lot,
+        is_option=True,
+        capital_ratio=ratio,
+        max_modifications=MAX_MODIFICATIONS,
+    )
+
+
+@st.composite
+def edits(draw: st.DrawFn, allow_fills: bool) -> Edit:
+    kind = draw(st.sampled_from(["modify", "fill"] if allow_fills else ["modify"]))
+    gap = draw(st.sampled_from([0, 1, 1, 2]))
+    if kind == "fill":
+        return Edit("fill", gap, lots=draw(st.integers(min_value=1, max_value=2)))
+    return Edit(
+        "modify",
+        gap,
+        lots=draw(st.none() | st.integers(min_value=1, max_value=8)),
+        price=draw(st.none() | prices),
+        trigger=draw(st.none() | prices),
+        order_type=draw(st.none() | st.sampled_from(list(OrderType))),
+        validity=draw(st.none() | st.sampled_from(list(Validity))),
+        disclosed_lots=draw(st.none() | st.integers(min_value=0, max_value=4)),
+    )
+
+
+@dataclass(frozen=True)
+class Life:
+    lot: int
+    snaps: list[OrderSnapshot]
+
+    @property
+    def final(self) -> OrderSnapshot:
+        return self.snaps[-1]
+
+
+@st.composite
+def lives(draw: st.DrawFn, max_edits: int = 8) -> Life:
+    lot = draw(lots_st)
+    start_lots = draw(st.integers(min_value=1, max_value=6))
+    start = base_order(
+        lot,
+        start_lots,
+        order_type=draw(st.sampled_from(list(OrderType))),
+        price=draw(prices),
+        trigger=draw(prices),
+        validity=draw(st.sampled_from(list(Validity))),
+        disclosed_lots=draw(st.integers(min_value=0, max_value=start_lots)),
+        transit=draw(st.booleans()),
+    )
+    steps = draw(st.lists(edits(allow_fills=True), max_size=max_edits))
+    has_fills = any(e.kind == "fill" for e in steps)
+    ends = [None, OrderStatus.TRADED, OrderStatus.CANCELLED, OrderStatus.EXPIRED]
+    if not has_fills:
+        ends.append(OrderStatus.REJECTED)
+    end = draw(st.sampled_from(ends))
+    return Life(lot, leader_life(start, steps, end, end_gap_s=draw(st.sampled_from([0, 1]))))
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # which snapshot of the life is delivered
+    work: bool  # does the dispatcher run the work after it
+    follower_updates: int  # how many pending follower order updates land before the work
+    fill_lots: int  # the market fills this many lots of the follower's open order
+    actions: int | None = None  # actions in this dispatcher turn (None: until nothing to do)
+
+
+@st.composite
+def deliveries(draw: st.DrawFn, n: int, fills: bool) -> list[Step]:
+    order = draw(st.permutations(range(n)))
+    dupes = draw(st.lists(st.integers(min_value=0, max_value=n - 1), max_size=4))
+    indices = list(order)
+    for d in dupes:
+        indices.insert(draw(st.integers(min_value=0, max_value=len(indices))), d)
+    return [
+        Step(
+            i,
+            draw(st.booleans()),
+            draw(st.integers(min_value=0, max_value=3)),
+            draw(st.integers(min_value=0, max_value=2)) if fills else 0,
+            draw(st.none() | st.integers(min_value=1, max_value=2)),
+        )
+        for i in indices
+    ]
+
+
+# --- running it -----------------------------------------------------------------------------
+
+
+def run(
+    life: Life,
+    steps: list[Step],
+    sizing: object,
+    *,
+    ratio: float = 2.5,
+    kill_at: int | None = None,
+    complete_fills: bool = False,
+) -> EngineModel:
+    model = EngineModel(follower_rules(sizing), context(life.lot, ratio))
+    for n, step in enumerate(steps):
+        if kill_at == n:
+            model.kill()
+        model.ingest(life.snaps[step.index])
+        model.deliver_follower_stream(step.follower_updates)
+        if step.fill_lots and model.mirror and model.mirror.follower_order_id:
+            o = model.broker.orders.get(model.mirror.follower_order_id)
+            if o is not None:
+                room = o.params.quantity - o.filled - (0 if complete_fills else 1)
+                model.broker.fill(o.order_id, min(step.fill_lots * life.lot, room))
+        if step.work:
+            model.work(limit=step.actions)
+    if kill_at is not None and kill_at >= len(steps):
+        model.kill()
+    # The periodic reconcile: the leader's order as GET /orders returns it, delivered last.
+    model.reconcile(life.final.with_changes(source=SnapshotSource.ORDER_BOOK))
+    return model
+
+
+def sized(model: EngineModel, leader_qty: int) -> int:
+    return size_order(
+        model.rules.sizing,
+        model.rules.bounds,
+        leader_qty=leader_qty,
+        lot_size=model.ctx.lot_size,
+        capital_ratio=model.ctx.capital_ratio,
+    ).quantity
+
+
+def check_invariants(model: EngineModel) -> None:
+    broker = model.broker
+    assert broker.max_open_seen <= 1, "two live follower orders for one leader order"
+    assert all(o.modifications <= MAX_MODIFICATIONS for o in broker.orders.values())
+    assert not [r for r in broker.refusals if "modification #" in r], broker.refusals
+    places = sum(isinstance(a, Place) for a in model.actions)
+    assert places <= 1 + model.replaces, (places, model.replaces)
+    if model.mirror is not None and model.mirror.state not in (
+        MirrorState.SKIPPED,
+        MirrorState.FAILED,
+    ):
+        assert model.mirror.total_filled == broker.total_filled()
+
+
+def check_converged(model: EngineModel, final: OrderSnapshot) -> None:
+    """The follower is where the leader's final state says it should be."""
+    broker, mirror = model.broker, model.mirror
+    open_orders = broker.open_orders()
+    if not model.ctx.armed:
+        assert not open_orders, "killed, yet a follower order is still open"
+        return
+    assert mirror is None or mirror.state is not MirrorState.FAILED, mirror
+    if final.status is OrderStatus.TRANSIT:
+        assert not broker.orders, "placed while the leader's order was still in transit"
+        return
+    if final.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+        assert not open_orders, f"leader {final.status.value}, follower order still open"
+        return
+    assert mirror is not None and mirror.state is not MirrorState.SKIPPED, mirror
+    if final.status is OrderStatus.TRADED:
+        # The follower's order keeps working at its own price (the design's choice): it is
+        # not cancelled, and not chased to the leader's last price.
+        current = broker.orders.get(mirror.follower_order_id)
+        assert current is not None
+        assert current.status is not OrderStatus.CANCELLED, "engine cancelled after leader fill"
+        return
+    total_filled = mirror.total_filled
+    target = max(sized(model, final.quantity), total_filled)
+    if target <= total_filled:
+        assert not open_orders
+        return
+    assert len(open_orders) == 1, [(o.order_id, o.status) for o in broker.orders.values()]
+    order = open_orders[0]
+    assert order.order_id == mirror.follower_order_id
+    assert mirror.state is MirrorState.LIVE, f"open follower order tracked as {mirror.state}"
+    wanted = desired_params(
+        final, FOLLOWER, target - mirror.prior_filled, model.ctx.lot_size, mirror.generation
+    )
+    assert order.params == wanted, (order.params, wanted)
+    assert mirror.params == wanted
+
+
+def check_idempotent(model: EngineModel, final: OrderSnapshot) -> None:
+    """The final snapshot again, from either source, changes nothing and decides nothing."""
+    for source in (SnapshotSource.ORDER_BOOK, SnapshotSource.STREAM):
+        before = (model.mirror, len(model.actions))
+        model.ingest(final.with_changes(source=source))
+        assert isinstance(model.decide(), NoAction)
+        model.work()
+        assert (model.mirror, len(model.actions)) == before
+
+
+# --- properties -----------------------------------------------------------------------------
+
+
+@PROPS
+@given(st.data(), lives(), sizings)
+def test_any_delivery_order_converges_to_the_final_leader_state(
+    data: st.DataObject, life: Life, sizing: object
+) -> None:
+    """No follower fills: the pure replication path, through every delivery order."""
+    steps = data.draw(deliveries(len(life.snaps), fills=False))
+    model = run(life, steps, sizing)
+    check_invariants(model)
+    check_converged(model, life.final)
+    check_idempotent(model, life.final)
+
+
+@PROPS
+@given(st.data(), lives(), sizings)
+def test_partial_follower_fills_keep_exposure_parity(
+    data: st.DataObject, life: Life, sizing: object
+) -> None:
+    """The follower's order fills partly (never completely) while the leader's life plays out,
+    and the follower's order-update stream lags; quantities stay at parity, never below the
+    follower's fills."""
+    steps = data.draw(deliveries(len(life.snaps), fills=True))
+    model = run(life, steps, sizing)
+    check_invariants(model)
+    check_converged(model, life.final)
+    check_idempotent(model, life.final)
+
+
+@PROPS
+@given(st.data(), lives(), sizings)
+def test_killed_engine_only_cancels(data: st.DataObject, life: Life, sizing: object) -> None:
+    steps = data.draw(deliveries(len(life.snaps), fills=True))
+    kill_at = data.draw(st.integers(min_value=0, max_value=len(steps)))
+    model = run(life, steps, sizing, kill_at=kill_at)
+    assert model.killed_at is not None
+    after = model.actions[model.killed_at :]
+    assert not [a for a in after if isinstance(a, (Place, Modify))], after
+    check_invariants(model)
+    check_converged(model, life.final)
+    check_idempotent(model, life.final)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.integers(min_value=26, max_value=60), lots_st, st.booleans())
+def test_many_leader_edits_stay_within_the_modification_budget(
+    edits_count: int, lot: int, follower_fills: bool
+) -> None:
+    """More leader edits than Dhan allows modifications: the copy is cancelled and re-placed,
+    each follower order modified at most 25 times, exposure counted across generations."""
+    start = base_order(lot, 10, price=100.0)
+    steps = [Edit("modify", 1, price=100.0 + 0.05 * (i + 1)) for i in range(edits_count)]
+    life = Life(lot, leader_life(start, steps, None))
+    model = EngineModel(follower_rules(MultiplierSizing()), context(lot))
+    for i, snap in enumerate(life.snaps):
+        model.ingest(snap)
+        model.work()  # the cancel's own update lands after the re-place (see the xfail below)
+        model.deliver_follower_stream()
+        if follower_fills and i % 8 == 3 and model.mirror and model.mirror.follower_order_id:
+            model.broker.fill(model.mirror.follower_order_id, lot)
+    model.reconcile(life.final.with_changes(source=SnapshotSource.ORDER_BOOK))
+    check_invariants(model)
+    check_converged(model, life.final)
+    assert model.replaces >= 1
+
+
+# --- sizing ---------------------------------------------------------------------------------
+
+multipliers = st.one_of(
+    st.sampled_from([0.1, 0.25, 0.29, 0.3, 0.5, 0.7, 1.0, 1.1, 1.5, 2.0, 3.0, 7.5]),
+    st.decimals(min_value="0.01", max_value="50", places=2).map(float),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.integers(min_value=0, max_value=200_000),
+    st.integers(min_value=0, max_value=200_000),
+    st.integers(min_value=1, max_value=1800),
+    multipliers,
+)
+def test_multiplier_sizing_is_whole_lots_exact_and_monotone(
+    q1: int, q2: int, lot: int, mult: float
+) -> None:
+    rule = MultiplierSizing(multiplier=mult)
+    lo, hi = sorted((q1, q2))
+    a = size_order(rule, OrderSizeBounds(), leader_qty=lo, lot_size=lot).quantity
+    b = size_order(rule, OrderSizeBounds(), leader_qty=hi, lot_size=lot).quantity
+    for qty, leader_qty in ((a, lo), (b, hi)):
+        exact = Fraction(Decimal(repr(mult))) * leader_qty
+        assert qty % lot == 0
+        assert qty <= exact, "more than the multiplier's exact product"
+        assert exact - qty < lot, "a whole lot was lost to rounding"
+    assert a <= b, "sizing is not monotone in the leader's quantity"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.integers(min_value=0, max_value=200_000),
+    st.integers(min_value=0, max_value=200_000),
+    st.integers(min_value=1, max_value=1800),
+    st.one_of(
+        st.builds(FixedLotsSizing, lots=st.integers(min_value=1, max_value=50)),
+        st.builds(CapitalRatioSizing, factor=st.sampled_from([0.5, 1.0, 2.0])),
+        st.builds(MultiplierSizing, multiplier=multipliers),
+    ),
+    st.floats(min_value=0.0, max_value=20.0),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=500_000)),
+)
+def test_every_rule_sizes_monotone_whole_lots_within_bounds(
+    q1: int, q2: int, lot: int, rule: object, ratio: float, max_qty: int | None
+) -> None:
+    bounds = OrderSizeBounds(max_qty=max_qty)
+    lo, hi = sorted((q1, q2))
+    kw = {"lot_size": lot, "capital_ratio": ratio}
+    a = size_order(rule, bounds, leader_qty=lo, **kw).quantity  # type: ignore[arg-type]
+    b = size_order(rule, bounds, leader_qty=hi, **kw).quantity  # type: ignore[arg-type]
+    for qty in (a, b):
+        assert qty >= 0 and qty % lot == 0
+        if max_qty is not None:
+            assert qty <= max_qty
+    assert a <= b
+
+
+def test_run_harness_places_once_for_a_plain_order() -> None:
+    """The harness itself: one snapshot, one Place, and the broker holds the copy."""
+    life = Life(25, leader_life(base_order(25, 2), [], None))
+    model = run(life, [Step(0, True, 0, 0)], MultiplierSizing())
+    assert [type(a) for a in model.actions] == [Place]
+    assert len(model.broker.open_orders()) == 1
+    assert not isinstance(model.decide(), Cancel)
+
+
+# --- defects found (xfail until the engine is fixed) ------------------------------------------
+
+
+def _replace_race(fill_before: int) -> EngineModel:
+    """26 leader price edits; the follower's order filled `fill_before`; the follower's own
+    CANCELLED update for the cancel-to-re-place lands before the re-place (the engine ends
+    the work unit after ``_replace`` and marks the key again, so it can)."""
+    lot = 1
+    life = leader_life(
+        base_order(lot, 10, price=100.0),
+        [Edit("modify", 1, price=100.0 + 0.05 * (i + 1)) for i in range(26)],
+        None,
+    )
+    model = EngineModel(follower_rules(MultiplierSizing()), context(lot))
+    for i, snap in enumerate(life):
+        model.ingest(snap)
+        if i == 1 and fill_before:
+            model.broker.fill(model.mirror.follower_order_id, fill_before)  # type: ignore[union-attr]
+        while True:  # one action per dispatcher turn; follower updates land in between
+            model.deliver_follower_stream()
+            done = len(model.actions)
+            model.work(limit=1)
+            if len(model.actions) == done:
+                break
+    model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+    return model
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect: after a cancel-to-re-place (_replace, MirrorState.REPLACING), the "
+    "old order's CANCELLED update still matches the mirror's correlationId; "
+    "_on_follower_snapshot copies its status and fills into the REPLACING record, so the "
+    "re-place is sized short (old fills counted twice) and the new order is recorded DONE "
+    "while open at Dhan (untracked: never modified or cancelled again)",
+)
+@pytest.mark.parametrize("fill_before", [0, 3])
+def test_replace_is_not_corrupted_by_the_old_orders_cancel_update(fill_before: int) -> None:
+    model = _replace_race(fill_before)
+    assert model.replaces == 1
+    mirror = model.mirror
+    assert mirror is not None
+    assert mirror.prior_filled == fill_before
+    assert mirror.state is MirrorState.LIVE  # fails: DONE, with the new order open at Dhan
+    new = model.broker.orders[mirror.follower_order_id]
+    assert new.is_open and new.params.quantity == 10 - fill_before  # fails: 4, not 7
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect: a missed fill is caught up (Place catch_up=True) for a leader "
+    "order that ended CANCELLED/EXPIRED after a partial fill, and the very next decision on "
+    "the same snapshot cancels the catch-up (_decide_after_leader_ended cancels for any "
+    "terminal status but TRADED)",
+)
+@pytest.mark.parametrize("end", [OrderStatus.CANCELLED, OrderStatus.EXPIRED])
+def test_catch_up_of_a_missed_partial_fill_is_not_cancelled_at_once(end: OrderStatus) -> None:
+    life = leader_life(base_order(25, 4), [Edit("fill", 1, lots=2)], end)
+    model = EngineModel(follower_rules(MultiplierSizing()), context(25))
+    model.ingest(life[-1])  # the order is first seen ended (socket down meanwhile)
+    model.work()
+    assert [type(a) for a in model.actions] == [Place]  # fails: [Place, Cancel]
+    assert model.broker.open_orders()[0].params.quantity == 50
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect: the follower's copy filled completely (mirror DONE), then the "
+    "leader raised its open order's quantity: decide returns NoAction for a DONE mirror, so "
+    "the follower stays short of exposure parity for good",
+)
+def test_leader_raising_quantity_after_the_copy_filled_tops_the_follower_up() -> None:
+    life = leader_life(base_order(25, 2), [Edit("modify", 1, lots=4)], None)
+    model = EngineModel(follower_rules(MultiplierSizing()), context(25))
+    model.ingest(life[0])
+    model.work()
+    model.broker.fill(model.broker.open_orders()[0].order_id, 50)  # the copy fills: 2 lots
+    model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+    assert (
+        model.broker.total_filled()
+        + sum(o.params.quantity - o.filled for o in model.broker.open_orders())
+        == 100
+    )  # fails: 50, nothing placed for the other 2 lots
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect: the leader's quantity increase is first seen in the TRADED "
+    "snapshot (the modify alert arrived late or was missed); _decide_after_leader_ended "
+    "returns NoAction for TRADED without comparing quantities, so the follower's order "
+    "stays at the old size",
+)
+def test_leader_filled_after_an_unseen_increase_sizes_the_copy_to_the_fill() -> None:
+    life = leader_life(base_order(25, 2), [Edit("modify", 1, lots=4)], OrderStatus.TRADED)
+    model = EngineModel(follower_rules(MultiplierSizing()), context(25))
+    for index in (0, 2, 1):  # placed; filled (qty 4 lots); the late modify alert (stale)
+        model.ingest(life[index])
+        model.work()
+    model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+    (order,) = model.broker.orders.values()
+    assert order.params.quantity == 100  # fails: 50
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect (level-triggering): SIZED_TO_ZERO is recorded as a sticky skip, "
+    "so the outcome depends on which snapshot arrived first: 1 lot x0.5 then 4 lots ends "
+    "with no copy, the same two snapshots in the other order end with a 2-lot copy",
+)
+def test_outcome_does_not_depend_on_arrival_order_around_a_size_to_zero() -> None:
+    rules = follower_rules(MultiplierSizing(multiplier=0.5))
+    life = leader_life(base_order(25, 1), [Edit("modify", 1, lots=4)], None)
+    outcomes = []
+    for order in ((0, 1), (1, 0)):
+        model = EngineModel(rules, context(25))
+        for index in order:
+            model.ingest(life[index])
+            model.work()
+        model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+        outcomes.append([o.params.quantity for o in model.broker.open_orders()])
+    assert outcomes[0] == outcomes[1] == [50]  # fails: [] vs [50]
