@@ -184,6 +184,7 @@ class EngineModel:
     cids: set[str] = field(default_factory=set)  # engine._by_cid keys pointing at this mirror
     follower_keys: dict[str, tuple[int, int, float]] = field(default_factory=dict)
     actions: list[Decision] = field(default_factory=list)  # decisions acted on, in order
+    acted_keys: list[tuple[int, int, float]] = field(default_factory=list)  # leader key per action
     replaces: int = 0  # cancels with replace=True that went through
     killed_at: int | None = None  # index into `actions` when the engine was killed
 
@@ -220,6 +221,7 @@ class EngineModel:
             if isinstance(decision, NoAction):
                 return
             self.actions.append(decision)
+            self.acted_keys.append(self.leader.progress_key())
             if isinstance(decision, Skip):
                 self._record_skip(decision)
                 return

@@ -213,6 +213,9 @@ def check_invariants(model: EngineModel) -> None:
     assert broker.max_open_seen <= 1, "two live follower orders for one leader order"
     assert all(o.modifications <= MAX_MODIFICATIONS for o in broker.orders.values())
     assert not [r for r in broker.refusals if "modification #" in r], broker.refusals
+    # The ingestion rule at work: no action is taken on a leader state older than one
+    # already acted on (a stale alert never rolls the follower back, even transiently).
+    assert model.acted_keys == sorted(model.acted_keys), "acted on a stale leader snapshot"
     places = sum(isinstance(a, Place) for a in model.actions)
     assert places <= 1 + model.replaces, (places, model.replaces)
     if model.mirror is not None and model.mirror.state not in (
