@@ -1,4 +1,4 @@
-"""Screenshots of the demo for the README: `python -m tui.screenshots [--seed 7] [--out screenshots]`.
+"""Screenshots of the demo for the README: `python -m tui.screenshots [--seed 7]`.
 
 Runs the real demo (simulator + scripted leader + engine) headless at a fixed seed and saves
 SVG and PNG of: the main screen, an order's timeline, the kill confirmation and the KILLED
