@@ -707,8 +707,12 @@ class Engine:
         if key is None or key[0] != f.name:
             return  # the follower's own manual order, or another engine's
         mirror = self._mirrors.get(key)
-        if mirror is None or mirror.correlation_id != snap.correlation_id:
-            return  # an earlier generation's order, cancelled to re-place
+        if (
+            mirror is None
+            or mirror.correlation_id != snap.correlation_id
+            or mirror.state is MirrorState.REPLACING
+        ):
+            return  # an earlier generation's order (cancelled to re-place, or filled)
         known = f.follower_keys.get(snap.order_id)
         if known is not None and snap.progress_key() < known:
             return
@@ -825,12 +829,15 @@ class Engine:
             self._hold_for_circuit(f, leader_id)
             return
         slot = await f.limiter.acquire()
+        trial = False  # this call holds the breaker's one half-open trial
         try:
             # Decide again: the state may have moved while we waited for a token.
             leader = self._leader[leader_id]
             decision = self._decide(f, leader)
             if isinstance(decision, (Place, Modify)):
+                trial = f.circuit.state is CircuitState.HALF_OPEN
                 if not f.circuit.allow():  # checked again: it may have opened while we waited
+                    trial = False
                     self._hold_for_circuit(f, leader_id)
                     return
                 verdict = self._risk_verdict(f, leader, decision)
@@ -846,6 +853,10 @@ class Engine:
             elif isinstance(decision, Skip):
                 self._record_skip(f, leader, decision)
         finally:
+            if trial:
+                # Answered (success or failure already recorded) or never sent: either way the
+                # trial is over; left in flight, it would hold every later request forever.
+                f.circuit.release_trial()
             f.limiter.complete(slot)
             self._publish(
                 LimiterChanged(self.clock.now(), f.limiter.view(f.dispatcher.queue_depth))
@@ -900,13 +911,20 @@ class Engine:
         )
 
     def _record_skip(self, f: FollowerRuntime, leader: OrderSnapshot, skip: Skip) -> None:
-        cid = f"skip-{leader.order_id}"
+        earlier = self._mirrors.get((f.name, leader.order_id))
+        if (
+            earlier is not None
+            and earlier.state is MirrorState.SKIPPED
+            and earlier.reason == skip.reason
+        ):
+            return  # reconsidered and still skipped for the same reason: said already
         rec = MirrorRecord(
             follower=f.name,
             leader_order_id=leader.order_id,
-            correlation_id=cid,
+            correlation_id=f"skip-{leader.order_id}",
             state=MirrorState.SKIPPED,
             reason=skip.reason,
+            skip_code=skip.code.value,
             symbol=leader.trading_symbol,
             updated_at=self.clock.now(),
         )
@@ -943,12 +961,22 @@ class Engine:
             updated_at=self.clock.now(),
         )
         earlier = self._mirrors.get((f.name, leader.order_id))
-        if earlier is not None and earlier.state is MirrorState.REPLACING:
+        if decision.generation > 0 and earlier is not None:
+            # The next generation of a copy (re-placed, or topped up after it filled): what
+            # the earlier orders filled stays counted.
             mirror = earlier.with_changes(
                 correlation_id=params.correlation_id,
                 state=MirrorState.PLACING,
+                generation=decision.generation,
                 params=decision.params,
+                prior_filled=earlier.total_filled,
+                filled_qty=0,
+                avg_price=0.0,
+                modifications=0,
+                follower_order_id="",
+                broker_status=None,
                 leader_seen_mono=None,
+                latency_ms=None,
                 updated_at=self.clock.now(),
             )
         intent = Intent(f.name, leader.order_id, IntentKind.PLACE, params.correlation_id, params)
@@ -960,7 +988,9 @@ class Engine:
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             self._set_mirror(
                 mirror.with_changes(
-                    state=MirrorState.SKIPPED, reason="engine killed before the order was sent"
+                    state=MirrorState.SKIPPED,
+                    reason="engine killed before the order was sent",
+                    skip_code=SkipCode.KILLED.value,
                 )
             )
             return
@@ -1485,7 +1515,7 @@ class Engine:
         now = self.clock.monotonic()
         try:
             leader_funds = await self._leader_broker.fund_limits()
-            self._capital.set_leader(leader_funds.available, now)
+            self._capital.set_leader(_capital_of(leader_funds), now)
         except Exception as exc:
             self._alert(
                 "FUNDS_UNAVAILABLE",
@@ -1496,7 +1526,7 @@ class Engine:
         for f in wanted:
             try:
                 funds = await f.broker.fund_limits()
-                self._capital.set_follower(f.name, funds.available, now)
+                self._capital.set_follower(f.name, _capital_of(funds), now)
             except Exception as exc:
                 self._alert(
                     "FUNDS_UNAVAILABLE",
@@ -1698,6 +1728,13 @@ class Engine:
 
 
 _UNKNOWN = object()
+
+
+def _capital_of(funds: Funds) -> float:
+    """An account's capital for sizing: its start-of-day limit, which does not move as the
+    day's own orders block margin (the available balance would shrink each follower's ratio
+    with every order it places), else the available balance."""
+    return funds.sod_limit if funds.sod_limit > 0 else funds.available
 
 
 def _refresh_s(f: FollowerRuntime) -> float:

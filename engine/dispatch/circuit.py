@@ -45,6 +45,11 @@ class CircuitBreaker:
             return True
         return False
 
+    def release_trial(self) -> None:
+        """The half-open trial was allowed but nothing was sent (a risk limit, a kill, a
+        rate-limit answer): let the next request be the trial instead. A no-op otherwise."""
+        self._trial_in_flight = False
+
     def retry_in(self) -> float:
         if self._opened_at is None:
             return 0.0
