@@ -982,6 +982,9 @@ class Engine:
         intent = Intent(f.name, leader.order_id, IntentKind.PLACE, params.correlation_id, params)
         self._set_mirror(mirror)
         stored = await self._record_intent(intent, mirror)
+        if stored is None:  # not durable, so not sent: decide again once the store takes it
+            self._forget_mirror(mirror)
+            return
         for note in notes:
             self._journal("intent", f"{f.name}: {note}", f.name, leader.order_id)
         if not self._armed_now(f, IntentKind.PLACE):
@@ -1121,6 +1124,8 @@ class Engine:
             follower_order_id=decision.follower_order_id,
         )
         stored = await self._record_intent(intent, None)
+        if stored is None:
+            return
         if not self._armed_now(f, IntentKind.MODIFY):
             await self._finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             f.dispatcher.mark(leader.order_id, urgent=True)
@@ -1197,7 +1202,9 @@ class Engine:
             None,
             follower_order_id=decision.follower_order_id,
         )
-        stored = await self._record_intent(intent, None)
+        # A cancel cannot double an order, so it goes even when its intent could not be
+        # stored: the kill switch must win over a full or locked database.
+        stored = await self._record_intent(intent, None) or intent
         result = await self._call(f.broker.cancel(decision.follower_order_id))
         self._note_result(f, result, sent=True)
         current = self._mirrors[(f.name, leader.order_id)]
@@ -1456,8 +1463,28 @@ class Engine:
                     "process stopped before the answer; order re-read",
                 )
 
-    async def _record_intent(self, intent: Intent, mirror: MirrorRecord | None) -> Intent:
-        stored = await self._require_store().record_intent(intent, mirror)
+    async def _record_intent(self, intent: Intent, mirror: MirrorRecord | None) -> Intent | None:
+        """The intent, durable; None when the store refused it (locked past its busy timeout,
+        disk full): then nothing may be placed or modified, an alert says so and the order is
+        looked at again a second later."""
+        try:
+            stored = await self._require_store().record_intent(intent, mirror)
+        except Exception as exc:
+            log.exception("could not record an intent")
+            self._alert(
+                "STORE_WRITE_FAILED",
+                Severity.CRITICAL,
+                f"{intent.follower}: could not record the {intent.kind.value.lower()} intent "
+                f"for leader order {intent.leader_order_id} ({redact(str(exc))})"
+                + ("; cancelling anyway" if intent.kind is IntentKind.CANCEL else "; not sent"),
+                intent.follower,
+                intent.leader_order_id,
+            )
+            f = self._followers.get(intent.follower)
+            if f is not None and intent.kind is not IntentKind.CANCEL:
+                urgent = False
+                self._spawn(self._mark_later(f, intent.leader_order_id, 1.0, urgent), "retry")
+            return None
         self._journal(
             "intent",
             f"{intent.follower} {intent.kind.value} "

@@ -1,0 +1,113 @@
+"""Chaos in the database: locked by another process for longer than the busy timeout, and full.
+
+"Disk full" here: no tiny filesystem can be mounted in this sandbox, and `PRAGMA max_page_count`
+is per connection, so it is set on the engine's own two connections to their current page count:
+every write that needs a new page then fails with SQLITE_FULL ("database or disk is full"),
+which is what a full disk gives SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import sys
+
+import pytest
+
+from bench.soak import RandomLeader
+from engine.events import EngineState
+from engine.store import _run
+from tests.chaos.conftest import ChaosFactory, ChaosWorld, assert_converged, start_engine
+from tests.e2e.conftest import LEADER
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+LOCKER = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("ROLLBACK")
+"""
+
+
+async def hold_write_lock(world: ChaosWorld, seconds: float) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOCKER, str(world.db), str(seconds), stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"locked"
+    return proc
+
+
+async def test_database_locked_by_another_process_loses_and_duplicates_nothing(
+    chaos_world: ChaosFactory,
+) -> None:
+    world = await chaos_world()
+    leader = RandomLeader(world.sim, random.Random(31), LEADER[0])
+    for _ in range(4):
+        leader.place("LIMIT")
+    await world.until(lambda: len(world.orders("alpha")) >= 3, what="copies before the lock")
+    await world.settle()
+    locker = await hold_write_lock(world, 7.0)  # past the engine's 5 s busy timeout
+    for _ in range(6):
+        leader.step()
+        await asyncio.sleep(0.2)
+    await locker.wait()
+    await assert_converged(world, "database locked 7 s by another process", timeout=40)
+    # And what it stored is enough to restart from: nothing placed twice after a restart.
+    await world.crash_engine()
+    await start_engine(world)
+    await assert_converged(world, "restart after the lock", timeout=30)
+
+
+def _cap(db: sqlite3.Connection) -> None:
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _uncap(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA max_page_count = 1073741823")
+
+
+async def fill_up(world: ChaosWorld, full: bool = True) -> None:
+    store = world.eng._store
+    assert store is not None
+    for conn in (store._db, store._intents_db):  # on each connection's own thread
+        await _run(conn, _cap if full else _uncap)
+
+
+async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFactory) -> None:
+    world = await chaos_world()
+    leader = RandomLeader(world.sim, random.Random(32), LEADER[0])
+    for _ in range(3):
+        leader.place("LIMIT")
+    await world.until(lambda: len(world.orders("alpha")) >= 2, what="copies before disk full")
+    await world.settle()
+    await fill_up(world)
+    for _ in range(20):
+        leader.step()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    assert any(a.code.startswith("STORE") for a in world.eng._alerts.recent()), "no alert"
+    await fill_up(world, full=False)
+    await assert_converged(world, "database full, then space again", timeout=40)
+    await world.crash_engine()
+    await start_engine(world)
+    await assert_converged(world, "restart after disk full", timeout=30)
+
+
+async def test_kill_switch_wins_while_the_database_is_locked(chaos_world: ChaosFactory) -> None:
+    world = await chaos_world()
+    leader = RandomLeader(world.sim, random.Random(33), LEADER[0])
+    for _ in range(8):
+        leader.place("LIMIT")
+    await world.until(lambda: len(world.orders("alpha")) >= 6, what="copies")
+    await world.settle()
+    locker = await hold_write_lock(world, 7.0)
+    with pytest.raises(Exception):  # noqa: B017, PT011 (the durable write may fail: it alerts)
+        await asyncio.wait_for(world.kill("chaos, db locked"), 15)
+    assert world.eng.state is EngineState.KILLED
+    await locker.wait()
+    await assert_converged(world, "kill while the database is locked", allow_explained=True)
