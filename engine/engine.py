@@ -215,9 +215,18 @@ class Engine:
             return
         self._state = EngineState.KILLED
         # Durable before anything else: a crash right after this line restarts KILLED.
-        await self._write(
-            lambda: self._require_store().set_engine_state(EngineState.KILLED, reason)
-        )
+        try:
+            await self._write(
+                lambda: self._require_store().set_engine_state(EngineState.KILLED, reason)
+            )
+        except Exception as exc:  # the kill still wins: in memory now, cancels below
+            log.exception("could not store the KILLED state")
+            self._alert(
+                "KILL_NOT_STORED",
+                Severity.CRITICAL,
+                f"Kill switch pulled but not stored ({redact(str(exc))}): a restart now would "
+                "come back ARMED; open follower orders are being cancelled",
+            )
         self._publish(EngineStateChanged(self.clock.now(), EngineState.KILLED, reason))
         self._alert("KILL_SWITCH", Severity.CRITICAL, f"Kill switch pulled: {reason}")
         for (follower, leader_id), mirror in self._mirrors.items():
