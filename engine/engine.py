@@ -1186,7 +1186,13 @@ class Engine:
             f.name,
             leader.order_id,
         )
-        if self._mirrors[(f.name, leader.order_id)].is_open_at_broker:
+        after = self._mirrors[(f.name, leader.order_id)]
+        if (after.filled_qty, after.broker_status) != (current.filled_qty, current.broker_status):
+            # Refused because our view was behind (it filled meanwhile): decide again on
+            # the fresh state rather than give up on the copy.
+            f.dispatcher.mark(leader.order_id)
+            return
+        if after.is_open_at_broker:
             self._set_mirror(
                 self._mirrors[(f.name, leader.order_id)].with_changes(
                     state=MirrorState.FAILED, reason=f"modify refused: {result.message}"

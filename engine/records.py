@@ -35,6 +35,7 @@ class MirrorRecord:
     slippage: float | None = None
     updated_at: datetime | None = None
     prior_filled: int = 0  # filled by earlier generations (cancelled to re-place)
+    skip_code: str = ""  # why a SKIPPED copy was skipped (SkipCode), to know if it may be retried
 
     @property
     def total_filled(self) -> int:

@@ -164,6 +164,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # v3: fills of earlier generations of a copy that was cancelled and re-placed.
     ("ALTER TABLE mirrors ADD COLUMN prior_filled INTEGER NOT NULL DEFAULT 0",),
+    # v4: why a skipped copy was skipped (some skips are reconsidered, one is not).
+    ("ALTER TABLE mirrors ADD COLUMN skip_code TEXT NOT NULL DEFAULT ''",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -316,10 +318,10 @@ def _parse_opt(text: str | None) -> datetime | None:
 _MIRROR_COLUMNS = (
     "follower, leader_order_id, correlation_id, state, generation, follower_order_id,"
     " broker_status, params, filled_qty, avg_price, modifications, reason, symbol,"
-    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled"
+    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled, skip_code"
 )
 _UPSERT_MIRROR = (
-    f"INSERT INTO mirrors ({_MIRROR_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+    f"INSERT INTO mirrors ({_MIRROR_COLUMNS}) VALUES ({', '.join('?' * 19)})"
     " ON CONFLICT (follower, leader_order_id) DO UPDATE SET"
     " correlation_id = excluded.correlation_id, state = excluded.state,"
     " generation = excluded.generation, follower_order_id = excluded.follower_order_id,"
@@ -328,7 +330,8 @@ _UPSERT_MIRROR = (
     " modifications = excluded.modifications, reason = excluded.reason,"
     " symbol = excluded.symbol, leader_seen_mono = excluded.leader_seen_mono,"
     " latency_ms = excluded.latency_ms, slippage = excluded.slippage,"
-    " updated_at = excluded.updated_at, prior_filled = excluded.prior_filled"
+    " updated_at = excluded.updated_at, prior_filled = excluded.prior_filled,"
+    " skip_code = excluded.skip_code"
 )
 
 
@@ -441,6 +444,7 @@ def _mirror_row(rec: MirrorRecord) -> tuple[Any, ...]:
         rec.slippage,
         _dt(rec.updated_at),
         rec.prior_filled,
+        rec.skip_code,
     )
 
 
@@ -465,6 +469,7 @@ def _mirror_from(row: sqlite3.Row) -> MirrorRecord:
         slippage=row["slippage"],
         updated_at=_parse_opt(row["updated_at"]),
         prior_filled=row["prior_filled"],
+        skip_code=row["skip_code"],
     )
 
 

@@ -73,6 +73,7 @@ class Skip:
 class Place:
     params: OrderParams
     catch_up: bool = False  # a fill the engine missed (socket down): placing what the leader got
+    generation: int = 0  # > 0: the rest of a copy whose earlier order was filled or replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +107,13 @@ def decide(
         return NoAction("placement in flight; decided again once it is answered")
     if mirror.state is MirrorState.REPLACING:
         return _decide_replacement(leader, mirror, rules, ctx)
-    if mirror.state in (MirrorState.SKIPPED, MirrorState.FAILED, MirrorState.DONE):
-        return NoAction(f"follower copy is {mirror.state.value.lower()}")
+    if mirror.state is MirrorState.SKIPPED:
+        return _decide_after_skip(leader, mirror, rules, ctx)
+    if mirror.state is MirrorState.FAILED:
+        return NoAction("follower copy failed; see its reason")
     if not mirror.is_open_at_broker:
+        if mirror.broker_status is OrderStatus.TRADED:
+            return _decide_top_up(leader, mirror, rules, ctx)
         return NoAction("follower order is no longer open at the broker")
     if not mirror.follower_order_id:
         return NoAction("follower order id not yet known")
@@ -117,7 +122,7 @@ def decide(
             return NoAction("killed without cancelling open orders")
         return Cancel(mirror.follower_order_id, "engine killed: cancelling open follower orders")
     if leader.status.is_terminal:
-        return _decide_after_leader_ended(leader, mirror)
+        return _decide_after_leader_ended(leader, mirror, rules, ctx)
     return _decide_follow_changes(leader, mirror, rules, ctx)
 
 
@@ -179,17 +184,82 @@ def _decide_replacement(
     rest = target_total(sized.quantity, mirror.total_filled) - mirror.total_filled
     if rest <= 0:
         return NoAction("nothing left to re-place")
-    return Place(desired_params(leader, rules.name, rest, ctx.lot_size, mirror.generation))
-
-
-def _decide_after_leader_ended(leader: OrderSnapshot, mirror: MirrorRecord) -> Decision:
-    if leader.status is OrderStatus.TRADED:
-        return NoAction("leader filled; the follower's order keeps working at its own price")
-    return Cancel(
-        mirror.follower_order_id,
-        f"leader order {leader.status.value.lower()}"
-        + (f" after {leader.filled_qty} filled" if leader.filled_qty else ""),
+    return Place(
+        desired_params(leader, rules.name, rest, ctx.lot_size, mirror.generation),
+        generation=mirror.generation,
     )
+
+
+def _decide_after_skip(
+    leader: OrderSnapshot, mirror: MirrorRecord, rules: FollowerRules, ctx: DecisionContext
+) -> Decision:
+    """A skip is reconsidered on every new leader state (the leader may have resized the
+    order, the market may have opened), except a skip because the engine was killed: resume
+    copies new orders, it does not replay what arrived while killed."""
+    if mirror.skip_code == SkipCode.KILLED.value:
+        return NoAction("arrived while the engine was killed")
+    again = _decide_first_copy(leader, rules, ctx)
+    if isinstance(again, Place):
+        return again
+    return NoAction(f"still not copied: {mirror.reason}")
+
+
+def _decide_top_up(
+    leader: OrderSnapshot, mirror: MirrorRecord, rules: FollowerRules, ctx: DecisionContext
+) -> Decision:
+    """The follower's copy is filled, but the leader's order implies more (it was enlarged):
+    the rest goes out as the copy's next generation, under a new correlationId."""
+    if not ctx.armed or leader.status is OrderStatus.TRANSIT:
+        return NoAction("follower copy filled")
+    leader_qty = leader.quantity if leader.is_open else leader.filled_qty
+    if leader_qty <= 0 or ctx.lot_size <= 0:
+        return NoAction("follower copy filled")
+    sized = _size(leader_qty, rules, ctx)
+    rest = sized - mirror.total_filled
+    if rest <= 0:
+        return NoAction("follower copy filled")
+    generation = mirror.generation + 1
+    return Place(
+        desired_params(leader, rules.name, rest, ctx.lot_size, generation),
+        catch_up=not leader.is_open,
+        generation=generation,
+    )
+
+
+def _decide_after_leader_ended(
+    leader: OrderSnapshot, mirror: MirrorRecord, rules: FollowerRules, ctx: DecisionContext
+) -> Decision:
+    """The leader's order is over. The follower keeps what the leader's *fills* imply: its
+    order works on (or is resized) until it has its share of them, and the rest is cancelled.
+    """
+    assert mirror.params is not None
+    ended = f"leader order {leader.status.value.lower()}"
+    if leader.filled_qty <= 0:
+        return Cancel(mirror.follower_order_id, ended)
+    target = _size(leader.filled_qty, rules, ctx)
+    if mirror.total_filled >= target:
+        return Cancel(
+            mirror.follower_order_id,
+            f"{ended} after {leader.filled_qty} filled; the follower has its share",
+        )
+    order_qty = target - mirror.prior_filled
+    wanted = desired_params(leader, rules.name, order_qty, ctx.lot_size, mirror.generation)
+    changed = _changed_fields(mirror.params, wanted)
+    if not changed:
+        return NoAction(f"{ended}; the follower's order works on for its share of the fills")
+    if mirror.modifications >= ctx.max_modifications:
+        return Cancel(mirror.follower_order_id, "modification budget used", replace=True)
+    return Modify(mirror.follower_order_id, wanted, changed)
+
+
+def _size(leader_qty: int, rules: FollowerRules, ctx: DecisionContext) -> int:
+    return size_order(
+        rules.sizing,
+        rules.bounds,
+        leader_qty=leader_qty,
+        lot_size=ctx.lot_size,
+        capital_ratio=ctx.capital_ratio,
+    ).quantity
 
 
 def _decide_follow_changes(

@@ -240,6 +240,13 @@ class EngineModel:
     # engine._record_skip
     def _record_skip(self, skip: Skip) -> None:
         assert self.leader is not None
+        earlier = self.mirror
+        if (
+            earlier is not None
+            and earlier.state is MirrorState.SKIPPED
+            and earlier.reason == skip.reason
+        ):
+            return
         self._set_mirror(
             MirrorRecord(
                 follower=self.rules.name,
@@ -247,6 +254,7 @@ class EngineModel:
                 correlation_id=f"skip-{self.leader.order_id}",
                 state=MirrorState.SKIPPED,
                 reason=skip.reason,
+                skip_code=skip.code.value,
             )
         )
 
@@ -261,11 +269,18 @@ class EngineModel:
             params=decision.params,
         )
         earlier = self.mirror
-        if earlier is not None and earlier.state is MirrorState.REPLACING:
+        if decision.generation > 0 and earlier is not None:
             mirror = earlier.with_changes(
                 correlation_id=decision.params.correlation_id,
                 state=MirrorState.PLACING,
+                generation=decision.generation,
                 params=decision.params,
+                prior_filled=earlier.total_filled,
+                filled_qty=0,
+                avg_price=0.0,
+                modifications=0,
+                follower_order_id="",
+                broker_status=None,
             )
         self._set_mirror(mirror)
         order_id, result_status = self.broker.place(decision.params)
@@ -289,7 +304,13 @@ class EngineModel:
                 )
             )
             return
-        self._refresh_follower_order(self.mirror)
+        before = self.mirror
+        self._refresh_follower_order(before)
+        if (self.mirror.filled_qty, self.mirror.broker_status) != (
+            before.filled_qty,
+            before.broker_status,
+        ):
+            return  # our view was behind: the work loop decides again on the fresh state
         if self.mirror.is_open_at_broker:
             self._set_mirror(
                 self.mirror.with_changes(state=MirrorState.FAILED, reason="modify refused")
@@ -337,7 +358,11 @@ class EngineModel:
         if snap.correlation_id not in self.cids:
             return False
         mirror = self.mirror
-        if mirror is None or mirror.correlation_id != snap.correlation_id:
+        if (
+            mirror is None
+            or mirror.correlation_id != snap.correlation_id
+            or mirror.state is MirrorState.REPLACING
+        ):
             return False
         known = self.follower_keys.get(snap.order_id)
         if known is not None and snap.progress_key() < known:

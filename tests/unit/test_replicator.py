@@ -233,7 +233,11 @@ def test_modify_total_keeps_exposure_parity_with_partial_fills() -> None:
 def test_leader_cancel_cancels_follower_including_partly_filled() -> None:
     mirror = placed(leader()).with_changes(filled_qty=65, broker_status=OrderStatus.PART_TRADED)
     decision = decide(leader(status=OrderStatus.CANCELLED, filled_qty=65), mirror, rules(), CTX)
-    assert isinstance(decision, Cancel)
+    assert isinstance(decision, Cancel)  # the follower already has its share of the fills
+    nothing_filled = placed(leader())
+    assert isinstance(
+        decide(leader(status=OrderStatus.CANCELLED), nothing_filled, rules(), CTX), Cancel
+    )
 
 
 def test_leader_rejected_after_we_placed_cancels_follower() -> None:
@@ -247,14 +251,50 @@ def test_leader_filled_leaves_follower_order_working() -> None:
     assert isinstance(decide(snap, mirror, rules(), CTX), NoAction)
 
 
-def test_follower_order_done_or_skipped_is_final() -> None:
+def test_failed_or_cancelled_copies_are_final() -> None:
     mirror = placed(leader())
-    for state in (MirrorState.DONE, MirrorState.SKIPPED, MirrorState.FAILED):
-        assert isinstance(
-            decide(leader(price=130.0), mirror.with_changes(state=state), rules(), CTX), NoAction
-        )
-    cancelled = mirror.with_changes(broker_status=OrderStatus.CANCELLED)
+    failed = mirror.with_changes(state=MirrorState.FAILED)
+    assert isinstance(decide(leader(price=130.0), failed, rules(), CTX), NoAction)
+    cancelled = mirror.with_changes(state=MirrorState.DONE, broker_status=OrderStatus.CANCELLED)
     assert isinstance(decide(leader(price=130.0), cancelled, rules(), CTX), NoAction)
+
+
+def test_a_skip_is_reconsidered_except_one_made_while_killed() -> None:
+    skipped = MirrorRecord(
+        follower="alpha",
+        leader_order_id="52260000001",
+        correlation_id="skip-52260000001",
+        state=MirrorState.SKIPPED,
+        reason="0 lots",
+        skip_code=SkipCode.SIZED_TO_ZERO.value,
+    )
+    half = rules(MultiplierSizing(multiplier=0.5))
+    assert isinstance(decide(leader(quantity=65), skipped, half, CTX), NoAction)
+    assert isinstance(decide(leader(quantity=260), skipped, half, CTX), Place)  # resized
+    killed = skipped.with_changes(skip_code=SkipCode.KILLED.value)
+    assert isinstance(decide(leader(quantity=260), killed, half, CTX), NoAction)
+
+
+def test_a_filled_copy_is_topped_up_when_the_leader_enlarges_its_order() -> None:
+    done = placed(leader()).with_changes(
+        state=MirrorState.DONE, broker_status=OrderStatus.TRADED, filled_qty=130
+    )
+    assert isinstance(decide(leader(), done, rules(), CTX), NoAction)
+    top_up = decide(leader(quantity=195), done, rules(), CTX)
+    assert isinstance(top_up, Place) and top_up.generation == 1
+    assert top_up.params.quantity == 65
+    assert top_up.params.correlation_id == correlation_id("52260000001", "alpha", 1)
+
+
+def test_leader_cancelled_after_partial_fill_keeps_the_followers_share_working() -> None:
+    mirror = placed(leader(quantity=260))
+    ended = leader(quantity=260, filled_qty=130, status=OrderStatus.CANCELLED)
+    decision = decide(ended, mirror, rules(), CTX)
+    assert isinstance(decision, Modify) and decision.params.quantity == 130
+    resized = mirror.with_changes(params=decision.params)
+    assert isinstance(decide(ended, resized, rules(), CTX), NoAction)
+    has_share = resized.with_changes(filled_qty=130)
+    assert isinstance(decide(ended, has_share, rules(), CTX), Cancel)
 
 
 def test_bracket_and_cover_orders_are_skipped_with_an_explanation() -> None:
