@@ -13,7 +13,8 @@ For every leader order L and follower F (sized by an integer-ish multiplier):
   open copy of L at F at once.
 - mismatched: F's open copy is not what L's final state implies (order type, price, trigger,
   validity, total quantity per sizing, never below what F filled), or F's copy is still open
-  while L ended without filling (cancelled / rejected / expired), or F's copy is gone while L
+  while L ended without filling (cancelled / rejected / expired), or open beyond F's share of
+  what L filled before it ended (the engine keeps that share working), or F's copy is gone while L
   is still open and nothing explains it, or any copy is open while the engine is KILLED.
 - sent_while_killed: a place or modify the engine started while KILLED (a cancel is fine).
 
@@ -35,7 +36,6 @@ from typing import Any
 from engine.dhan.correlation import correlation_id
 
 OPEN = frozenset({"TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED"})
-ENDED_UNFILLED_OK = frozenset({"CANCELLED", "REJECTED", "EXPIRED"})
 MAX_GENERATIONS = 8
 PRICE_EPS = 1e-6
 
@@ -186,6 +186,13 @@ def check(
 ) -> Report:
     rep = Report(orders=len(snap.leader_orders))
     explained: Counter[str] = Counter()
+    windows = snap.calls.killed_windows()
+    # Copies the engine cancelled while KILLED (its own record of why may be lost to a crash).
+    killed_cancels = {
+        str(c["order_id"])
+        for c in snap.calls.calls
+        if c["kind"] == "cancel" and any(a <= c["t"] < b for a, b in windows)
+    }
     for f in followers:
         orders = snap.follower_orders.get(f.name, [])
         by_cid: dict[str, list[dict[str, Any]]] = {}
@@ -205,15 +212,15 @@ def check(
                 for o in by_cid.get(correlation_id(lid, f.name, g), [])
             ]
             info = snap.mirrors.get((f.name, lid))
+            why = _explanation(info)
+            if why is None and any(str(o["orderId"]) in killed_cancels for o in copies):
+                why = "cancelled by the kill switch"
             n = len(rep.problems)
-            _check_pair(
-                rep, f, lo, copies, _explanation(info), lot_sizes, snap.engine_killed, explained
-            )
+            _check_pair(rep, f, lo, copies, why, lot_sizes, snap.engine_killed, explained)
             if info is not None:
                 for i in range(n, len(rep.problems)):
                     rep.problems[i] += f" [engine: {info.state} {info.reason[:60]}]"
     # Sent while KILLED: a place or modify started inside a KILLED span.
-    windows = snap.calls.killed_windows()
     follower_names = {f.name for f in followers}
     for c in snap.calls.calls:
         if c["kind"] not in ("place", "modify") or c["account"] not in follower_names:
@@ -259,10 +266,25 @@ def _check_pair(
                 rep.problems.append(f"lost: {tag}: no copy and no reason")
         return
     if not leader_open:
-        if status in ENDED_UNFILLED_OK and open_copies and why is None:
+        # The leader's order is over: the follower keeps (only) its share of the leader's
+        # fills; a copy may work on for the rest of that share, nothing more.
+        if not open_copies or why is not None:
+            return
+        if filled == 0:
             rep.mismatched += 1
             rep.problems.append(f"mismatch: {tag}: copy {open_copies[0]['orderId']} still open")
-        return  # TRADED: the copy keeps working at its own price
+            return
+        done = sum(int(o.get("filledQty") or 0) for o in copies)
+        share = _qty_lots(filled, lot, f.multiplier)
+        o = open_copies[0]
+        prior = done - int(o.get("filledQty") or 0)
+        if done >= share or int(o["quantity"]) != max(share, done) - prior:
+            rep.mismatched += 1
+            rep.problems.append(
+                f"mismatch: {tag}: copy {o['orderId']} open for {o['quantity']}"
+                f" (filled {done}) but the share of the leader's fills is {share}"
+            )
+        return
     if why is not None:
         explained[why] += 1
         return
