@@ -235,6 +235,11 @@ class CopyTradeApp(App[None]):
         self._stopping = True
         try:
             await asyncio.wait_for(self.engine.stop(), timeout=STOP_TIMEOUT_S)
+            # Let the engine finish its own shutdown (sockets closed, the store flushed)
+            # before the app tears its workers down.
+            worker = getattr(self, "_engine_worker", None)
+            if worker is not None and not worker.is_finished:
+                await asyncio.wait_for(worker.wait(), timeout=STOP_TIMEOUT_S)
         except Exception as exc:  # a failing stop must not keep the terminal from closing
             self.log.error(f"engine stop failed: {one_line(str(exc))}")
 
