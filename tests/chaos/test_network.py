@@ -148,16 +148,16 @@ async def test_http_faults_on_a_fifth_of_requests(chaos_world: ChaosFactory) -> 
 
 
 async def test_ambiguous_timeouts_at_scale(chaos_world: ChaosFactory) -> None:
-    """Every other follower placement is executed by the exchange but answered too late.
+    """Many follower placements (and modifications) are executed by the exchange but answered too late.
     (Each late answer counts as a broker failure, so the circuit opens: cooldown 2 s here.)"""
     world = await chaos_world(dhan__timeout_s="1", circuit_cooldown_s="2")
-    world.sim.faults.delay_next(30, 1.6, after_accept=True, match="POST /v2/orders")
-    world.sim.faults.reset_next(15, after_accept=True, match="PUT /v2/orders")
+    world.sim.faults.delay_next(16, 1.6, after_accept=True, match="POST /v2/orders")
+    world.sim.faults.reset_next(10, after_accept=True, match="PUT /v2/orders")
     leader = RandomLeader(world.sim, random.Random(18), LEADER[0])
-    for _ in range(40):
+    for _ in range(30):
         leader.place("LIMIT")
         await asyncio.sleep(0.02)
-    await trade(leader, 40)
+    await trade(leader, 30)
     rep = await assert_converged(world, "ambiguous timeouts at scale", timeout=60)
-    late = [r for r in world.sim.requests if r["status"] == "reset" or r["method"] == "POST"]
-    assert rep.orders >= 40 and late
+    assert rep.orders >= 30
+    assert not [f for f in world.sim.faults.request_faults if f.remaining]  # all were hit
