@@ -149,7 +149,8 @@ async def test_http_faults_on_a_fifth_of_requests(chaos_world: ChaosFactory) -> 
 
 async def test_ambiguous_timeouts_at_scale(chaos_world: ChaosFactory) -> None:
     """Many follower placements (and modifications) are executed by the exchange but
-    answered too late. (Each late answer counts as a broker failure, so the circuit opens: cooldown 2 s here.)"""
+    answered too late. (Each late answer counts as a broker failure, so the circuit opens:
+    cooldown 2 s here.)"""
     world = await chaos_world(dhan__timeout_s="1", circuit_cooldown_s="2")
     world.sim.faults.delay_next(16, 1.6, after_accept=True, match="POST /v2/orders")
     world.sim.faults.reset_next(10, after_accept=True, match="PUT /v2/orders")
