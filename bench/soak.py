@@ -10,7 +10,8 @@ edits, cancels, partial fills through limited liquidity, price moves) with rando
 and after the exchange accepted, engine SIGKILL + restart, now and then a kill + resume), then
 a quiet phase in which the followers must converge; the time that takes is one sample of
 ``reconverge_p95_s``. It prints ONE JSON line and exits 1 when anything was lost, duplicated,
-mismatched or sent while KILLED.
+mismatched or sent while KILLED. Time is compressed, so Dhan's hourly and daily order-API
+budgets are scaled up (simulator and engine alike); 10/s and 250/min stay Dhan's.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ FOLLOWERS = [
 TOKENS = {"alpha": "tok-soak-alpha", "beta": "tok-soak-beta"}
 INSTRUMENTS = [("NSE_FNO", "48211", 65), ("NSE_FNO", "48215", 65), ("NSE_EQ", "2885", 1)]
 OPEN = ("PENDING", "PART_TRADED", "TRANSIT")
+SCALED_PER_HOUR = 100_000
+SCALED_PER_DAY = 1_000_000
 
 
 def tick(price: float, size: float = 0.05) -> float:
@@ -199,6 +202,8 @@ class Soak:
             "COPYTRADE_LEADER_IDLE_TIMEOUT_S": "3",
             "COPYTRADE_CIRCUIT_COOLDOWN_S": "2",
             "COPYTRADE_LOG_LEVEL": "WARNING",
+            "COPYTRADE_LIMITER__PER_HOUR": str(SCALED_PER_HOUR),
+            "COPYTRADE_LIMITER__PER_DAY": str(SCALED_PER_DAY),
         }
 
     def snapshot(self, sim: DhanSimulator, calls: CallLog) -> Snapshot:
@@ -269,7 +274,11 @@ class Soak:
         rng = random.Random(self.seed)
         accounts = {LEADER[0]: LEADER[1]}
         accounts.update({f.client_id: TOKENS[f.name] for f in FOLLOWERS})
-        sim = DhanSimulator(accounts=accounts, funds=1e11, seed=self.seed)
+        # Time is compressed: an hour of trading happens in minutes, so Dhan's hourly and daily
+        # order-API budgets (1000/h, 7000/day) are scaled up on both sides; the per-second and
+        # per-minute limits stay Dhan's (10/s, 250/min).
+        limits = ((1.0, 10), (60.0, 250), (3600.0, SCALED_PER_HOUR), (86400.0, SCALED_PER_DAY))
+        sim = DhanSimulator(accounts=accounts, funds=1e11, seed=self.seed, order_limits=limits)
         await sim.start(host="127.0.0.1", port=0)
         leader = RandomLeader(sim, rng)
         call_path = self.workdir / "calls.jsonl"
@@ -326,6 +335,7 @@ class Soak:
                 "dh904": sum(1 for r in requests if r.get("error_code") == "DH-904"),
                 "seed": self.seed,
                 "minutes": self.minutes,
+                "order_api_limits": "10/s, 250/min real; hour/day scaled (compressed time)",
                 "rounds": rounds,
                 "follower_orders": sum(len(sim.orders(f.client_id)) for f in FOLLOWERS),
                 "engine_restarts": self.restarts,
