@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -347,6 +348,13 @@ class Engine:
         for fs in s.followers:
             if fs.enabled:
                 self._followers[fs.name] = self._build_follower(fs)
+        # What the previous process sent still counts against Dhan's hourly/daily budgets.
+        now = self.clock.now()
+        sent = await self._store.intent_times(now - timedelta(days=1))
+        for name, times in sent.items():
+            if name in self._followers:
+                ages = [(now - t).total_seconds() for t in times]
+                self._followers[name].limiter.preload(ages)
         self._publish(EngineStateChanged(self.clock.now(), self._state, "started"))
         # A restart mid-session: show what the store remembers before anything new arrives.
         now = self.clock.now()

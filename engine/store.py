@@ -935,6 +935,24 @@ class Store:
 
         return await _run(self._db, read)
 
+    async def intent_times(self, since: datetime) -> dict[str, list[datetime]]:
+        """When each follower's intents (order requests) were written, since ``since``: what a
+        restarted engine counts against Dhan's hourly and daily order-API budgets."""
+
+        def read(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = db.execute("SELECT follower, created_at FROM intents ORDER BY id DESC")
+            out: list[tuple[str, str]] = []
+            for follower, created in rows:
+                if parse_datetime(created) < since:
+                    break  # ids grow with time: everything older follows
+                out.append((follower, created))
+            return out
+
+        times: dict[str, list[datetime]] = {}
+        for follower, created in await _run(self._db, read):
+            times.setdefault(follower, []).append(parse_datetime(created))
+        return times
+
     async def unfinished_intents(self) -> list[Intent]:
         """Intents whose outcome is PENDING or AMBIGUOUS, oldest first."""
 

@@ -20,7 +20,7 @@ import asyncio
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.clock import Clock
@@ -213,6 +213,17 @@ class RateLimiter:
         for w in self._windows:
             w.done.append(now)
         self._wake()
+
+    def preload(self, ages_s: Iterable[float]) -> None:
+        """Count requests an earlier process sent ``age`` seconds ago (after a restart), so
+        a restart never hands out a fresh hour or day of Dhan's budget."""
+        now = self._clock.monotonic()
+        for age in sorted((a for a in ages_s if a >= 0), reverse=True):
+            for w in self._windows:
+                if age < w.seconds:
+                    w.done.append(now - age)
+        for w in self._windows:
+            w.done = deque(sorted(w.done))
 
     def abandon(self, slot: Slot) -> None:
         """Give back a slot whose request was certainly never sent (e.g. kill switch, shutdown).

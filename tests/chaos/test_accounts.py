@@ -132,3 +132,23 @@ async def test_kill_switch_during_a_faulty_burst(chaos_world: ChaosFactory) -> N
     fresh = world.place(key=NIFTY_CE, price=150.0)
     await world.until(lambda: world.eng.mirror("alpha", fresh) is not None, what="copy resumes")
     await assert_converged(world, "after resume", allow_explained=True)
+
+
+async def test_the_hourly_order_budget_survives_a_restart(chaos_world: ChaosFactory) -> None:
+    """The engine's own per-hour budget (here 6 order requests per follower) must count what
+    the process before a crash sent, or every restart hands out a fresh hour (a DH-904 storm
+    at Dhan's real 1000/h: the first 30-minute soak hit it after eight restarts)."""
+    world = await chaos_world(limiter__per_hour="6")
+    for i in range(6):
+        world.place(price=180.0 - i)
+    await world.until(lambda: len(world.posts("alpha")) == 6, what="six copies")
+    await world.settle()
+    await world.crash_engine()
+    from tests.chaos.conftest import start_engine
+
+    await start_engine(world)
+    world.place(price=170.0)
+    await asyncio.sleep(1.5)
+    assert len(world.posts("alpha")) == 6, "a seventh order request within the hour"
+    view = next(v for v in world.eng.limiter_views() if v.account == "alpha")
+    assert any(w.used >= 6 for w in view.windows if w.name == "hour"), view
