@@ -85,6 +85,7 @@ log = logging.getLogger(__name__)
 
 LEADER = "leader"
 FLUSH_DELAY_S = 0.02
+STORE_RETRY_S = 1.0
 _NO_LIMITS = RiskLimits()
 CONFIRM_DELAY_S = 0.15
 
@@ -526,26 +527,44 @@ class Engine:
         self._dirty_mirrors.clear()
         return batch
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Store what is buffered; False when the store refused it (it is kept for later)."""
         batch = self._take_batch()
         if not batch or self._store is None:
-            return
+            return True
         try:
             await self._store.write_batch(batch)
         except Exception as exc:
             log.exception("store write failed")
+            self._requeue(batch)
             self._alert(
                 "STORE_WRITE_FAILED",
                 Severity.CRITICAL,
-                f"Could not write to the database: {redact(str(exc))}",
+                f"Could not write to the database: {redact(str(exc))}; retrying",
             )
+            return False
+        return True
+
+    def _requeue(self, batch: WriteBatch) -> None:
+        """A batch the store refused (locked, disk full) goes back in front of what came
+        since; leader orders and mirrors are re-marked, so their *current* state is written."""
+        self._dirty_leaders.update(s.order_id for s in batch.leaders)
+        self._dirty_mirrors.update((m.follower, m.leader_order_id) for m in batch.mirrors)
+        self._dirty_mirrors.update(batch.deleted_mirrors)
+        newer = self._batch
+        newer.completions[:0] = batch.completions
+        newer.journal[:0] = batch.journal
+        newer.alerts[:0] = batch.alerts
+        self._flush_soon()
 
     async def _flusher(self) -> None:
         while True:
             await self._flush_wanted.wait()
             await asyncio.sleep(FLUSH_DELAY_S)  # gather a batch; hot work runs first
             self._flush_wanted.clear()
-            await asyncio.shield(self._flush())  # a stop must not cut a batch in half
+            # A stop must not cut a batch in half.
+            if not await asyncio.shield(self._flush()):
+                await asyncio.sleep(STORE_RETRY_S)  # the store is refusing: do not spin
 
     async def _write(self, job: Callable[[], Awaitable[None]]) -> None:
         """Store this now and wait until it is durable (the engine state)."""

@@ -111,3 +111,33 @@ async def test_kill_switch_wins_while_the_database_is_locked(chaos_world: ChaosF
     assert any(a.code == "KILL_NOT_STORED" for a in world.eng._alerts.recent())
     await locker.wait()
     await assert_converged(world, "kill while the database is locked", allow_explained=True)
+
+
+async def test_what_could_not_be_stored_is_stored_once_space_is_back(
+    chaos_world: ChaosFactory,
+) -> None:
+    """Writes refused while the disk was full are kept and retried, not dropped: once there
+    is space again the database says what the engine knows (a SIGKILL then loses nothing)."""
+    world = await chaos_world()
+    leader = RandomLeader(world.sim, random.Random(34), LEADER[0])
+    for _ in range(3):
+        leader.place("LIMIT")
+    await world.until(lambda: len(world.orders("alpha")) >= 2, what="copies before disk full")
+    await world.settle()
+    await fill_up(world)
+    for _ in range(15):
+        leader.step()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    await fill_up(world, full=False)
+    await assert_converged(world, "database full, refused writes retried", timeout=30)
+    await asyncio.sleep(2.5)  # a retry or two of the flusher
+    store = world.eng._store
+    assert store is not None
+    stored = {(m.follower, m.leader_order_id): m for m in await store.mirrors()}
+    known = {(m.follower, m.leader_order_id): m for m in world.eng._mirrors.values()}
+    assert stored.keys() == known.keys()
+    stale = [k for k in known if stored[k].state != known[k].state]
+    assert not stale, f"{len(stale)} mirror rows stale in the database: {stale[:3]}"
+    leaders = {s.order_id: s for s in await store.leader_orders()}
+    assert all(leaders[i].status == s.status for i, s in world.eng._leader.items())
