@@ -18,8 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from engine.alerts import AlertCenter
@@ -88,6 +87,7 @@ FLUSH_DELAY_S = 0.02
 STORE_RETRY_S = 1.0
 _NO_LIMITS = RiskLimits()
 CONFIRM_DELAY_S = 0.15
+REPLACE_READ_TRIES = 5
 
 
 class Broker(Protocol):
@@ -179,7 +179,7 @@ class Engine:
         self._leader_dark_since: float | None = None
         self._last_price: dict[tuple[Segment, str], float] = {}
         self._first_connect = True
-        self._last_leader_event: float | None = None
+        self._last_leader_event_at: datetime | None = None
         self._dirty_leaders: set[str] = set()
         self._dirty_mirrors: set[tuple[str, str]] = set()
         self._batch = WriteBatch()
@@ -218,9 +218,7 @@ class Engine:
         self._state = EngineState.KILLED
         # Durable before anything else: a crash right after this line restarts KILLED.
         try:
-            await self._write(
-                lambda: self._require_store().set_engine_state(EngineState.KILLED, reason)
-            )
+            await self._require_store().set_engine_state(EngineState.KILLED, reason)
         except Exception as exc:  # the kill still wins: in memory now, cancels below
             log.exception("could not store the KILLED state")
             self._alert(
@@ -243,9 +241,7 @@ class Engine:
         self._state = EngineState.ARMED
         self._kill_cancels = True
         self._leader_dark_since = None
-        await self._write(
-            lambda: self._require_store().set_engine_state(EngineState.ARMED, "resumed")
-        )
+        await self._require_store().set_engine_state(EngineState.ARMED, "resumed")
         self._publish(EngineStateChanged(self.clock.now(), EngineState.ARMED, "resumed"))
         self._alert("RESUMED", Severity.WARNING, "Engine resumed: copying new leader orders again")
 
@@ -294,7 +290,7 @@ class Engine:
             latency_p99_ms=p99,
             mean_slippage=statistics.fmean(self._slippages) if self._slippages else None,
             disconnects=self._leader_stream.reconnects if self._leader_stream else 0,
-            last_leader_event_at=None,
+            last_leader_event_at=self._last_leader_event_at,
         )
 
     # --- test and bench helpers ----------------------------------------------------------
@@ -312,7 +308,7 @@ class Engine:
             while True:
                 for f in self._followers.values():
                     await f.dispatcher.wait_idle()
-                await self._writes_done()
+                await self._flush()
                 if all(
                     f.dispatcher.queue_depth == 0 and f.dispatcher.busy == 0
                     for f in self._followers.values()
@@ -422,14 +418,14 @@ class Engine:
             threshold=self.settings.circuit_threshold,
             cooldown_s=self.settings.circuit_cooldown_s,
         )
-        runtime = FollowerRuntime(
-            fs, rules, broker, limiter, AccountDispatcher(fs.name, _unbound), circuit
-        )
+        runtime: FollowerRuntime
 
         async def work(key: str) -> None:
             await self._work(runtime, key)
 
-        runtime.dispatcher = AccountDispatcher(fs.name, work, concurrency=4)
+        runtime = FollowerRuntime(
+            fs, rules, broker, limiter, AccountDispatcher(fs.name, work, concurrency=4), circuit
+        )
         return runtime
 
     def _build_stream(
@@ -467,7 +463,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writes_done(), 5.0)
+            await asyncio.wait_for(self._flush(), 5.0)
         for f in self._followers.values():
             await f.broker.close()
         if self._leader_broker:
@@ -566,13 +562,6 @@ class Engine:
             if not await asyncio.shield(self._flush()):
                 await asyncio.sleep(STORE_RETRY_S)  # the store is refusing: do not spin
 
-    async def _write(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Store this now and wait until it is durable (the engine state)."""
-        await job()
-
-    async def _writes_done(self) -> None:
-        await self._flush()
-
     def _require_store(self) -> Store:
         assert self._store is not None, "engine not started"
         return self._store
@@ -595,7 +584,7 @@ class Engine:
             return False
         if is_engine_correlation_id(snap.correlation_id):
             return False  # an order this engine placed (the leader is also a follower somewhere)
-        self._last_leader_event = self.clock.monotonic()
+        self._last_leader_event_at = self.clock.now()
         known = self._leader.get(snap.order_id)
         if known is not None:
             if snap.progress_key() < known.progress_key():
@@ -688,14 +677,16 @@ class Engine:
                         f"{known.status.value} -> {snap.status.value}"
                     )
                 self._ingest_leader(snap)
-            # Counted with no await since the ingest: no worker has acted on them yet.
+            # Counted with no await since the ingest: no worker has acted on them yet. Only
+            # orders that need work are queued (a day's book times every follower would
+            # otherwise flood the dispatchers on every periodic reconcile).
             actions = 0
             for f in self._followers.values():
                 for leader_id, leader in self._leader.items():
                     decision = self._decide(f, leader)
                     if not isinstance(decision, NoAction):
                         actions += 1
-                    f.dispatcher.mark(leader_id, urgent=isinstance(decision, Cancel))
+                        f.dispatcher.mark(leader_id, urgent=isinstance(decision, Cancel))
             if trigger == "manual":
                 discrepancies.extend(await self.check_drift())
             report = RecoveryReport(
@@ -1039,7 +1030,7 @@ class Engine:
             self._hold_for_circuit(f, leader.order_id)
             return
         result = await self._call(f.broker.place(params))
-        self._note_result(f, result, sent=True)
+        self._note_result(f, result)
         await self._handle_place_result(f, leader, mirror, stored, result, decision.catch_up)
 
     async def _handle_place_result(
@@ -1171,7 +1162,7 @@ class Engine:
             self._hold_for_circuit(f, leader.order_id)
             return
         result = await self._call(f.broker.modify(decision.follower_order_id, params))
-        self._note_result(f, result, sent=True)
+        self._note_result(f, result)
         current = self._mirrors[(f.name, leader.order_id)]
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
@@ -1248,7 +1239,7 @@ class Engine:
         # stored: the kill switch must win over a full or locked database.
         stored = await self._record_intent(intent, None) or intent
         result = await self._call(f.broker.cancel(decision.follower_order_id))
-        self._note_result(f, result, sent=True)
+        self._note_result(f, result)
         current = self._mirrors[(f.name, leader.order_id)]
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
@@ -1296,11 +1287,28 @@ class Engine:
     ) -> None:
         """After cancelling a copy whose modification budget is used: the rest is placed as a
         new order (next generation, new correlationId), counting what the old one filled."""
+        # What the cancelled order finally filled must be known before the rest is sized:
+        # a fill just before the cancel, missed here, would be bought twice.
         final = await self._read_order(f, cancelled.follower_order_id)
-        filled = final.filled_qty if final is not None else cancelled.filled_qty
+        for attempt in range(REPLACE_READ_TRIES - 1):
+            if final is not None:
+                break
+            await self.clock.sleep(0.5 * (attempt + 1))
+            final = await self._read_order(f, cancelled.follower_order_id)
+        if final is None:
+            self._alert(
+                "REPLACE_HELD",
+                Severity.ERROR,
+                f"{f.name}: could not read what order {cancelled.follower_order_id} filled "
+                "before its cancel, so the rest is not re-placed (it could be bought twice); "
+                "check that follower and place the rest by hand if wanted",
+                f.name,
+                leader.order_id,
+            )
+            return
         regen = cancelled.with_changes(
             generation=cancelled.generation + 1,
-            prior_filled=cancelled.prior_filled + filled,
+            prior_filled=cancelled.prior_filled + final.filled_qty,
             filled_qty=0,
             avg_price=0.0,
             modifications=0,
@@ -1317,9 +1325,10 @@ class Engine:
         except Exception:
             return None
 
-    def _note_result(self, f: FollowerRuntime, result: BrokerResult, *, sent: bool) -> None:
-        if sent:
-            f.orders_per_minute.record(self.clock.monotonic())
+    def _note_result(self, f: FollowerRuntime, result: BrokerResult) -> None:
+        """Every order request sent: its answer feeds the per-minute count, the circuit
+        breaker and the token check."""
+        f.orders_per_minute.record(self.clock.monotonic())
         if result.kind is ResultKind.OK:
             if f.circuit.record_success():
                 self._alert(
@@ -1810,10 +1819,6 @@ def _refresh_s(f: FollowerRuntime) -> float:
     return float(getattr(f.rules.sizing, "refresh_s", 60.0))
 
 
-async def _unbound(key: str) -> None:  # placeholder until the runtime's dispatcher is bound
-    return None
-
-
 def _merge_snapshot(known: OrderSnapshot, new: OrderSnapshot) -> OrderSnapshot:
     """The REST dialect lacks a few socket fields (lot size, symbol); keep what we knew."""
     return new.with_changes(
@@ -1834,7 +1839,3 @@ def _describe_snapshot(s: OrderSnapshot) -> str:
         + (" AMO" if s.amo else "")
         + f" [{s.source.value}]"
     )
-
-
-def db_path_of(settings: Settings) -> Path:
-    return Path(settings.db_path)

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from engine.engine import default_broker_factory
 from engine.events import EngineState, MirrorState
 from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory
 
@@ -87,6 +88,9 @@ async def test_replaying_every_alert_through_recovery_changes_nothing(world: Wor
     for _ in range(3):
         report = await world.eng.resync()
         assert report.actions_taken == 0
+        # Nothing needed work, so nothing was queued for the followers either.
+        assert all(v.queue_depth == 0 for v in world.eng.limiter_views())
+    assert world.eng.stats().last_leader_event_at is not None
     await world.settle()
     mutating = [r for r in world.sim.requests[before:] if r["method"] != "GET"]
     assert mutating == []
@@ -248,3 +252,48 @@ async def test_a_restart_shows_what_the_store_remembers(world: World) -> None:
         isinstance(e, FollowerOrderChanged) and e.view.leader_order_id == leader_id
         for e in world.events
     )
+
+
+async def test_no_re_place_when_the_cancelled_order_cannot_be_read(
+    make_world: WorldFactory,
+) -> None:
+    """After a cancel-to-re-place, the rest is sized from what the old order filled; if
+    Dhan cannot say, nothing is re-placed (a missed fill would be bought twice)."""
+
+    class Blind:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+        async def order_by_id(self, order_id: str) -> object:
+            raise RuntimeError("order book unreachable")
+
+    def factory(account: str, cid: str, tok: str, url: str, timeout: float):  # type: ignore[no-untyped-def]
+        inner = default_broker_factory(account, cid, tok, url, timeout)
+        return Blind(inner) if account == "alpha" else inner
+
+    world = await make_world(
+        followers=[{"name": "alpha", "client_id": ALPHA[0], "access_token": "tok-alpha-e2e"}],
+        broker_factory=factory,
+        max_modifications="1",
+    )
+    leader_id = world.place(price=200.0)
+    await world.follower_order("alpha")
+    await world.settle()
+    world.modify(leader_id, price=201.0)  # the one modification allowed
+    await world.until(lambda: world.orders("alpha")[0]["price"] == 201.0, what="modified")
+    await world.settle()
+    world.modify(leader_id, price=202.0)  # budget used: cancel, then re-place the rest
+    await world.until(
+        lambda: any(
+            getattr(e, "alert", None) is not None and e.alert.code == "REPLACE_HELD"  # type: ignore[attr-defined]
+            for e in world.events
+        ),
+        timeout=15,
+        what="re-place held",
+    )
+    await world.settle()
+    assert world.orders("alpha")[0]["orderStatus"] == "CANCELLED"
+    assert len(world.orders("alpha")) == 1  # nothing re-placed blind
