@@ -43,6 +43,7 @@ from engine.domain import (
     SnapshotSource,
     Validity,
 )
+from tests.dhan_dialect import EXCHANGE_SEGMENT, LEG_NO, ORDER_TYPE, PRODUCT, SIDE
 
 PROPS = settings(
     max_examples=300,
@@ -53,32 +54,6 @@ PROPS = settings(
 
 # --- Dhan's socket codes, from the documentation ----------------------------------------------
 
-SIDE = {Side.BUY: "B", Side.SELL: "S"}
-ORDER_TYPE = {
-    OrderType.LIMIT: "LMT",
-    OrderType.MARKET: "MKT",
-    OrderType.STOP_LOSS: "SL",
-    OrderType.STOP_LOSS_MARKET: "SLM",
-}
-PRODUCT = {
-    Product.CNC: "C",
-    Product.INTRADAY: "I",
-    Product.MARGIN: "M",
-    Product.MTF: "F",
-    Product.CO: "V",
-    Product.BO: "B",
-}
-EXCHANGE_SEGMENT = {
-    Segment.NSE_EQ: ("NSE", "E"),
-    Segment.NSE_FNO: ("NSE", "D"),
-    Segment.NSE_CURRENCY: ("NSE", "C"),
-    Segment.BSE_EQ: ("BSE", "E"),
-    Segment.BSE_FNO: ("BSE", "D"),
-    Segment.BSE_CURRENCY: ("BSE", "C"),
-    Segment.MCX_COMM: ("MCX", "M"),
-    Segment.IDX_I: ("NSE", "I"),
-}
-LEG_NO = {"ENTRY_LEG": 1, "STOP_LOSS_LEG": 2, "TARGET_LEG": 3}
 NULL_DATES = ["0001-01-01 00:00:00", "", "NA"]
 
 # --- snapshots --------------------------------------------------------------------------------

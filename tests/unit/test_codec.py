@@ -33,6 +33,7 @@ from engine.domain import (
     SnapshotSource,
     Validity,
 )
+from tests.dhan_dialect import EXCHANGE_SEGMENT, LEG_NO, ORDER_TYPE, PRODUCT, SIDE
 
 # Shaped like the doc sample (order-update page), with the doc's empty AlgoOrdNo made valid.
 DOC_SAMPLE: dict[str, Any] = {
@@ -636,32 +637,6 @@ def test_rest_decode_raises_only_codec_error(row: Any) -> None:
 
 
 # An order, described once, encoded in both dialects.
-_SIDE_CODES = {Side.BUY: "B", Side.SELL: "S"}
-_TYPE_CODES = {
-    OrderType.LIMIT: "LMT",
-    OrderType.MARKET: "MKT",
-    OrderType.STOP_LOSS: "SL",
-    OrderType.STOP_LOSS_MARKET: "SLM",
-}
-_PRODUCT_CODES = {
-    Product.CNC: "C",
-    Product.INTRADAY: "I",
-    Product.MARGIN: "M",
-    Product.MTF: "F",
-    Product.CO: "V",
-    Product.BO: "B",
-}
-_SEGMENT_CODES = {
-    Segment.NSE_EQ: ("NSE", "E"),
-    Segment.NSE_FNO: ("NSE", "D"),
-    Segment.NSE_CURRENCY: ("NSE", "C"),
-    Segment.BSE_EQ: ("BSE", "E"),
-    Segment.BSE_FNO: ("BSE", "D"),
-    Segment.BSE_CURRENCY: ("BSE", "C"),
-    Segment.MCX_COMM: ("MCX", "M"),
-    Segment.IDX_I: ("NSE", "I"),
-}
-_LEG_NUMBERS = {"ENTRY_LEG": 1, "STOP_LOSS_LEG": 2, "TARGET_LEG": 3}
 _SOCKET_STATUSES = [
     OrderStatus.TRANSIT,
     OrderStatus.PENDING,
@@ -693,7 +668,7 @@ def orders(draw: st.DrawFn) -> OrderSnapshot:
     else:
         filled = draw(st.integers(min_value=0, max_value=quantity - 1))
     product = draw(st.sampled_from(list(Product)))
-    leg = draw(st.sampled_from(list(_LEG_NUMBERS))) if product in (Product.CO, Product.BO) else ""
+    leg = draw(st.sampled_from(list(LEG_NO))) if product in (Product.CO, Product.BO) else ""
     return OrderSnapshot(
         order_id=str(draw(st.integers(min_value=1, max_value=10**15))),
         client_id=str(draw(st.integers(min_value=10**9, max_value=10**10))),
@@ -742,14 +717,14 @@ def _socket_status_word(draw: st.DrawFn, order: OrderSnapshot) -> str:
 
 
 def _socket_encoding(draw: st.DrawFn, o: OrderSnapshot, scramble: bool) -> dict[str, Any]:
-    exchange, letter = _SEGMENT_CODES[o.segment]
+    exchange, letter = EXCHANGE_SEGMENT[o.segment]
     data: dict[str, Any] = {
         "OrderNo": o.order_id,
         "ClientId": o.client_id,
         "Status": _socket_status_word(draw, o),
-        "TxnType": _SIDE_CODES[o.side],
-        "OrderType": _TYPE_CODES[o.order_type],
-        "Product": _PRODUCT_CODES[o.product],
+        "TxnType": SIDE[o.side],
+        "OrderType": ORDER_TYPE[o.order_type],
+        "Product": PRODUCT[o.product],
         "Validity": o.validity.value,
         "Exchange": exchange,
         "Segment": letter,
@@ -764,7 +739,7 @@ def _socket_encoding(draw: st.DrawFn, o: OrderSnapshot, scramble: bool) -> dict[
         "Symbol": o.trading_symbol,
         "CorrelationId": o.correlation_id,
         "OffMktFlag": "1" if o.amo else "0",
-        "LegNo": _LEG_NUMBERS.get(o.leg, 1),
+        "LegNo": LEG_NO.get(o.leg, 1),
         "AlgoOrdNo": "",
         "Remarks": "NA",
         "ReasonDescription": o.reason,
