@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import psutil
 from textual import events
 
-from engine.domain import OrderStatus
-from engine.events import EngineEvent, MirrorState, Severity
+from engine.domain import MirrorState, OrderStatus, Severity
+from engine.events import EngineEvent
 from tests.tui.fakes import (
     FakeEngine,
     FixedClock,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from engine.clock import Clock
-from engine.events import Alert, Severity
+from engine.domain import Alert, Severity
 from engine.secrets import redact as redact_secrets
 
 __all__ = ["REDACTION_FAILED", "AlertCenter"]

@@ -8,15 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from engine.events import (
-    EngineEvent,
-    EngineState,
-    FollowerOrderView,
-    KillPreview,
-    LimiterView,
-    RecoveryReport,
-    TimelineEntry,
-)
+from engine.domain import EngineState
+from engine.events import EngineEvent
+from engine.views import FollowerOrderView, KillPreview, LimiterView, RecoveryReport, TimelineEntry
 
 
 class EngineHandle(Protocol):

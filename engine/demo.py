@@ -17,20 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Settings, load_settings
-from engine.domain import Instrument, Segment
+from engine.domain import EngineState, Instrument, Segment
 from engine.engine import Engine
-from engine.events import (
-    EngineEvent,
-    EngineState,
-    FollowerOrderView,
-    KillPreview,
-    LimiterView,
-    RecoveryReport,
-    TimelineEntry,
-)
+from engine.events import EngineEvent
 from engine.instruments import InstrumentBook
 from engine.simulator.instruments import DEFAULT_INSTRUMENTS, SimInstrument
 from engine.simulator.server import DhanSimulator
+from engine.views import FollowerOrderView, KillPreview, LimiterView, RecoveryReport, TimelineEntry
 
 LEADER_ID, LEADER_TOKEN = "1100000001", "demo-leader-token"
 ALPHA_ID, ALPHA_TOKEN = "1100000002", "demo-alpha-token"

@@ -177,3 +177,53 @@ class OrderParams:
     amo_time: AmoTime | None = None
     correlation_id: str = ""
     notes: tuple[str, ...] = field(default=())  # e.g. "MARKET sent as LIMIT with MPP 1%"
+
+
+# --- states and alerts ---------------------------------------------------------------
+
+
+class Severity(StrEnum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+class EngineState(StrEnum):
+    STARTING = "STARTING"
+    ARMED = "ARMED"
+    KILLED = "KILLED"
+    STOPPED = "STOPPED"
+
+
+class ConnectionState(StrEnum):
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+    STALLED = "STALLED"  # open but silent past the idle watchdog
+
+
+class MirrorState(StrEnum):
+    """Where the engine is with one follower's copy of one leader order."""
+
+    PLACING = "PLACING"  # intent written, placement not yet acknowledged
+    LIVE = "LIVE"  # acknowledged by the broker; see broker_status
+    DONE = "DONE"  # terminal at the broker (filled, cancelled, rejected, expired)
+    REPLACING = "REPLACING"  # cancelled to re-place the rest under a new correlationId
+    SKIPPED = "SKIPPED"  # never placed, and `reason` says why
+    FAILED = "FAILED"  # the broker refused or the engine gave up; `reason` says why
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    code: str  # stable machine code, e.g. "SIZED_TO_ZERO", "FOLLOWER_REJECTED"
+    severity: Severity
+    message: str  # one clear human sentence; never contains a secret
+    at: datetime
+    follower: str | None = None
+    leader_order_id: str | None = None
+    count: int = 1  # how many identical alerts this one stands for (dedup)
+
+    @property
+    def dedup_key(self) -> tuple[str, str | None, str | None, str]:
+        return (self.code, self.follower, self.leader_order_id, self.message)

@@ -31,28 +31,29 @@ from engine.dhan.order_stream import LOGIN_REFUSED, OrderStream
 from engine.dispatch.circuit import CircuitBreaker, CircuitState
 from engine.dispatch.dispatcher import AccountDispatcher
 from engine.dispatch.rate_limiter import RateLimiter
-from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Segment, Side, SnapshotSource
+from engine.domain import (
+    ConnectionState,
+    EngineState,
+    MirrorState,
+    OrderParams,
+    OrderSnapshot,
+    OrderStatus,
+    Segment,
+    Severity,
+    Side,
+    SnapshotSource,
+)
 from engine.events import (
     AlertRaised,
     ConnectionChanged,
-    ConnectionState,
     EngineEvent,
-    EngineState,
     EngineStateChanged,
-    EngineStats,
     EventBus,
     FollowerOrderChanged,
-    FollowerOrderView,
-    KillPreview,
     LeaderOrderSeen,
     LimiterChanged,
-    LimiterView,
-    MirrorState,
     RecoveryCompleted,
-    RecoveryReport,
-    Severity,
     StatsUpdated,
-    TimelineEntry,
 )
 from engine.instruments import InstrumentBook
 from engine.market_hours import MarketCalendar
@@ -79,6 +80,14 @@ from engine.replication.rules import RiskLimits
 from engine.replication.sizing import CapitalRatioCache, size_order
 from engine.secrets import redact
 from engine.store import Store, WriteBatch
+from engine.views import (
+    EngineStats,
+    FollowerOrderView,
+    KillPreview,
+    LimiterView,
+    RecoveryReport,
+    TimelineEntry,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from engine.domain import OrderParams, OrderStatus
-from engine.events import FollowerOrderView, MirrorState
+from engine.domain import MirrorState, OrderParams, OrderStatus
+from engine.views import FollowerOrderView
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,10 +42,18 @@ from typing import Any, TypeVar, Union
 import aiosqlite
 
 from engine.clock import IST, Clock, SystemClock, to_ist
-from engine.domain import OrderParams, OrderSnapshot, OrderStatus
-from engine.events import Alert, EngineState, MirrorState, Severity, TimelineEntry
+from engine.domain import (
+    Alert,
+    EngineState,
+    MirrorState,
+    OrderParams,
+    OrderSnapshot,
+    OrderStatus,
+    Severity,
+)
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
 from engine.secrets import redact
+from engine.views import TimelineEntry
 
 __all__ = [
     "MIGRATIONS",

@@ -25,15 +25,9 @@ from textual.worker import Worker, WorkerState
 
 from engine.api import EngineHandle
 from engine.clock import IST
-from engine.events import (
-    Alert,
-    AlertRaised,
-    EngineEvent,
-    EngineState,
-    KillPreview,
-    RecoveryReport,
-    Severity,
-)
+from engine.domain import Alert, EngineState, Severity
+from engine.events import AlertRaised, EngineEvent
+from engine.views import KillPreview, RecoveryReport
 from tui.coalesce import Batch, EventCoalescer
 from tui.format import one_line, short_id
 from tui.screens.confirm import ConfirmScreen

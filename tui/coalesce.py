@@ -16,23 +16,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from engine.domain import OrderSnapshot
+from engine.domain import Alert, OrderSnapshot
 from engine.events import (
-    Alert,
     AlertRaised,
     ConnectionChanged,
     EngineEvent,
     EngineStateChanged,
-    EngineStats,
     FollowerOrderChanged,
-    FollowerOrderView,
     LeaderOrderSeen,
     LimiterChanged,
-    LimiterView,
     RecoveryCompleted,
-    RecoveryReport,
     StatsUpdated,
 )
+from engine.views import EngineStats, FollowerOrderView, LimiterView, RecoveryReport
 
 AlertKey = tuple[str, str | None, str | None, str]
 FollowerKey = tuple[str, str]

@@ -11,16 +11,8 @@ import re
 from datetime import datetime
 
 from engine.clock import to_ist
-from engine.domain import OrderSnapshot, OrderStatus, OrderType
-from engine.events import (
-    Alert,
-    EngineStats,
-    FollowerOrderView,
-    LimiterView,
-    LimitWindow,
-    MirrorState,
-    Severity,
-)
+from engine.domain import Alert, MirrorState, OrderSnapshot, OrderStatus, OrderType, Severity
+from engine.views import EngineStats, FollowerOrderView, LimiterView, LimitWindow
 
 Cell = tuple[str, str]
 """One table cell: its text and a Rich style string."""

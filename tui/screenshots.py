@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.clock import IST
 from engine.demo import DemoSession
-from engine.events import EngineState
+from engine.domain import EngineState
 from tui.app import CopyTradeApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.timeline import TimelineScreen

@@ -43,8 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from engine.clock import Clock, SystemClock
 from engine.dhan.codec import SocketDecodeKind, decode_socket_message
 from engine.dhan.errors import sanitize
-from engine.domain import OrderSnapshot
-from engine.events import ConnectionState
+from engine.domain import ConnectionState, OrderSnapshot
 from engine.secrets import RedactingFilter, register_secret
 
 __all__ = ["LOGIN_REFUSED", "OrderStream", "login_message"]

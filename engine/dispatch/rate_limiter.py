@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.clock import Clock
-from engine.events import LimiterView, LimitWindow
+from engine.views import LimiterView, LimitWindow
 
 __all__ = [
     "DHAN_ORDER_WINDOWS",

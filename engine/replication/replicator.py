@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.dhan.correlation import correlation_id
-from engine.domain import OrderParams, OrderSnapshot, OrderStatus, OrderType
-from engine.events import MirrorState
+from engine.domain import MirrorState, OrderParams, OrderSnapshot, OrderStatus, OrderType
 from engine.records import MirrorRecord
 from engine.replication.filters import check_filters, unsupported_order_reason
 from engine.replication.rules import CopyFilters, OrderSizeBounds, RiskLimits, SizingRule

@@ -23,7 +23,8 @@ from bench.convergence import (
     wait_converged,
 )
 from bench.engine_proc import recording_factory
-from engine.events import EngineState, EngineStateChanged
+from engine.domain import EngineState
+from engine.events import EngineStateChanged
 from engine.simulator.server import DhanSimulator
 from tests.e2e.conftest import ALPHA, BETA, DEFAULT_FOLLOWERS, LEADER, World
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from bench.soak import RandomLeader
-from engine.events import EngineState, MirrorState
+from engine.domain import EngineState, MirrorState
 from tests.chaos.conftest import ChaosFactory, assert_converged
 from tests.e2e.conftest import ALPHA, BETA, LEADER, NIFTY_CE
 

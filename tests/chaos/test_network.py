@@ -11,7 +11,8 @@ import time
 import pytest
 
 from bench.soak import RandomLeader
-from engine.events import ConnectionChanged, ConnectionState
+from engine.domain import ConnectionState
+from engine.events import ConnectionChanged
 from tests.chaos.conftest import ChaosFactory, assert_converged
 from tests.chaos.stall_proxy import StallProxy
 from tests.e2e.conftest import LEADER

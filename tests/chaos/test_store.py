@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from bench.soak import RandomLeader
-from engine.events import EngineState
+from engine.domain import EngineState
 from engine.store import _run
 from tests.chaos.conftest import ChaosFactory, ChaosWorld, assert_converged, start_engine
 from tests.e2e.conftest import LEADER

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from engine.domain import EngineState, MirrorState
 from engine.engine import default_broker_factory
-from engine.events import EngineState, MirrorState
 from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory
 
 pytestmark = pytest.mark.e2e

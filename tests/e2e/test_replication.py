@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.dhan.correlation import correlation_id
-from engine.events import MirrorState
+from engine.domain import MirrorState
 from tests.e2e.conftest import NIFTY_CE, RELIANCE, World
 
 pytestmark = pytest.mark.e2e

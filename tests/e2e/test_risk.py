@@ -13,8 +13,9 @@ from rich.console import Console
 
 from engine.check import collect, run_check
 from engine.clock import IST, ManualClock
+from engine.domain import EngineState, MirrorState
 from engine.engine import Engine
-from engine.events import AlertRaised, EngineState, MirrorState
+from engine.events import AlertRaised
 from tests.e2e.conftest import (
     ALPHA,
     BETA,

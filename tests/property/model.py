@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from engine.clock import IST
 from engine.domain import (
+    MirrorState,
     OrderParams,
     OrderSnapshot,
     OrderStatus,
@@ -33,7 +34,6 @@ from engine.domain import (
     SnapshotSource,
     Validity,
 )
-from engine.events import MirrorState
 from engine.records import MirrorRecord
 from engine.replication.replicator import (
     Cancel,

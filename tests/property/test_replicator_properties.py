@@ -18,8 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.domain import OrderSnapshot, OrderStatus, OrderType, SnapshotSource, Validity
-from engine.events import MirrorState
+from engine.domain import (
+    MirrorState,
+    OrderSnapshot,
+    OrderStatus,
+    OrderType,
+    SnapshotSource,
+    Validity,
+)
 from engine.replication.replicator import (
     Cancel,
     DecisionContext,

@@ -9,35 +9,37 @@ from datetime import datetime, timedelta
 
 from engine.clock import IST
 from engine.domain import (
+    Alert,
+    ConnectionState,
+    EngineState,
+    MirrorState,
     OrderSnapshot,
     OrderStatus,
     OrderType,
     Product,
     Segment,
+    Severity,
     Side,
     Validity,
 )
 from engine.events import (
-    Alert,
     AlertRaised,
     ConnectionChanged,
-    ConnectionState,
     EngineEvent,
-    EngineState,
     EngineStateChanged,
-    EngineStats,
     EventBus,
     FollowerOrderChanged,
-    FollowerOrderView,
-    KillPreview,
     LeaderOrderSeen,
     LimiterChanged,
+    StatsUpdated,
+)
+from engine.views import (
+    EngineStats,
+    FollowerOrderView,
+    KillPreview,
     LimiterView,
     LimitWindow,
-    MirrorState,
     RecoveryReport,
-    Severity,
-    StatsUpdated,
     TimelineEntry,
 )
 

@@ -6,7 +6,8 @@ import asyncio
 
 from textual.widgets import Button, DataTable, Static
 
-from engine.events import EngineState, RecoveryReport
+from engine.domain import EngineState
+from engine.views import RecoveryReport
 from tests.tui.conftest import SIZE, commands_done, settle
 from tests.tui.fakes import FakeEngine, FixedClock, leader_seen, sample_timeline
 from tui.app import CopyTradeApp

@@ -5,16 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from engine.domain import OrderStatus
-from engine.events import (
-    ConnectionState,
-    EngineState,
-    EngineStateChanged,
-    MirrorState,
-    RecoveryCompleted,
-    RecoveryReport,
-    Severity,
-)
+from engine.domain import ConnectionState, EngineState, MirrorState, OrderStatus, Severity
+from engine.events import EngineStateChanged, RecoveryCompleted
+from engine.views import RecoveryReport
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import (
     T0,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engine.events import KillPreview, MirrorState, RecoveryReport
+from engine.domain import MirrorState
+from engine.views import KillPreview, RecoveryReport
 from tests.tui.fakes import (
     alert_raised,
     follower_changed,

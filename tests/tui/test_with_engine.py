@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.demo import ALPHA_ID, BETA_ID, LEADER_ID, DemoSession
-from engine.events import EngineState
+from engine.domain import EngineState
 from tests.tui.fakes import FixedClock
 from tui.app import CopyTradeApp
 from tui.screens.confirm import ConfirmScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.alerts import REDACTION_FAILED, AlertCenter
 from engine.clock import ManualClock
-from engine.events import Severity
+from engine.domain import Severity
 
 JWT = "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJlLXBhcnQ"
 

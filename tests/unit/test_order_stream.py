@@ -16,8 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from engine.clock import SystemClock
 from engine.dhan.order_stream import LOGIN_REFUSED, OrderStream
-from engine.domain import OrderSnapshot, OrderStatus
-from engine.events import ConnectionState
+from engine.domain import ConnectionState, OrderSnapshot, OrderStatus
 
 TOKEN = "tok-SECRET-ws-8d2b41"
 CLIENT = "1100001111"

@@ -9,6 +9,7 @@ import pytest
 from engine.clock import IST
 from engine.dhan.correlation import correlation_id
 from engine.domain import (
+    MirrorState,
     OrderParams,
     OrderSnapshot,
     OrderStatus,
@@ -18,7 +19,6 @@ from engine.domain import (
     Side,
     Validity,
 )
-from engine.events import MirrorState
 from engine.records import MirrorRecord
 from engine.replication.replicator import (
     Cancel,

@@ -19,18 +19,21 @@ import pytest
 from engine import secrets
 from engine.clock import IST, ManualClock
 from engine.domain import (
+    Alert,
     AmoTime,
+    EngineState,
+    MirrorState,
     OrderParams,
     OrderSnapshot,
     OrderStatus,
     OrderType,
     Product,
     Segment,
+    Severity,
     Side,
     SnapshotSource,
     Validity,
 )
-from engine.events import Alert, EngineState, MirrorState, Severity
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
 from engine.store import (
     MIGRATIONS,
@@ -376,7 +379,7 @@ CRASH_SCRIPT = textwrap.dedent(
         await store.complete_intent(done.id, IntentOutcome.ACKED, "ok")
         for n in range(3):
             await store.record_intent(Intent("bob", f"L{n}", IntentKind.PLACE, f"C{n}", None))
-        await store.set_engine_state(__import__("engine.events").events.EngineState.KILLED, "k")
+        await store.set_engine_state(__import__("engine.domain").domain.EngineState.KILLED, "k")
         os.kill(os.getpid(), signal.SIGKILL)  # die mid-flight: nothing closed, nothing flushed
 
     asyncio.run(main())

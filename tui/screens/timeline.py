@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from engine.clock import to_ist
-from engine.events import TimelineEntry
+from engine.views import TimelineEntry
 from tui.format import one_line
 
 _KIND_STYLE = {

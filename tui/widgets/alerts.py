@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from engine.events import Alert
+from engine.domain import Alert
 from tui.coalesce import AlertKey, AlertOccurrence, merge_alert_count
 from tui.format import SEVERITY_SHORT, SEVERITY_STYLE, TIMES, alert_message, hms
 

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from itertools import islice
 
-from engine.events import FollowerOrderView
+from engine.views import FollowerOrderView
 from tui.coalesce import FollowerKey
 from tui.format import FOLLOWER_COLUMNS, follower_cells
 from tui.widgets.keyed_table import KeyedTable

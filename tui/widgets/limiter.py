@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from engine.events import LimiterView
+from engine.views import LimiterView
 from tui.format import limiter_signature, one_line, window_segment
 
 

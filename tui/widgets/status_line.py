@@ -13,7 +13,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.clock import to_ist
-from engine.events import ConnectionState, EngineState, EngineStats
+from engine.domain import ConnectionState, EngineState
+from engine.views import EngineStats
 from tui.format import age, one_line, stats_cells
 
 _STATE_STYLE: dict[EngineState, str] = {
