@@ -10,7 +10,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from engine.domain import OrderParams, OrderType
+from engine.domain import OrderParams, OrderType, Side
 from engine.replication.rules import RiskLimits
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "RiskVerdict",
     "check_loss_limit",
     "check_pre_trade",
+    "check_price_band",
     "order_value_price",
 ]
 
@@ -113,20 +114,10 @@ def check_pre_trade(
             f"limit {limits.max_open_orders:,}",
         )
 
-    if (
-        limits.price_band_pct is not None
-        and order.order_type in (OrderType.LIMIT, OrderType.STOP_LOSS)
-        and order.price > 0
-        and last_price is not None
-        and last_price > 0
-    ):
-        deviation = abs(order.price - last_price) / last_price * 100.0
-        if deviation > limits.price_band_pct:
-            return RiskVerdict(
-                "price_band_pct",
-                f"price_band_pct: price {_money(order.price)} is {deviation:.2f}% from last "
-                f"price {_money(last_price)} > {_limit(limits.price_band_pct)}%",
-            )
+    if limits.price_band_pct is not None:
+        band = check_price_band(limits.price_band_pct, order, last_price)
+        if band is not None:
+            return band
 
     if (
         limits.max_orders_per_minute is not None
@@ -138,6 +129,40 @@ def check_pre_trade(
             f"limit {limits.max_orders_per_minute:,}",
         )
     return None
+
+
+def check_price_band(
+    band_pct: float, order: OrderParams, last_price: float | None
+) -> RiskVerdict | None:
+    """A breach when a LIMIT order would cross the market by more than `band_pct` percent.
+
+    Only a marketable price can be a fat finger that fills at once: a buy limit far ABOVE the
+    last price or a sell limit far BELOW it. A passive limit (buy below, sell above) merely
+    rests, and stop-loss orders protect a position: refusing either for its distance would
+    strip the follower of an order the leader relies on, so neither is ever refused here.
+    """
+    if (
+        order.order_type is not OrderType.LIMIT
+        or order.price <= 0
+        or last_price is None
+        or last_price <= 0
+    ):
+        return None
+    if order.side is Side.BUY:
+        crossing_pct = (order.price - last_price) / last_price * 100.0
+        direction = "above"
+    else:
+        crossing_pct = (last_price - order.price) / last_price * 100.0
+        direction = "below"
+    if crossing_pct <= band_pct:
+        return None
+    side = "buy" if order.side is Side.BUY else "sell"
+    return RiskVerdict(
+        "price_band_pct",
+        f"price_band_pct: {side} limit {_money(order.price)} is {crossing_pct:.2f}% {direction} "
+        f"the last price {_money(last_price)}, crossing the market by more than "
+        f"{_limit(band_pct)}%",
+    )
 
 
 def check_loss_limit(limits: RiskLimits, realized: float, unrealized: float) -> RiskVerdict | None:

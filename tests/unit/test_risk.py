@@ -8,6 +8,7 @@ from engine.replication.risk import (
     RiskVerdict,
     check_loss_limit,
     check_pre_trade,
+    check_price_band,
     order_value_price,
 )
 from engine.replication.rules import RiskLimits
@@ -101,21 +102,57 @@ def test_max_open_orders() -> None:
     assert check(limits, order(), open_orders=5, is_new_order=False) is None
 
 
-def test_price_band_fat_finger() -> None:
+def test_price_band_refuses_a_buy_limit_far_above_the_market() -> None:
     limits = RiskLimits(price_band_pct=5)
-    assert check(limits, order(price=257.0), last_price=245.0) is None  # 4.9%
+    assert check(limits, order(price=257.0), last_price=245.0) is None  # 4.9% above
     v = check(limits, order(price=2455.0), last_price=245.0)
     assert v is not None and v.rule == "price_band_pct"
-    assert "2,455.00" in v.message and "245.00" in v.message and "> 5%" in v.message
-    # stop-loss limit price is checked too
-    v = check(limits, order(order_type=OrderType.STOP_LOSS, price=200.0), last_price=245.0)
+    assert v.message == (
+        "price_band_pct: buy limit 2,455.00 is 902.04% above the last price 245.00, "
+        "crossing the market by more than 5%"
+    )
+
+
+def test_price_band_refuses_a_sell_limit_far_below_the_market() -> None:
+    limits = RiskLimits(price_band_pct=5)
+    assert check(limits, order(side=Side.SELL, price=233.0), last_price=245.0) is None  # 4.9%
+    v = check(limits, order(side=Side.SELL, price=24.5), last_price=245.0)
     assert v is not None and v.rule == "price_band_pct"
+    assert "sell limit 24.50 is 90.00% below the last price 245.00" in v.message
+
+
+def test_price_band_never_refuses_a_passive_limit() -> None:
+    limits = RiskLimits(price_band_pct=5)
+    # A buy far below and a sell far above the market only rest: nothing fills by accident.
+    assert check(limits, order(side=Side.BUY, price=24.5), last_price=245.0) is None
+    assert check(limits, order(side=Side.SELL, price=2455.0), last_price=245.0) is None
+
+
+def test_price_band_never_refuses_a_stop_loss_for_distance() -> None:
+    limits = RiskLimits(price_band_pct=1)
+    # A protective sell stop far below the market, and a buy stop far above it (short cover).
+    for side, trigger, price in ((Side.SELL, 150.0, 149.0), (Side.BUY, 350.0, 351.0)):
+        stop_limit = order(
+            side=side, order_type=OrderType.STOP_LOSS, trigger_price=trigger, price=price
+        )
+        stop_market = order(
+            side=side, order_type=OrderType.STOP_LOSS_MARKET, trigger_price=trigger, price=0.0
+        )
+        assert check(limits, stop_limit, last_price=245.0) is None
+        assert check(limits, stop_market, last_price=245.0) is None
 
 
 def test_price_band_skipped_without_last_price_or_for_market() -> None:
     limits = RiskLimits(price_band_pct=1)
     assert check(limits, order(price=9999.0), last_price=None) is None
+    assert check(limits, order(price=9999.0), last_price=0.0) is None
     assert check(limits, order(order_type=OrderType.MARKET, price=0.0), last_price=10.0) is None
+
+
+def test_price_band_on_its_own() -> None:
+    assert check_price_band(5, order(price=300.0), 245.0) is not None
+    assert check_price_band(5, order(price=200.0), 245.0) is None
+    assert check_price_band(50, order(price=300.0), 245.0) is None  # 22.45% < 50%
 
 
 def test_max_orders_per_minute() -> None:
