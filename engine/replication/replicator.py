@@ -43,6 +43,11 @@ class DecisionContext:
     market_reason: str = ""
     cancel_when_killed: bool = True
     max_modifications: int = 25  # Dhan refuses the 26th modification of an order
+    # FROZEN (automatic safety: a refused token, a dark feed, a loss limit...): nothing new
+    # is opened, but every copy at Dhan stays and still follows the leader's cancels, exits
+    # and price edits, so a follower's stop-loss keeps protecting it. Only KILLED cancels.
+    frozen: bool = False
+    frozen_reason: str = ""
 
 
 class SkipCode(StrEnum):
@@ -121,8 +126,26 @@ def decide(
             return NoAction("killed without cancelling open orders")
         return Cancel(mirror.follower_order_id, "engine killed: cancelling open follower orders")
     if leader.status.is_terminal:
-        return _decide_after_leader_ended(leader, mirror, rules, ctx)
-    return _decide_follow_changes(leader, mirror, rules, ctx)
+        decision = _decide_after_leader_ended(leader, mirror, rules, ctx)
+    else:
+        decision = _decide_follow_changes(leader, mirror, rules, ctx)
+    return _within_freeze(decision, mirror, ctx)
+
+
+def _within_freeze(decision: Decision, mirror: MirrorRecord, ctx: DecisionContext) -> Decision:
+    """While frozen a resting copy keeps following the leader (cancels, price and trigger
+    edits, smaller quantities) but is never enlarged or re-placed: that would open exposure."""
+    if not ctx.frozen:
+        return decision
+    if isinstance(decision, Cancel) and decision.replace:
+        return NoAction(f"frozen ({ctx.frozen_reason}): not cancelling to re-place")
+    if (
+        isinstance(decision, Modify)
+        and mirror.params is not None
+        and decision.params.quantity > mirror.params.quantity
+    ):
+        return NoAction(f"frozen ({ctx.frozen_reason}): the copy is not enlarged")
+    return decision
 
 
 def _decide_first_copy(
@@ -143,6 +166,9 @@ def _decide_first_copy(
         return Skip(SkipCode.FILTERED, filtered)
     if not ctx.armed:
         return Skip(SkipCode.KILLED, "engine killed: new leader orders are not copied")
+    if ctx.frozen:
+        # Not a sticky skip: once the freeze clears, an order still open is copied then.
+        return NoAction(f"frozen ({ctx.frozen_reason}): nothing new is opened")
     leader_qty = leader.filled_qty if catch_up else leader.quantity
     if ctx.lot_size <= 0 and not _is_one_to_one(rules):
         # Sizing a derivative without its lot size could send a quantity Dhan rejects.
@@ -173,6 +199,8 @@ def _decide_replacement(
         return NoAction("leader order ended before the rest was re-placed")
     if not ctx.armed:
         return NoAction("killed: the rest is not re-placed")
+    if ctx.frozen:
+        return NoAction(f"frozen ({ctx.frozen_reason}): the rest is re-placed once it clears")
     sized = size_order(
         rules.sizing,
         rules.bounds,
@@ -208,7 +236,7 @@ def _decide_top_up(
 ) -> Decision:
     """The follower's copy is filled, but the leader's order implies more (it was enlarged):
     the rest goes out as the copy's next generation, under a new correlationId."""
-    if not ctx.armed or leader.status is OrderStatus.TRANSIT:
+    if not ctx.armed or ctx.frozen or leader.status is OrderStatus.TRANSIT:
         return NoAction("follower copy filled")
     leader_qty = leader.quantity if leader.is_open else leader.filled_qty
     if leader_qty <= 0 or ctx.lot_size <= 0:
