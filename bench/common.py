@@ -420,7 +420,7 @@ class Probe:
         inner = default_broker_factory(account, client_id, token, rest_url, timeout_s)
         if account == "leader":
             return inner
-        return _TimedBroker(inner, self)  # type: ignore[return-value]
+        return _TimedBroker(inner, self)
 
 
 STAGES = (

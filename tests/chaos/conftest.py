@@ -106,7 +106,7 @@ async def chaos_world(sim: DhanSimulator, tmp_path: Path) -> AsyncIterator[Chaos
 async def start_engine(world: ChaosWorld) -> None:
     """Start (or restart) the engine with the state-change listener attached first."""
     original = world.events
-    world.events = _Tee(original, world.log)  # type: ignore[assignment]
+    world.events = _Tee(original, world.log)
     await world.start_engine()
 
 

@@ -160,6 +160,5 @@ async def test_follower_rejection_is_recorded_with_dhans_reason(make_world) -> N
     mirror = world.eng.mirror("beta", leader_id)
     assert mirror is not None and "Insufficient" in mirror.reason
     assert any(
-        getattr(e, "alert", None) and e.alert.code == "FOLLOWER_REJECTED"  # type: ignore[attr-defined]
-        for e in world.events
+        getattr(e, "alert", None) and e.alert.code == "FOLLOWER_REJECTED" for e in world.events
     )

@@ -16,6 +16,7 @@ from engine.clock import IST, ManualClock
 from engine.domain import EngineState, MirrorState
 from engine.engine import Engine
 from engine.events import AlertRaised
+from engine.simulator.server import DhanSimulator
 from tests.e2e.conftest import (
     ALPHA,
     BETA,
@@ -152,7 +153,7 @@ async def test_loss_limit_breached_mid_burst_kills_the_follower_and_nothing_is_s
     ltp = world.sim.price(*NIFTY_CE)
     world.place(price=ltp + 1, qty=650)  # fills at once: alpha long 650
     await world.until(
-        lambda: world.orders("alpha") and world.orders("alpha")[0]["filledQty"] == 650,
+        lambda: bool(world.orders("alpha")) and world.orders("alpha")[0]["filledQty"] == 650,
         what="alpha filled",
     )
     for i in range(15):
@@ -182,7 +183,9 @@ async def test_loss_limit_can_kill_the_whole_engine(make_world: WorldFactory) ->
     )
     ltp = world.sim.price(*NIFTY_CE)
     world.place(price=ltp + 1, qty=65)
-    await world.until(lambda: world.orders("alpha") and world.orders("alpha")[0]["filledQty"] == 65)
+    await world.until(
+        lambda: bool(world.orders("alpha")) and world.orders("alpha")[0]["filledQty"] == 65
+    )
     world.sim.set_price(*NIFTY_CE, ltp - 10)
     await world.until(lambda: world.eng.state is EngineState.KILLED, timeout=10, what="engine kill")
 
@@ -247,7 +250,9 @@ async def test_leader_dark_while_market_open_kills(sim, tmp_path: Path) -> None:
 async def test_position_drift_is_reported_with_numbers_on_r(world: World) -> None:
     ltp = world.sim.price(*NIFTY_CE)
     world.place(price=ltp + 1, qty=65)
-    await world.until(lambda: world.orders("alpha") and world.orders("alpha")[0]["filledQty"] == 65)
+    await world.until(
+        lambda: bool(world.orders("alpha")) and world.orders("alpha")[0]["filledQty"] == 65
+    )
     # The trader buys more in alpha by hand: alpha now holds 130 where the leader implies 65.
     world.sim.place_manual_order(
         ALPHA[0],
@@ -271,7 +276,7 @@ def _clock_at(day: str, hh: int = 9) -> ManualClock:
     return ManualClock(IST.localize(datetime.fromisoformat(f"{day} {hh:02d}:00:00")))
 
 
-async def test_check_passes_against_the_simulator(sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_check_passes_against_the_simulator(sim: DhanSimulator, tmp_path: Path) -> None:
     settings = make_settings(sim, tmp_path / "c.db", enforce_market_hours="true")
     console = Console(record=True, width=140)
     code = await run_check(settings, clock=_clock_at("2026-11-23"), console=console)
@@ -281,8 +286,8 @@ async def test_check_passes_against_the_simulator(sim, tmp_path: Path) -> None: 
 
 
 async def test_check_fails_for_a_bad_token_a_killed_account_and_a_holiday(
-    sim, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    sim: DhanSimulator, tmp_path: Path
+) -> None:
     sim.faults.expire_token(ALPHA[0])
     sim.exchange.set_kill_switch(BETA[0], True)
     settings = make_settings(sim, tmp_path / "c.db", enforce_market_hours="true")

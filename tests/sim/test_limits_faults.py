@@ -214,7 +214,7 @@ async def test_stop_is_clean_with_sockets_and_a_held_request() -> None:
     await sock.closed()
     await asyncio.wait_for(held, 5)
     leftover = {t for t in asyncio.all_tasks() - before if not t.done()}
-    leftover.discard(asyncio.current_task())  # type: ignore[arg-type]
+    leftover.discard(asyncio.current_task())
     assert not [t for t in leftover if t is not sock._reader]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -383,8 +384,9 @@ async def test_order_by_correlation(dhan: FakeDhan, broker: DhanBroker) -> None:
     )
     found = await broker.order_by_correlation(cid)
     assert found is not None and found.order_id == "8"
-    for empty in ([], {}):
-        dhan.answer("GET", path, lambda empty=empty: web.json_response(empty))
+    empty_answers: list[list[Any] | dict[str, Any]] = [[], {}]
+    for empty in empty_answers:
+        dhan.answer("GET", path, functools.partial(web.json_response, empty))
         assert await broker.order_by_correlation(cid) is None
     dhan.answer("GET", path, lambda: _dh_error(400, "DH-907", "No data present"))
     assert await broker.order_by_correlation(cid) is None

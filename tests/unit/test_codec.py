@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -652,6 +652,17 @@ times = st.none() | st.datetimes(
 ).map(lambda d: d.replace(microsecond=0))
 prices = st.integers(min_value=0, max_value=10_000_000).map(lambda p: p / 100)
 
+Drawn = TypeVar("Drawn")
+
+
+class Draw(Protocol):
+    """A draw function: @composite's (st.DrawFn) or a test's ``data.draw``.
+
+    st.DrawFn alone refuses ``data.draw`` under mypy (it also declares ``__signature__``).
+    """
+
+    def __call__(self, strategy: st.SearchStrategy[Drawn], label: object = None) -> Drawn: ...
+
 
 @st.composite
 def orders(draw: st.DrawFn) -> OrderSnapshot:
@@ -699,24 +710,24 @@ def _fmt_time(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S") if t else "0001-01-01 00:00:00"
 
 
-def _maybe_str(draw: st.DrawFn, value: int | float) -> int | float | str:
+def _maybe_str(draw: Draw, value: int | float) -> int | float | str:
     if not draw(st.booleans()):
         return value
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def _scramble(draw: st.DrawFn, key: str) -> str:
+def _scramble(draw: Draw, key: str) -> str:
     flips = draw(st.lists(st.booleans(), min_size=len(key), max_size=len(key)))
     return "".join(c.upper() if f else c.lower() for c, f in zip(key, flips, strict=True))
 
 
-def _socket_status_word(draw: st.DrawFn, order: OrderSnapshot) -> str:
+def _socket_status_word(draw: Draw, order: OrderSnapshot) -> str:
     # The socket has no PART_TRADED: a part-filled order says PENDING.
     word = "PENDING" if order.status is OrderStatus.PART_TRADED else order.status.value
     return draw(st.sampled_from([word, word.title(), word.lower()]))
 
 
-def _socket_encoding(draw: st.DrawFn, o: OrderSnapshot, scramble: bool) -> dict[str, Any]:
+def _socket_encoding(draw: Draw, o: OrderSnapshot, scramble: bool) -> dict[str, Any]:
     exchange, letter = EXCHANGE_SEGMENT[o.segment]
     data: dict[str, Any] = {
         "OrderNo": o.order_id,
@@ -753,7 +764,7 @@ def _socket_encoding(draw: st.DrawFn, o: OrderSnapshot, scramble: bool) -> dict[
     return {"Type": "order_alert", "Data": data}
 
 
-def _rest_encoding(draw: st.DrawFn, o: OrderSnapshot, scramble: bool) -> dict[str, Any]:
+def _rest_encoding(draw: Draw, o: OrderSnapshot, scramble: bool) -> dict[str, Any]:
     row: dict[str, Any] = {
         "dhanClientId": o.client_id,
         "orderId": o.order_id,

@@ -25,7 +25,7 @@ F1_TOKEN = "follower-one-token-BBBB-2222"
 F2_TOKEN = "follower-two-token-CCCC-3333"
 
 
-def follower(name: str, client_id: str, token: str, **extra: Any) -> dict[str, Any]:
+def follower(name: str, client_id: str | int, token: str | int, **extra: Any) -> dict[str, Any]:
     return {"name": name, "client_id": client_id, "access_token": token, **extra}
 
 
