@@ -122,6 +122,9 @@ class OrderSnapshot:
     lot_size: int = 0  # 0: unknown
     reason: str = ""  # rejection reason or Dhan's remark
     ref_ltp: float = 0.0  # the instrument's last price when Dhan sent this update (socket only)
+    # Dhan's own word on the instrument (socket OptType CE/PE or XX, Instrument OPTIDX...;
+    # REST drvOptionType CALL/PUT); None when this update did not say.
+    is_option: bool | None = None
     created_at: datetime | None = None  # IST, tz-aware
     updated_at: datetime | None = None  # IST, tz-aware
     source: SnapshotSource = SnapshotSource.STREAM

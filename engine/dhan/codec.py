@@ -413,11 +413,37 @@ def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
         parent_order_id=parent_id,
         is_super_order=is_super,
         lot_size=_lenient_int(_get(d, "LotSize")),
+        is_option=_socket_is_option(d),
         reason=_safe_text(_get(d, "ReasonDescription", "OmsErrorDescription")),
         created_at=_time(_get(d, "OrderDateTime", "CreateTime")),
         updated_at=_time(_get(d, "LastUpdatedTime", "UpdateTime")),
         source=SnapshotSource.STREAM,
     )
+
+
+_OPTION_INSTRUMENTS = frozenset({"OPTIDX", "OPTSTK", "OPTFUT", "OPTCUR"})
+_NON_OPTION_INSTRUMENTS = frozenset(
+    {"EQUITY", "INDEX", "FUTIDX", "FUTSTK", "FUTCOM", "FUTCUR", "FUTENR"}
+)
+
+
+def _socket_is_option(d: Mapping[str, Any]) -> bool | None:
+    """The socket's OptType (CE/PE, XX when not an option) and Instrument (OPTIDX, FUTSTK...)."""
+    opt_type = _safe_text(_get(d, "OptType")).upper()
+    instrument = _safe_text(_get(d, "Instrument")).upper()
+    if opt_type in ("CE", "PE") or instrument in _OPTION_INSTRUMENTS:
+        return True
+    if opt_type == "XX" or instrument in _NON_OPTION_INSTRUMENTS:
+        return False
+    return None
+
+
+def _rest_is_option(d: Mapping[str, Any]) -> bool | None:
+    """REST rows say CALL/PUT in drvOptionType; its "NA" placeholder proves nothing (the
+    trade book sends it even for options), so it leaves the question open."""
+    if _safe_text(_get(d, "drvOptionType")).upper() in ("CALL", "PUT", "CE", "PE"):
+        return True
+    return None
 
 
 def _required_security(value: object) -> str:
@@ -548,6 +574,7 @@ def _decode_rest_order(obj: Mapping[str, Any]) -> OrderSnapshot:
         leg=_leg_from_name(_get(d, "legName")),
         parent_order_id="" if parent_id == order_id else parent_id,
         lot_size=_lenient_int(_get(d, "lotSize")),
+        is_option=_rest_is_option(d),
         reason=_safe_text(_get(d, "omsErrorDescription")),
         created_at=_time(_get(d, "createTime")),
         updated_at=_time(_get(d, "updateTime")),

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from engine.domain import OrderSnapshot, Product
+import re
+
+from engine.domain import OrderSnapshot, Product, Segment
 from engine.replication.rules import CopyFilters
 
-__all__ = ["check_filters", "unsupported_order_reason"]
+__all__ = ["check_filters", "is_option_order", "unsupported_order_reason"]
+
+_CASH_SEGMENTS = frozenset({Segment.NSE_EQ, Segment.BSE_EQ, Segment.IDX_I})
+# Dhan's option symbols end in the strike then CE/PE: "NIFTY-Dec2026-24000-CE",
+# "NIFTY 25NOV 24000 CE", "BANKNIFTY25NOV52000PE".
+_OPTION_SYMBOL = re.compile(r"\d(?:\.\d+)?[\s-]?(?:CE|PE|CALL|PUT)$", re.IGNORECASE)
 
 
 def _listing(values: tuple[str, ...]) -> str:
@@ -18,10 +25,31 @@ def _describe(snapshot: OrderSnapshot) -> str:
     return snapshot.security_id
 
 
+def is_option_order(snapshot: OrderSnapshot, instrument_is_option: bool) -> bool:
+    """Whether the leader order is for an option, from the best evidence at hand.
+
+    Dhan's own word on the order wins (the socket's OptType/Instrument, REST drvOptionType,
+    carried as `snapshot.is_option`); then the instrument data (`instrument_is_option`, from
+    a scrip master when one was given); then the option symbol Dhan names derivatives with.
+    Cash segments hold no options whatever a symbol looks like.
+    """
+    if snapshot.is_option is not None:
+        return snapshot.is_option
+    if instrument_is_option:
+        return True
+    if snapshot.segment in _CASH_SEGMENTS:
+        return False
+    return bool(_OPTION_SYMBOL.search(snapshot.trading_symbol.strip()))
+
+
 def check_filters(
     filters: CopyFilters, snapshot: OrderSnapshot, instrument_is_option: bool
 ) -> str | None:
-    """None when this follower copies the leader order, else a sentence naming the filter."""
+    """None when this follower copies the leader order, else a sentence naming the filter.
+
+    `instrument_is_option` is what the instrument data says (False when it does not know);
+    `options_only` also trusts the order's own instrument fields (see `is_option_order`).
+    """
     if filters.segments is not None and snapshot.segment not in filters.segments:
         return (
             f"segment {snapshot.segment} not in this follower's segments "
@@ -37,7 +65,7 @@ def check_filters(
             f"security {_describe(snapshot)} not in this follower's security_ids "
             f"({_listing(filters.security_ids)})"
         )
-    if filters.options_only and not instrument_is_option:
+    if filters.options_only and not is_option_order(snapshot, instrument_is_option):
         return f"options_only: {_describe(snapshot)} is not an option"
     return None
 
