@@ -22,8 +22,10 @@ __all__ = [
     "DISCLOSED_MIN_FRACTION",
     "CapitalRatioCache",
     "SizingResult",
+    "position_ratio",
     "scale_disclosed",
     "size_order",
+    "size_position",
     "target_total",
 ]
 
@@ -117,6 +119,34 @@ def size_order(
     if qty < bounds.min_qty:
         return SizingResult(0, f"{reason}; below min_qty {_num(bounds.min_qty)} → 0")
     return SizingResult(qty, reason)
+
+
+def position_ratio(
+    rule: MultiplierSizing | CapitalRatioSizing | FixedLotsSizing,
+    capital_ratio: float | None,
+) -> Decimal | None:
+    """Follower position per unit of the leader's position for a ratio rule.
+
+    None for a fixed-lots rule (it has no ratio) and for a capital-ratio rule whose fund limits
+    are not known yet. Decimal from the shortest repr keeps 0.29 x 100 exactly 29.
+    """
+    if isinstance(rule, MultiplierSizing):
+        return Decimal(repr(rule.multiplier))
+    if isinstance(rule, CapitalRatioSizing):
+        if capital_ratio is None:
+            return None
+        return Decimal(repr(max(capital_ratio, 0.0))) * Decimal(repr(rule.factor))
+    return None
+
+
+def size_position(leader_abs_qty: int, ratio: Decimal, lot_size: int) -> int:
+    """The follower's position for a leader position of `leader_abs_qty` (>= 0) at `ratio`:
+    whole lots, rounded toward zero, never negative. No per-order bounds: those clamp orders,
+    not positions."""
+    lot = lot_size if lot_size > 0 else 1
+    if leader_abs_qty <= 0 or ratio <= 0:
+        return 0
+    return max(_floor_lots(Decimal(leader_abs_qty) * ratio, lot), 0) * lot
 
 
 def target_total(sized_total: int, follower_filled: int) -> int:

@@ -1,0 +1,520 @@
+"""Position-true sizing: a follower's target position follows the leader's, and each copy is
+the step between targets. Pure functions over immutable records; no I/O.
+
+One `PositionLedger` per follower per (segment, security, product) holds:
+
+- the leader's position at the follower's attach point (never traded: history),
+- one `Leg` per leader order copied since then: its side, the sizing terms in force when it
+  arrived (frozen, so a settings change applies only to later orders), the leader's counted
+  quantity and fills, and the follower copy's fills and working quantity,
+- the leader's fill increments in the order they were seen.
+
+The follower's *target* is a fold over those fill increments (`target_state`): an entry (the
+leader's |position| grows) adds the sized step, an exit removes a step and never crosses zero,
+a reversal goes through flat, the leader flat means the target is flat. Ratio rules (multiplier,
+capital ratio) size the leader's whole position, so remainders carry: with the same ratio the
+target is exactly round-toward-zero(leader x ratio) in lots. Fixed-lots rules add their lots
+once per entry order and, on a partial exit, keep the leader's kept share (rounded up, so never
+over-exiting).
+
+`copy_order_total` turns that into the follower order's total quantity for one leader order,
+valid for a place and for a modify, capped so that an exit never sells more than the follower
+holds (net less what other copies are already working to close) and never flips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from engine.domain import OrderSnapshot, Product, Segment, Side
+from engine.replication.rules import (
+    CapitalRatioSizing,
+    FixedLotsSizing,
+    MultiplierSizing,
+    OrderSizeBounds,
+)
+from engine.replication.sizing import position_ratio, size_position
+
+__all__ = [
+    "CopyQuantity",
+    "Leg",
+    "PositionDrift",
+    "PositionKey",
+    "PositionLedger",
+    "SizingTerms",
+    "TargetState",
+    "copy_order_total",
+    "drifts",
+    "is_history",
+    "next_target",
+    "position_drift",
+    "record_copy_progress",
+    "record_leader_progress",
+    "refresh_terms",
+    "register_leader_order",
+    "target_state",
+]
+
+Rule = MultiplierSizing | CapitalRatioSizing | FixedLotsSizing
+
+
+@dataclass(frozen=True, slots=True)
+class PositionKey:
+    """A position is per instrument and product: an INTRADAY and a MARGIN position in the same
+    contract are separate at Dhan and square off separately."""
+
+    segment: Segment
+    security_id: str
+    product: Product
+
+    @classmethod
+    def of(cls, order: OrderSnapshot) -> PositionKey:
+        return cls(order.segment, order.security_id, order.product)
+
+
+@dataclass(frozen=True, slots=True)
+class SizingTerms:
+    """The sizing in force when a leader order arrived; frozen with its leg."""
+
+    rule: Rule
+    bounds: OrderSizeBounds
+    lot_size: int
+    capital_ratio: float | None = None  # follower / leader start-of-day capital
+
+    @property
+    def lot(self) -> int:
+        return self.lot_size if self.lot_size > 0 else 1
+
+    @property
+    def entry_cap(self) -> int | None:
+        """The most one leader order may add to the target (max_qty in whole lots)."""
+        if self.bounds.max_qty is None:
+            return None
+        return (self.bounds.max_qty // self.lot) * self.lot
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One leader order in this position and the follower's copy of it.
+
+    Quantities count only what happened after the attach point: `leader_qty` and
+    `leader_filled` exclude `baseline_filled`, the leader's fills of this order before it.
+    """
+
+    leader_order_id: str
+    side: Side
+    terms: SizingTerms
+    leader_qty: int
+    leader_filled: int = 0
+    leader_open: bool = True
+    baseline_filled: int = 0
+    copy_filled: int = 0
+    copy_working: int = 0  # the open copy's unfilled quantity; 0 when none is open
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side is Side.BUY else -1
+
+    @property
+    def leader_remaining(self) -> int:
+        return max(self.leader_qty - self.leader_filled, 0) if self.leader_open else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PositionLedger:
+    """What one follower's position in one instrument and product follows."""
+
+    key: PositionKey
+    leader_at_attach: int = 0  # the leader's net at the attach point: history, never traded
+    target_at_attach: int = 0  # 0 unless a position sync set the follower's share of it
+    follower_at_attach: int = 0  # what a position sync gave the follower
+    legs: tuple[Leg, ...] = ()
+    fills: tuple[tuple[str, int], ...] = ()  # (leader order id, quantity), in the order seen
+
+    def __post_init__(self) -> None:
+        if self.target_at_attach * self.leader_at_attach < 0 or (
+            self.target_at_attach and not self.leader_at_attach
+        ):
+            raise ValueError("a synced target must have the sign of the leader's position")
+
+    def leg(self, leader_order_id: str) -> Leg | None:
+        for leg in self.legs:
+            if leg.leader_order_id == leader_order_id:
+                return leg
+        return None
+
+    @property
+    def leader_net(self) -> int:
+        return self.leader_at_attach + sum(leg.sign * leg.leader_filled for leg in self.legs)
+
+    @property
+    def follower_net(self) -> int:
+        """The follower's position from our copies (and a sync); the trader's own manual
+        trades in the account are not ours to close."""
+        return self.follower_at_attach + sum(leg.sign * leg.copy_filled for leg in self.legs)
+
+    @property
+    def working_buy(self) -> int:
+        return sum(leg.copy_working for leg in self.legs if leg.side is Side.BUY)
+
+    @property
+    def working_sell(self) -> int:
+        return sum(leg.copy_working for leg in self.legs if leg.side is Side.SELL)
+
+    @property
+    def target(self) -> int:
+        return target_state(self).target
+
+
+# --- the leader's side: which orders count, and their progress ---------------------------
+
+
+def is_history(order: OrderSnapshot, attach_at: datetime) -> bool:
+    """A leader order that ended before the attach point: never traded, never in a ledger.
+
+    An order without an update time is not history (the engine cannot tell; it is copied by
+    the open-orders setting if open, else caught up within the catch-up bound).
+    """
+    return (
+        order.status.is_terminal and order.updated_at is not None and order.updated_at <= attach_at
+    )
+
+
+def register_leader_order(
+    ledger: PositionLedger,
+    *,
+    leader_order_id: str,
+    side: Side,
+    quantity: int,
+    filled: int,
+    is_open: bool,
+    terms: SizingTerms,
+    baseline_filled: int = 0,
+) -> PositionLedger:
+    """Add a leader order as a leg, its sizing terms frozen now. Idempotent: an order already
+    in the ledger only records its progress (its terms stay those it arrived under).
+
+    `baseline_filled` is what the order had filled at the attach point (an order open at
+    attach): those fills are history, already inside `leader_at_attach`.
+    """
+    if ledger.leg(leader_order_id) is not None:
+        return record_leader_progress(
+            ledger,
+            leader_order_id=leader_order_id,
+            quantity=quantity,
+            filled=filled,
+            is_open=is_open,
+        )
+    leg = Leg(
+        leader_order_id=leader_order_id,
+        side=side,
+        terms=terms,
+        leader_qty=max(quantity - baseline_filled, 0),
+        leader_open=True,
+        baseline_filled=baseline_filled,
+    )
+    ledger = replace(ledger, legs=(*ledger.legs, leg))
+    return record_leader_progress(
+        ledger,
+        leader_order_id=leader_order_id,
+        quantity=quantity,
+        filled=filled,
+        is_open=is_open,
+    )
+
+
+def record_leader_progress(
+    ledger: PositionLedger,
+    *,
+    leader_order_id: str,
+    quantity: int,
+    filled: int,
+    is_open: bool,
+) -> PositionLedger:
+    """The leader order's latest known state. Fills only grow (a stale or replayed snapshot
+    changes nothing); each new fill is one increment of the target fold. An order that has
+    ended stays ended."""
+    leg = ledger.leg(leader_order_id)
+    if leg is None:
+        raise KeyError(f"leader order {leader_order_id} is not in this ledger")
+    counted = max(filled - leg.baseline_filled, 0)
+    increment = counted - leg.leader_filled
+    fills = ledger.fills
+    if increment > 0:
+        fills = (*fills, (leader_order_id, increment))
+    updated = replace(
+        leg,
+        leader_qty=max(quantity - leg.baseline_filled, counted),
+        leader_filled=max(counted, leg.leader_filled),
+        leader_open=leg.leader_open and is_open,
+    )
+    return _with_leg(replace(ledger, fills=fills), updated)
+
+
+def record_copy_progress(
+    ledger: PositionLedger, *, leader_order_id: str, filled: int, working: int
+) -> PositionLedger:
+    """The follower copy's fills (over all its generations) and its open unfilled quantity
+    (0 once no copy is open). Fills only grow."""
+    leg = ledger.leg(leader_order_id)
+    if leg is None:
+        raise KeyError(f"leader order {leader_order_id} is not in this ledger")
+    updated = replace(leg, copy_filled=max(filled, leg.copy_filled), copy_working=max(working, 0))
+    return _with_leg(ledger, updated)
+
+
+def refresh_terms(
+    ledger: PositionLedger, leader_order_id: str, terms: SizingTerms
+) -> PositionLedger:
+    """New terms for a leg that nothing has happened to yet (no leader fill, no copy fill),
+    e.g. fund limits arrived after the order did. A leg with fills keeps its terms: the
+    change must not resize what was already traded."""
+    leg = ledger.leg(leader_order_id)
+    if leg is None or leg.leader_filled or leg.copy_filled:
+        return ledger
+    return _with_leg(ledger, replace(leg, terms=terms))
+
+
+def _with_leg(ledger: PositionLedger, leg: Leg) -> PositionLedger:
+    legs = tuple(leg if x.leader_order_id == leg.leader_order_id else x for x in ledger.legs)
+    return replace(ledger, legs=legs)
+
+
+# --- the target: a fold over the leader's fills ----------------------------------------------
+
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def next_target(
+    target_before: int,
+    leader_before: int,
+    leader_after: int,
+    terms: SizingTerms,
+    added_by_order: int = 0,
+) -> tuple[int, int]:
+    """The follower's target after the leader moves from `leader_before` to `leader_after`
+    under one order's `terms`; returns (target, what this order has added so far).
+
+    `added_by_order` is what the same order already added to the target (a partly filled
+    entry): a fixed-lots order adds its lots once, and `bounds.max_qty` caps one order's
+    addition. Guarantees: the result is a whole number of lots, 0 when the leader is flat, of
+    the leader's sign otherwise, and an exit never makes |target| grow.
+    """
+    lot = terms.lot
+    if leader_after == 0:
+        return 0, added_by_order
+    side = _sign(leader_after)
+    if leader_before != 0 and _sign(leader_before) != side:
+        # A reversal goes through flat: close everything, then enter the new side.
+        target_before, leader_before = 0, 0
+    held = abs(target_before)
+    ratio = position_ratio(terms.rule, terms.capital_ratio)
+    if abs(leader_after) < abs(leader_before):  # an exit
+        if ratio is None:
+            # Fixed lots (or capital not known): keep the leader's kept share, rounded up.
+            held_lots = held // lot
+            kept = _ceil_div(held_lots * abs(leader_after), abs(leader_before))
+            return side * min(kept, held_lots) * lot, added_by_order
+        dropped = size_position(abs(leader_before), ratio, lot) - size_position(
+            abs(leader_after), ratio, lot
+        )
+        return side * max(held - dropped, 0), added_by_order
+    if abs(leader_after) == abs(leader_before):
+        return side * held, added_by_order
+    # An entry.
+    if isinstance(terms.rule, FixedLotsSizing):
+        add = terms.rule.lots * lot if added_by_order == 0 else 0
+    elif ratio is None:
+        add = 0  # capital unknown: nothing is added, never a guess
+    else:
+        add = size_position(abs(leader_after), ratio, lot) - size_position(
+            abs(leader_before), ratio, lot
+        )
+    cap = terms.entry_cap
+    if cap is not None:
+        add = min(add, max(cap - added_by_order, 0))
+    add = max(add, 0)
+    return side * (held + add), added_by_order + add
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    leader_net: int
+    target: int
+    moved_by: dict[str, int] = field(default_factory=dict)  # signed target change per order
+    added_by: dict[str, int] = field(default_factory=dict)  # entry quantity added per order
+
+
+def target_state(ledger: PositionLedger) -> TargetState:
+    """Fold the leader's fills, in the order seen, through each order's frozen terms."""
+    legs = {leg.leader_order_id: leg for leg in ledger.legs}
+    leader, target = ledger.leader_at_attach, ledger.target_at_attach
+    moved: dict[str, int] = {}
+    added: dict[str, int] = {}
+    for order_id, qty in ledger.fills:
+        leg = legs[order_id]
+        after = leader + leg.sign * qty
+        new_target, added[order_id] = next_target(
+            target, leader, after, leg.terms, added.get(order_id, 0)
+        )
+        moved[order_id] = moved.get(order_id, 0) + new_target - target
+        leader, target = after, new_target
+    return TargetState(leader, target, moved, added)
+
+
+# --- one copy: the step between targets --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CopyQuantity:
+    """The follower order's total quantity for one leader order (place: the quantity; modify:
+    Dhan's total), with its parts and the numbers behind them."""
+
+    total: int  # >= copy_filled; 0 = nothing to copy (see reason)
+    closing: int  # of total, what reduces the follower's position
+    opening: int  # of total, what opens or adds on the leader's side
+    target_after: int  # the follower's target once the leader's order is done
+    reason: str
+
+
+def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuantity:
+    """The follower copy's total quantity for a leader order, from the ledger as it is now.
+
+    The step is what this order moves the target by: what its fills have moved it already,
+    plus what its remaining quantity would move it from here (so a modify of the leader's
+    quantity or a partial fill gives a consistent total). Then:
+    - the closing part never exceeds what the follower holds from our copies, less what other
+      open copies already work to close; an exit never flips the follower;
+    - the opening part is sent only once the closing part leaves the follower flat (a
+      reversal closes fully, then opens the sized new side, if any), and never takes the
+      follower (with other working copies) beyond the target;
+    - a pure entry below `bounds.min_qty` is not copied;
+    - never below what the copy has already filled.
+    """
+    leg = ledger.leg(leader_order_id)
+    if leg is None:
+        raise KeyError(f"leader order {leader_order_id} is not in this ledger")
+    s = leg.sign
+    now = target_state(ledger)
+    hypo_after = now.leader_net + s * leg.leader_remaining
+    target_after, _ = next_target(
+        now.target, now.leader_net, hypo_after, leg.terms, now.added_by.get(leader_order_id, 0)
+    )
+    step = now.moved_by.get(leader_order_id, 0) + target_after - now.target
+    wanted = max(s * step, 0)  # a sell never raises the target, a buy never lowers it
+    target_start = target_after - step
+    target_closing = min(wanted, max(-s * target_start, 0))
+    target_opening = wanted - target_closing
+
+    # The follower without this copy: its holdings and the other copies still working.
+    holding = ledger.follower_net - s * leg.copy_filled
+    others_same_way = sum(
+        x.copy_working for x in ledger.legs if x.side is leg.side and x is not leg
+    )
+    if s * holding < 0:  # this order reduces what the follower holds
+        closable = max(abs(holding) - others_same_way, 0)
+        beyond = max(others_same_way - abs(holding), 0)  # others already opening this way
+        closing = min(target_closing, closable)
+        flat_after = closable - closing == 0
+        room = max(s * target_after - beyond, 0)
+    else:
+        closing = 0
+        flat_after = True
+        room = max(s * target_after - s * holding - others_same_way, 0)
+    opening = min(target_opening, room) if flat_after else 0
+
+    reason = (
+        f"target {target_start:+d} → {target_after:+d} (leader {now.leader_net:+d}"
+        f"{' → ' + format(hypo_after, '+d') if leg.leader_remaining else ''})"
+    )
+    if target_closing > closing:
+        reason += f"; closing capped at {closing} (the follower holds {holding:+d}"
+        reason += f", {others_same_way} already working)" if others_same_way else ")"
+    if target_opening > opening:
+        reason += (
+            "; nothing opened until the follower is flat"
+            if not flat_after
+            else f"; opening capped at {opening} by the target"
+        )
+    min_qty = leg.terms.bounds.min_qty
+    if closing == 0 and 0 < opening < min_qty and leg.copy_filled == 0:
+        reason += f"; {opening} is below min_qty {min_qty} → 0"
+        opening = 0
+    total = max(closing + opening, leg.copy_filled)
+    if total == 0 and wanted == 0:
+        reason += "; this order does not move the follower's target"
+    return CopyQuantity(total, closing, opening, target_after, reason)
+
+
+# --- drift -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDrift:
+    key: PositionKey
+    leader_net: int
+    target: int
+    follower_net: int
+    closing_by_working: int  # of |drift|, what open copies will close when they fill
+    uncovered: int  # of |drift|, what nothing working will close
+    working_away: int  # open copies working the other way (they would add to the drift)
+
+    @property
+    def drift(self) -> int:
+        """follower - target: > 0 the follower is above its target (longer), < 0 below."""
+        return self.follower_net - self.target
+
+    @property
+    def in_line(self) -> bool:
+        return self.drift == 0 and self.working_away == 0
+
+    def describe(self) -> str:
+        if self.in_line:
+            return f"{self.key.security_id}: net {self.follower_net:+d} on target"
+        text = (
+            f"{self.key.segment.value} {self.key.security_id} {self.key.product.value}: "
+            f"net {self.follower_net:+d}, target {self.target:+d} "
+            f"(leader {self.leader_net:+d}), drift {self.drift:+d}"
+        )
+        if self.closing_by_working:
+            text += f"; {self.closing_by_working} will close as open copies fill"
+        if self.uncovered:
+            text += f"; {self.uncovered} that no open order will close"
+        if self.working_away:
+            text += f"; {self.working_away} working in open copies would widen it"
+        return text
+
+
+def position_drift(ledger: PositionLedger) -> PositionDrift:
+    """The follower's position against its target, split into the part working copies will
+    close and the part nothing will. Drift is reported, never traded."""
+    target = ledger.target
+    net = ledger.follower_net
+    need = target - net  # > 0: the follower must buy to reach its target
+    toward = ledger.working_buy if need > 0 else ledger.working_sell if need < 0 else 0
+    away = ledger.working_sell if need > 0 else ledger.working_buy if need < 0 else 0
+    if need == 0:
+        away = ledger.working_buy + ledger.working_sell
+    closing = min(abs(need), toward)
+    return PositionDrift(
+        key=ledger.key,
+        leader_net=ledger.leader_net,
+        target=target,
+        follower_net=net,
+        closing_by_working=closing,
+        uncovered=abs(need) - closing,
+        working_away=away + max(toward - abs(need), 0),
+    )
+
+
+def drifts(ledgers: Iterable[PositionLedger]) -> list[PositionDrift]:
+    """The ledgers whose follower is off its target or has copies working past it."""
+    return [d for d in map(position_drift, ledgers) if not d.in_line]
