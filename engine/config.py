@@ -2,8 +2,10 @@
 
 Everything comes from environment variables prefixed ``COPYTRADE_`` (nested keys joined by
 ``__``, e.g. ``COPYTRADE_LEADER__ACCESS_TOKEN``) and from a ``.env`` file; a real environment
-variable wins over the file. ``COPYTRADE_FOLLOWERS`` is a JSON list. ``.env.example``
-documents every key.
+variable wins over the file (``engine.settings_env`` reads both). ``COPYTRADE_FOLLOWERS`` is a
+JSON list. ``.env.example`` documents every key; any other ``COPYTRADE_`` name is refused.
+Files the settings name (holiday overrides, instruments, the database) are checked here, so a
+wrong one is a one-line error at start-up rather than a traceback later.
 
 ``load_settings`` raises ``ConfigError`` whose text is one line naming the offending key in
 its environment form and never echoing a token. Every access token is registered with
@@ -12,13 +14,15 @@ its environment form and never echoing a token. Every access token is registered
 
 from __future__ import annotations
 
+import csv
+import ipaddress
 import json
+import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -29,15 +33,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
 
+from engine.market_hours import MarketCalendar, MarketCalendarError
 from engine.replication.rules import (
     CopyFilters,
     MultiplierSizing,
@@ -46,6 +43,14 @@ from engine.replication.rules import (
     SizingRule,
 )
 from engine.secrets import redact, register_secret
+from engine.settings_env import (
+    ENV_PREFIX,
+    NESTED,
+    SettingsSourceError,
+    known_keys,
+    nest,
+    read_variables,
+)
 
 __all__ = [
     "ENV_PREFIX",
@@ -58,12 +63,18 @@ __all__ = [
     "load_settings",
 ]
 
-ENV_PREFIX = "COPYTRADE_"
-_NESTED = "__"
+_NESTED = NESTED
 _CLIENT_ID = re.compile(r"\d{6,20}")
 _FOLLOWER_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SIZING_KINDS = frozenset({"multiplier", "capital_ratio", "fixed_lots"})
+# Dhan's order-API limits per account (dhan-api-facts §8b); a setting above them is refused.
+DHAN_ORDER_LIMITS = {"per_second": 10, "per_minute": 250, "per_hour": 1000, "per_day": 7000}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# Columns engine.instruments reads from Dhan's scrip master (the rest are optional).
+_SCRIP_MASTER_COLUMNS = ("SEM_EXM_EXCH_ID", "SEM_SEGMENT", "SEM_SMST_SECURITY_ID", "SEM_LOT_UNITS")
+# Settings that name a file: their errors show the path (it is not a secret).
+_FILE_SETTINGS = frozenset({"db_path", "holiday_override_file", "instruments_file"})
 
 
 class ConfigError(Exception):
@@ -127,6 +138,10 @@ class FollowerSettings(_Section):
     def _check_name(cls, value: Any) -> Any:
         if isinstance(value, str) and not _FOLLOWER_NAME.fullmatch(value):
             raise ValueError("must be 1 to 24 letters, digits, '_' or '-'")
+        if isinstance(value, str) and value.lower() == "leader":
+            # Alerts, logs and the terminal say "leader" for the leader account.
+            # (The text avoids the word itself: an echo of the input would be masked.)
+            raise ValueError("is reserved for the leading account; give the follower another name")
         return value
 
 
@@ -167,36 +182,13 @@ class LimiterSettings(_Section):
     per_day: int = Field(default=7000, ge=1)
 
 
-# The environment ``load_settings`` was given instead of ``os.environ`` (None: os.environ).
-_environ: ContextVar[Mapping[str, str] | None] = ContextVar("copytrade_environ", default=None)
+class Settings(BaseModel):
+    """All settings, validated. Built by ``load_settings`` from the environment and .env."""
 
-
-class _MappingEnvSource(EnvSettingsSource):
-    """The environment source, reading a given mapping instead of ``os.environ``."""
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        environ = _environ.get()
-        if environ is None:
-            return super()._load_env_vars()
-        return {
-            (name if self.case_sensitive else name.lower()): value
-            for name, value in environ.items()
-            if not (self.env_ignore_empty and value == "")
-        }
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=_NESTED,
-        env_ignore_empty=True,
-        extra="ignore",
-        case_sensitive=False,
-        validate_default=True,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     leader: AccountSettings
-    followers: Annotated[list[FollowerSettings], NoDecode]
+    followers: list[FollowerSettings]
     dhan: DhanSettings = DhanSettings()
     limiter: LimiterSettings = LimiterSettings()
     db_path: Path = Path("copytrade.db")
@@ -214,18 +206,6 @@ class Settings(BaseSettings):
     risk_check_interval_s: float = Field(default=5, gt=0)
     drift_check_interval_s: float = Field(default=300, gt=0)
     log_level: str = "INFO"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Precedence: explicit arguments, then the environment, then the .env file.
-        return (init_settings, _MappingEnvSource(settings_cls), dotenv_settings)
 
     @field_validator("followers", mode="before")
     @classmethod
@@ -266,7 +246,57 @@ class Settings(BaseSettings):
                 )
             seen_names.add(follower.name)
             seen_ids.add(follower.client_id)
+        if not any(follower.enabled for follower in followers):
+            raise ValueError('every follower is disabled ("enabled": false); enable at least one')
         return followers
+
+    @field_validator("db_path")
+    @classmethod
+    def _sqlite_or_new(cls, path: Path) -> Path:
+        """An existing database must be SQLite: anything else is not ours to open or overwrite."""
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not a database file")
+        try:
+            with path.open("rb") as fh:
+                header = fh.read(len(_SQLITE_HEADER))
+        except FileNotFoundError:
+            return path  # created at start
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        if header and header != _SQLITE_HEADER:
+            raise ValueError(f"{path} exists and is not an SQLite database")
+        return path
+
+    @field_validator("holiday_override_file")
+    @classmethod
+    def _holiday_file_loads(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                MarketCalendar(override_path=path)
+            except MarketCalendarError as exc:
+                raise ValueError(str(exc)) from None
+        return path
+
+    @field_validator("instruments_file")
+    @classmethod
+    def _instruments_file_readable(cls, path: Path | None) -> Path | None:
+        # The header only: the whole scrip master is read once, by the engine.
+        if path is None:
+            return None
+        try:
+            with path.open(newline="", encoding="utf-8") as fh:
+                columns = next(csv.reader(fh), [])
+        except FileNotFoundError:
+            raise ValueError(f"{path}: file not found") from None
+        except IsADirectoryError:
+            raise ValueError(f"{path} is a folder, not a file") from None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 CSV text"
+            raise ValueError(f"{path}: cannot read ({reason})") from None
+        missing = [name for name in _SCRIP_MASTER_COLUMNS if name not in columns]
+        if missing:
+            raise ValueError(f"{path}: not a Dhan scrip master (missing {', '.join(missing)})")
+        return path
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -276,6 +306,21 @@ class Settings(BaseSettings):
             if value not in _LOG_LEVELS:
                 raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return value
+
+    @model_validator(mode="after")
+    def _within_dhan_limits(self) -> Settings:
+        # The simulator on loopback may be driven faster (the soak compresses time).
+        if _is_loopback(self.dhan.rest_url):
+            return self
+        problems = [
+            f"{ENV_PREFIX}LIMITER{_NESTED}{window.upper()}: {getattr(self.limiter, window)}"
+            f" is above Dhan's limit of {limit} orders {window.replace('_', ' ')}"
+            for window, limit in DHAN_ORDER_LIMITS.items()
+            if getattr(self.limiter, window) > limit
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _leader_not_a_follower(self) -> Settings:
@@ -326,6 +371,16 @@ def _env_key(loc: tuple[int | str, ...]) -> str:
     return key
 
 
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_secret_loc(loc: tuple[int | str, ...]) -> bool:
     return any(isinstance(p, str) and ("token" in p.lower() or "secret" in p.lower()) for p in loc)
 
@@ -358,19 +413,20 @@ def _problem(error: Mapping[str, Any]) -> str:
         msg = "must be a string"
     # Never echo an input value; a secret registered above is masked by redact() as well.
     value = error.get("input")
-    if isinstance(value, str) and len(value) >= 4 and value in msg:
+    names_a_file = len(loc) == 1 and loc[0] in _FILE_SETTINGS
+    if isinstance(value, str) and len(value) >= 4 and value in msg and not names_a_file:
         msg = msg.replace(value, "***")
     msg = msg[0].lower() + msg[1:] if msg[:1].isupper() and not msg[:2].isupper() else msg
     return f"{key}: {msg}" if key else msg
 
 
-@contextmanager
-def _using_environ(environ: Mapping[str, str] | None) -> Iterator[None]:
-    token = _environ.set(environ)
-    try:
-        yield
-    finally:
-        _environ.reset(token)
+def _sections() -> dict[str, tuple[str, ...]]:
+    """The settings given as ``COPYTRADE_<SECTION>__<FIELD>``, with their field names."""
+    return {
+        name: tuple(section.model_fields)
+        for name, field in Settings.model_fields.items()
+        if isinstance(section := field.annotation, type) and issubclass(section, _Section)
+    }
 
 
 def load_settings(
@@ -382,18 +438,20 @@ def load_settings(
     any other path must exist. ``environ``: the environment to read instead of
     ``os.environ`` (tests). A variable in the environment wins over the same one in the file.
     """
-    if env_file is not None and str(env_file) != ".env" and not Path(env_file).is_file():
-        raise ConfigError(f"env file not found: {env_file}")
+    path = None if env_file is None else Path(env_file)
+    if path is not None and str(env_file) == ".env" and not path.exists():
+        path = None  # the default file is optional
+    sections = _sections()
+    valid = known_keys(Settings.model_fields, sections)
     try:
-        with _using_environ(environ):
-            settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+        variables = read_variables(path, os.environ if environ is None else environ, valid)
+        data = nest(variables, set(sections))
+    except SettingsSourceError as exc:
+        raise ConfigError(exc.problems) from None
+    try:
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors(include_url=False)]) from None
-    except SettingsError as exc:
-        # pydantic-settings failed to decode a nested JSON value (e.g. COPYTRADE_DHAN).
-        field = re.search(r'field "([^"]+)"', str(exc))
-        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a COPYTRADE_ setting"
-        raise ConfigError(f"{name}: is not valid JSON") from None
     for token in settings.tokens():
         register_secret(token.get_secret_value())
     return settings

@@ -93,7 +93,6 @@ def test_nested_delimiter_and_scalars() -> None:
             COPYTRADE_LOG_LEVEL="debug",
             COPYTRADE_HOLIDAY_OVERRIDE_FILE="",  # blank means default
             UNRELATED_VARIABLE="ignored",
-            COPYTRADE_SOMETHING_ELSE="ignored too",
         ),
     )
     assert s.dhan.rest_url == "http://127.0.0.1:8765/v2"
@@ -142,7 +141,7 @@ def test_default_dotenv_may_be_absent_but_explicit_file_must_exist(
     monkeypatch.chdir(tmp_path)
     assert load_settings(environ=env()).leader.client_id == "1000000001"
     text = load_error(env(), env_file=tmp_path / "nope.env")
-    assert "env file not found" in text
+    assert text == f"env file {tmp_path / 'nope.env'}: not found"
 
 
 def test_reads_os_environ_when_no_mapping_given(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,9 +316,93 @@ def test_tokens_registered_even_when_loading_fails() -> None:
     logging.getLogger(__name__).debug("registry still works")
 
 
-def test_settings_is_a_base_settings_with_prefix() -> None:
-    assert Settings.model_config.get("env_prefix") == "COPYTRADE_"
-    assert Settings.model_config.get("env_nested_delimiter") == "__"
+def test_unknown_keys_are_refused_with_the_closest_valid_one(tmp_path: Path) -> None:
+    text = load_error(env(COPYTRADE_LEADER_DARK_KILL_AFTER="120"))
+    assert text == (
+        "COPYTRADE_LEADER_DARK_KILL_AFTER: is not a known setting"
+        " (did you mean COPYTRADE_LEADER_DARK_KILL_AFTER_S?)"
+    )
+    text = load_error(env(copytrade_limiter__per_secnd="5"))
+    assert text.endswith("(did you mean COPYTRADE_LIMITER__PER_SECOND?)")
+    text = load_error(env(COPYTRADE_SOMETHING_ELSE="x"))
+    assert text == (
+        "COPYTRADE_SOMETHING_ELSE: is not a known setting (see .env.example for the valid keys)"
+    )
+    dotenv = tmp_path / "typo.env"
+    dotenv.write_text("COPYTRADE_RECONCILE_INTERVAL=15\n")
+    assert "did you mean COPYTRADE_RECONCILE_INTERVAL_S?" in load_error(env(), env_file=dotenv)
+
+
+def test_a_whole_section_as_json_and_its_keys_over_it() -> None:
+    s = load_settings(
+        env_file=None,
+        environ=env(
+            COPYTRADE_DHAN='{"rest_url": "http://127.0.0.1:1/v2", "timeout_s": 3}',
+            COPYTRADE_DHAN__TIMEOUT_S="4",
+        ),
+    )
+    assert (s.dhan.rest_url, s.dhan.timeout_s) == ("http://127.0.0.1:1/v2", 4)
+    assert load_error(env(COPYTRADE_DHAN="[1]")) == "COPYTRADE_DHAN: must be a JSON object"
+
+
+def test_follower_named_leader_is_refused() -> None:
+    for name in ("leader", "LEADER", "Leader"):
+        text = load_error(env([follower(name, "2000000001", F1_TOKEN)]))
+        assert text.startswith("COPYTRADE_FOLLOWERS[0].name: is reserved for the leading account")
+
+
+def test_every_follower_disabled_is_refused() -> None:
+    followers = [follower("a", "2000000001", F1_TOKEN, enabled=False)]
+    assert load_error(env(followers)).startswith("COPYTRADE_FOLLOWERS: every follower is disabled")
+
+
+def test_limits_above_dhans_refused_except_against_a_loopback_simulator() -> None:
+    text = load_error(env(COPYTRADE_LIMITER__PER_SECOND="11", COPYTRADE_LIMITER__PER_DAY="9000"))
+    assert text == (
+        "COPYTRADE_LIMITER__PER_SECOND: 11 is above Dhan's limit of 10 orders per second; "
+        "COPYTRADE_LIMITER__PER_DAY: 9000 is above Dhan's limit of 7000 orders per day"
+    )
+    s = load_settings(
+        env_file=None,
+        environ=env(
+            COPYTRADE_LIMITER__PER_HOUR="100000", COPYTRADE_DHAN__REST_URL="http://127.0.0.1:9/v2"
+        ),
+    )
+    assert s.limiter.per_hour == 100000
+
+
+def test_files_named_by_the_settings_are_checked(tmp_path: Path) -> None:
+    not_sqlite = tmp_path / "notes.db"
+    not_sqlite.write_text("just some text, not a database\n")
+    assert load_error(env(COPYTRADE_DB_PATH=str(not_sqlite))) == (
+        f"COPYTRADE_DB_PATH: {not_sqlite} exists and is not an SQLite database"
+    )
+    assert load_error(env(COPYTRADE_DB_PATH=str(tmp_path))).startswith("COPYTRADE_DB_PATH: ")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert load_settings(env_file=None, environ=env(COPYTRADE_DB_PATH=str(empty))).db_path == empty
+    missing = tmp_path / "holidays.json"
+    assert load_error(env(COPYTRADE_HOLIDAY_OVERRIDE_FILE=str(missing))) == (
+        f"COPYTRADE_HOLIDAY_OVERRIDE_FILE: market calendar override {missing}: file not found"
+    )
+    missing.write_text("{not json")
+    text = load_error(env(COPYTRADE_HOLIDAY_OVERRIDE_FILE=str(missing)))
+    assert text.startswith("COPYTRADE_HOLIDAY_OVERRIDE_FILE: ") and "not valid JSON" in text
+    scrips = tmp_path / "scrips.csv"
+    assert load_error(env(COPYTRADE_INSTRUMENTS_FILE=str(scrips))) == (
+        f"COPYTRADE_INSTRUMENTS_FILE: {scrips}: file not found"
+    )
+    scrips.write_text("A,B\n1,2\n")
+    assert "not a Dhan scrip master (missing SEM_EXM_EXCH_ID" in load_error(
+        env(COPYTRADE_INSTRUMENTS_FILE=str(scrips))
+    )
+
+
+def test_unparseable_env_file_line_is_refused_by_number(tmp_path: Path) -> None:
+    dotenv = tmp_path / "broken.env"
+    dotenv.write_text(f"COPYTRADE_LEADER__ACCESS_TOKEN={LEADER_TOKEN}\nCOPYTRADE_DB_PATH='x\n")
+    text = load_error({}, env_file=dotenv)
+    assert text == f"env file {dotenv} line 2: cannot parse (expected NAME=value)"
 
 
 def _env_keys(model: type[Any], prefix: str) -> set[str]:
