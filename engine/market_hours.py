@@ -148,8 +148,12 @@ class MarketCalendar:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise MarketCalendarError(f"{where}: file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MarketCalendarError(f"{where}: cannot read: {exc}") from None
+        except IsADirectoryError:
+            raise MarketCalendarError(f"{where}: is a folder, not a file") from None
+        except UnicodeDecodeError:
+            raise MarketCalendarError(f"{where}: is not UTF-8 text") from None
+        except OSError as exc:
+            raise MarketCalendarError(f"{where}: cannot read ({exc.strerror})") from None
         except json.JSONDecodeError as exc:
             raise MarketCalendarError(
                 f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
