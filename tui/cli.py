@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 NO_CONFIG_HELP = """\
 copytrade: mirror a leader Dhan account's orders into follower accounts.
@@ -20,6 +20,7 @@ No configuration found. Either:
   * check tokens, funds and calendar: copytrade check
 
 Other commands: copytrade sim --help (the Dhan paper exchange on loopback).
+Talk to a running engine: copytrade status | kill | resume | resync.
 """
 
 
@@ -38,7 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=0.0, help="stop after this long (0: never)")
     check = sub.add_parser("check", help="pre-open health check of every account")
     check.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    _add_control_commands(sub.add_parser)
     return parser
+
+
+CONTROL_COMMANDS = ("status", "kill", "resume", "resync")
+
+
+def _add_control_commands(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    """Commands that ask the engine already running on a database (headless or terminal)."""
+    helps = {
+        "status": "show the running engine's state, followers and counters",
+        "kill": "kill the running engine: nothing new is sent, open copies are cancelled",
+        "resume": "resume a killed engine and list leader orders left without a copy",
+        "resync": "make the running engine read the leader's book and converge now",
+    }
+    for name in CONTROL_COMMANDS:
+        cmd = add_parser(name, help=helps[name])
+        cmd.add_argument(
+            "--env-file", default=".env", help="settings file naming the database (default: .env)"
+        )
+        cmd.add_argument("--db-path", default=None, help="the engine's database (overrides all)")
+        cmd.add_argument("--json", action="store_true", help="print the answer as JSON")
+        if name == "kill":
+            cmd.add_argument("--reason", default="", help="why, for the alert and the log")
+        if name == "resume":
+            cmd.add_argument(
+                "--replace-open",
+                action="store_true",
+                help="also place copies of the leader's open orders that have none",
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tui.launch import check_command
 
         return check_command(env_file=args.env_file)
+    if args.command in CONTROL_COMMANDS:
+        from engine.control.protocol import Command
+        from tui.control_commands import control_command
+
+        return control_command(
+            Command(args.command),
+            env_file=args.env_file,
+            db_path=args.db_path,
+            as_json=args.json,
+            reason=getattr(args, "reason", ""),
+            replace_open=getattr(args, "replace_open", False),
+        )
     from tui.launch import default_command
 
     return default_command(NO_CONFIG_HELP)
