@@ -14,8 +14,10 @@ leader's |position| grows) adds the sized step, an exit removes a step and never
 a reversal goes through flat, the leader flat means the target is flat. Ratio rules (multiplier,
 capital ratio) size the leader's whole position, so remainders carry: with the same ratio the
 target is exactly round-toward-zero(leader x ratio) in lots. Fixed-lots rules add their lots
-once per entry order and, on a partial exit, keep the leader's kept share (rounded up, so never
-over-exiting).
+once per entry order. On a partial exit, a follower that holds exactly its ratio's share keeps
+the ratio's share of the leader's new position; any other (fixed lots, capped entries, a ratio
+changed since its entries) keeps the share of its position that the leader kept of his, rounded
+up so it never over-exits.
 
 `copy_order_total` turns that into the follower order's total quantity for one leader order,
 valid for a place and for a modify, capped so that an exit never sells more than the follower
@@ -305,7 +307,10 @@ def next_target(
 
     `added_by_order` is what the same order already added to the target (a partly filled
     entry): a fixed-lots order adds its lots once, and `bounds.max_qty` caps one order's
-    addition. Guarantees: the result is a whole number of lots, 0 when the leader is flat, of
+    addition. An entry adds the sized step (ratio rules: the change of the leader's sized
+    position, at this order's ratio); an exit keeps the share of the follower's position that
+    the leader kept (exactly the sized position when the follower holds its ratio's share).
+    Guarantees: the result is a whole number of lots, 0 when the leader is flat, of
     the leader's sign otherwise, and an exit never makes |target| grow.
     """
     lot = terms.lot
@@ -318,15 +323,16 @@ def next_target(
     held = abs(target_before)
     ratio = position_ratio(terms.rule, terms.capital_ratio)
     if abs(leader_after) < abs(leader_before):  # an exit
-        if ratio is None:
-            # Fixed lots (or capital not known): keep the leader's kept share, rounded up.
-            held_lots = held // lot
-            kept = _ceil_div(held_lots * abs(leader_after), abs(leader_before))
-            return side * min(kept, held_lots) * lot, added_by_order
-        dropped = size_position(abs(leader_before), ratio, lot) - size_position(
-            abs(leader_after), ratio, lot
-        )
-        return side * max(held - dropped, 0), added_by_order
+        if ratio is not None and held == size_position(abs(leader_before), ratio, lot):
+            # The follower holds exactly its ratio's share: it keeps exactly the share of the
+            # leader's new position, so remainders carry (0.5x: 3 -> 2 lots keeps 1 lot).
+            return side * size_position(abs(leader_after), ratio, lot), added_by_order
+        # Fixed lots, or a follower off its ratio's share (a cap, a ratio changed since its
+        # entries, a sync): keep the leader's kept share of the position, rounded up so it
+        # never over-exits.
+        held_lots = held // lot
+        kept = _ceil_div(held_lots * abs(leader_after), abs(leader_before))
+        return side * min(kept, held_lots) * lot, added_by_order
     if abs(leader_after) == abs(leader_before):
         return side * held, added_by_order
     # An entry.
