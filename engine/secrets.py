@@ -33,10 +33,13 @@ REDACTED_LOGGERS: tuple[str, ...] = ("websockets", "aiohttp", "urllib3", "dhanhq
 
 # A JWT: three base64url parts, the first starting with the encoding of '{"'.
 _JWT = r"eyJ[A-Za-z0-9_\-]+={0,2}\.[A-Za-z0-9_\-]+={0,2}\.[A-Za-z0-9_\-]+={0,2}"
+# Dhan's mint call carries the PIN and the TOTP code in its query string, and urllib3 logs
+# request lines at DEBUG: mask the values of those parameters wherever a URL is printed.
+_QUERY_SECRET = r"(?:(?<=[?&]pin=)|(?<=[?&]totp=)|(?<=[?&]PIN=)|(?<=[?&]TOTP=))[^&\s\"'#]+"
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_pattern: re.Pattern[str] = re.compile(_JWT)
+_pattern: re.Pattern[str] = re.compile(f"{_JWT}|{_QUERY_SECRET}")
 
 
 def _rebuild() -> None:
@@ -44,6 +47,7 @@ def _rebuild() -> None:
     # Longest first, so a secret that contains another is masked whole.
     alternatives = [re.escape(s) for s in sorted(_secrets, key=len, reverse=True)]
     alternatives.append(_JWT)
+    alternatives.append(_QUERY_SECRET)
     _pattern = re.compile("|".join(alternatives))
 
 
@@ -72,7 +76,8 @@ def clear_secrets() -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret and every JWT-shaped string replaced by ``***``."""
+    """``text`` with every registered secret, every JWT-shaped string and the values of
+    ``pin=``/``totp=`` URL parameters replaced by ``***``."""
     if not text:
         return text
     return _pattern.sub(MASK, text)
