@@ -236,6 +236,7 @@ def test_reversal_opens_nothing_when_the_new_side_sizes_to_zero() -> None:
     acct = Account()
     acct.trade(Side.BUY, 2, times(0.5))  # 1 lot
     oid, qty = acct.order(Side.SELL, 3, times(0.5))  # short 1 x 0.5 = 0 lots
+    assert qty == LOT
     step = copy_order_total(acct.ledger, oid)
     assert (step.closing, step.opening) == (LOT, 0)
     assert step.target_after == 0
@@ -300,6 +301,7 @@ def test_leader_modify_maps_to_a_consistent_follower_total() -> None:
 def test_leader_cancelled_after_a_partial_fill_sizes_the_copy_on_the_fills() -> None:
     acct = Account()
     oid, qty = acct.order(Side.BUY, 4, times(1))
+    assert qty == 4 * LOT
     acct.leader_fills(oid, 1, done=True)  # cancelled with 1 of 4 filled
     assert copy_order_total(acct.ledger, oid).total == LOT
     # The copy had already filled 2 lots: its total is never below its fills.
