@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.api import EngineHandle
 from engine.config import ConfigError, Settings, load_settings
-from engine.secrets import install_log_redaction
+from engine.secrets import install_log_redaction, redact
 
 
 def _configure_logging(headless: bool, level: str = "INFO") -> None:
@@ -28,11 +28,16 @@ def _configure_logging(headless: bool, level: str = "INFO") -> None:
     install_log_redaction()
 
 
+def _config_error(text: str) -> None:
+    # One line, no traceback: the text names the setting (ConfigError has already masked tokens).
+    print(f"copytrade: configuration error: {redact(text)}", file=sys.stderr)
+
+
 def _load(env_file: str) -> Settings | None:
     try:
         return load_settings(env_file=env_file)
     except ConfigError as err:
-        print(f"copytrade: configuration error: {err}", file=sys.stderr)
+        _config_error(str(err))
         return None
 
 
@@ -54,8 +59,19 @@ def run_command(*, env_file: str, headless: bool) -> int:
         return 2
     _configure_logging(headless, settings.log_level)
     from engine.engine import Engine
+    from engine.instruments import InstrumentsFileError
+    from engine.market_hours import MarketCalendarError
 
-    return _serve(Engine(settings), headless=headless, demo=False)
+    # The settings check these files; this catches one changed since then.
+    try:
+        engine = Engine(settings)
+    except MarketCalendarError as err:
+        _config_error(f"COPYTRADE_HOLIDAY_OVERRIDE_FILE: {err}")
+        return 2
+    except InstrumentsFileError as err:
+        _config_error(f"COPYTRADE_INSTRUMENTS_FILE: {err}")
+        return 2
+    return _serve(engine, headless=headless, demo=False)
 
 
 def demo_command(*, seed: int, headless: bool, minutes: float) -> int:
