@@ -45,3 +45,14 @@ def input_error(message: str) -> SimError:
 
 def order_error(message: str) -> SimError:
     return SimError("DH-906", message)
+
+
+class UnknownOrder(SimError):
+    """A lookup of an order id the account does not have; the profile decides the answer."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__("DH-907", f"No order found for orderId {order_id!r}")
+
+
+# Live Dhan's answer to a lookup of an unknown order id (§8b L1): a generic input error.
+GENERIC_INPUT_MESSAGE = "Missing required fields, bad values for parameters etc."

@@ -8,7 +8,13 @@ Matching rules (one last traded price per instrument, settable):
 - MARKET fills at once at the LTP. API orders (source "P") get 2026 market price protection:
   stored and reported as LIMIT at LTP x (1 +/- mpp) rounded to the tick, then matched as a
   limit (so they fill at once at the LTP). API STOP_LOSS_MARKET orders are refused (DH-906)
-  unless ``reject_api_slm=False``. Manual orders (source "N") keep MARKET / SLM.
+  unless ``reject_api_slm=False``; with ``slm_accept_fill=True`` they are accepted as a LIMIT at
+  the MPP price with the trigger dropped, and so fill at once (§8b L5). Manual orders (source
+  "N") keep MARKET / SLM.
+- Freeze quantity: the instrument's ``freeze_qty`` is Dhan's SM_FREEZE_QTY, and an order must
+  stay below it (NSE's convention; Dhan's 2026 NIFTY row says 1756 with lot 65, i.e. 27 lots
+  at most). POST /orders above that is refused (DH-905); /orders/slicing cuts it into orders of
+  the largest lot multiple below the freeze quantity.
 - LIMIT: a marketable limit (buy: LTP <= price; sell: LTP >= price) fills at the LTP when it
   enters the book (placement, modification, stop trigger); a resting limit crossed by a price
   move fills at its limit price.
@@ -32,7 +38,7 @@ from datetime import datetime, timedelta
 
 from engine.clock import IST, Clock, SystemClock
 
-from .errors import SimError, input_error, order_error
+from .errors import SimError, UnknownOrder, input_error, order_error
 from .instruments import InstrumentMaster, SimInstrument
 from .limits import DEFAULT_ORDER_LIMITS, SlidingWindowLimiter
 from .session import MarketSession
@@ -115,6 +121,7 @@ class SimOrder:
     blocked: float = 0.0
     leg_name: str = ""
     remarks: str = ""
+    replayed: bool = False  # re-enacted from a recording: never matched, filled as recorded
 
     @property
     def remaining(self) -> int:
@@ -172,6 +179,26 @@ class SimPosition:
         return self.net_qty * (ltp - self.cost_price) if self.net_qty else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayFields:
+    """One recorded socket state of an order, in REST words (see replay.py)."""
+
+    source: str
+    side: str
+    product: str
+    order_type: str
+    validity: str
+    quantity: int
+    price: float
+    trigger_price: float
+    traded_qty: int
+    traded_price: float
+    status: str
+    reason: str
+    correlation_id: str
+    amo: bool
+
+
 @dataclass(slots=True)
 class SimAccount:
     client_id: str
@@ -179,6 +206,11 @@ class SimAccount:
     funds: float
     token_issued: datetime
     token_expired: bool = False
+    # Tokens minted from PIN + TOTP or renewed: token -> when it stops working.
+    minted: dict[str, datetime] = field(default_factory=dict, repr=False)
+    # Whitelisted static IPs by flag ("PRIMARY", "SECONDARY"); empty: no IP check.
+    ips: dict[str, str] = field(default_factory=dict)
+    ips_set_at: dict[str, datetime] = field(default_factory=dict)
     kill_switch: bool = False
     orders: list[SimOrder] = field(default_factory=list)
     trades: list[SimTrade] = field(default_factory=list)
@@ -208,6 +240,9 @@ class Exchange:
         seed: int = 0,
         mpp: float = 0.01,
         reject_api_slm: bool = True,
+        slm_accept_fill: bool = False,
+        modify_alert: bool = True,
+        token_validity_s: int = 86400,
         max_modifications: int = MAX_MODIFICATIONS,
         order_limits: tuple[tuple[float, int], ...] = DEFAULT_ORDER_LIMITS,
         listener: Listener | None = None,
@@ -217,6 +252,9 @@ class Exchange:
         self.session = session or MarketSession()
         self.mpp = mpp
         self.reject_api_slm = reject_api_slm
+        self.slm_accept_fill = slm_accept_fill
+        self.modify_alert = modify_alert
+        self.token_validity_s = token_validity_s
         self.max_modifications = max_modifications
         self.order_limits = order_limits
         self.listeners: list[Listener] = [listener] if listener else []
@@ -253,12 +291,28 @@ class Exchange:
     def authenticate(self, client_id: str | None, token: str | None) -> SimAccount:
         acct = self.accounts.get(client_id or "")
         if acct is None and client_id is None and token:
-            acct = next((a for a in self.accounts.values() if a.token == token), None)
-        if acct is None or not token or acct.token != token:
+            acct = next(
+                (a for a in self.accounts.values() if a.token == token or token in a.minted),
+                None,
+            )
+        if acct is None or not token or (acct.token != token and token not in acct.minted):
             raise SimError("DH-901", "Client ID or access token is invalid or expired")
         if acct.token_expired:
             raise SimError("DH-901", "Access token has expired; generate a new token")
+        expiry = acct.minted.get(token)
+        if expiry is not None and self.now() >= expiry:
+            raise SimError("DH-901", "Access token has expired; generate a new token")
         return acct
+
+    def mint_token(self, acct: SimAccount, token: str) -> datetime:
+        """Registers a freshly minted token; returns when it expires."""
+        now = self.now()
+        for old, expiry in list(acct.minted.items()):
+            if expiry <= now:
+                del acct.minted[old]  # forget dead tokens so the dict stays small
+        expiry = now + timedelta(seconds=self.token_validity_s)
+        acct.minted[token] = expiry
+        return expiry
 
     def check_rate(self, acct: SimAccount) -> None:
         over = acct.limiter.try_acquire(self.clock.monotonic())
@@ -296,7 +350,7 @@ class Exchange:
             key=lambda o: int(o.order_id),
         )
         for order in resting:
-            if order.status not in ("PENDING", "PART_TRADED"):
+            if order.status not in ("PENDING", "PART_TRADED") or order.replayed:
                 continue
             if not order.entered:  # an AMO reaching the open market enters the book now
                 self._enter(order, budget)
@@ -322,10 +376,10 @@ class Exchange:
             raise input_error(
                 f"disclosedQuantity must be a multiple of the lot size {inst.lot_size}"
             )
-        if inst.freeze_qty and req.quantity > inst.freeze_qty and not slicing:
+        if inst.max_order_qty and req.quantity > inst.max_order_qty and not slicing:
             raise input_error(
-                f"quantity {req.quantity} exceeds the freeze quantity {inst.freeze_qty}; "
-                "use /orders/slicing"
+                f"quantity {req.quantity} exceeds the freeze limit (freeze quantity "
+                f"{inst.freeze_qty}, at most {inst.max_order_qty} per order); use /orders/slicing"
             )
         for name, value in (("price", req.price), ("triggerPrice", req.trigger_price)):
             if value and not _on_tick(value, inst.tick_size):
@@ -352,14 +406,12 @@ class Exchange:
         market_open = self.session.is_open(inst.segment, self.now())
         if not req.amo and not market_open:
             raise order_error(f"Market is closed for {inst.segment}; place an AMO order")
-        order_type, price = req.order_type, req.price
-        if source == "P" and order_type == "STOP_LOSS_MARKET" and self.reject_api_slm:
-            raise order_error(SLM_API_MESSAGE)
-        if source == "P" and order_type == "MARKET" and self.mpp > 0:
-            order_type, price = "LIMIT", self._mpp_price(inst, req.side)
+        order_type, price, trigger = self._api_conversion(
+            source, req.order_type, req.price, req.trigger_price, inst, req.side
+        )
         sizes = [req.quantity]
-        if slicing and inst.freeze_qty and req.quantity > inst.freeze_qty:
-            chunk = inst.freeze_qty - inst.freeze_qty % inst.lot_size
+        if slicing and inst.max_order_qty and req.quantity > inst.max_order_qty:
+            chunk = inst.max_order_qty
             full, rest = divmod(req.quantity, chunk)
             sizes = [chunk] * full + ([rest] if rest else [])
         placed = []
@@ -377,7 +429,7 @@ class Exchange:
                 validity=req.validity,
                 quantity=qty,
                 price=price,
-                trigger_price=req.trigger_price,
+                trigger_price=trigger,
                 disclosed_qty=min(req.disclosed_qty, qty),
                 amo=req.amo,
                 amo_time=req.amo_time if req.amo else "",
@@ -389,15 +441,39 @@ class Exchange:
                 leg_name="ENTRY_LEG" if req.product in ("BO", "CO") else "",
             )
             if order_type != req.order_type:
-                order.remarks = (
-                    f"MARKET converted to LIMIT with market price protection {self.mpp:.2%}"
-                )
+                order.remarks = self._conversion_remark(req.order_type)
             self._next_order += 1
             acct.orders.append(order)
             placed.append(order)
             self._emit(order)
             self._accept(acct, order, market_open)
         return placed
+
+    def _api_conversion(
+        self,
+        source: str,
+        order_type: str,
+        price: float,
+        trigger: float,
+        inst: SimInstrument,
+        side: str,
+    ) -> tuple[str, float, float]:
+        """Dhan's 2026 rules for API orders: MARKET becomes a protected LIMIT; SL-M is refused
+        or (slm_accept_fill) becomes that same LIMIT with the trigger dropped."""
+        if source != "P":
+            return order_type, price, trigger
+        if order_type == "STOP_LOSS_MARKET":
+            if self.slm_accept_fill:
+                return "LIMIT", self._mpp_price(inst, side), 0.0
+            if self.reject_api_slm:
+                raise order_error(SLM_API_MESSAGE)
+        if order_type == "MARKET" and self.mpp > 0:
+            return "LIMIT", self._mpp_price(inst, side), trigger
+        return order_type, price, trigger
+
+    def _conversion_remark(self, requested: str) -> str:
+        word = "STOP_LOSS_MARKET" if requested == "STOP_LOSS_MARKET" else "MARKET"
+        return f"{word} converted to LIMIT with market price protection {self.mpp:.2%}"
 
     def _mpp_price(self, inst: SimInstrument, side: str) -> float:
         ltp = self.last_price(inst)
@@ -483,6 +559,10 @@ class Exchange:
         self._fill(order, qty, fill_price)
 
     def _fill(self, order: SimOrder, qty: int, price: float) -> None:
+        self._record_fill(order, qty, price)
+        self._emit(order)
+
+    def _record_fill(self, order: SimOrder, qty: int, price: float) -> None:
         acct = self.accounts[order.client_id]
         now = self.now()
         total = order.avg_price * order.filled_qty + price * qty
@@ -506,6 +586,64 @@ class Exchange:
         else:
             pos.sell_qty += qty
             pos.sell_value += qty * price
+
+    # ---- replay of a recorded session ---------------------------------------------------------
+    def replay_place(self, client_id: str, inst: SimInstrument, fields: ReplayFields) -> SimOrder:
+        """A recorded order enters the book as it was recorded: no RMS, no MPP, no matching."""
+        acct = self.account(client_id)
+        if self.master.get(inst.segment, inst.security_id) is None:
+            self.master.add(inst)
+            self.ltp.setdefault(inst.key, inst.default_price)
+        now = self.now()
+        order = SimOrder(
+            order_id=str(self._next_order),
+            client_id=client_id,
+            source=fields.source,
+            inst=inst,
+            side=fields.side,
+            product=fields.product,
+            order_type=fields.order_type,
+            requested_type=fields.order_type,
+            validity=fields.validity,
+            quantity=fields.quantity,
+            price=fields.price,
+            trigger_price=fields.trigger_price,
+            disclosed_qty=0,
+            amo=fields.amo,
+            amo_time="",
+            correlation_id=fields.correlation_id,
+            bo_profit=None,
+            bo_stop_loss=None,
+            create_time=now,
+            update_time=now,
+            replayed=True,
+        )
+        self._next_order += 1
+        acct.orders.append(order)
+        self.replay_apply(order, fields)
+        return order
+
+    def replay_apply(self, order: SimOrder, fields: ReplayFields) -> None:
+        """One recorded state of the order: new fills become trades, then one alert."""
+        order.order_type, order.requested_type = fields.order_type, fields.order_type
+        order.quantity = fields.quantity or order.quantity
+        order.price, order.trigger_price = fields.price, fields.trigger_price
+        order.validity = fields.validity
+        new_fill = fields.traded_qty - order.filled_qty
+        if new_fill > 0:
+            self._record_fill(order, new_fill, fields.traded_price)
+        status = fields.status
+        if status == "PENDING" and 0 < order.filled_qty < order.quantity:
+            status = "PART_TRADED"
+        if status != "TRANSIT" and status != "REJECTED" and not order.exchange_order_id:
+            order.exchange_order_id = str(self._next_exch)
+            self._next_exch += 1
+            order.exchange_time = self.now()
+        order.status = status
+        order.reason = fields.reason
+        order.update_time = self.now()
+        if not order.is_open:
+            order.blocked = 0.0
         self._emit(order)
 
     def _finish(self, order: SimOrder, status: str, reason: str) -> None:
@@ -521,14 +659,15 @@ class Exchange:
         for order in acct.orders:
             if order.order_id == str(order_id).strip():
                 return order
-        raise SimError("DH-907", f"No order found for orderId {order_id!r}")
+        raise UnknownOrder(str(order_id))
 
-    def by_correlation(self, client_id: str, correlation_id: str) -> SimOrder:
+    def by_correlation(self, client_id: str, correlation_id: str) -> SimOrder | None:
+        """The latest order carrying ``correlation_id`` (several do after slicing)."""
         acct = self.account(client_id)
         for order in reversed(acct.orders):
             if correlation_id and order.correlation_id == correlation_id:
                 return order
-        raise SimError("DH-907", f"No order found for correlationId {correlation_id!r}")
+        return None
 
     def modify(
         self, client_id: str, order_id: str, req: ModifyRequest, source: str = "P"
@@ -554,9 +693,10 @@ class Exchange:
                 f"quantity {req.quantity} must exceed the filled quantity {order.filled_qty} "
                 "(quantity is the total order quantity)"
             )
-        if inst.freeze_qty and req.quantity > inst.freeze_qty:
+        if inst.max_order_qty and req.quantity > inst.max_order_qty:
             raise input_error(
-                f"quantity {req.quantity} exceeds the freeze quantity {inst.freeze_qty}"
+                f"quantity {req.quantity} exceeds the freeze limit (at most "
+                f"{inst.max_order_qty} per order)"
             )
         if req.disclosed_qty and req.disclosed_qty % inst.lot_size:
             raise input_error(
@@ -565,11 +705,9 @@ class Exchange:
         for name, value in (("price", req.price), ("triggerPrice", req.trigger_price)):
             if value and not _on_tick(value, inst.tick_size):
                 raise input_error(f"{name} {value} is not a multiple of tick size {inst.tick_size}")
-        order_type, price = req.order_type, req.price
-        if source == "P" and order_type == "STOP_LOSS_MARKET" and self.reject_api_slm:
-            raise order_error(SLM_API_MESSAGE)
-        if source == "P" and order_type == "MARKET" and self.mpp > 0:
-            order_type, price = "LIMIT", self._mpp_price(inst, order.side)
+        order_type, price, trigger = self._api_conversion(
+            source, req.order_type, req.price, req.trigger_price, inst, order.side
+        )
         if order_type in ("MARKET", "STOP_LOSS_MARKET"):
             price = 0.0
         new_block = 0.0
@@ -585,29 +723,25 @@ class Exchange:
                 )
         stop_types = ("STOP_LOSS", "STOP_LOSS_MARKET")
         if order_type in stop_types and (
-            order.order_type not in stop_types or req.trigger_price != order.trigger_price
+            order.order_type not in stop_types or trigger != order.trigger_price
         ):
             order.triggered = False
         order.order_type = order_type
         order.requested_type = req.order_type
         order.price = price
-        order.trigger_price = (
-            req.trigger_price if order_type in ("STOP_LOSS", "STOP_LOSS_MARKET") else 0.0
-        )
+        order.trigger_price = trigger if order_type in ("STOP_LOSS", "STOP_LOSS_MARKET") else 0.0
         order.quantity = req.quantity
         order.disclosed_qty = req.disclosed_qty
         order.validity = req.validity
         order.blocked = new_block
         order.modifications += 1
         order.update_time = self.now()
-        order.remarks = (
-            f"MARKET converted to LIMIT with market price protection {self.mpp:.2%}"
-            if order_type != req.order_type
-            else order.remarks
-        )
+        if order_type != req.order_type:
+            order.remarks = self._conversion_remark(req.order_type)
         if order.status == "PART_TRADED" and order.remaining == 0:
             order.status = "TRADED"
-        self._emit(order)
+        if self.modify_alert or order.status == "TRADED":
+            self._emit(order)
         if order.status in ("PENDING", "PART_TRADED") and self.session.is_open(
             inst.segment, self.now()
         ):
@@ -676,8 +810,12 @@ class Exchange:
     def available(self, acct: SimAccount) -> float:
         return acct.funds + self.realized(acct) - self.blocked(acct)
 
-    def token_validity(self, acct: SimAccount) -> datetime:
-        return acct.token_issued + timedelta(hours=24)
+    def token_validity(self, acct: SimAccount, token: str | None = None) -> datetime:
+        """When ``token`` stops working (the account's own token: issue time + validity)."""
+        minted = acct.minted.get(token or "")
+        if minted is not None:
+            return minted
+        return acct.token_issued + timedelta(seconds=self.token_validity_s)
 
     # ---- listeners -------------------------------------------------------------------------
     def _emit(self, order: SimOrder) -> None:

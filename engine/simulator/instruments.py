@@ -4,8 +4,12 @@ Equity and index ids (2885 RELIANCE, 1333 HDFCBANK, 11536 TCS, 13 NIFTY, 25 BANK
 Dhan's published security ids. Derivative security ids are per contract on Dhan and change
 with every series: the option and futures ids below are ILLUSTRATIVE (realistic 5/6-digit
 numbers, not looked up), as are the default prices (a plausible late-November-2026 market).
-Lot sizes follow NSE's 2026 revision (NIFTY 65, BANKNIFTY 30); freeze quantities are the
-exchange's per-order maximums (illustrative for 2026).
+Lot sizes follow NSE's 2026 revision (NIFTY 65, BANKNIFTY 30). Freeze quantities are Dhan's
+SM_FREEZE_QTY column of the detailed scrip master, where an order must stay below the value:
+NIFTY 1756 is the value of a live NIFTY row of Sep 2026 quoted in public test fixtures (27 lots
+of 65 at most); BANKNIFTY 601 and CRUDEOIL 10001 (units) are illustrative, in the same
+"largest order + 1" form. Tick sizes are in rupees here; the scrip master CSV writes them in
+paise, as Dhan's does.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ class SimInstrument:
     @property
     def key(self) -> tuple[str, str]:
         return (self.segment, self.security_id)
+
+    @property
+    def max_order_qty(self) -> int | None:
+        """The largest order the exchange takes: lots strictly below the freeze quantity."""
+        if not self.freeze_qty:
+            return None
+        return max((self.freeze_qty - 1) // self.lot_size * self.lot_size, self.lot_size)
 
     @property
     def is_derivative(self) -> bool:
@@ -109,17 +120,17 @@ DEFAULT_INSTRUMENTS: tuple[SimInstrument, ...] = (
         "IDX_I", "25", "BANKNIFTY", "Nifty Bank", "INDEX", tradable=False, default_price=59420.80
     ),
     # NIFTY weekly options, 01 Dec 2026 expiry (ids illustrative).
-    _opt("48211", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26000, "CE", 65, 1820, 221.45),
-    _opt("48212", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26000, "PE", 65, 1820, 84.30),
-    _opt("48215", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26100, "CE", 65, 1820, 158.20),
-    _opt("48216", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26100, "PE", 65, 1820, 119.85),
-    _opt("48219", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26200, "CE", 65, 1820, 106.65),
-    _opt("48220", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26200, "PE", 65, 1820, 166.10),
+    _opt("48211", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26000, "CE", 65, 1756, 221.45),
+    _opt("48212", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26000, "PE", 65, 1756, 84.30),
+    _opt("48215", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26100, "CE", 65, 1756, 158.20),
+    _opt("48216", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26100, "PE", 65, 1756, 119.85),
+    _opt("48219", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26200, "CE", 65, 1756, 106.65),
+    _opt("48220", "NIFTY", "Dec2026", NIFTY_EXPIRY, 26200, "PE", 65, 1756, 166.10),
     # BANKNIFTY monthly options, 29 Dec 2026 expiry (ids illustrative).
-    _opt("52874", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59000, "CE", 30, 600, 1185.40),
-    _opt("52875", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59000, "PE", 30, 600, 742.15),
-    _opt("52880", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59500, "CE", 30, 600, 912.60),
-    _opt("52881", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59500, "PE", 30, 600, 968.05),
+    _opt("52874", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59000, "CE", 30, 601, 1185.40),
+    _opt("52875", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59000, "PE", 30, 601, 742.15),
+    _opt("52880", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59500, "CE", 30, 601, 912.60),
+    _opt("52881", "BANKNIFTY", "Dec2026", BANKNIFTY_EXPIRY, 59500, "PE", 30, 601, 968.05),
     # MCX crude oil futures, December 2026 contract (id illustrative).
     SimInstrument(
         "MCX_COMM",
@@ -129,7 +140,7 @@ DEFAULT_INSTRUMENTS: tuple[SimInstrument, ...] = (
         "FUTCOM",
         lot_size=100,
         tick_size=1.0,
-        freeze_qty=10000,
+        freeze_qty=10001,
         expiry="2026-12-18 23:30:00",
         default_price=5812.0,
     ),

@@ -5,16 +5,23 @@ One aiohttp application serves:
 - ``/``: the order-update WebSocket (login with ``{"LoginReq": {"MsgCode": 42, ...}}``).
 - ``/sim/...``: control endpoints for other processes (no auth; loopback clients only).
 
-Choices where Dhan's docs are unsettled:
-- DELETE /orders/{id} answers 200 with ``{"orderId", "orderStatus": "CANCELLED"}``. Dhan's docs
-  also describe an empty "202 Accepted"; ``empty_cancel_response=True`` answers that way
-  (the dhanhq SDK then reports a failure with "Expecting value...", as it does against Dhan).
+- ``/app/generateAccessToken`` (Dhan's auth host, same port): tokens from PIN + TOTP.
+- ``/api-data/api-scrip-master.csv`` and ``...-detailed.csv`` (Dhan's images host paths): the
+  instrument master in Dhan's CSV forms.
+
+Answers follow a ``SimProfile`` (profile.py; live Dhan by default, §8b of
+shared/dhan-api-facts.md). Where Dhan is unsettled the profile chooses: DELETE /orders/{id}
+answers 200 ``{"orderId", "orderStatus": "CANCELLED"}`` or an empty 202 (the dhanhq SDK then
+reports "Expecting value..." as against Dhan); GET /orders/{id} and /orders/external/{cid}
+answer a one-element list or one object (the latest order with that correlation id); an
+unknown order id answers 400 DH-905 (live) or 404 DH-907; an unknown correlation id one of
+those or an empty 200 / empty list.
 - POST /orders answers ``{"orderId", "orderStatus": "TRANSIT"}`` even when the order is
   rejected by RMS right after (the rejection arrives on the socket and in the order book);
   POST /orders/slicing answers an array of those.
-- GET /orders/{id} and GET /orders/external/{correlationId} answer one object (the latest
-  order with that correlation id); unknown ids answer DH-907 with HTTP 404.
-- Order-API rate limits count POST/PUT/DELETE under /v2/orders only, before validation.
+- Order-API rate limits count POST/PUT/DELETE under /v2/orders only, before validation; an
+  account with whitelisted IPs has those requests from any other source address refused
+  (HTTP 403, the profile's invalid_ip_code) before they are counted.
 - A bad login on the socket closes it with 4001 (bad or expired token) or 1008 (malformed);
   a successful login gets no acknowledgement, the socket just stays open.
 
@@ -33,18 +40,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from engine.clock import IST, Clock
 
-from .errors import SimError, input_error
+from . import auth
+from .errors import GENERIC_INPUT_MESSAGE, SimError, UnknownOrder, input_error
 from .exchange import Exchange, SimAccount, SimOrder
 from .faults import REORDER_FLUSH_SECONDS, Faults
 from .instruments import InstrumentMaster
 from .limits import DEFAULT_ORDER_LIMITS
+from .profile import SimProfile, load_profile
+from .replay import Replayer, ReplayEvent
+from .scrip_master import compact_csv, detailed_csv
 from .session import MarketSession
 from .wire import (
     decode_modify,
@@ -83,6 +94,18 @@ class _Conn:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass
+class Replay:
+    """A replay under way: ``await replay.task`` waits for its last frame."""
+
+    events: list[ReplayEvent]
+    replayer: Replayer
+    task: asyncio.Task[None]
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
@@ -97,27 +120,28 @@ class DhanSimulator:
         seed: int = 0,
         *,
         funds: float = 1_000_000.0,
-        mpp: float = 0.01,
+        profile: str | SimProfile | None = None,
+        mpp: float | None = None,
         reject_api_slm: bool = True,
-        empty_cancel_response: bool = False,
-        status_case: str = "upper",
         order_limits: tuple[tuple[float, int], ...] = DEFAULT_ORDER_LIMITS,
         max_modifications: int = 25,
         master: InstrumentMaster | None = None,
     ) -> None:
+        self.profile = load_profile(profile)
         self.exchange = Exchange(
             clock,
             master=master,
             session=MarketSession(real_hours),
             seed=seed,
-            mpp=mpp,
             reject_api_slm=reject_api_slm,
             max_modifications=max_modifications,
             order_limits=order_limits,
             listener=self._on_order_change,
         )
-        self.empty_cancel_response = empty_cancel_response
-        self.status_case = status_case
+        self._mpp_override = mpp
+        self.set_profile(self.profile)
+        self.totp: dict[str, auth.TotpLogin] = {}
+        self._socket_logins: dict[str, asyncio.Event] = {}
         self.faults = Faults(self._drop_sockets, self._expire_token)
         self.requests: list[dict[str, Any]] = []
         self.alerts_sent: list[dict[str, Any]] = []
@@ -182,10 +206,67 @@ class DhanSimulator:
         return f"ws://{self._host}:{self._port}/"
 
     @property
+    def scrip_master_url(self) -> str:
+        """Where Dhan's compact scrip master lives on this server (the detailed one beside it:
+        ``api-scrip-master-detailed.csv``)."""
+        return f"http://{self._host}:{self._port}/api-data/api-scrip-master.csv"
+
+    @property
     def control_url(self) -> str:
         return f"http://{self._host}:{self._port}/sim"
 
     # ---- control API (call from the event loop's thread) -------------------------------------
+    def set_profile(self, profile: str | SimProfile) -> None:
+        """Switches the dialect (takes effect for the next request and alert)."""
+        self.profile = load_profile(profile)
+        ex = self.exchange
+        ex.mpp = (
+            self._mpp_override
+            if self._mpp_override is not None
+            else self.profile.mpp_band_pct / 100.0
+        )
+        ex.slm_accept_fill = self.profile.api_slm == "accept_fill"
+        ex.modify_alert = self.profile.modify_alert
+        ex.token_validity_s = self.profile.token_validity_s
+
+    def enable_totp(self, client_id: str, pin: str, secret: str) -> None:
+        """Lets the account mint tokens from PIN + TOTP at /app/generateAccessToken. An account
+        not added yet is created with a token nobody knows (it logs in by TOTP only)."""
+        if client_id not in self.exchange.accounts:
+            self.add_account(client_id, auth.unguessable_token())
+        self.totp[client_id] = auth.TotpLogin(pin=pin, secret=auth.check_secret(secret))
+
+    def set_ip_whitelist(self, client_id: str, ips: list[str]) -> None:
+        """The account's whitelisted static IPs (first PRIMARY, second SECONDARY)."""
+        acct = self.exchange.account(client_id)
+        acct.ips = dict(zip(("PRIMARY", "SECONDARY"), ips, strict=False))
+        acct.ips_set_at = {flag: self.exchange.now() for flag in acct.ips}
+
+    def start_replay(
+        self,
+        events: list[ReplayEvent],
+        client_id: str,
+        speed: float = 1.0,
+        wait_for_socket: bool = True,
+    ) -> Replay:
+        """Re-enacts a recorded leader session in ``client_id`` (replay.py), from the moment
+        that account's first order socket logs in (so the engine sees it from the start)."""
+        self.exchange.account(client_id)
+        replayer = Replayer(self.exchange, client_id)
+
+        async def run() -> None:
+            if wait_for_socket:
+                await self._login_event(client_id).wait()
+            await replayer.run(events, speed)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+        return Replay(events, replayer, task)
+
+    def _login_event(self, client_id: str) -> asyncio.Event:
+        return self._socket_logins.setdefault(client_id, asyncio.Event())
+
     def add_account(self, client_id: str, token: str, funds: float = 1_000_000.0) -> None:
         self.exchange.add_account(str(client_id), token, funds)
 
@@ -238,10 +319,10 @@ class DhanSimulator:
         self.exchange.end_of_day()
 
     def orders(self, client_id: str) -> list[dict[str, Any]]:
-        return [order_rest(o) for o in self.exchange.account(client_id).orders]
+        return [order_rest(o, self.profile) for o in self.exchange.account(client_id).orders]
 
     def trades(self, client_id: str) -> list[dict[str, Any]]:
-        return [trade_rest(t) for t in self.exchange.account(client_id).trades]
+        return [trade_rest(t, self.profile) for t in self.exchange.account(client_id).trades]
 
     def positions(self, client_id: str) -> list[dict[str, Any]]:
         acct = self.exchange.account(client_id)
@@ -289,17 +370,19 @@ class DhanSimulator:
                 for i in ex.master.all()
             ],
             "faults": self.faults.state(),
+            "profile": self.profile.model_dump(),
             "requests": len(self.requests),
             "alertsSent": len(self.alerts_sent),
         }
 
     # ---- alerts -------------------------------------------------------------------------------
     def _on_order_change(self, order: SimOrder) -> None:
-        message = order_alert(order, self.exchange.last_price(order.inst), self.status_case)
+        message = order_alert(order, self.exchange.last_price(order.inst), self.profile)
+        data = message["Data"]
         alert = _Alert(
             client_id=order.client_id,
             order_no=order.order_id,
-            status=message["Data"]["Status"],
+            status=data["Status"] if "Status" in data else data["status"],
             text=json.dumps(message),
             message=message,
         )
@@ -419,6 +502,7 @@ class DhanSimulator:
         conn = _Conn(next(self._conn_ids), acct.client_id, ws, request)
         conn.task = asyncio.get_running_loop().create_task(self._sender(conn))
         self._conns.append(conn)
+        self._login_event(acct.client_id).set()
         try:
             async for _ in ws:
                 pass  # the order socket ignores client frames after login
@@ -470,6 +554,14 @@ class DhanSimulator:
         r.add_get("/v2/killswitch", self._killswitch_status)
         r.add_post("/v2/killswitch", self._killswitch)
         r.add_get("/v2/profile", self._profile)
+        r.add_get("/v2/RenewToken", self._renew_token)
+        r.add_get("/v2/ip/getIP", self._get_ip)
+        r.add_post("/v2/ip/setIP", self._set_ip)
+        r.add_put("/v2/ip/modifyIP", self._modify_ip)
+        r.add_get("/v2/instrument/{segment}", self._segment_instruments)
+        r.add_post("/app/generateAccessToken", self._generate_token)
+        r.add_get("/api-data/api-scrip-master.csv", self._scrip_master)
+        r.add_get("/api-data/api-scrip-master-detailed.csv", self._scrip_master_detailed)
         r.add_post("/sim/prices", self._ctl_prices)
         r.add_post("/sim/accounts", self._ctl_add_account)
         r.add_get("/sim/accounts/{client_id}/orders", self._ctl_orders)
@@ -486,13 +578,28 @@ class DhanSimulator:
 
     def _scrub(self, text: str) -> str:
         for acct in self.exchange.accounts.values():
-            if acct.token and acct.token in text:
-                text = text.replace(acct.token, "***")
+            for token in (acct.token, *acct.minted):
+                if token and token in text:
+                    text = text.replace(token, "***")
         return text
 
-    @staticmethod
-    def _error(err: SimError) -> web.Response:
-        return web.json_response(err.body(), status=err.http_status)
+    def _error(self, err: SimError) -> web.Response:
+        body = err.body()
+        if err.code == "DH-904" and not self.profile.classic_details:
+            body["errorType"] = "Input_Exception"  # §8b L11: recorded on a throttled call
+        return web.json_response(body, status=err.http_status)
+
+    def _framework_error(self, status: int, reason: str, path: str) -> web.Response:
+        """§8b L10: what live Dhan's web framework answers for a path it has no route for."""
+        stamp = datetime.now(IST).astimezone(UTC).isoformat(timespec="milliseconds")
+        body = {"timestamp": stamp, "status": status, "error": reason, "path": path}
+        return web.json_response(body, status=status)
+
+    def _translate(self, err: SimError) -> SimError:
+        """The profile's answer for a lookup of an unknown order id."""
+        if isinstance(err, UnknownOrder) and self.profile.unknown_order_id == "dh905_400":
+            return SimError("DH-905", GENERIC_INPUT_MESSAGE, 400)
+        return err
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -502,10 +609,14 @@ class DhanSimulator:
                 return await self._control(request, handler)
             if path.startswith("/v2"):
                 return await self._rest(request, handler)
+            if path.startswith("/app/"):
+                return await self._auth_request(request, handler)
             return await handler(request)
         except SimError as err:
             return self._error(err)
         except web.HTTPException as exc:
+            if exc.status in (404, 405) and not self.profile.classic_details:
+                return self._framework_error(exc.status, exc.reason, path)
             if exc.status == 404:
                 return self._error(SimError("DH-907", f"No such endpoint: {path}", 404))
             if exc.status == 405:
@@ -548,6 +659,7 @@ class DhanSimulator:
             "wall": datetime.now(IST).isoformat(),
             "sim_time": self.exchange.now().strftime("%Y-%m-%d %H:%M:%S"),
             "client_id": client_id,
+            "source": request.remote,
             "method": request.method,
             "path": request.path,
             "query": dict(request.query),
@@ -575,7 +687,8 @@ class DhanSimulator:
                     raise SimError("DH-909", "client went away during the delay")
         try:
             response = await self._authorised(request, handler, client_id)
-        except SimError as err:
+        except SimError as raised:
+            err = self._translate(raised)
             response = self._error(err)
             record["error_code"] = err.code
         record["status"] = response.status
@@ -594,8 +707,19 @@ class DhanSimulator:
         acct = self.exchange.authenticate(client_id, token)
         request[ACCOUNT] = acct
         if request.method in ("POST", "PUT", "DELETE") and request.path.startswith("/v2/orders"):
+            self._check_source_ip(acct, request.remote)
             self.exchange.check_rate(acct)
         return await handler(request)
+
+    def _check_source_ip(self, acct: SimAccount, remote: str | None) -> None:
+        allowed = set(acct.ips.values())
+        if allowed and (remote or "") not in allowed:
+            # Never echo the whitelist itself: the refusal names only the caller's address.
+            raise SimError(
+                self.profile.invalid_ip_code,
+                f"Invalid IP: requests from {remote} are not whitelisted for this account",
+                403,
+            )
 
     async def _hold(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -640,14 +764,15 @@ class DhanSimulator:
         acct = self._acct(request)
         order_id = request.match_info["order_id"]
         self.exchange.get_order(acct.client_id, order_id)
-        req = decode_modify(self._body(request), order_id, acct.client_id)
+        tolerant = not self.profile.classic_details
+        req = decode_modify(self._body(request), order_id, acct.client_id, tolerant=tolerant)
         order = self.exchange.modify(acct.client_id, order_id, req, source="P")
         return web.json_response({"orderId": order.order_id, "orderStatus": order.status})
 
     async def _cancel(self, request: web.Request) -> web.Response:
         acct = self._acct(request)
         order = self.exchange.cancel(acct.client_id, request.match_info["order_id"])
-        if self.empty_cancel_response:
+        if self.profile.cancel_response == "empty_202":
             return web.Response(status=202)
         return web.json_response({"orderId": order.order_id, "orderStatus": "CANCELLED"})
 
@@ -657,12 +782,28 @@ class DhanSimulator:
     async def _order_by_id(self, request: web.Request) -> web.Response:
         acct = self._acct(request)
         order = self.exchange.get_order(acct.client_id, request.match_info["order_id"])
-        return web.json_response(order_rest(order))
+        return self._one_order(order)
+
+    def _one_order(self, order: SimOrder) -> web.Response:
+        body = order_rest(order, self.profile)
+        if self.profile.order_by_id_shape == "list":
+            return web.json_response([body])
+        return web.json_response(body)
 
     async def _order_by_correlation(self, request: web.Request) -> web.Response:
         acct = self._acct(request)
-        order = self.exchange.by_correlation(acct.client_id, request.match_info["cid"])
-        return web.json_response(order_rest(order))
+        cid = request.match_info["cid"]
+        order = self.exchange.by_correlation(acct.client_id, cid)
+        if order is not None:
+            return self._one_order(order)
+        answer = self.profile.unknown_correlation_id
+        if answer == "empty_200":
+            return web.Response(status=200)
+        if answer == "empty_list_200":
+            return web.json_response([])
+        if answer == "dh905_400":
+            raise SimError("DH-905", GENERIC_INPUT_MESSAGE, 400)
+        raise SimError("DH-907", f"No order found for correlationId {cid!r}")
 
     async def _trade_book(self, request: web.Request) -> web.Response:
         return web.json_response(self.trades(self._acct(request).client_id))
@@ -671,7 +812,7 @@ class DhanSimulator:
         acct = self._acct(request)
         order = self.exchange.get_order(acct.client_id, request.match_info["order_id"])
         return web.json_response(
-            [trade_rest(t) for t in acct.trades if t.order.order_id == order.order_id]
+            [trade_rest(t, self.profile) for t in acct.trades if t.order.order_id == order.order_id]
         )
 
     async def _positions(self, request: web.Request) -> web.Response:
@@ -710,7 +851,7 @@ class DhanSimulator:
 
     async def _profile(self, request: web.Request) -> web.Response:
         acct = self._acct(request)
-        validity = self.exchange.token_validity(acct)
+        validity = self.exchange.token_validity(acct, request.headers.get("access-token"))
         return web.json_response(
             {
                 "dhanClientId": acct.client_id,
@@ -722,6 +863,76 @@ class DhanSimulator:
                 "dataValidity": "2026-12-31 23:59:59.0",
             }
         )
+
+    # ---- tokens, static IPs, instruments -------------------------------------------------------
+    async def _auth_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Dhan's auth host: logged with the source address, never with the PIN or TOTP."""
+        record: dict[str, Any] = {
+            "seq": len(self.requests),
+            "monotonic": time.monotonic(),
+            "wall": datetime.now(IST).isoformat(),
+            "sim_time": self.exchange.now().strftime("%Y-%m-%d %H:%M:%S"),
+            "client_id": request.query.get("dhanClientId"),
+            "source": request.remote,
+            "method": request.method,
+            "path": request.path,
+            "query": {k: ("***" if k != "dhanClientId" else v) for k, v in request.query.items()},
+            "json": None,
+            "raw": None,
+            "status": None,
+            "error_code": None,
+        }
+        self.requests.append(record)
+        try:
+            response = await handler(request)
+        except SimError as err:
+            response = self._error(err)
+            record["error_code"] = err.code
+        record["status"] = response.status
+        return response
+
+    async def _generate_token(self, request: web.Request) -> web.Response:
+        client_id = request.query.get("dhanClientId", "")
+        pin, code = request.query.get("pin", ""), request.query.get("totp", "")
+        login = self.totp.get(client_id)
+        if login is None or not login.verify(pin, code, self.exchange.now()):
+            raise SimError("DH-901", "Invalid client id, PIN or TOTP")
+        return web.json_response(self._mint(self.exchange.account(client_id)))
+
+    def _mint(self, acct: SimAccount) -> dict[str, Any]:
+        now = self.exchange.now()
+        expires = now + timedelta(seconds=self.exchange.token_validity_s)
+        token = auth.jwt_like_token(acct.client_id, now, expires)
+        expires = self.exchange.mint_token(acct, token)
+        return auth.token_response(acct, token, expires)
+
+    async def _renew_token(self, request: web.Request) -> web.Response:
+        return web.json_response(self._mint(self._acct(request)))
+
+    async def _get_ip(self, request: web.Request) -> web.Response:
+        return web.json_response(auth.ip_view(self._acct(request)))
+
+    async def _set_ip(self, request: web.Request) -> web.Response:
+        acct = self._acct(request)
+        body = self._body(request)
+        return web.json_response(auth.apply_ip(acct, body, self.exchange.now(), modify=False))
+
+    async def _modify_ip(self, request: web.Request) -> web.Response:
+        acct = self._acct(request)
+        body = self._body(request)
+        return web.json_response(auth.apply_ip(acct, body, self.exchange.now(), modify=True))
+
+    async def _scrip_master(self, request: web.Request) -> web.Response:
+        return web.Response(text=compact_csv(self.exchange.master.all()), content_type="text/csv")
+
+    async def _scrip_master_detailed(self, request: web.Request) -> web.Response:
+        text = detailed_csv(self.exchange.master.all())
+        return web.Response(text=text, content_type="text/csv")
+
+    async def _segment_instruments(self, request: web.Request) -> web.Response:
+        segment = request.match_info["segment"]
+        text = detailed_csv(self.exchange.master.all(), segment)
+        return web.Response(text=text, content_type="text/csv")
 
     # ---- control handlers ------------------------------------------------------------------
     @staticmethod

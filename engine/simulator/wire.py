@@ -1,15 +1,17 @@
 """Dhan's two wire dialects, written independently of the engine's codec.
 
 REST (camelCase, full enum names) for request bodies and the order / trade / position / fund
-objects; the order-update socket (PascalCase ``Data`` keys, short codes B/S, LMT/MKT/SL/SLM,
-C/I/M/F/V/B, Exchange + Segment letters) for ``order_alert`` messages.
+objects; the order-update socket (short codes B/S, LMT/MKT/SL/SLM, C/I/M/F/V/B, Exchange +
+Segment letters) for ``order_alert`` messages.
 
-Choices where Dhan's docs are unsettled (see shared/dhan-api-facts.md):
-- Socket ``Status`` is upper-case (TRANSIT, PENDING, TRADED, CANCELLED, REJECTED, EXPIRED) by
-  default; ``status_case="title"`` sends "Cancelled"-style words as in the doc's sample.
-  A partially filled order stays PENDING on the socket (partial fills show in TradedQty);
-  REST reports PART_TRADED.
-- Times are IST "YYYY-MM-DD HH:MM:SS"; a null date is "0001-01-01 00:00:00".
+Each encoder follows a ``SimProfile`` (profile.py). Under the live default (§8b of
+shared/dhan-api-facts.md): socket ``Data`` keys are lower camelCase and statuses Title-case
+("Pending", "Traded", "Cancelled"); unset REST fields are placeholders ("NA" correlationId,
+legName and drvOptionType, omsErrorCode "0", exchangeOrderId "0" before the exchange accepts,
+date-only drvExpiryDate); a cancelled order reports remainingQuantity 0; trade rows carry
+drvOptionType "NA" and customSymbol null. A partially filled order stays PENDING on the socket
+unless the profile says PART_TRADED; REST reports PART_TRADED.
+Times are IST "YYYY-MM-DD HH:MM:SS"; a null date is "0001-01-01 00:00:00".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.clock import IST
 from .errors import input_error
 from .exchange import ModifyRequest, OrderRequest, SimOrder, SimPosition, SimTrade
 from .instruments import NULL_DATE, SimInstrument
+from .profile import LIVE, SimProfile
 
 SIDES = ("BUY", "SELL")
 SEGMENTS = (
@@ -190,9 +193,16 @@ def decode_place(body: Any, client_id: str | None = None) -> OrderRequest:
     )
 
 
-def decode_modify(body: Any, order_id: str, client_id: str | None = None) -> ModifyRequest:
+def decode_modify(
+    body: Any, order_id: str, client_id: str | None = None, *, tolerant: bool = False
+) -> ModifyRequest:
+    """``tolerant`` (live, §8b L9): legName "NA" passes and body dhanClientId is not checked."""
     data = _require_object(body)
-    if client_id is not None and data.get("dhanClientId") not in (None, "", client_id):
+    if (
+        not tolerant
+        and client_id is not None
+        and data.get("dhanClientId") not in (None, "", client_id)
+    ):
         raise input_error("dhanClientId in the body does not match the client-id header")
     if data.get("orderId") not in (None, "") and str(data.get("orderId")) != order_id:
         raise input_error("orderId in the body does not match the orderId in the path")
@@ -205,6 +215,8 @@ def decode_modify(body: Any, order_id: str, client_id: str | None = None) -> Mod
     trigger = _number(data, "triggerPrice", 0.0)
     _check_prices(order_type, price, trigger)
     leg = data.get("legName") or ""
+    if tolerant and leg == "NA":
+        leg = ""
     if leg and leg not in LEG_NAMES:
         raise input_error(
             f"Invalid value for legName: {leg!r} (expected one of {', '.join(LEG_NAMES)})"
@@ -221,21 +233,34 @@ def decode_modify(body: Any, order_id: str, client_id: str | None = None) -> Mod
 
 
 # ---- encoding REST ----------------------------------------------------------------------------
-def _drv(inst: SimInstrument) -> dict[str, Any]:
+def _date_only(value: str) -> str:
+    return value.split(" ", 1)[0]
+
+
+def _drv(inst: SimInstrument, profile: SimProfile = LIVE, *, trade: bool = False) -> dict[str, Any]:
+    expiry = inst.expiry if inst.is_derivative else NULL_DATE
+    option = {"CE": "CALL", "PE": "PUT"}.get(inst.opt_type)
+    if profile.classic_details:
+        return {"drvExpiryDate": expiry, "drvOptionType": option, "drvStrikePrice": inst.strike}
     return {
-        "drvExpiryDate": inst.expiry if inst.is_derivative else NULL_DATE,
-        "drvOptionType": {"CE": "CALL", "PE": "PUT"}.get(inst.opt_type),
+        "drvExpiryDate": _date_only(expiry),
+        # Live trade rows say "NA" even for options (§8b L8); order rows say CALL / PUT.
+        "drvOptionType": "NA" if trade or option is None else option,
         "drvStrikePrice": inst.strike,
     }
 
 
-def order_rest(order: SimOrder) -> dict[str, Any]:
+def order_rest(order: SimOrder, profile: SimProfile = LIVE) -> dict[str, Any]:
     inst = order.inst
+    live = not profile.classic_details
+    remaining = order.remaining
+    if live and order.status == "CANCELLED":
+        remaining = 0  # §8b L7: read fills from filledQty, not from what remains
     return {
         "dhanClientId": order.client_id,
         "orderId": order.order_id,
-        "exchangeOrderId": order.exchange_order_id,
-        "correlationId": order.correlation_id,
+        "exchangeOrderId": order.exchange_order_id or ("0" if live else ""),
+        "correlationId": order.correlation_id or ("NA" if live else ""),
         "orderStatus": order.status,
         "transactionType": order.side,
         "exchangeSegment": inst.segment,
@@ -252,21 +277,21 @@ def order_rest(order: SimOrder) -> dict[str, Any]:
         "amoTime": order.amo_time or None,
         "boProfitValue": order.bo_profit or 0.0,
         "boStopLossValue": order.bo_stop_loss or 0.0,
-        "legName": order.leg_name or None,
+        "legName": order.leg_name or ("NA" if live else None),
         "createTime": ist(order.create_time),
         "updateTime": ist(order.update_time),
         "exchangeTime": ist(order.exchange_time),
-        **_drv(inst),
-        "omsErrorCode": order.oms_error_code or None,
+        **_drv(inst, profile),
+        "omsErrorCode": order.oms_error_code or ("0" if live else None),
         "omsErrorDescription": order.reason if order.status == "REJECTED" else None,
         "algoId": "0" if order.source == "P" else "",
-        "remainingQuantity": order.remaining,
+        "remainingQuantity": remaining,
         "averageTradedPrice": order.avg_price,
         "filledQty": order.filled_qty,
     }
 
 
-def trade_rest(trade: SimTrade) -> dict[str, Any]:
+def trade_rest(trade: SimTrade, profile: SimProfile = LIVE) -> dict[str, Any]:
     order = trade.order
     inst = order.inst
     return {
@@ -279,7 +304,7 @@ def trade_rest(trade: SimTrade) -> dict[str, Any]:
         "productType": order.product,
         "orderType": order.order_type,
         "tradingSymbol": inst.symbol,
-        "customSymbol": inst.display_name,
+        "customSymbol": inst.display_name if profile.classic_details else None,
         "securityId": inst.security_id,
         "tradedQuantity": trade.quantity,
         "tradedPrice": trade.price,
@@ -294,7 +319,7 @@ def trade_rest(trade: SimTrade) -> dict[str, Any]:
         "createTime": ist(trade.time),
         "updateTime": ist(trade.time),
         "exchangeTime": ist(trade.time),
-        **_drv(inst),
+        **_drv(inst, profile, trade=True),
     }
 
 
@@ -345,12 +370,18 @@ def funds_rest(client_id: str, sod: float, available: float, utilized: float) ->
 
 
 # ---- encoding the socket ----------------------------------------------------------------------
-def socket_status(status: str, case: str = "upper") -> str:
-    word = "PENDING" if status == "PART_TRADED" else status
-    return word.title() if case == "title" else word
+def socket_status(status: str, profile: SimProfile = LIVE) -> str:
+    word = status
+    if status == "PART_TRADED" and not profile.socket_part_traded:
+        word = "PENDING"
+    return word.title() if profile.socket_status_case == "title" else word
 
 
-def order_alert(order: SimOrder, ltp: float, status_case: str = "upper") -> dict[str, Any]:
+def lower_camel(key: str) -> str:
+    return key[:1].lower() + key[1:]
+
+
+def order_alert(order: SimOrder, ltp: float, profile: SimProfile = LIVE) -> dict[str, Any]:
     """The whole ``{"Type": "order_alert", "Data": {...}}`` message for one order state."""
     inst = order.inst
     exchange, segment = SOCKET_EXCHANGE.get(inst.segment, ("NSE", "E"))
@@ -387,7 +418,7 @@ def order_alert(order: SimOrder, ltp: float, status_case: str = "upper") -> dict
         "Instrument": inst.instrument,
         "Symbol": inst.symbol,
         "ProductName": order.product,
-        "Status": socket_status(order.status, status_case),
+        "Status": socket_status(order.status, profile),
         "LotSize": inst.lot_size,
         "StrikePrice": inst.strike,
         "ExpiryDate": inst.expiry if inst.is_derivative else NULL_DATE,
@@ -402,4 +433,21 @@ def order_alert(order: SimOrder, ltp: float, status_case: str = "upper") -> dict
         "Multiplier": 1,
         "CorrelationId": order.correlation_id,
     }
+    if not profile.classic_details:
+        # §8b L12: the docs' sample also carries these lower-camel duplicates, and its
+        # GoodTillDaysDate is date-only.
+        data["GoodTillDaysDate"] = _date_only(NULL_DATE)
+        data.update(
+            {
+                "refLtp": ltp,
+                "tickSize": inst.tick_size,
+                "instrumentType": inst.instrument,
+                "series": data["Series"],
+                "multiplier": 1,
+                "algoId": data["AlgoId"],
+                "goodTillDaysDate": data["GoodTillDaysDate"],
+            }
+        )
+    if profile.socket_keys == "camel":
+        data = {lower_camel(k): v for k, v in data.items()}
     return {"Type": "order_alert", "Data": data}

@@ -29,6 +29,21 @@ TOKENS = (LEADER_TOKEN, FOLLOWER_TOKEN)
 
 @pytest.fixture
 async def sim() -> AsyncIterator[DhanSimulator]:
+    """The mechanics tests (matching, faults, limits, socket plumbing) were written against the
+    classic dialect and keep it; the live answers have their own tests (test_live_dialect)."""
+    simulator = DhanSimulator(
+        accounts={LEADER: LEADER_TOKEN, FOLLOWER: FOLLOWER_TOKEN}, profile="classic"
+    )
+    await simulator.start(host="127.0.0.1", port=0)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+async def live_sim() -> AsyncIterator[DhanSimulator]:
+    """The simulator with its default (live) profile."""
     simulator = DhanSimulator(accounts={LEADER: LEADER_TOKEN, FOLLOWER: FOLLOWER_TOKEN})
     await simulator.start(host="127.0.0.1", port=0)
     try:

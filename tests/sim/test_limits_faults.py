@@ -30,7 +30,8 @@ async def test_13_orders_in_one_second_10_accepted_3_dh904() -> None:
         assert len(accepted) == 10 and len(refused) == 3
         for r in refused:
             assert r["remarks"]["error_code"] == "DH-904"
-            assert r["remarks"]["error_type"] == "Rate_Limit"
+            # §8b L11: live Dhan types a throttled call "Input_Exception"; key on the code
+            assert r["remarks"]["error_type"] == "Input_Exception"
         assert len(sim.orders(LEADER)) == 10  # refused requests were not executed
         assert [r["status"] for r in sim.requests] == [200] * 10 + [429] * 3
         # GETs are not counted

@@ -104,11 +104,11 @@ async def test_cancel_answers_json_with_cancelled(leader: Any) -> None:
 
 
 async def test_empty_202_cancel_switch(sim: DhanSimulator, leader: Any) -> None:
-    sim.empty_cancel_response = True
+    sim.set_profile("cancel-202")
     oid = ok(await call(leader.place_order, **limit_buy()))["orderId"]
     res = await call(leader.cancel_order, oid)
     assert res["status"] == "failure" and "Expecting value" in res["remarks"]
-    assert ok(await call(leader.get_order_by_id, oid))["orderStatus"] == "CANCELLED"
+    assert ok(await call(leader.get_order_by_id, oid))[0]["orderStatus"] == "CANCELLED"
 
 
 async def test_market_fill_trades_positions_and_funds(sim: DhanSimulator, leader: Any) -> None:
@@ -205,7 +205,7 @@ async def test_profile_via_dhan_login(sim: DhanSimulator) -> None:
 
 
 async def test_slicing_splits_above_freeze_quantity(leader: Any) -> None:
-    # NIFTY 26000 CE: lot 65, freeze 1820 (28 lots) -> 4000 = 61.5 lots? use 65 * 60 = 3900
+    # NIFTY 26000 CE: lot 65, SM_FREEZE_QTY 1756 -> at most 1755 (27 lots) per order
     res = ok(
         await call(
             leader.place_order,
@@ -222,7 +222,7 @@ async def test_slicing_splits_above_freeze_quantity(leader: Any) -> None:
     )
     assert isinstance(res, list) and len(res) == 3
     book = ok(await call(leader.get_order_list))
-    assert [o["quantity"] for o in book] == [1820, 1820, 260]
+    assert [o["quantity"] for o in book] == [1755, 1755, 390]
     assert {o["correlationId"] for o in book} == {"slice-1"}
     unsliced = await call(
         leader.place_order, security_id="48211", exchange_segment="NSE_FNO",

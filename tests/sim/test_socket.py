@@ -206,7 +206,8 @@ async def test_msgcode_as_string_is_accepted(sim: DhanSimulator) -> None:
 
 
 async def test_title_case_status_switch(sim: DhanSimulator, leader_socket: OrderSocket) -> None:
-    sim.status_case = "title"
+    sim.set_profile("classic")
+    sim.set_profile(sim.profile.model_copy(update={"socket_status_case": "title"}))
     oid = sim.place_manual_order(
         LEADER, transaction_type="BUY", exchange_segment="NSE_EQ", security_id="2885",
         quantity=1, order_type="LIMIT", price=1500.0,
