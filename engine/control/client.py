@@ -62,7 +62,10 @@ def send_command(
     error line, `ControlClientError` for anything else (timeout, a socket that is not ours).
     """
     db = normalise_db_path(db_path)
-    path = socket_path if socket_path is not None else control_socket_path(db)
+    try:
+        path = socket_path if socket_path is not None else control_socket_path(db)
+    except OSError as exc:  # platformdirs refuses an unsafe runtime directory
+        raise ControlClientError(f"cannot find the control socket: {exc}") from None
     _check_socket_file(db, path)
     timeout = TIMEOUTS_S[request.command] if timeout_s is None else timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_KILL_REASON = "killed from the command line (copytrade kill)"
 _REQUEST_TIMEOUT_S = 5.0  # a client that connects and says nothing does not hold a handler
 _CLOSE_GRACE_S = 5.0  # a kill or resume in progress at shutdown is let finish this long
+_DISCARD_S = 1.0
+_DISCARD_MAX_BYTES = 1 << 20
 _PEERCRED = getattr(socket, "SO_PEERCRED", None)  # Linux; elsewhere the 0600 mode alone guards
 
 
@@ -167,6 +169,7 @@ class ControlServer:
             if answer:
                 writer.write(answer)
                 await writer.drain()
+            await _discard_unread(reader)
         except (ConnectionError, OSError):
             pass  # the client left; nothing to tell it
         except Exception:  # the server outlives any one request
@@ -238,6 +241,19 @@ class ControlServer:
         status.setdefault("pid", os.getpid())
         status.setdefault("database", str(self.db_path))
         return status
+
+
+async def _discard_unread(reader: asyncio.StreamReader) -> None:
+    """Read what the client still sends (an over-long or refused request) until it hangs up:
+    closing with unread input would reset the connection and lose the error line we wrote."""
+    received = 0
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_DISCARD_S):
+            while received < _DISCARD_MAX_BYTES:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                received += len(chunk)
 
 
 def _peer_is_same_user(writer: asyncio.StreamWriter) -> bool:
