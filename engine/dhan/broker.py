@@ -10,6 +10,18 @@ socket is read by :mod:`engine.dhan.order_stream`.
 
 The access token lives in the SDK's objects and in a private attribute; it is never part of
 ``repr()``/``str()``, a result message or a log line.
+
+Engine integration (issue 11):
+
+- :meth:`DhanBroker.find_by_correlation` settles whether a copy exists *positively*: FOUND
+  (the order(s) carrying the correlationId), ABSENT_FROM_BOOK (the whole order book was read
+  and no order carries it: the only positive "absent") or UNKNOWN (no safe answer: send
+  nothing). An error code alone never means "absent" (facts §8b L1: live Dhan answers an
+  unknown order id with DH-905, and nobody knows what the correlation lookup answers).
+- :meth:`DhanBroker.place_sliced` places through ``POST /orders/slicing`` (freeze quantity);
+  the result's ``order_ids`` lists every slice. Modify and cancel stay per order id.
+- ``recorder=``: every REST exchange is handed to a :class:`~engine.dhan.recorder.Recorder`
+  (method, path, body, status and body of the answer; never the headers).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from dhanhq import DhanContext, dhanhq
@@ -36,6 +49,7 @@ from engine.dhan.codec import (
     parse_segment,
 )
 from engine.dhan.errors import (
+    AnswerShape,
     BrokerError,
     BrokerResult,
     ResultKind,
@@ -44,10 +58,19 @@ from engine.dhan.errors import (
     not_sent,
     sanitize,
 )
+from engine.dhan.recorder import Recorder
 from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Product, Segment
 from engine.secrets import register_secret
 
-__all__ = ["DhanBroker", "Funds", "OrderBook", "Position", "Profile"]
+__all__ = [
+    "CorrelationLookup",
+    "DhanBroker",
+    "Existence",
+    "Funds",
+    "OrderBook",
+    "Position",
+    "Profile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +101,29 @@ class Profile:
     token_valid_until: datetime | None  # IST, tz-aware; None when Dhan did not say
 
 
+class Existence(StrEnum):
+    FOUND = "FOUND"  # Dhan showed the order(s) carrying the correlationId
+    ABSENT_FROM_BOOK = "ABSENT_FROM_BOOK"  # the whole book was read; no order carries it
+    UNKNOWN = "UNKNOWN"  # no safe answer: neither place again nor assume it exists
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationLookup:
+    """The answer of :meth:`DhanBroker.find_by_correlation`."""
+
+    existence: Existence
+    orders: tuple[OrderSnapshot, ...] = ()  # FOUND: every order with the id (slices: several)
+    reason: str = ""  # UNKNOWN: why; otherwise where the answer came from
+    from_book: bool = False  # True when the order book (not the lookup) settled it
+
+    @property
+    def snapshot(self) -> OrderSnapshot | None:
+        """The furthest-along order (FOUND), else None."""
+        if not self.orders:
+            return None
+        return max(self.orders, key=lambda s: s.progress_key())
+
+
 class OrderBook(list[OrderSnapshot]):
     """The day's orders; ``errors`` lists the rows that could not be decoded (none are lost
     silently, and one bad row never costs the others)."""
@@ -103,6 +149,19 @@ def _folded(obj: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in obj.items()}
 
 
+_CORRELATION_KEY = "correlationid"
+_NO_CORRELATION = frozenset({"", "NA", "N/A", "NULL", "NONE"})
+
+
+def _row_correlation(row: Mapping[Any, Any]) -> str:
+    """A raw order-book row's correlationId ("" for Dhan's "NA" placeholder, L6)."""
+    for key, value in row.items():
+        if str(key).replace("_", "").lower() == _CORRELATION_KEY and isinstance(value, str):
+            text = value.strip()
+            return "" if text.upper() in _NO_CORRELATION else text
+    return ""
+
+
 def _parse_token_validity(text: object) -> datetime | None:
     """Profile ``tokenValidity`` is "DD/MM/YYYY HH:MM" IST (unlike every other Dhan date)."""
     if not isinstance(text, str) or not text.strip():
@@ -126,8 +185,12 @@ class DhanBroker:
         *,
         timeout_s: float = 10.0,
         max_workers: int = 4,
+        account: str = "",
+        recorder: Recorder | None = None,
     ) -> None:
         self._client_id = client_id
+        self._account = account or client_id
+        self._recorder = recorder
         self._token = access_token
         register_secret(access_token)
         self._rest_url = rest_url.rstrip("/")
@@ -136,6 +199,9 @@ class DhanBroker:
         ctx.dhan_http.base_url = self._rest_url
         ctx.dhan_http.timeout = timeout_s
         self._http = ctx.dhan_http
+        if recorder is not None:
+            # requests' public response hook: sees every exchange the SDK makes, headers unread.
+            self._http.session.hooks["response"].append(self._record_response)
         self._sdk = dhanhq(ctx)
         # The SDK's timeout is per socket operation; this bounds the whole call. Past it the
         # thread may still finish, so the answer to a mutation is AMBIGUOUS, never "failed".
@@ -166,6 +232,35 @@ class DhanBroker:
 
     # --- plumbing -------------------------------------------------------------------------
 
+    def _record_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            request = response.request
+            try:
+                body: object = response.json()
+            except ValueError:
+                body = response.text
+            recorder.rest(
+                self._account,
+                str(request.method or ""),
+                str(request.path_url or ""),
+                request.body,
+                {"status": int(response.status_code), "body": body},
+            )
+        except Exception:  # recording must never disturb a call
+            log.debug("%s: recording a REST exchange failed", self._account)
+
+    def _record_failure(self, what: str, result: BrokerResult) -> None:
+        """A call that got no HTTP answer (transport error, our own timeout)."""
+        if self._recorder is None or result.shape is not AnswerShape.TRANSPORT:
+            return
+        try:
+            self._recorder.rest(self._account, "-", what, None, {"error": result.message})
+        except Exception:
+            log.debug("%s: recording a failed call failed", self._account)
+
     async def _sdk_call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         if self._closed:
             raise RuntimeError("broker is closed")
@@ -181,7 +276,9 @@ class DhanBroker:
         except TimeoutError as exc:
             result = classify_exception(exc, mutating=True, token=self._token)
             result = BrokerResult(
-                result.kind, message=f"no answer within {self._call_timeout_s:.0f}s"
+                result.kind,
+                message=f"no answer within {self._call_timeout_s:.0f}s",
+                shape=AnswerShape.TRANSPORT,
             )
         except (ValueError, TypeError) as exc:
             # Raised by the SDK while building the request (e.g. a bad amo_time): not sent.
@@ -190,6 +287,7 @@ class DhanBroker:
             result = classify_exception(exc, mutating=True, token=self._token)
         else:
             result = classify(response, mutating=True, token=self._token)
+        self._record_failure(what, result)
         if log_result:
             self._log_result(what, result)
         return result
@@ -204,6 +302,7 @@ class DhanBroker:
             result = classify(response, mutating=False, token=self._token)
             if result.kind is ResultKind.OK:
                 return response.get("data") if isinstance(response, Mapping) else None
+        self._record_failure(what, result)
         self._log_result(what, result)
         raise BrokerError(result)
 
@@ -232,6 +331,30 @@ class DhanBroker:
         except CodecError as exc:
             return not_sent(str(exc), self._token)
         return await self._mutate("place", self._sdk.place_order, **kwargs)
+
+    async def place_sliced(self, params: OrderParams) -> BrokerResult:
+        """Place through ``POST /orders/slicing``: Dhan splits a quantity above the exchange's
+        freeze quantity into several orders, all carrying ``params.correlation_id``.
+
+        OK: ``order_ids`` lists every slice (``order_id`` is the first). AMBIGUOUS: any number
+        of slices may exist; settle it with ``find_by_correlation(cid, complete=True)``.
+        Each slice is then modified and cancelled by its own order id.
+        """
+        try:
+            kwargs = encode_place(params)
+        except CodecError as exc:
+            return not_sent(str(exc), self._token)
+        result = await self._mutate(
+            "place sliced", self._sdk.place_order, should_slice=True, **kwargs
+        )
+        if result.kind is ResultKind.OK and not result.order_ids:
+            # A success without any order id: we cannot tell what was placed.
+            return BrokerResult(
+                ResultKind.AMBIGUOUS,
+                message="sliced placement answered without order ids",
+                shape=AnswerShape.UNRECOGNISED,
+            )
+        return result
 
     async def modify(self, order_id: str, params: OrderParams, leg_name: str = "") -> BrokerResult:
         """Modify an open order; ``params.quantity`` is the order's new TOTAL quantity."""
@@ -311,21 +434,28 @@ class DhanBroker:
     async def order_book(self) -> OrderBook:
         """The day's orders (``GET /orders``). Raises BrokerError when the book is unreadable;
         rows that cannot be decoded are listed in ``.errors`` (and ``last_codec_errors``)."""
+        data = await self._order_book_rows()
+        snapshots, errors = decode_rest_orders(data)
+        for error in errors:
+            log.warning("%s order book: %s", self._client_id, sanitize(error, self._token))
+        self.last_codec_errors = errors
+        return OrderBook(snapshots, errors)
+
+    async def _order_book_rows(self, *, strict: bool = False) -> list[Any]:
+        """The raw rows of ``GET /orders``. ``strict``: only a JSON list is a book (an empty
+        string is not "no orders" when the question is whether an order exists)."""
         data = await self._read("order book", self._sdk.get_order_list)
-        if data in ("", None):
+        if data is None or (data == "" and not strict):
             data = []
         if not isinstance(data, list):
             raise BrokerError(
                 BrokerResult(
                     ResultKind.TRANSIENT,
                     message=f"order book is not a list but {type(data).__name__}",
+                    shape=AnswerShape.UNRECOGNISED,
                 )
             )
-        snapshots, errors = decode_rest_orders(data)
-        for error in errors:
-            log.warning("%s order book: %s", self._client_id, sanitize(error, self._token))
-        self.last_codec_errors = errors
-        return OrderBook(snapshots, errors)
+        return data
 
     def _one_order(self, data: Any, what: str) -> OrderSnapshot | None:
         if isinstance(data, list):
@@ -378,6 +508,87 @@ class DhanBroker:
                 return None
             raise
         return self._one_order(data, f"order by correlation {correlation_id}")
+
+    async def find_by_correlation(
+        self, correlation_id: str, *, complete: bool = False
+    ) -> CorrelationLookup:
+        """Whether an order with this correlationId exists at Dhan, settled positively.
+
+        1. ``GET /orders/external/{cid}``: an order (object or list) whose correlationId is
+           ``cid`` -> FOUND. Any error, empty 200 or empty list is NOT taken as "absent".
+        2. Otherwise (or always, with ``complete=True``, for sliced copies whose slices may not
+           all come back from the lookup) ``GET /orders``: the orders carrying ``cid`` ->
+           FOUND; none, and every row of the book readable -> ABSENT_FROM_BOOK.
+        3. The book cannot be read, or a row that carries ``cid`` cannot be decoded ->
+           UNKNOWN (with the reason). Never raises for Dhan's answers.
+        """
+        cid = correlation_id.strip()
+        if not cid:
+            return CorrelationLookup(Existence.UNKNOWN, reason="no correlation id given")
+        from_lookup: list[OrderSnapshot] = []
+        lookup_note = ""
+        try:
+            data = await self._read(
+                f"order by correlation {cid}",
+                self._sdk.get_order_by_correlationID,
+                correlation_id=cid,
+            )
+        except BrokerError as exc:
+            lookup_note = f"lookup answered {exc.result.kind.value}"
+            if exc.result.error_code:
+                lookup_note += f" {exc.result.error_code}"
+        else:
+            rows = data if isinstance(data, list) else [data]
+            snapshots, _ = decode_rest_orders([r for r in rows if isinstance(r, Mapping) and r])
+            from_lookup = [s for s in snapshots if s.correlation_id == cid]
+            lookup_note = "lookup found it" if from_lookup else "lookup showed no such order"
+        if from_lookup and not complete:
+            return CorrelationLookup(Existence.FOUND, tuple(from_lookup), reason=lookup_note)
+        try:
+            rows = await self._order_book_rows(strict=True)
+        except BrokerError as exc:
+            if from_lookup:  # the lookup's answer stands; the book only adds slices
+                return CorrelationLookup(Existence.FOUND, tuple(from_lookup), reason=lookup_note)
+            return CorrelationLookup(
+                Existence.UNKNOWN,
+                reason=f"{lookup_note}; order book unreadable: {exc.result.message}",
+            )
+        found: dict[str, OrderSnapshot] = {s.order_id: s for s in from_lookup}
+        unreadable_ours = 0
+        for row in rows:
+            if not isinstance(row, Mapping):
+                unreadable_ours += 1  # cannot even tell whose it is
+                continue
+            if _row_correlation(row) != cid:
+                continue
+            try:
+                snapshot = decode_rest_order(row)
+            except CodecError as exc:
+                log.warning(
+                    "%s order book: a row with %s is unreadable: %s",
+                    self._client_id,
+                    cid,
+                    sanitize(exc, self._token),
+                )
+                unreadable_ours += 1
+                continue
+            found[snapshot.order_id] = snapshot
+        if found and not unreadable_ours:
+            return CorrelationLookup(
+                Existence.FOUND, tuple(found.values()), reason="order book", from_book=True
+            )
+        if unreadable_ours:
+            return CorrelationLookup(
+                Existence.UNKNOWN,
+                tuple(found.values()),
+                reason=f"{unreadable_ours} order book row(s) that may be ours are unreadable",
+                from_book=True,
+            )
+        return CorrelationLookup(
+            Existence.ABSENT_FROM_BOOK,
+            reason=f"{lookup_note}; no order in the book ({len(rows)} rows) carries it",
+            from_book=True,
+        )
 
     async def positions(self) -> list[Position]:
         data = await self._read("positions", self._sdk.get_positions)

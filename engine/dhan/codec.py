@@ -9,6 +9,15 @@ Both become one :class:`~engine.domain.OrderSnapshot`. Keys are read case-insens
 with underscores ignored, so ``filled_qty`` == ``filledQty``), status words are upper-cased and
 normalised, numbers may arrive as strings, unknown fields are ignored.
 
+What live Dhan sends (facts §8b) is read as such: camelCase or PascalCase socket keys (L2),
+Title-case statuses (L3), placeholders for unset fields (``correlationId``/``legName``/
+``drvOptionType`` "NA", ``omsErrorCode``/``exchangeOrderId`` "0", date-only "0001-01-01";
+L6/L8/L12) and ``remainingQuantity`` 0 on a cancelled, unfilled order (L7: fills come from
+``filledQty``/``TradedQty``, never from the remainder of an order that ended).
+
+The socket also teaches instrument facts (``LotSize``, ``TickSize``, ``OptType``,
+``Instrument``): :func:`socket_instrument_hint` returns them for the instrument book.
+
 The reverse direction (our enums -> the SDK's keyword arguments) lives here too:
 :func:`encode_place` and :func:`encode_modify`.
 """
@@ -40,6 +49,7 @@ from engine.domain import (
 __all__ = [
     "LEG_NAMES",
     "CodecError",
+    "InstrumentHint",
     "SocketDecodeKind",
     "SocketDecodeResult",
     "decode_rest_order",
@@ -50,6 +60,7 @@ __all__ = [
     "parse_order_status",
     "parse_product",
     "parse_segment",
+    "socket_instrument_hint",
 ]
 
 _MAX_RAW_CHARS = 20_000
@@ -335,12 +346,19 @@ def _settle_status(status: OrderStatus, quantity: int, filled: int) -> OrderStat
     return status  # a full fill is announced with TRADED; never guess it
 
 
-def _filled(data: Mapping[str, Any], quantity: int, *filled_keys: str) -> int:
+_ENDED_UNFILLED = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+
+
+def _filled(data: Mapping[str, Any], quantity: int, status: OrderStatus, *filled_keys: str) -> int:
     raw_filled = _get(data, *filled_keys)
     if raw_filled is not None:
         return _int(raw_filled, "filled quantity")
     if any(_norm_key(key) in data for key in filled_keys):
         return 0  # present but blank: "" -> 0
+    if status in _ENDED_UNFILLED:
+        # Live Dhan reports remainingQuantity 0 on a cancelled, unfilled order (L7): the
+        # remainder of an order that ended says nothing about its fills.
+        return 0
     remaining = _get(data, "RemainingQuantity")
     if remaining is not None:
         return max(quantity - _int(remaining, "remaining quantity"), 0)
@@ -370,8 +388,9 @@ def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
         raise CodecError("OrderNo is missing")
     product = parse_product(_get(d, "Product", "ProductType"))
     quantity = _int(_get(d, "Quantity"), "Quantity")
-    filled = _filled(d, quantity, "TradedQty", "FilledQty")
-    status = _settle_status(parse_order_status(_get(d, "Status", "OrderStatus")), quantity, filled)
+    raw_status = parse_order_status(_get(d, "Status", "OrderStatus"))
+    filled = _filled(d, quantity, raw_status, "TradedQty", "FilledQty")
+    status = _settle_status(raw_status, quantity, filled)
     remarks = _safe_text(_get(d, "Remarks"))
     is_super = "SUPERORDER" in remarks.upper().replace(" ", "")
     leg = ""
@@ -406,7 +425,7 @@ def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
         avg_price=_number(_get(d, "AvgTradedPrice", "AverageTradedPrice"), "AvgTradedPrice"),
         ref_ltp=_number(_get(d, "RefLtp"), "RefLtp"),
         trading_symbol=_safe_text(_get(d, "Symbol", "DisplayName", "TradingSymbol")),
-        correlation_id=_safe_text(_get(d, "CorrelationId")),
+        correlation_id=_field_text(_get(d, "CorrelationId")),
         amo=_flag(_get(d, "OffMktFlag")) or _flag(_get(d, "AfterMarketOrder")),
         amo_time=_amo_time(_get(d, "AmoTime")),
         leg=leg,
@@ -414,7 +433,7 @@ def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
         is_super_order=is_super,
         lot_size=_lenient_int(_get(d, "LotSize")),
         is_option=_socket_is_option(d),
-        reason=_safe_text(_get(d, "ReasonDescription", "OmsErrorDescription")),
+        reason=_field_text(_get(d, "ReasonDescription", "OmsErrorDescription")),
         created_at=_time(_get(d, "OrderDateTime", "CreateTime")),
         updated_at=_time(_get(d, "LastUpdatedTime", "UpdateTime")),
         source=SnapshotSource.STREAM,
@@ -460,6 +479,16 @@ def _safe_text(value: object) -> str:
         return ""
 
 
+# Dhan's "not set" markers in text fields (L6): "NA" is not a correlationId, "0" not a code.
+_PLACEHOLDERS = frozenset({"NA", "N/A", "NULL", "NONE", "-"})
+
+
+def _field_text(value: object) -> str:
+    """A free-text field with Dhan's placeholders read as empty."""
+    text = _safe_text(value)
+    return "" if text.upper() in _PLACEHOLDERS else text
+
+
 def _raw_text(raw: object) -> str:
     try:
         if isinstance(raw, bytes):
@@ -481,6 +510,59 @@ def decode_socket_message(raw: str | bytes | Mapping[str, Any]) -> SocketDecodeR
         return SocketDecodeResult(
             SocketDecodeKind.MALFORMED, error=f"cannot decode frame: {exc}", raw=_raw_text(raw)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentHint:
+    """Instrument facts one order alert carries (0 / "" when the alert did not say)."""
+
+    segment: Segment
+    security_id: str
+    lot_size: int = 0
+    tick_size: float = 0.0  # rupees, as the socket sends it (unit unverified on live Dhan)
+    option_type: str = ""  # "CE" / "PE"; "" when not an option or not said ("XX", "NA")
+    instrument_type: str = ""  # EQUITY, OPTIDX, FUTCOM ...
+    symbol: str = ""
+
+
+_OPTION_TYPES = {"CE": "CE", "PE": "PE", "CALL": "CE", "PUT": "PE"}
+
+
+def _positive_number(value: object) -> float:
+    try:
+        result = _number(value, "")
+    except CodecError:
+        return 0.0
+    return result if result > 0 else 0.0
+
+
+def socket_instrument_hint(raw: str | bytes | Mapping[str, Any]) -> InstrumentHint | None:
+    """What an ``order_alert`` frame says about its instrument; None when it says nothing
+    usable (not an alert, no segment or security id). Never raises."""
+    try:
+        message: object = json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else raw
+        if not isinstance(message, Mapping):
+            return None
+        data = _fold(message).get("data")
+        if not isinstance(data, Mapping):
+            return None
+        d = _fold(data)
+        segment = _socket_segment(d)
+        security_id = _id_text(_get(d, "SecurityId"), "SecurityId")
+        if not security_id:
+            return None
+        option = _OPTION_TYPES.get(_word(_get(d, "OptType", "OptionType")), "")
+        return InstrumentHint(
+            segment=segment,
+            security_id=security_id,
+            lot_size=_lenient_int(_get(d, "LotSize")),
+            tick_size=_positive_number(_get(d, "TickSize")),
+            option_type=option,
+            instrument_type=_field_text(_get(d, "Instrument", "InstrumentType")).upper(),
+            symbol=_field_text(_get(d, "Symbol", "DisplayName")),
+        )
+    except Exception:  # a hint is a bonus: unreadable means no hint, never an error
+        return None
 
 
 def _decode_socket_message(raw: object) -> SocketDecodeResult:
@@ -545,10 +627,13 @@ def _decode_rest_order(obj: Mapping[str, Any]) -> OrderSnapshot:
         raise CodecError("orderId is missing")
     product = parse_product(_get(d, "productType"))
     quantity = _int(_get(d, "quantity"), "quantity")
-    filled = _filled(d, quantity, "filledQty", "tradedQuantity")
-    status = _settle_status(parse_order_status(_get(d, "orderStatus")), quantity, filled)
+    raw_status = parse_order_status(_get(d, "orderStatus"))
+    filled = _filled(d, quantity, raw_status, "filledQty", "tradedQuantity")
+    status = _settle_status(raw_status, quantity, filled)
     validity_raw = _get(d, "validity")
-    parent_id = _safe_text(_get(d, "parentOrderId"))
+    parent_id = _field_text(_get(d, "parentOrderId"))
+    if parent_id == "0":
+        parent_id = ""
     return OrderSnapshot(
         order_id=order_id,
         client_id=_id_text(_get(d, "dhanClientId"), "dhanClientId"),
@@ -568,14 +653,14 @@ def _decode_rest_order(obj: Mapping[str, Any]) -> OrderSnapshot:
         disclosed_qty=_int(_get(d, "disclosedQuantity"), "disclosedQuantity"),
         avg_price=_number(_get(d, "averageTradedPrice"), "averageTradedPrice"),
         trading_symbol=_safe_text(_get(d, "tradingSymbol")),
-        correlation_id=_safe_text(_get(d, "correlationId")),
+        correlation_id=_field_text(_get(d, "correlationId")),
         amo=_flag(_get(d, "afterMarketOrder")),
         amo_time=_amo_time(_get(d, "amoTime")),
         leg=_leg_from_name(_get(d, "legName")),
         parent_order_id="" if parent_id == order_id else parent_id,
         lot_size=_lenient_int(_get(d, "lotSize")),
         is_option=_rest_is_option(d),
-        reason=_safe_text(_get(d, "omsErrorDescription")),
+        reason=_field_text(_get(d, "omsErrorDescription")),
         created_at=_time(_get(d, "createTime")),
         updated_at=_time(_get(d, "updateTime")),
         source=SnapshotSource.ORDER_BOOK,

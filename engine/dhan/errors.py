@@ -27,6 +27,14 @@ a request the SDK refused to build/send        REFUSED             REFUSED
 
 \\* on a read, an error whose message says "not found" / "no data" / "no record" is NOT_FOUND.
 
+Live Dhan (facts §8b) also answers with bodies that carry no DH code: a framework 404
+``{timestamp,status,error,path}`` (L10), ``{errorCode,httpStatus,internalErrorCode,...}`` or
+``{"status":"failed","data":{code:msg}}`` (L13, possibly inside a 2xx). Those are never
+NOT_FOUND: they are AMBIGUOUS (mutation) / TRANSIENT (read) with ``shape`` UNRECOGNISED, so a
+caller can tell "Dhan said something we do not know" from a recognised Dhan error
+(``shape`` DHAN_ERROR), a body that was not JSON (NOT_JSON) and no answer at all (TRANSPORT).
+DH-904 is RATE_LIMITED whatever its ``errorType`` says (L11: it comes as Input_Exception).
+
 Messages never contain the access token: :func:`sanitize` cuts everything after
 ``access-token``, replaces the account's token, and masks registered secrets and JWTs.
 """
@@ -35,7 +43,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +52,7 @@ from engine.domain import OrderStatus
 from engine.secrets import MASK, redact
 
 __all__ = [
+    "AnswerShape",
     "BrokerError",
     "BrokerResult",
     "ResultKind",
@@ -69,6 +78,17 @@ class ResultKind(StrEnum):
 _RETRYABLE = frozenset({ResultKind.RATE_LIMITED, ResultKind.TRANSIENT})
 
 
+class AnswerShape(StrEnum):
+    """What kind of answer a result was built from (independent of what it means)."""
+
+    OK = "OK"  # a success body
+    DHAN_ERROR = "DHAN_ERROR"  # an error body carrying a Dhan error code we classify
+    UNRECOGNISED = "UNRECOGNISED"  # JSON we cannot read as a Dhan answer: unknown, never absent
+    NOT_JSON = "NOT_JSON"  # the SDK could not parse the body (empty 202, HTML 502 ...)
+    TRANSPORT = "TRANSPORT"  # no answer: timeout, refused, reset, or our own wait ran out
+    LOCAL = "LOCAL"  # never sent: refused by us or by the SDK before sending
+
+
 @dataclass(frozen=True)
 class BrokerResult:
     kind: ResultKind
@@ -76,6 +96,10 @@ class BrokerResult:
     status: OrderStatus | None = None
     error_code: str = ""
     message: str = ""
+    # Not part of equality: two results that mean the same compare equal whatever the shape.
+    shape: AnswerShape = field(default=AnswerShape.OK, compare=False)
+    # Every order id of the answer: one for a normal placement, several for a sliced one.
+    order_ids: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def ok(self) -> bool:
@@ -152,22 +176,43 @@ def _unclear(mutating: bool) -> ResultKind:
     return ResultKind.AMBIGUOUS if mutating else ResultKind.TRANSIENT
 
 
-def _order_fields(data: object) -> tuple[str, OrderStatus | None]:
-    if isinstance(data, list) and data:
-        data = data[0]
+_FAILED_WORDS = frozenset({"failed", "failure", "error"})
+_DH_CODE = re.compile(r"^(DH-\d{3}|\d{3})$")
+
+
+def _order_fields(data: object) -> tuple[str, OrderStatus | None, tuple[str, ...]]:
+    rows = data if isinstance(data, list) else [data]
+    ids: list[str] = []
+    first_status: OrderStatus | None = None
+    for row in rows:
+        if not isinstance(row, Mapping):
+            continue
+        folded = {str(k).lower(): v for k, v in row.items()}
+        raw_id = folded.get("orderid")
+        order_id = "" if raw_id is None else str(raw_id).strip()
+        if order_id:
+            ids.append(order_id)
+        raw_status = folded.get("orderstatus")
+        if first_status is None and isinstance(raw_status, str) and raw_status.strip():
+            try:
+                first_status = parse_order_status(raw_status)
+            except CodecError:
+                first_status = None
+    return (ids[0] if ids else ""), first_status, tuple(ids)
+
+
+def _failed_body(data: object) -> str | None:
+    """The detail of a 2xx body that is really a failure (``{"status":"failed",...}``, L13)."""
     if not isinstance(data, Mapping):
-        return "", None
+        return None
     folded = {str(k).lower(): v for k, v in data.items()}
-    raw_id = folded.get("orderid")
-    order_id = "" if raw_id is None else str(raw_id).strip()
-    status: OrderStatus | None = None
-    raw_status = folded.get("orderstatus")
-    if isinstance(raw_status, str) and raw_status.strip():
-        try:
-            status = parse_order_status(raw_status)
-        except CodecError:
-            status = None
-    return order_id, status
+    status = folded.get("status")
+    if isinstance(status, str) and status.strip().lower() in _FAILED_WORDS:
+        detail = folded.get("data") or folded.get("remarks") or folded.get("message") or ""
+        return f"Dhan answered status {status!r}: {detail}"
+    if "errorcode" in folded and "orderid" not in folded:
+        return f"Dhan answered an error body: {dict(data)}"
+    return None
 
 
 def classify(response: object, *, mutating: bool, token: str = "") -> BrokerResult:
@@ -176,7 +221,9 @@ def classify(response: object, *, mutating: bool, token: str = "") -> BrokerResu
         return _classify(response, mutating=mutating, token=token)
     except Exception as exc:  # a shape nobody expected: unclear, never a crash
         return BrokerResult(
-            _unclear(mutating), message=sanitize(f"unreadable SDK response: {exc}", token)
+            _unclear(mutating),
+            message=sanitize(f"unreadable SDK response: {exc}", token),
+            shape=AnswerShape.UNRECOGNISED,
         )
 
 
@@ -185,33 +232,64 @@ def _classify(response: object, *, mutating: bool, token: str) -> BrokerResult:
         return BrokerResult(
             _unclear(mutating),
             message=sanitize(f"unexpected SDK response of type {type(response).__name__}", token),
+            shape=AnswerShape.UNRECOGNISED,
         )
     status = str(response.get("status", "")).strip().lower()
     remarks: Any = response.get("remarks")
     data: Any = response.get("data")
     if status == "success":
-        order_id, order_status = _order_fields(data)
-        return BrokerResult(ResultKind.OK, order_id=order_id, status=order_status)
+        failed = _failed_body(data)
+        if failed is not None:
+            return BrokerResult(
+                _unclear(mutating),
+                message=sanitize(failed, token),
+                shape=AnswerShape.UNRECOGNISED,
+            )
+        order_id, order_status, order_ids = _order_fields(data)
+        return BrokerResult(
+            ResultKind.OK, order_id=order_id, status=order_status, order_ids=order_ids
+        )
     if isinstance(remarks, Mapping):
         code = _code(remarks.get("error_code") or remarks.get("errorCode"))
         message = remarks.get("error_message") or remarks.get("errorMessage") or ""
         if not message and remarks.get("message"):  # the old v1 shape
             message = remarks["message"]
         message = sanitize(message or remarks.get("error_type") or "", token)
+        if not code or not _DH_CODE.match(code):
+            # No Dhan code (framework 404, {errorCode:<other>,httpStatus,...}): unknown.
+            detail = f"error code {code!r}" if code else "no Dhan error code"
+            return BrokerResult(
+                _unclear(mutating),
+                error_code=code,
+                message=message or f"unrecognised error answer ({detail})",
+                shape=AnswerShape.UNRECOGNISED,
+            )
         return BrokerResult(
             _kind_for_code(code, message, mutating=mutating),
             error_code=code,
             message=message or "no error message from Dhan",
+            shape=AnswerShape.DHAN_ERROR,
         )
     text = sanitize(remarks if remarks is not None else "", token)
     if text.startswith(("action parameter is required", "Invalid action")):
-        return BrokerResult(ResultKind.REFUSED, error_code="LOCAL", message=text)
+        return BrokerResult(
+            ResultKind.REFUSED, error_code="LOCAL", message=text, shape=AnswerShape.LOCAL
+        )
     if "Expecting value" in text or "Extra data" in text or "Unterminated" in text:
         detail = "not a JSON answer (empty body, HTML error page or proxy error)"
-        return BrokerResult(_unclear(mutating), message=f"{detail}: {text}")
+        return BrokerResult(
+            _unclear(mutating), message=f"{detail}: {text}", shape=AnswerShape.NOT_JSON
+        )
+    if "has no attribute 'get'" in text:
+        # A non-2xx JSON body that is not an object (a list, a number): the SDK choked on it.
+        return BrokerResult(
+            _unclear(mutating),
+            message=f"unrecognised error answer: {text}",
+            shape=AnswerShape.UNRECOGNISED,
+        )
     if not text:
         text = "failure without any detail from the SDK"
-    return BrokerResult(_unclear(mutating), message=text)
+    return BrokerResult(_unclear(mutating), message=text, shape=AnswerShape.TRANSPORT)
 
 
 def classify_exception(exc: BaseException, *, mutating: bool, token: str = "") -> BrokerResult:
@@ -219,12 +297,17 @@ def classify_exception(exc: BaseException, *, mutating: bool, token: str = "") -
     name = type(exc).__name__
     detail = str(exc)
     return BrokerResult(
-        _unclear(mutating), message=sanitize(f"{name}: {detail}" if detail else name, token)
+        _unclear(mutating),
+        message=sanitize(f"{name}: {detail}" if detail else name, token),
+        shape=AnswerShape.TRANSPORT,
     )
 
 
 def not_sent(reason: str, token: str = "") -> BrokerResult:
     """A request we (or the SDK) refused to send: nothing reached Dhan."""
     return BrokerResult(
-        ResultKind.REFUSED, error_code="LOCAL", message=sanitize(f"not sent: {reason}", token)
+        ResultKind.REFUSED,
+        error_code="LOCAL",
+        message=sanitize(f"not sent: {reason}", token),
+        shape=AnswerShape.LOCAL,
     )

@@ -66,6 +66,9 @@ times = st.none() | st.datetimes(
 ).map(lambda d: to_ist(d.replace(microsecond=0)))
 prices = st.integers(min_value=0, max_value=5_000_000).map(lambda n: n / 100)
 ids = st.integers(min_value=1, max_value=10**16).map(str)
+# Dhan's "not set" placeholders (facts §8b L6) decode to "", so a real value is never one.
+PLACEHOLDER_WORDS = frozenset({"NA", "N/A", "NULL", "NONE", "-"})
+free_texts = words.filter(lambda w: w.upper() not in PLACEHOLDER_WORDS)
 
 
 @st.composite
@@ -103,13 +106,14 @@ def snapshots(draw: st.DrawFn) -> OrderSnapshot:
         disclosed_qty=draw(st.integers(min_value=0, max_value=quantity)),
         avg_price=draw(prices) if filled else 0.0,
         trading_symbol=draw(words),
-        correlation_id=draw(words),
+        correlation_id=draw(free_texts),
         amo=draw(st.booleans()),
         leg=draw(st.sampled_from(list(LEG_NO))) if multi_leg else "",
         parent_order_id=parent,
         is_super_order=is_super,
         lot_size=draw(st.integers(min_value=0, max_value=5000)),
-        reason=draw(words.filter(lambda w: "superorder" not in w.lower().replace(" ", ""))),
+        reason=draw(free_texts.filter(lambda w: "superorder" not in w.lower().replace(" ", ""))),
+        is_option=draw(st.sampled_from([None, True, False])),
         ref_ltp=draw(prices),
         created_at=draw(times),
         updated_at=draw(times),
@@ -128,6 +132,11 @@ def number(draw: st.DrawFn, value: int | float) -> Any:
     if isinstance(value, int):
         return draw(st.sampled_from([value, str(value), f" {value} ", f"{value}.0", float(value)]))
     return draw(st.sampled_from([value, repr(value), f"{value:.2f}", f" {value:.2f}"]))
+
+
+# The socket says whether an order is an option by Instrument and OptType; "NA" says nothing.
+INSTRUMENT_FOR: dict[bool | None, str] = {True: "OPTIDX", False: "EQUITY", None: "NA"}
+OPT_TYPE_FOR: dict[bool | None, str] = {True: "CE", False: "XX", None: "NA"}
 
 
 def socket_frame(o: OrderSnapshot, draw: st.DrawFn) -> dict[str, Any]:
@@ -163,14 +172,14 @@ def socket_frame(o: OrderSnapshot, draw: st.DrawFn) -> dict[str, Any]:
         "MktType": "NL",
         "ReasonDescription": o.reason,
         "LegNo": LEG_NO.get(o.leg, draw(st.sampled_from([0, 1, None]))),
-        "Instrument": "OPTIDX",
+        "Instrument": INSTRUMENT_FOR[o.is_option],
         "Symbol": o.trading_symbol,
         "ProductName": "INTRADAY",
         "Status": draw(st.sampled_from([word, word.title(), word.lower()])),
         "LotSize": o.lot_size,
         "StrikePrice": 24000.0,
         "ExpiryDate": "0001-01-01 00:00:00",
-        "OptType": "XX",
+        "OptType": OPT_TYPE_FOR[o.is_option],
         "DisplayName": o.trading_symbol,
         "Isin": "NA",
         "Series": "XX",
@@ -210,7 +219,7 @@ def rest_row(o: OrderSnapshot, draw: st.DrawFn) -> dict[str, Any]:
         "updateTime": ist_text(o.updated_at, draw),
         "exchangeTime": ist_text(o.updated_at, draw),
         "drvExpiryDate": None,
-        "drvOptionType": None,
+        "drvOptionType": "CALL" if o.is_option else draw(st.sampled_from(["NA", None])),
         "drvStrikePrice": 0.0,
         "omsErrorCode": None,
         "omsErrorDescription": o.reason,
@@ -233,6 +242,8 @@ def rest_view(o: OrderSnapshot) -> OrderSnapshot:
         is_super_order=False,
         parent_order_id="",
         amo_time=None,
+        # REST says CALL/PUT for an option; its "NA" proves nothing either way.
+        is_option=True if o.is_option else None,
     )
 
 
