@@ -7,36 +7,21 @@ import contextlib
 import json
 import signal
 import sys
-from dataclasses import fields, is_dataclass
-from datetime import datetime
-from enum import Enum
 from typing import Any, TextIO
 
 from engine.api import EngineHandle
 from engine.events import EngineEvent, LimiterChanged, StatsUpdated
 from engine.secrets import redact
+from engine.store.serialization import to_jsonable
 
 # Limiter and stats change many times a second; a log line per second per account is enough.
 _THROTTLED = (LimiterChanged, StatsUpdated)
 _THROTTLE_S = 1.0
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    return value
-
-
 def event_to_json(event: EngineEvent) -> str:
-    body = to_jsonable(event)
+    """One line: the event's fields (by the store's TypeAdapters), its type name, redacted."""
+    body: dict[str, Any] = to_jsonable(event)
     body["event"] = type(event).__name__
     return redact(json.dumps(body, separators=(",", ":"), sort_keys=True))
 

@@ -16,7 +16,6 @@ import pytest
 
 from bench.soak import RandomLeader
 from engine.domain import EngineState
-from engine.store import _run
 from tests.chaos.conftest import ChaosFactory, ChaosWorld, assert_converged, start_engine
 from tests.e2e.conftest import LEADER
 
@@ -72,10 +71,10 @@ def _uncap(db: sqlite3.Connection) -> None:
 
 
 async def fill_up(world: ChaosWorld, full: bool = True) -> None:
-    store = world.eng._store
+    store = world.eng.store
     assert store is not None
     for conn in (store._db, store._intents_db):  # on each connection's own thread
-        await _run(conn, _cap if full else _uncap)
+        await conn.run(_cap if full else _uncap)
 
 
 async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFactory) -> None:
@@ -90,7 +89,7 @@ async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFact
         leader.step()
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
-    assert any(a.code.startswith("STORE") for a in world.eng._alerts.recent()), "no alert"
+    assert any(a.code.startswith("STORE") for a in world.eng.recent_alerts()), "no alert"
     await fill_up(world, full=False)
     await assert_converged(world, "database full, then space again", timeout=40)
     await world.crash_engine()
@@ -108,7 +107,7 @@ async def test_kill_switch_wins_while_the_database_is_locked(chaos_world: ChaosF
     locker = await hold_write_lock(world, 7.0)
     await asyncio.wait_for(world.kill("chaos, db locked"), 15)  # must not raise
     assert world.eng.state is EngineState.KILLED
-    assert any(a.code == "KILL_NOT_STORED" for a in world.eng._alerts.recent())
+    assert any(a.code == "KILL_NOT_STORED" for a in world.eng.recent_alerts())
     await locker.wait()
     await assert_converged(world, "kill while the database is locked", allow_explained=True)
 
@@ -132,12 +131,15 @@ async def test_what_could_not_be_stored_is_stored_once_space_is_back(
     await fill_up(world, full=False)
     await assert_converged(world, "database full, refused writes retried", timeout=30)
     await asyncio.sleep(2.5)  # a retry or two of the flusher
-    store = world.eng._store
+    store = world.eng.store
     assert store is not None
     stored = {(m.follower, m.leader_order_id): m for m in await store.mirrors()}
-    known = {(m.follower, m.leader_order_id): m for m in world.eng._mirrors.values()}
+    known = {(m.follower, m.leader_order_id): m for m in world.eng.mirrors()}
     assert stored.keys() == known.keys()
     stale = [k for k in known if stored[k].state != known[k].state]
     assert not stale, f"{len(stale)} mirror rows stale in the database: {stale[:3]}"
     leaders = {s.order_id: s for s in await store.leader_orders()}
-    assert all(leaders[i].status == s.status for i, s in world.eng._leader.items())
+    assert all(
+        leaders[i].status == s.status
+        for i, s in ((s.order_id, s) for s in world.eng.leader_orders())
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import sqlite3
@@ -35,14 +36,22 @@ from engine.domain import (
     Validity,
 )
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
-from engine.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    Store,
-    StoreError,
-    decode_dataclass,
-    encode_value,
-    parse_datetime,
+from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, parse_datetime
+from engine.store.serialization import from_json, to_json
+from tests.store_helpers import (
+    append_journal,
+    durability,
+    get_intent,
+    get_leader_order,
+    get_mirror,
+    malformed_messages,
+    mirror_by_correlation,
+    mirrors_for_leader,
+    recent_alerts,
+    record_alert,
+    save_mirror,
+    schema_version,
+    upsert_leader_order,
 )
 
 T0 = IST.localize(datetime(2026, 11, 23, 9, 15, 0, 123456))
@@ -144,7 +153,7 @@ def test_snapshot_json_round_trip_is_exact() -> None:
         updated_at=T0 + timedelta(seconds=1, microseconds=7),
         source=SnapshotSource.ORDER_BOOK,
     )
-    back = decode_dataclass(OrderSnapshot, encode_value(full))
+    back = from_json(OrderSnapshot, to_json(full))
     assert back == full
     assert back.updated_at is not None and back.created_at is not None
     assert back.updated_at.tzinfo is not None
@@ -153,12 +162,12 @@ def test_snapshot_json_round_trip_is_exact() -> None:
     assert isinstance(back.price, float) and isinstance(back.status, OrderStatus)
 
     minimal = snapshot(created_at=None, updated_at=None, amo_time=None)
-    assert decode_dataclass(OrderSnapshot, encode_value(minimal)) == minimal
+    assert from_json(OrderSnapshot, to_json(minimal)) == minimal
 
 
 def test_params_round_trip_with_notes_and_amo() -> None:
     p = params(amo=True, amo_time=AmoTime.PRE_OPEN, notes=("MARKET sent as LIMIT", "x"))
-    back = decode_dataclass(OrderParams, encode_value(p))
+    back = from_json(OrderParams, to_json(p))
     assert back == p
     assert isinstance(back.notes, tuple)
 
@@ -172,9 +181,9 @@ def test_datetime_parsing_keeps_zones() -> None:
 
 
 def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
-    raw = encode_value(params())
+    raw = json.loads(to_json(params()))
     raw["some_future_field"] = 1
-    assert decode_dataclass(OrderParams, raw) == params()
+    assert from_json(OrderParams, json.dumps(raw)) == params()
 
 
 # --- engine state ----------------------------------------------------------------------------
@@ -197,14 +206,14 @@ async def test_engine_state_round_trip_and_reopen(tmp_path: Path) -> None:
 async def test_leader_orders_upsert_is_idempotent_and_keeps_latest(store: Store) -> None:
     a = snapshot("L1")
     b = snapshot("L2", side=Side.SELL)
-    await store.upsert_leader_order(a)
-    await store.upsert_leader_order(b)
-    await store.upsert_leader_order(a)
+    await upsert_leader_order(store, a)
+    await upsert_leader_order(store, b)
+    await upsert_leader_order(store, a)
     assert await store.leader_orders() == [a, b]
     filled = a.with_changes(status=OrderStatus.TRADED, filled_qty=75, avg_price=101.45)
-    await store.upsert_leader_order(filled)
-    assert await store.get_leader_order("L1") == filled
-    assert await store.get_leader_order("nope") is None
+    await upsert_leader_order(store, filled)
+    assert await get_leader_order(store, "L1") == filled
+    assert await get_leader_order(store, "nope") is None
     assert [s.order_id for s in await store.leader_orders()] == ["L1", "L2"]
 
 
@@ -223,19 +232,19 @@ async def test_mirror_round_trip_and_upsert(store: Store) -> None:
         latency_ms=41.25,
         slippage=-0.05,
     )
-    await store.save_mirror(m)
-    assert await store.get_mirror("alice", "L1") == m
+    await save_mirror(store, m)
+    assert await get_mirror(store, "alice", "L1") == m
     bare = mirror("bob", params=None, updated_at=None)
-    await store.save_mirror(bare)
-    assert await store.get_mirror("bob", "L1") == bare
+    await save_mirror(store, bare)
+    assert await get_mirror(store, "bob", "L1") == bare
     done = m.with_changes(state=MirrorState.DONE, broker_status=OrderStatus.TRADED)
-    await store.save_mirror(done)
-    await store.save_mirror(done)
-    await store.save_mirror(mirror("alice", "L2"))
+    await save_mirror(store, done)
+    await save_mirror(store, done)
+    await save_mirror(store, mirror("alice", "L2"))
     assert await store.mirrors() == [done, bare, mirror("alice", "L2")]
-    assert await store.mirrors_for_leader("L1") == [done, bare]
-    assert await store.get_mirror("alice", "L3") is None
-    assert await store.mirror_by_correlation("CPY-alice-L2") == mirror("alice", "L2")
+    assert await mirrors_for_leader(store, "L1") == [done, bare]
+    assert await get_mirror(store, "alice", "L3") is None
+    assert await mirror_by_correlation(store, "CPY-alice-L2") == mirror("alice", "L2")
 
 
 # --- intents ---------------------------------------------------------------------------------
@@ -249,16 +258,16 @@ async def test_record_intent_assigns_id_and_time_and_writes_mirror(
     assert stored.id > 0
     assert stored.created_at == T0
     assert stored == dataclasses.replace(intent(), id=stored.id, created_at=T0)
-    assert await store.get_mirror("alice", "L1") == m
+    assert await get_mirror(store, "alice", "L1") == m
     assert await store.unfinished_intents() == [stored]
-    assert await store.get_intent(stored.id) == stored
+    assert await get_intent(store, stored.id) == stored
 
     clock.advance(0.2)
     live = m.with_changes(state=MirrorState.LIVE, follower_order_id="F1")
     await store.complete_intent(stored.id, IntentOutcome.ACKED, "placed", live)
     assert await store.unfinished_intents() == []
-    assert await store.get_mirror("alice", "L1") == live
-    done = await store.get_intent(stored.id)
+    assert await get_mirror(store, "alice", "L1") == live
+    done = await get_intent(store, stored.id)
     assert done is not None
     assert (done.outcome, done.detail, done.follower_order_id) == (
         IntentOutcome.ACKED,
@@ -321,39 +330,39 @@ async def test_writes_of_one_mirror_land_in_call_order(store: Store) -> None:
         v3 = mirror(state=MirrorState.DONE, modifications=3)
         # Started in this order, on two different connections, without waiting.
         await asyncio.gather(
-            store.save_mirror(v1), store.record_intent(intent(), v2), store.save_mirror(v3)
+            save_mirror(store, v1), store.record_intent(intent(), v2), save_mirror(store, v3)
         )
-        assert await store.get_mirror("alice", "L1") == v3
-        await asyncio.gather(store.save_mirror(v1), store.record_intent(intent(), v2))
-        assert await store.get_mirror("alice", "L1") == v2
+        assert await get_mirror(store, "alice", "L1") == v3
+        await asyncio.gather(save_mirror(store, v1), store.record_intent(intent(), v2))
+        assert await get_mirror(store, "alice", "L1") == v2
 
 
 async def test_close_waits_for_writes_already_called(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     s = await Store.open(path)
     tasks = [
-        asyncio.create_task(s.save_mirror(mirror("alice"))),
+        asyncio.create_task(save_mirror(s, mirror("alice"))),
         asyncio.create_task(s.record_intent(intent("bob"))),
-        asyncio.create_task(s.append_journal("leader", "x", leader_order_id="L1")),
+        asyncio.create_task(append_journal(s, "leader", "x", leader_order_id="L1")),
     ]
     await asyncio.sleep(0)  # started, not finished
     await s.close()
     await asyncio.gather(*tasks)
     async with await Store.open(path) as s:
-        assert await s.get_mirror("alice", "L1") == mirror("alice")
+        assert await get_mirror(s, "alice", "L1") == mirror("alice")
         assert len(await s.unfinished_intents()) == 1
         assert len(await s.timeline("L1")) == 2
 
 
 async def test_a_cancelled_caller_does_not_block_later_writes(store: Store) -> None:
-    slow = asyncio.create_task(store.save_mirror(mirror("a")))
+    slow = asyncio.create_task(save_mirror(store, mirror("a")))
     cancelled = asyncio.create_task(store.record_intent(intent("b"), mirror("b")))
     await asyncio.sleep(0)
     cancelled.cancel()
     later = await asyncio.wait_for(store.record_intent(intent("c"), mirror("c")), timeout=5)
     await slow
     assert later.id > 0
-    assert await store.get_mirror("c", "L1") == mirror("c")
+    assert await get_mirror(store, "c", "L1") == mirror("c")
 
 
 async def test_intents_survive_close_and_reopen(tmp_path: Path) -> None:
@@ -364,7 +373,7 @@ async def test_intents_survive_close_and_reopen(tmp_path: Path) -> None:
         await s.complete_intent(b.id, IntentOutcome.ACKED, "ok")
     async with await Store.open(path) as s:
         assert await s.unfinished_intents() == [a]
-        assert (await s.get_mirror("alice", "L1")) == mirror("alice")
+        assert (await get_mirror(s, "alice", "L1")) == mirror("alice")
 
 
 CRASH_SCRIPT = textwrap.dedent(
@@ -419,11 +428,11 @@ async def test_concurrent_tasks(store: Store) -> None:
         leader = f"L{n}"
         rec = mirror(follower, leader)
         stored = await store.record_intent(intent(follower, leader), rec)
-        await store.append_journal("broker", f"sent {n}", follower, leader)
+        await append_journal(store, "broker", f"sent {n}", follower, leader)
         if n % 3:
             live = rec.with_changes(state=MirrorState.LIVE, follower_order_id=f"F{n}")
             await store.complete_intent(stored.id, IntentOutcome.ACKED, "ok", live)
-        await store.upsert_leader_order(snapshot(leader))
+        await upsert_leader_order(store, snapshot(leader))
         return stored.id
 
     ids = await asyncio.gather(*(worker(n) for n in range(60)))
@@ -442,15 +451,15 @@ async def test_concurrent_tasks(store: Store) -> None:
 async def test_timeline_merges_journal_and_intents_oldest_first(
     store: Store, clock: ManualClock
 ) -> None:
-    await store.append_journal("leader", "BUY 75 NIFTY LIMIT 101.5 seen", leader_order_id="L1")
+    await append_journal(store, "leader", "BUY 75 NIFTY LIMIT 101.5 seen", leader_order_id="L1")
     stored = await store.record_intent(intent("alice"))  # same instant: insertion order
     clock.advance(0.05)
-    await store.append_journal("broker", "placed F1", "alice", "L1")
+    await append_journal(store, "broker", "placed F1", "alice", "L1")
     await store.complete_intent(stored.id, IntentOutcome.ACKED, "placed")
-    await store.append_journal("fill", "earlier fill", "alice", "L1", at=T0 - timedelta(1))
-    await store.append_journal("leader", "another order", leader_order_id="L2")
+    await append_journal(store, "fill", "earlier fill", "alice", "L1", at=T0 - timedelta(1))
+    await append_journal(store, "leader", "another order", leader_order_id="L2")
     naive = T0.replace(tzinfo=None) + timedelta(seconds=10)
-    await store.append_journal("fill", "naive time is IST", "alice", "L1", at=naive)
+    await append_journal(store, "fill", "naive time is IST", "alice", "L1", at=naive)
 
     entries = await store.timeline("L1")
     assert [e.kind for e in entries] == ["fill", "leader", "intent", "broker", "fill"]
@@ -465,26 +474,26 @@ async def test_timeline_merges_journal_and_intents_oldest_first(
 async def test_timeline_order_survives_reopen(tmp_path: Path, clock: ManualClock) -> None:
     path = tmp_path / "t.db"
     async with await Store.open(path, clock=clock) as s:
-        await s.append_journal("leader", "first", leader_order_id="L1")
+        await append_journal(s, "leader", "first", leader_order_id="L1")
     async with await Store.open(path, clock=clock) as s:
         await s.record_intent(intent())
-        await s.append_journal("broker", "third", leader_order_id="L1")
+        await append_journal(s, "broker", "third", leader_order_id="L1")
         assert [e.text[:5] for e in await s.timeline("L1")] == ["first", "PLACE", "third"]
 
 
 async def test_alerts_and_malformed(store: Store) -> None:
     alert = Alert("SIZED_TO_ZERO", Severity.WARNING, "0.1 x 75 rounds to 0 lots", T0, "bob", "L1")
-    await store.record_alert(alert)
-    await store.record_alert(dataclasses.replace(alert, count=4, follower=None))
-    assert await store.recent_alerts() == [
+    await record_alert(store, alert)
+    await record_alert(store, dataclasses.replace(alert, count=4, follower=None))
+    assert await recent_alerts(store) == [
         alert,
         dataclasses.replace(alert, count=4, follower=None),
     ]
-    assert await store.recent_alerts(limit=1) == [
+    assert await recent_alerts(store, limit=1) == [
         dataclasses.replace(alert, count=4, follower=None)
     ]
     await store.record_malformed('{"Type":"order_alert","Data":', "truncated JSON")
-    [(at, raw, error)] = await store.malformed_messages()
+    [(at, raw, error)] = await malformed_messages(store)
     assert (at, raw, error) == (T0, '{"Type":"order_alert","Data":', "truncated JSON")
 
 
@@ -492,7 +501,7 @@ async def test_alerts_and_malformed(store: Store) -> None:
 
 
 async def test_wal_and_synchronous_settings(store: Store, tmp_path: Path) -> None:
-    d = await store.durability()
+    d = await durability(store)
     assert d["intents"] == {"journal_mode": "wal", "synchronous": "FULL", "busy_timeout": 5000}
     assert d["main"] == {"journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": 5000}
     with sqlite3.connect(tmp_path / "copytrade.db") as raw:
@@ -500,7 +509,7 @@ async def test_wal_and_synchronous_settings(store: Store, tmp_path: Path) -> Non
 
 
 async def test_fresh_database_is_at_latest_version(store: Store) -> None:
-    assert await store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    assert await schema_version(store) == SCHEMA_VERSION == len(MIGRATIONS)
 
 
 async def test_migrates_an_older_database(tmp_path: Path) -> None:
@@ -520,14 +529,14 @@ async def test_migrates_an_older_database(tmp_path: Path) -> None:
         )
     raw.close()
     async with await Store.open(path) as s:
-        assert await s.schema_version() == SCHEMA_VERSION
+        assert await schema_version(s) == SCHEMA_VERSION
         assert await s.get_engine_state() == (EngineState.KILLED, "before upgrade")
         [old] = await s.unfinished_intents()
         assert (old.follower, old.correlation_id, old.created_at) == ("alice", "C1", T0)
-        await s.append_journal("leader", "v2 table works", leader_order_id="L1")
+        await append_journal(s, "leader", "v2 table works", leader_order_id="L1")
         assert [e.kind for e in await s.timeline("L1")] == ["intent", "leader"]
     async with await Store.open(path) as s:  # reopening applies nothing twice
-        assert await s.schema_version() == SCHEMA_VERSION
+        assert await schema_version(s) == SCHEMA_VERSION
 
 
 async def test_refuses_a_newer_database(tmp_path: Path) -> None:
@@ -561,17 +570,17 @@ async def test_no_token_reaches_the_database(tmp_path: Path, clock: ManualClock)
     leak = f"token={token} jwt={jwt}"
     async with await Store.open(path, clock=clock) as s:
         await s.set_engine_state(EngineState.KILLED, leak)
-        await s.upsert_leader_order(snapshot(reason=leak))
+        await upsert_leader_order(s, snapshot(reason=leak))
         rec = mirror(reason=leak, params=params(notes=(leak,)))
         stored = await s.record_intent(intent(detail=leak, params=params(notes=(leak,))), rec)
         await s.complete_intent(stored.id, IntentOutcome.REFUSED, leak, rec)
-        await s.save_mirror(rec)
-        await s.append_journal("broker", leak, "alice", "L1")
-        await s.record_alert(Alert("X", Severity.ERROR, leak, T0))
+        await save_mirror(s, rec)
+        await append_journal(s, "broker", leak, "alice", "L1")
+        await record_alert(s, Alert("X", Severity.ERROR, leak, T0))
         await s.record_malformed('{"LoginReq":{"Token":"' + token + '"}}', leak)
         await s.record_malformed(jwt, "bad")
         assert token not in str(await s.timeline("L1"))
-        stored_reason = (await s.get_leader_order("L1")).reason  # type: ignore[union-attr]
+        stored_reason = (await get_leader_order(s, "L1")).reason  # type: ignore[union-attr]
         assert stored_reason == "token=*** jwt=***"
         files_while_open = _read_all(tmp_path)  # the WAL holds everything so far
         assert sum(len(b) for b in files_while_open.values()) > 0

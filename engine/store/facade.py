@@ -1,0 +1,200 @@
+"""``Store``: the engine's durable memory in SQLite, the one thing the engine talks to.
+
+Intent before side effect: ``record_intent`` returns only once the intent is on disk, so a
+crash at any point after it leaves a PENDING intent that the engine resolves on restart by
+asking Dhan for the order's correlationId, instead of placing it again.
+
+- WAL mode, so readers never block the writer and a killed process loses nothing committed.
+- Two connections. Intents and the engine state go through one with ``synchronous=FULL``
+  (the commit is fsynced before the call returns); everything else, including an intent's
+  completion, goes through one with ``synchronous=NORMAL`` (safe against a process crash;
+  a power cut may drop the last few commits, which the engine re-derives: a PENDING intent
+  is looked up at the broker). Both set ``busy_timeout``.
+- Writes go through one line, in call order, and concurrent intents share one commit
+  (``engine.store.write_line``). Schema: ``engine.store.schema``; rows: ``engine.store.rows``;
+  JSON: ``engine.store.serialization`` (every free text is redacted: no token is written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from datetime import datetime
+from pathlib import Path
+
+from engine.clock import Clock, SystemClock
+from engine.domain import EngineState, OrderSnapshot
+from engine.records import Intent, IntentOutcome, MirrorRecord
+from engine.secrets import redact
+from engine.store import reads, timeline, writes
+from engine.store.connection import Connection
+from engine.store.errors import StoreError
+from engine.store.rows import (
+    alert_row,
+    completion_row,
+    intent_row,
+    journal_row,
+    leader_row,
+    mirror_row,
+    snapshot_from,
+)
+from engine.store.schema import migrate
+from engine.store.serialization import format_datetime, parse_datetime
+from engine.store.write_line import WriteLine
+from engine.store.writes import BatchRows, WriteBatch
+from engine.views import TimelineEntry
+
+MALFORMED_MAX_CHARS = 20_000
+
+
+class Store:
+    """Open with ``await Store.open(path)``; close when done."""
+
+    def __init__(self, intents_db: Connection, main_db: Connection, clock: Clock) -> None:
+        self._intents_db = intents_db  # synchronous=FULL: intents, engine state
+        self._db = main_db  # synchronous=NORMAL: everything else
+        self._clock = clock
+        self._seq = itertools.count(1)  # orders journal and intents written at the same time
+        self._line = WriteLine(intents_db)
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path | str, *, clock: Clock | None = None) -> Store:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        target = str(path)
+        if target == ":memory:" or target.startswith("file:"):
+            raise StoreError("the store needs a file path (two connections share it)")
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        intents_db = await Connection.open(target, "FULL")
+        try:
+            await intents_db.run(migrate)
+            main_db = await Connection.open(target, "NORMAL")
+        except BaseException:
+            await intents_db.close()
+            raise
+        store = cls(intents_db, main_db, clock or SystemClock())
+        store._seq = itertools.count(await main_db.run(reads.last_seq) + 1)
+        return store
+
+    async def close(self) -> None:
+        """Let the writes already called finish, then close both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._line.drain()
+        try:
+            await self._db.close()
+        finally:
+            await self._intents_db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- engine state ---------------------------------------------------------------------
+
+    async def get_engine_state(self) -> tuple[EngineState, str] | None:
+        return await self._db.run(reads.engine_state)
+
+    async def set_engine_state(self, state: EngineState, reason: str) -> None:
+        """Durable on return (the kill switch must survive a crash)."""
+        row = (state.value, redact(reason), format_datetime(self._clock.now()))
+        await self._line.write(self._intents_db, lambda db: writes.set_engine_state(db, row))
+
+    # --- the write-behind path ------------------------------------------------------------
+
+    async def write_batch(self, batch: WriteBatch) -> None:
+        """Everything in ``batch`` in one transaction (one commit instead of one per row)."""
+        if not batch:
+            return
+        now = self._clock.now()
+        rows = BatchRows(
+            leaders=[leader_row(s, now) for s in batch.leaders],
+            deleted_mirrors=list(batch.deleted_mirrors),
+            mirrors=[mirror_row(m) for m in batch.mirrors],
+            completions=[
+                completion_row(intent_id, outcome, detail, order_id, now)
+                for intent_id, outcome, detail, order_id in batch.completions
+            ],
+            journal=[journal_row(*line, next(self._seq)) for line in batch.journal],
+            alerts=[alert_row(a) for a in batch.alerts],
+        )
+        await self._line.write(self._db, lambda db: writes.write_batch(db, rows))
+
+    # --- intents --------------------------------------------------------------------------
+
+    async def record_intent(self, intent: Intent, mirror: MirrorRecord | None = None) -> Intent:
+        """Write the intent (and the mirror row, atomically with it); fsynced on return.
+
+        Returns the intent with its ``id`` and ``created_at`` (kept if already set).
+        Intents recorded concurrently (several followers at once) share one transaction and
+        one fsync; each keeps its own savepoint, so one failure does not fail the others.
+        """
+        if intent.id:
+            raise StoreError(f"intent {intent.id} is already recorded")
+        created = intent.created_at or self._clock.now()
+        row = intent_row(intent, created, next(self._seq))
+        intent_id = await self._line.record_intent(
+            row, None if mirror is None else mirror_row(mirror)
+        )
+        return dataclasses.replace(intent, id=intent_id, created_at=created)
+
+    async def complete_intent(
+        self,
+        intent_id: int,
+        outcome: IntentOutcome,
+        detail: str = "",
+        mirror: MirrorRecord | None = None,
+    ) -> None:
+        """Record how the broker call ended (and the mirror row, in the same transaction).
+
+        ACKED / REFUSED set ``completed_at``; PENDING / AMBIGUOUS leave the intent unfinished.
+        A mirror with a follower order id fills in the intent's if it had none (a placement).
+        """
+        order_id = mirror.follower_order_id if mirror is not None else ""
+        completion = completion_row(intent_id, outcome, detail, order_id, self._clock.now())
+        mirror_values = None if mirror is None else mirror_row(mirror)
+        await self._line.write(
+            self._db, lambda db: writes.complete_intent(db, completion, mirror_values)
+        )
+
+    async def unfinished_intents(self) -> list[Intent]:
+        """Intents whose outcome is PENDING or AMBIGUOUS, oldest first."""
+        return await self._db.run(reads.unfinished_intents)
+
+    async def intent_times(self, since: datetime) -> dict[str, list[datetime]]:
+        """When each follower's intents (order requests) were written, since ``since``: what a
+        restarted engine counts against Dhan's hourly and daily order-API budgets."""
+        times: dict[str, list[datetime]] = {}
+        for follower, created in await self._db.run(lambda db: reads.intent_times_since(db, since)):
+            times.setdefault(follower, []).append(parse_datetime(created))
+        return times
+
+    # --- what the engine restarts from ----------------------------------------------------
+
+    async def leader_orders(self) -> list[OrderSnapshot]:
+        """Every stored leader order, in the order they were first stored."""
+        return [snapshot_from(t) for t in await self._db.run(reads.leader_order_texts)]
+
+    async def mirrors(self) -> list[MirrorRecord]:
+        return await self._db.run(reads.mirrors)
+
+    # --- read side ------------------------------------------------------------------------
+
+    async def timeline(self, leader_order_id: str) -> list[TimelineEntry]:
+        """Journal entries and intents of one leader order, oldest first."""
+        rows = await self._db.run(lambda db: timeline.timeline_rows(db, leader_order_id))
+        return timeline.in_order(rows)
+
+    # --- malformed input ------------------------------------------------------------------
+
+    async def record_malformed(self, raw: str, error: str) -> None:
+        """Keep an input the codec could not read (the newest ``MALFORMED_KEPT`` are kept)."""
+        row = (
+            format_datetime(self._clock.now()),
+            redact(raw[:MALFORMED_MAX_CHARS]),
+            redact(error),
+        )
+        await self._line.write(self._db, lambda db: writes.record_malformed(db, row))

@@ -1,0 +1,167 @@
+"""The write transactions: each a function of a ``sqlite3.Connection``, run on its thread.
+
+They take rows already made (``engine.store.rows``), so the event loop does the mapping and
+the database thread only executes. ``WriteBatch`` is what the engine hands over for the
+write-behind path: everything that need not be durable before anything else happens.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.domain import Alert, OrderSnapshot
+from engine.records import IntentOutcome, MirrorRecord
+from engine.store.connection import transaction
+from engine.store.errors import StoreError
+from engine.store.rows import MIRROR_COLUMN_COUNT, MIRROR_COLUMNS
+
+MALFORMED_KEPT = 1000  # newest malformed messages kept for inspection
+
+UPSERT_MIRROR = (
+    f"INSERT INTO mirrors ({MIRROR_COLUMNS}) VALUES ({', '.join('?' * MIRROR_COLUMN_COUNT)})"
+    " ON CONFLICT (follower, leader_order_id) DO UPDATE SET"
+    " correlation_id = excluded.correlation_id, state = excluded.state,"
+    " generation = excluded.generation, follower_order_id = excluded.follower_order_id,"
+    " broker_status = excluded.broker_status, params = excluded.params,"
+    " filled_qty = excluded.filled_qty, avg_price = excluded.avg_price,"
+    " modifications = excluded.modifications, reason = excluded.reason,"
+    " symbol = excluded.symbol, leader_seen_mono = excluded.leader_seen_mono,"
+    " latency_ms = excluded.latency_ms, slippage = excluded.slippage,"
+    " updated_at = excluded.updated_at, prior_filled = excluded.prior_filled,"
+    " skip_code = excluded.skip_code"
+)
+DELETE_MIRROR = "DELETE FROM mirrors WHERE follower = ? AND leader_order_id = ?"
+UPSERT_LEADER = (
+    "INSERT INTO leader_orders (order_id, client_id, status, segment, security_id,"
+    " correlation_id, quantity, filled_qty, updated_at, snapshot, stored_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (order_id) DO UPDATE SET client_id = excluded.client_id,"
+    " status = excluded.status, segment = excluded.segment,"
+    " security_id = excluded.security_id, correlation_id = excluded.correlation_id,"
+    " quantity = excluded.quantity, filled_qty = excluded.filled_qty,"
+    " updated_at = excluded.updated_at, snapshot = excluded.snapshot,"
+    " stored_at = excluded.stored_at"
+)
+INSERT_INTENT = (
+    "INSERT INTO intents (follower, leader_order_id, kind, correlation_id, params,"
+    " follower_order_id, outcome, detail, created_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+COMPLETE_INTENT = (
+    "UPDATE intents SET outcome = ?, detail = ?, completed_at = ?,"
+    " follower_order_id = CASE WHEN follower_order_id = '' THEN ?"
+    " ELSE follower_order_id END WHERE id = ?"
+)
+INSERT_JOURNAL = (
+    "INSERT INTO journal (at, kind, follower, leader_order_id, text, seq) VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_ALERT = (
+    "INSERT INTO alerts (at, code, severity, message, follower, leader_order_id,"
+    " count) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_ENGINE_STATE = (
+    "INSERT INTO engine_state (id, state, reason, updated_at) VALUES (1, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+    " reason = excluded.reason, updated_at = excluded.updated_at"
+)
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class WriteBatch:
+    """Writes that need not be durable before anything else happens, stored together in one
+    transaction: the latest state of leader orders and mirrors, intent outcomes, journal
+    lines and alerts. (Intents themselves are written durably, one call each.)"""
+
+    leaders: list[OrderSnapshot] = field(default_factory=list)
+    mirrors: list[MirrorRecord] = field(default_factory=list)
+    deleted_mirrors: list[tuple[str, str]] = field(default_factory=list)
+    completions: list[tuple[int, IntentOutcome, str, str]] = field(default_factory=list)
+    journal: list[tuple[datetime, str, str | None, str | None, str]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.leaders
+            or self.mirrors
+            or self.deleted_mirrors
+            or self.completions
+            or self.journal
+            or self.alerts
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """A ``WriteBatch`` as rows, in the order its statements run."""
+
+    leaders: list[Row]
+    deleted_mirrors: list[tuple[str, str]]
+    mirrors: list[Row]
+    completions: list[Row]
+    journal: list[Row]
+    alerts: list[Row]
+
+
+def write_batch(db: sqlite3.Connection, rows: BatchRows) -> None:
+    with transaction(db):
+        db.executemany(UPSERT_LEADER, rows.leaders)
+        db.executemany(DELETE_MIRROR, rows.deleted_mirrors)
+        db.executemany(UPSERT_MIRROR, rows.mirrors)
+        db.executemany(COMPLETE_INTENT, rows.completions)
+        db.executemany(INSERT_JOURNAL, rows.journal)
+        db.executemany(INSERT_ALERT, rows.alerts)
+
+
+def insert_intents(
+    db: sqlite3.Connection, intents: Sequence[tuple[Row, Row | None]]
+) -> list[int | Exception]:
+    """Each (intent row, mirror row or None) in one transaction; the new id, or the error of
+    the one that failed (a savepoint each, so one bad intent cannot fail the others)."""
+    results: list[int | Exception] = []
+    with transaction(db):
+        for intent, mirror in intents:
+            db.execute("SAVEPOINT intent")
+            try:
+                cur = db.execute(INSERT_INTENT, intent)
+                if mirror is not None:
+                    db.execute(UPSERT_MIRROR, mirror)
+            except Exception as exc:
+                db.execute("ROLLBACK TO intent")
+                db.execute("RELEASE intent")
+                results.append(exc)
+                continue
+            db.execute("RELEASE intent")
+            assert cur.lastrowid is not None
+            results.append(cur.lastrowid)
+    return results
+
+
+def complete_intent(db: sqlite3.Connection, completion: Row, mirror: Row | None) -> None:
+    """The intent's outcome (and the mirror row) in one transaction; the intent must exist."""
+    with transaction(db):
+        cur = db.execute(COMPLETE_INTENT, completion)
+        if cur.rowcount != 1:
+            raise StoreError(f"no intent with id {completion[-1]}")
+        if mirror is not None:
+            db.execute(UPSERT_MIRROR, mirror)
+
+
+def set_engine_state(db: sqlite3.Connection, state: Row) -> None:
+    db.execute(UPSERT_ENGINE_STATE, state)
+
+
+def record_malformed(db: sqlite3.Connection, message: Row) -> None:
+    """Keep one malformed input (at, raw, error) and drop all but the newest MALFORMED_KEPT."""
+    with transaction(db):
+        cur = db.execute(
+            "INSERT INTO malformed_messages (at, raw, error) VALUES (?, ?, ?)", message
+        )
+        assert cur.lastrowid is not None
+        db.execute(
+            "DELETE FROM malformed_messages WHERE id <= ?", (cur.lastrowid - MALFORMED_KEPT,)
+        )
