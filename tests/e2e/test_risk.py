@@ -109,7 +109,9 @@ async def test_pre_trade_limits_block_with_the_rule_and_numbers(make_world: Worl
     assert alerts(world, "RISK_LIMIT")
 
 
-async def test_price_band_blocks_a_fat_finger(make_world: WorldFactory) -> None:
+async def test_price_band_refuses_only_a_price_that_crosses_the_market(
+    make_world: WorldFactory,
+) -> None:
     world = await make_world(
         followers=[
             {
@@ -121,18 +123,20 @@ async def test_price_band_blocks_a_fat_finger(make_world: WorldFactory) -> None:
         ]
     )
     ltp = world.sim.price(*NIFTY_CE)
-    ok = world.place(price=round(ltp - 2, 1))
-    await world.follower_order("alpha")
+    far_below = round(ltp * 0.7, 1)
+    world.place(price=far_below)  # a bid 30% below the market only rests: copied
+    # a protective stop 30% below the market: copied (as a STOP_LOSS with a limit)
+    world.place(side="SELL", order_type="STOP_LOSS_MARKET", triggerPrice=far_below)
+    copies = await world.follower_order("alpha", count=2)
+    assert sorted(o["orderType"] for o in copies) == ["LIMIT", "STOP_LOSS"]
     await world.settle()
-    world.modify(ok, price=round(ltp * 0.7, 1))  # a fat finger: 30% below the market
-    await world.until(lambda: bool(alerts(world, "RISK_BLOCKED")), what="blocked")
-    await world.settle()
-    assert world.orders("alpha")[0]["price"] == round(ltp - 2, 1)  # not followed
-    assert "price_band_pct" in alerts(world, "RISK_BLOCKED")[0].alert.message
-    fat = world.place(price=round(ltp * 0.5, 1))  # a new order far below the market
+    assert not alerts(world, "RISK_BLOCKED")
+    fat = world.place(price=round(ltp * 1.5, 1))  # a bid 50% above would buy at any price
     await world.until(lambda: world.eng.mirror("alpha", fat) is not None, what="decision")
     mirror = world.eng.mirror("alpha", fat)
     assert mirror is not None and mirror.state is MirrorState.SKIPPED
+    assert "price_band_pct" in mirror.reason
+    assert len(world.orders("alpha")) == 2
 
 
 async def test_loss_limit_breached_mid_burst_kills_the_follower_and_nothing_is_sent_after(
