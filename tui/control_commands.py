@@ -76,7 +76,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
+        return f"{value:,.2f}"  # prices and milliseconds alike read best with two decimals
     if isinstance(value, Mapping):
         return ", ".join(f"{_label(str(k))} {_cell(v)}" for k, v in value.items())
     if isinstance(value, list):
