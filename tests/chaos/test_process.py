@@ -75,7 +75,8 @@ class ProcWorld:
 @pytest.fixture
 async def proc_world(tmp_path: Path) -> AsyncIterator[ProcWorld]:
     accounts = {LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]}
-    sim = DhanSimulator(accounts=accounts, funds=1e11)
+    # TODO(issue 11): flip to live once the engine settles existence from the book
+    sim = DhanSimulator(accounts=accounts, funds=1e11, profile="classic")
     await sim.start(host="127.0.0.1", port=0)
     followers = [
         {"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]},

@@ -176,7 +176,10 @@ class World:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[DhanSimulator]:
-    simulator = DhanSimulator(accounts={LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]})
+    # TODO(issue 11): flip to live once the engine settles existence from the book
+    simulator = DhanSimulator(
+        accounts={LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]}, profile="classic"
+    )
     await simulator.start(host="127.0.0.1", port=0)
     try:
         yield simulator
