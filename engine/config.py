@@ -30,10 +30,20 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from engine.accounts.credentials import normalise_totp_secret, pin_problem, totp_secret_problem
+from engine.accounts.secret_sources import (
+    SecretSourceError,
+    apply_secrets,
+    keyring_secrets,
+    read_secrets_file,
+)
+from engine.accounts.source_ip import SourceIpError, check_local_address
 from engine.market_hours import MarketCalendar, MarketCalendarError
 from engine.replication.rules import (
     CopyFilters,
@@ -113,12 +123,92 @@ class _Section(BaseModel):
                 raise ValueError("must not be empty")
         return value
 
+    @field_validator("pin", mode="before", check_fields=False)
+    @classmethod
+    def _check_pin(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError("must be given as text (in quotes in JSON: a PIN may start with 0)")
+        if isinstance(value, str):
+            value = value.strip()
+            register_secret(value)
+            problem = pin_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("totp_secret", mode="before", check_fields=False)
+    @classmethod
+    def _check_totp_secret(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            register_secret(value.strip())
+            value = normalise_totp_secret(value)
+            register_secret(value)
+            if value is None:
+                raise ValueError("must not be empty")
+            problem = totp_secret_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("totp_secret", check_fields=False)
+    @classmethod
+    def _pin_with_totp(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if "pin" not in info.data:
+            return value  # the PIN itself was refused: that error says enough
+        if (info.data["pin"] is None) != (value is None):
+            raise ValueError(
+                "needs the pin as well"
+                if info.data["pin"] is None
+                else "is missing: the pin is set; tokens are minted from pin and totp_secret"
+            )
+        return value
+
+    @field_validator("source_ip", mode="before", check_fields=False)
+    @classmethod
+    def _check_source_ip(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return check_local_address(value)
+            except SourceIpError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("access_token", check_fields=False)
+    @classmethod
+    def _token_or_pin(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """A pasted token, or a PIN + TOTP secret to mint one: one of the two is needed."""
+        if value is not None or "pin" not in info.data or "totp_secret" not in info.data:
+            return value
+        if info.data["pin"] is None and info.data["totp_secret"] is None:
+            raise PydanticCustomError("missing_token", "missing_token")
+        return value
+
+    def secret_values(self) -> list[str]:
+        """Every secret of this account (for redaction)."""
+        fields = (getattr(self, name, None) for name in ("access_token", "pin", "totp_secret"))
+        return [f.get_secret_value() for f in fields if isinstance(f, SecretStr)]
+
 
 class AccountSettings(_Section):
-    """One Dhan account: its client id and its (24-hour) access token."""
+    """One Dhan account: its client id and how it gets its (24-hour) access token.
+
+    A pasted ``access_token``, or ``pin`` + ``totp_secret`` (base32) from which tokens are
+    minted, or both. ``source_ip``: the local address this account's calls leave from (its
+    whitelisted static IP), on a machine that holds several; None: the system's choice.
+    Fields are validated in this order: the token's check reads the PIN and TOTP secret.
+    """
 
     client_id: str
-    access_token: SecretStr
+    pin: SecretStr | None = None
+    totp_secret: SecretStr | None = Field(default=None, validate_default=True)
+    source_ip: str | None = None
+    access_token: SecretStr | None = Field(default=None, validate_default=True)
 
 
 class FollowerSettings(_Section):
@@ -126,7 +216,10 @@ class FollowerSettings(_Section):
 
     name: str
     client_id: str
-    access_token: SecretStr
+    pin: SecretStr | None = None
+    totp_secret: SecretStr | None = Field(default=None, validate_default=True)
+    source_ip: str | None = None
+    access_token: SecretStr | None = Field(default=None, validate_default=True)
     sizing: SizingRule = MultiplierSizing()
     bounds: OrderSizeBounds = OrderSizeBounds()
     filters: CopyFilters = CopyFilters()
@@ -206,6 +299,9 @@ class Settings(BaseModel):
     risk_check_interval_s: float = Field(default=5, gt=0)
     drift_check_interval_s: float = Field(default=300, gt=0)
     log_level: str = "INFO"
+    # Where secrets may also be kept (read by load_settings; see engine.accounts.secret_sources).
+    secrets_file: Path | None = None
+    keyring: bool = False
 
     @field_validator("followers", mode="before")
     @classmethod
@@ -225,9 +321,10 @@ class Settings(BaseModel):
             # Register tokens now: a later error elsewhere must not let them reach a log.
             for item in value:
                 if isinstance(item, Mapping):
-                    token = item.get("access_token")
-                    if isinstance(token, str):
-                        register_secret(token.strip())
+                    for secret_field in ("access_token", "pin", "totp_secret"):
+                        secret = item.get(secret_field)
+                        if isinstance(secret, str):
+                            register_secret(secret.strip())
         return value
 
     @field_validator("followers")
@@ -333,7 +430,20 @@ class Settings(BaseModel):
         return self
 
     def tokens(self) -> list[SecretStr]:
-        return [self.leader.access_token, *(f.access_token for f in self.followers)]
+        """The pasted tokens (accounts that mint theirs from PIN + TOTP have none here)."""
+        accounts: list[_Section] = [self.leader, *self.followers]
+        return [
+            token
+            for account in accounts
+            if isinstance(token := getattr(account, "access_token", None), SecretStr)
+        ]
+
+    def secret_values(self) -> list[str]:
+        """Every token, PIN and TOTP secret in the settings (for redaction and canaries)."""
+        return [
+            *self.leader.secret_values(),
+            *(v for f in self.followers for v in f.secret_values()),
+        ]
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -382,7 +492,17 @@ def _is_loopback(url: str) -> bool:
 
 
 def _is_secret_loc(loc: tuple[int | str, ...]) -> bool:
-    return any(isinstance(p, str) and ("token" in p.lower() or "secret" in p.lower()) for p in loc)
+    return any(
+        isinstance(p, str) and ("token" in p.lower() or "secret" in p.lower() or p == "pin")
+        for p in loc
+    )
+
+
+def _sibling_key(key: str, field: str) -> str:
+    """The key of another field of the same account: ...ACCESS_TOKEN -> ...PIN / ...pin."""
+    if key.endswith(f"{_NESTED}ACCESS_TOKEN"):
+        return key[: -len("ACCESS_TOKEN")] + field.upper()
+    return key[: -len("access_token")] + field
 
 
 def _problem(error: Mapping[str, Any]) -> str:
@@ -390,6 +510,11 @@ def _problem(error: Mapping[str, Any]) -> str:
     kind = str(error.get("type", ""))
     msg = str(error.get("msg", "is invalid"))
     key = _env_key(loc)
+    if kind == "missing_token":
+        return (
+            f"{key} is missing (or set {_sibling_key(key, 'pin')} and "
+            f"{_sibling_key(key, 'totp_secret')} to mint tokens)"
+        )
     if kind == "missing":
         if loc == ("leader",):
             return (
@@ -448,10 +573,37 @@ def load_settings(
         data = nest(variables, set(sections))
     except SettingsSourceError as exc:
         raise ConfigError(exc.problems) from None
+    _add_stored_secrets(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors(include_url=False)]) from None
-    for token in settings.tokens():
-        register_secret(token.get_secret_value())
+    for secret in settings.secret_values():
+        register_secret(secret)
     return settings
+
+
+def _add_stored_secrets(data: dict[str, Any]) -> None:
+    """Fill missing tokens, PINs and TOTP secrets from the secrets file, then the keyring."""
+    try:
+        secrets_file = data.get("secrets_file")
+        if isinstance(secrets_file, str) and secrets_file.strip():
+            apply_secrets(data, read_secrets_file(Path(secrets_file.strip())))
+        wants_keyring = str(data.get("keyring", "")).strip().lower() in ("1", "true", "yes", "on")
+        if wants_keyring:
+            apply_secrets(data, keyring_secrets(_account_names(data)))
+    except SecretSourceError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _account_names(data: Mapping[str, Any]) -> list[str]:
+    names = ["leader"]
+    followers = data.get("followers")
+    if isinstance(followers, str):
+        try:
+            followers = json.loads(followers)
+        except json.JSONDecodeError:
+            followers = []
+    if isinstance(followers, list):
+        names += [f["name"] for f in followers if isinstance(f, Mapping) and "name" in f]
+    return [str(n) for n in names]

@@ -31,6 +31,7 @@ import pyotp
 from pydantic import SecretStr
 
 from engine.accounts.auth_api import AuthFailure, AuthFailureKind, DhanAuthApi, TokenGrant
+from engine.accounts.credentials import normalise_totp_secret, totp_secret_problem
 from engine.clock import IST, Clock
 from engine.domain import Alert, Severity
 from engine.secrets import register_secret
@@ -44,8 +45,6 @@ __all__ = [
     "TokenKeeper",
     "TokenStatus",
     "jwt_expiry",
-    "normalise_totp_secret",
-    "totp_secret_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -599,24 +598,6 @@ def _plain(value: SecretStr | str | None) -> str | None:
         return None
     value = value.strip()
     return value or None
-
-
-def normalise_totp_secret(secret: str | None) -> str | None:
-    """Authenticator apps show the secret in groups, some in lower case: one upper-case run."""
-    if secret is None:
-        return None
-    return "".join(secret.split()).replace("-", "").upper() or None
-
-
-def totp_secret_problem(secret: str) -> str | None:
-    """Why ``secret`` cannot make TOTP codes (never quoting it), or None when it can."""
-    try:
-        pyotp.TOTP(secret).at(0)
-    except binascii.Error:
-        return "is not valid base32 (letters A-Z and digits 2-7)"
-    except (ValueError, TypeError):
-        return "is too short for a TOTP secret (Dhan's are 32 characters of base32)"
-    return None
 
 
 def _check_totp_secret(account: str, secret: str) -> None:

@@ -187,7 +187,10 @@ def test_followers_with_each_sizing_kind() -> None:
 def test_missing_leader_names_the_key() -> None:
     environ = env()
     del environ["COPYTRADE_LEADER__ACCESS_TOKEN"]
-    assert load_error(environ) == "COPYTRADE_LEADER__ACCESS_TOKEN is missing"
+    assert load_error(environ) == (
+        "COPYTRADE_LEADER__ACCESS_TOKEN is missing (or set COPYTRADE_LEADER__PIN and"
+        " COPYTRADE_LEADER__TOTP_SECRET to mint tokens)"
+    )
     del environ["COPYTRADE_LEADER__CLIENT_ID"]
     assert load_error(environ).startswith("COPYTRADE_LEADER is missing")
 
@@ -265,7 +268,8 @@ def test_bad_follower_fields() -> None:
         "COPYTRADE_FOLLOWERS[0].name: must be 1 to 24 letters, digits, '_' or '-'",
         "COPYTRADE_FOLLOWERS[1].access_token: must not be empty",
         "COPYTRADE_FOLLOWERS[1].sizing.x: is not a known setting (check the spelling)",
-        "COPYTRADE_FOLLOWERS[2].access_token is missing",
+        "COPYTRADE_FOLLOWERS[2].access_token is missing (or set COPYTRADE_FOLLOWERS[2].pin and"
+        " COPYTRADE_FOLLOWERS[2].totp_secret to mint tokens)",
         "COPYTRADE_FOLLOWERS[2].sizng: is not a known setting (check the spelling)",
     ]
 
