@@ -244,6 +244,28 @@ class DhanSettings(_Section):
     rest_url: str = "https://api.dhan.co/v2"
     order_ws_url: str = "wss://api-order-update.dhan.co"
     timeout_s: float = Field(default=10, gt=0, le=120)
+    # Where tokens are minted from PIN + TOTP. None: Dhan's auth host for Dhan's REST URL,
+    # else the REST URL's own host (the simulator serves both on one port).
+    auth_url: str | None = None
+
+    @field_validator("auth_url")
+    @classmethod
+    def _auth_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def auth_base_url(self) -> str:
+        if self.auth_url:
+            return self.auth_url
+        parts = urlsplit(self.rest_url)
+        if parts.hostname == "api.dhan.co":
+            return "https://auth.dhan.co"
+        return f"{parts.scheme}://{parts.netloc}"
 
     @field_validator("rest_url")
     @classmethod
