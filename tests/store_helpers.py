@@ -3,19 +3,113 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from engine.clock import to_ist
-from engine.domain import Alert, OrderSnapshot
-from engine.records import Intent, MirrorRecord
+from engine.clock import IST, to_ist
+from engine.domain import (
+    Alert,
+    MirrorState,
+    OrderParams,
+    OrderSnapshot,
+    OrderStatus,
+    OrderType,
+    Product,
+    Segment,
+    Side,
+    Validity,
+)
+from engine.records import Intent, IntentKind, MirrorRecord
 from engine.store import Store, WriteBatch
 from engine.store.rows import MIRROR_COLUMNS, alert_from, intent_from, mirror_from, snapshot_from
 from engine.store.serialization import parse_datetime
 
 _T = TypeVar("_T")
+
+# Written by the previous, hand-written codec (a leader-order row of a v4 database).
+V4_SNAPSHOT = (
+    '{"order_id":"L1","client_id":"1000000001","status":"PENDING","side":"BUY",'
+    '"order_type":"LIMIT","product":"INTRADAY","validity":"DAY","segment":"NSE_FNO",'
+    '"security_id":"52175","quantity":75,"filled_qty":0,"price":101.5,"trigger_price":0.0,'
+    '"disclosed_qty":0,"avg_price":0.0,"trading_symbol":"NIFTY 25NOV 24000 CE",'
+    '"correlation_id":"","amo":false,"amo_time":"OPEN_30","leg":"","parent_order_id":"",'
+    '"is_super_order":false,"lot_size":75,"reason":"₹ remark \\"q\\"","ref_ltp":0.0,'
+    '"is_option":true,"created_at":"2026-11-23T09:15:00.123456+05:30",'
+    '"updated_at":"2026-11-23T03:45:01+00:00","source":"stream"}'
+)
+V4_PARAMS = (
+    '{"side":"BUY","order_type":"LIMIT","product":"INTRADAY","validity":"DAY",'
+    '"segment":"NSE_FNO","security_id":"52175","quantity":75,"price":101.5,'
+    '"trigger_price":0.0,"disclosed_qty":0,"amo":true,"amo_time":"PRE_OPEN",'
+    '"correlation_id":"CPY-ABCDEFGHIJKLMNOP-0","notes":["MARKET sent as LIMIT"]}'
+)
+
+
+# --- records to store ------------------------------------------------------------------------
+
+T0 = IST.localize(datetime(2026, 11, 23, 9, 15, 0, 123456))
+
+
+def snapshot(order_id: str = "L1", **changes: object) -> OrderSnapshot:
+    snap = OrderSnapshot(
+        order_id=order_id,
+        client_id="1000000001",
+        status=OrderStatus.PENDING,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        product=Product.INTRADAY,
+        validity=Validity.DAY,
+        segment=Segment.NSE_FNO,
+        security_id="52175",
+        quantity=75,
+        price=101.5,
+        trading_symbol="NIFTY 25NOV 24000 CE",
+        lot_size=75,
+        created_at=T0,
+        updated_at=T0,
+    )
+    return snap.with_changes(**changes)
+
+
+def params(qty: int = 75, **changes: object) -> OrderParams:
+    p = OrderParams(
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        product=Product.INTRADAY,
+        validity=Validity.DAY,
+        segment=Segment.NSE_FNO,
+        security_id="52175",
+        quantity=qty,
+        price=101.5,
+        correlation_id="CPY-ABCDEFGHIJKLMNOP-0",
+    )
+    return dataclasses.replace(p, **changes)  # type: ignore[arg-type]
+
+
+def mirror(follower: str = "alice", leader: str = "L1", **changes: object) -> MirrorRecord:
+    rec = MirrorRecord(
+        follower=follower,
+        leader_order_id=leader,
+        correlation_id=f"CPY-{follower}-{leader}",
+        state=MirrorState.PLACING,
+        params=params(),
+        updated_at=T0,
+    )
+    return rec.with_changes(**changes)
+
+
+def intent(follower: str = "alice", leader: str = "L1", **changes: object) -> Intent:
+    i = Intent(
+        follower=follower,
+        leader_order_id=leader,
+        kind=IntentKind.PLACE,
+        correlation_id=f"CPY-{follower}-{leader}",
+        params=params(),
+    )
+    return dataclasses.replace(i, **changes)  # type: ignore[arg-type]
 
 
 async def read(store: Store, fn: Callable[[sqlite3.Connection], _T]) -> _T:

@@ -35,85 +35,29 @@ from engine.domain import (
     SnapshotSource,
     Validity,
 )
-from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
+from engine.records import Intent, IntentKind, IntentOutcome
 from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, parse_datetime
 from engine.store.serialization import from_json, to_json
 from tests.store_helpers import (
+    T0,
     append_journal,
     durability,
     get_intent,
     get_leader_order,
     get_mirror,
+    intent,
     malformed_messages,
+    mirror,
     mirror_by_correlation,
     mirrors_for_leader,
+    params,
     recent_alerts,
     record_alert,
     save_mirror,
     schema_version,
+    snapshot,
     upsert_leader_order,
 )
-
-T0 = IST.localize(datetime(2026, 11, 23, 9, 15, 0, 123456))
-
-
-def snapshot(order_id: str = "L1", **changes: object) -> OrderSnapshot:
-    snap = OrderSnapshot(
-        order_id=order_id,
-        client_id="1000000001",
-        status=OrderStatus.PENDING,
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        product=Product.INTRADAY,
-        validity=Validity.DAY,
-        segment=Segment.NSE_FNO,
-        security_id="52175",
-        quantity=75,
-        price=101.5,
-        trading_symbol="NIFTY 25NOV 24000 CE",
-        lot_size=75,
-        created_at=T0,
-        updated_at=T0,
-    )
-    return snap.with_changes(**changes)
-
-
-def params(qty: int = 75, **changes: object) -> OrderParams:
-    p = OrderParams(
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        product=Product.INTRADAY,
-        validity=Validity.DAY,
-        segment=Segment.NSE_FNO,
-        security_id="52175",
-        quantity=qty,
-        price=101.5,
-        correlation_id="CPY-ABCDEFGHIJKLMNOP-0",
-    )
-    return dataclasses.replace(p, **changes)  # type: ignore[arg-type]
-
-
-def mirror(follower: str = "alice", leader: str = "L1", **changes: object) -> MirrorRecord:
-    rec = MirrorRecord(
-        follower=follower,
-        leader_order_id=leader,
-        correlation_id=f"CPY-{follower}-{leader}",
-        state=MirrorState.PLACING,
-        params=params(),
-        updated_at=T0,
-    )
-    return rec.with_changes(**changes)
-
-
-def intent(follower: str = "alice", leader: str = "L1", **changes: object) -> Intent:
-    i = Intent(
-        follower=follower,
-        leader_order_id=leader,
-        kind=IntentKind.PLACE,
-        correlation_id=f"CPY-{follower}-{leader}",
-        params=params(),
-    )
-    return dataclasses.replace(i, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture
