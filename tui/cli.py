@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=0.0, help="stop after this long (0: never)")
     check = sub.add_parser("check", help="pre-open health check of every account")
     check.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    check.add_argument(
+        "--ip",
+        metavar="ADDR",
+        default=None,
+        help="the address this machine sends orders from, checked against the whitelist of "
+        "accounts without a source_ip",
+    )
     _add_control_commands(sub.add_parser)
     return parser
 
@@ -90,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from tui.launch import check_command
 
-        return check_command(env_file=args.env_file)
+        return check_command(env_file=args.env_file, machine_ip=args.ip)
     if args.command in CONTROL_COMMANDS:
         from engine.control.protocol import Command
         from tui.control_commands import control_command

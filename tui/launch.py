@@ -81,14 +81,21 @@ def demo_command(*, seed: int, headless: bool, minutes: float) -> int:
     return _serve(DemoSession(seed=seed), headless=headless, demo=True, minutes=minutes)
 
 
-def check_command(*, env_file: str) -> int:
+def check_command(*, env_file: str, machine_ip: str | None = None) -> int:
     settings = _load(env_file)
     if settings is None:
         return 2
     _configure_logging(True, "WARNING")
+    from engine.accounts.source_ip import SourceIpError, normalise_address
     from engine.check import run_check
 
-    return asyncio.run(run_check(settings))
+    if machine_ip is not None:
+        try:
+            machine_ip = normalise_address(machine_ip)
+        except SourceIpError as exc:
+            print(f"copytrade check: --ip: {exc}", file=sys.stderr)
+            return 2
+    return asyncio.run(run_check(settings, machine_ip=machine_ip))
 
 
 def _has_configuration(env_file: str = ".env") -> bool:
