@@ -41,8 +41,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from engine.clock import Clock, SystemClock
-from engine.dhan.codec import SocketDecodeKind, decode_socket_message
+from engine.dhan.codec import (
+    InstrumentHint,
+    SocketDecodeKind,
+    decode_socket_message,
+    socket_instrument_hint,
+)
 from engine.dhan.errors import sanitize
+from engine.dhan.recorder import Recorder
 from engine.domain import ConnectionState, OrderSnapshot
 from engine.secrets import RedactingFilter, register_secret
 
@@ -99,6 +105,8 @@ class OrderStream:
         ping_interval_s: float | None = None,
         stable_after_s: float = 5.0,
         open_timeout_s: float = 10.0,
+        recorder: Recorder | None = None,
+        on_instrument: Callable[[InstrumentHint], None] | None = None,
     ) -> None:
         self.account = account
         self.client_id = str(client_id)
@@ -109,6 +117,10 @@ class OrderStream:
         self._on_state = on_state
         self._on_connected = on_connected
         self._on_malformed = on_malformed
+        # Every frame received (never the login frame we send) goes to the recorder, raw.
+        self._recorder = recorder
+        # What an order alert says about its instrument (LotSize, TickSize, OptType).
+        self._on_instrument = on_instrument
         self._clock: Clock = clock or SystemClock()
         self.idle_timeout_s = idle_timeout_s
         self.ping_interval_s = (
@@ -242,6 +254,7 @@ class OrderStream:
                 frame = await ws.recv()
                 received_any = True
                 self.last_message_mono = self._clock.monotonic()
+                self._record(frame)
                 await self._handle(frame)
         except ConnectionClosed:
             pass
@@ -265,6 +278,15 @@ class OrderStream:
         detail = f"closed by server (code {code}{': ' + reason if reason else ''})"
         return _Outcome(connected=True, lived_s=lived, detail=detail)
 
+    def _record(self, frame: str | bytes) -> None:
+        if self._recorder is None:
+            return
+        try:
+            text = frame.decode("utf-8", errors="replace") if isinstance(frame, bytes) else frame
+            self._recorder.frame(self.account, text)
+        except Exception:  # recording must never cost an order update
+            log.debug("%s: recording a frame failed", self.account)
+
     async def _handle(self, frame: str | bytes) -> None:
         result = decode_socket_message(frame)
         if result.kind is SocketDecodeKind.ORDER and result.snapshot is not None:
@@ -273,6 +295,13 @@ class OrderStream:
                 self.dropped_foreign += 1
                 log.debug("%s: dropped an alert of another client", self.account)
                 return
+            if self._on_instrument is not None:
+                hint = socket_instrument_hint(frame)
+                if hint is not None:
+                    try:
+                        self._on_instrument(hint)
+                    except Exception:
+                        log.exception("%s: on_instrument callback failed", self.account)
             try:
                 await self._on_snapshot(snapshot)
             except Exception:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -69,6 +69,16 @@ ids = st.integers(min_value=1, max_value=10**16).map(str)
 # Dhan's "not set" placeholders (facts §8b L6) decode to "", so a real value is never one.
 PLACEHOLDER_WORDS = frozenset({"NA", "N/A", "NULL", "NONE", "-"})
 free_texts = words.filter(lambda w: w.upper() not in PLACEHOLDER_WORDS)
+
+
+Drawn = TypeVar("Drawn")
+
+
+class Draw(Protocol):
+    """A draw function: @composite's (st.DrawFn) or a test's ``data.draw`` (st.DrawFn alone
+    refuses ``data.draw`` under mypy: it also declares ``__signature__``)."""
+
+    def __call__(self, strategy: st.SearchStrategy[Drawn], label: object = None) -> Drawn: ...
 
 
 @st.composite
@@ -123,11 +133,11 @@ def snapshots(draw: st.DrawFn) -> OrderSnapshot:
 # --- encoders, from the documented dialects ---------------------------------------------------
 
 
-def ist_text(t: datetime | None, draw: st.DrawFn) -> str:
+def ist_text(t: datetime | None, draw: Draw) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S") if t else draw(st.sampled_from(NULL_DATES))
 
 
-def number(draw: st.DrawFn, value: int | float) -> Any:
+def number(draw: Draw, value: int | float) -> Any:
     """A number as Dhan might send it: as is, or as a string in one of a few spellings."""
     if isinstance(value, int):
         return draw(st.sampled_from([value, str(value), f" {value} ", f"{value}.0", float(value)]))
@@ -139,7 +149,7 @@ INSTRUMENT_FOR: dict[bool | None, str] = {True: "OPTIDX", False: "EQUITY", None:
 OPT_TYPE_FOR: dict[bool | None, str] = {True: "CE", False: "XX", None: "NA"}
 
 
-def socket_frame(o: OrderSnapshot, draw: st.DrawFn) -> dict[str, Any]:
+def socket_frame(o: OrderSnapshot, draw: Draw) -> dict[str, Any]:
     exchange, letter = EXCHANGE_SEGMENT[o.segment]
     word = "PENDING" if o.status is OrderStatus.PART_TRADED else o.status.value
     data: dict[str, Any] = {
@@ -193,7 +203,7 @@ def socket_frame(o: OrderSnapshot, draw: st.DrawFn) -> dict[str, Any]:
     return {"Data": data, "Type": "order_alert"}
 
 
-def rest_row(o: OrderSnapshot, draw: st.DrawFn) -> dict[str, Any]:
+def rest_row(o: OrderSnapshot, draw: Draw) -> dict[str, Any]:
     return {
         "dhanClientId": o.client_id,
         "orderId": o.order_id,
@@ -254,7 +264,7 @@ def decoded(frame: Any) -> OrderSnapshot:
     return result.snapshot
 
 
-def scramble_case(draw: st.DrawFn, key: str) -> str:
+def scramble_case(draw: Draw, key: str) -> str:
     flips = draw(st.lists(st.booleans(), min_size=len(key), max_size=len(key)))
     return "".join(c.upper() if f else c.lower() for c, f in zip(key, flips, strict=True))
 
@@ -373,8 +383,10 @@ def test_a_damaged_frame_is_malformed_or_decoded_never_an_exception(
 @given(json_values, st.sampled_from(["order_alert", "ORDER_ALERT", "Order_Alert"]))
 def test_arbitrary_json_never_raises(value: Any, type_word: str) -> None:
     """Any JSON value, as a whole frame or as an order_alert's Data, as text or parsed."""
-    for frame in (value, {"Type": type_word, "Data": value}, [value], {"type": value}):
-        for raw in (frame, json.dumps(frame)):
+    frames: list[Any] = [value, {"Type": type_word, "Data": value}, [value], {"type": value}]
+    for frame in frames:
+        raws: list[Any] = [frame, json.dumps(frame)]
+        for raw in raws:
             result = decode_socket_message(raw)
             assert result.kind in SocketDecodeKind
             if result.kind is SocketDecodeKind.MALFORMED:

@@ -17,8 +17,15 @@ import pytest
 from aiohttp import web
 
 from engine.clock import to_ist
-from engine.dhan.broker import DhanBroker, Funds, OrderBook, Position, Profile
-from engine.dhan.errors import BrokerError, BrokerResult, ResultKind, classify, sanitize
+from engine.dhan.broker import DhanBroker, Existence, Funds, OrderBook, Position, Profile
+from engine.dhan.errors import (
+    AnswerShape,
+    BrokerError,
+    BrokerResult,
+    ResultKind,
+    classify,
+    sanitize,
+)
 from engine.domain import OrderParams, OrderStatus, OrderType, Product, Segment, Side, Validity
 
 TOKEN = "tok-SECRET-5f3a9c1e77"  # not JWT-shaped on purpose: our own masking must catch it
@@ -644,3 +651,310 @@ def test_sanitize() -> None:
     jwt = "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz"
     assert jwt not in sanitize(f"token was {jwt}")
     assert len(sanitize("x" * 5000)) < 600
+
+
+# --- live Dhan answers (facts §8b) --------------------------------------------------------
+
+
+def _live_error(http: int, code: str, message: str, error_type: str) -> web.Response:
+    body = {"errorType": error_type, "errorCode": code, "errorMessage": message}
+    return web.json_response(body, status=http)
+
+
+async def test_unknown_order_id_dh905_is_refused_never_absent(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    # L1: what live Dhan answers for GET /orders/{unknown id}.
+    dhan.answer(
+        "GET",
+        "/orders/999",
+        lambda: _live_error(
+            400,
+            "DH-905",
+            "Missing required fields, bad values for parameters etc.",
+            "Input_Exception",
+        ),
+    )
+    with pytest.raises(BrokerError) as info:
+        await broker.order_by_id("999")
+    assert info.value.result.kind is ResultKind.REFUSED
+    assert info.value.result.shape is AnswerShape.DHAN_ERROR
+
+
+async def test_order_by_id_one_element_list_or_object(dhan: FakeDhan, broker: DhanBroker) -> None:
+    # L4: live Dhan answers GET /orders/{id} with a one-element list.
+    dhan.answer(
+        "GET", "/orders/1", lambda: web.json_response([_order("1", "TRADED", filledQty=10)])
+    )
+    snap = await broker.order_by_id("1")
+    assert snap is not None and snap.status is OrderStatus.TRADED and snap.filled_qty == 10
+    dhan.answer("GET", "/orders/1", lambda: web.json_response(_order("1", "TRADED", filledQty=10)))
+    assert await broker.order_by_id("1") == snap
+
+
+async def test_cancelled_live_row_reads_fills_from_filled_qty(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    # L7: a cancelled, unfilled order shows remainingQuantity 0.
+    row = _order("3", "CANCELLED", remainingQuantity=0, filledQty=0, correlationId="NA")
+    dhan.answer("GET", "/orders/3", lambda: web.json_response([row]))
+    snap = await broker.order_by_id("3")
+    assert snap is not None and snap.filled_qty == 0 and snap.correlation_id == ""
+
+
+async def test_rate_limit_is_keyed_on_the_code_not_the_type(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    # L11: 429 DH-904 with errorType Input_Exception.
+    dhan.answer(
+        "POST",
+        "/orders",
+        lambda: _live_error(429, "DH-904", "Too many requests", "Input_Exception"),
+    )
+    result = await broker.place(PARAMS)
+    assert result.kind is ResultKind.RATE_LIMITED and result.retryable
+    with pytest.raises(BrokerError) as info:
+        dhan.answer(
+            "GET", "/orders", lambda: _live_error(429, "DH-904", "Too many", "Input_Exception")
+        )
+        await broker.order_book()
+    assert info.value.result.kind is ResultKind.RATE_LIMITED
+
+
+UNRECOGNISED_BODIES: list[tuple[int, Any]] = [
+    # L10: a framework 404 without any DH code.
+    (404, {"timestamp": "2025-03-02T10:00:00.000+00:00", "status": 404, "error": "Not Found",
+           "path": "/v2/orders/external/CPY-X"}),
+    # L13: other error bodies.
+    (500, {"errorCode": "INTERNAL", "httpStatus": "INTERNAL_SERVER_ERROR",
+           "internalErrorCode": "OMS-101", "internalErrorMessage": "something broke"}),
+    (400, {"status": "failed", "data": {"DH-9XX": "unexpected"}}),
+    (200, {"status": "failed", "data": {"807": "Access token is expired"}}),
+    (400, ["not", "an", "object"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("http", "body"), UNRECOGNISED_BODIES)
+async def test_unrecognised_error_shapes_are_unknown_never_not_found(
+    dhan: FakeDhan, broker: DhanBroker, http: int, body: Any
+) -> None:
+    path = "/orders/external/CPY-X"
+    dhan.answer("GET", path, lambda: web.json_response(body, status=http))
+    with pytest.raises(BrokerError) as info:
+        await broker.order_by_correlation("CPY-X")
+    assert info.value.result.kind is ResultKind.TRANSIENT
+    assert info.value.result.shape is AnswerShape.UNRECOGNISED
+    dhan.answer("POST", "/orders", lambda: web.json_response(body, status=http))
+    placed = await broker.place(PARAMS)
+    assert placed.kind is ResultKind.AMBIGUOUS and placed.shape is AnswerShape.UNRECOGNISED
+
+
+@pytest.mark.parametrize(
+    ("response", "shape"),
+    [
+        (lambda: web.Response(status=200), AnswerShape.NOT_JSON),
+        (lambda: web.Response(status=202), AnswerShape.NOT_JSON),
+        (
+            lambda: web.Response(status=502, text="<html>502</html>", content_type="text/html"),
+            AnswerShape.NOT_JSON,
+        ),
+    ],
+)
+async def test_sdk_failure_texts_are_typed(
+    dhan: FakeDhan,
+    broker: DhanBroker,
+    response: Callable[[], web.StreamResponse],
+    shape: AnswerShape,
+) -> None:
+    dhan.answer("POST", "/orders", response)
+    result = await broker.place(PARAMS)
+    assert result.kind is ResultKind.AMBIGUOUS and result.shape is shape
+
+
+async def test_transport_error_is_typed() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    b = DhanBroker(CLIENT, TOKEN, f"http://127.0.0.1:{port}/v2", timeout_s=0.5)
+    try:
+        result = await b.place(PARAMS)
+        assert result.kind is ResultKind.AMBIGUOUS and result.shape is AnswerShape.TRANSPORT
+        lookup = await b.find_by_correlation("CPY-X")
+        assert lookup.existence is Existence.UNKNOWN
+    finally:
+        await b.close()
+
+
+# --- find_by_correlation: existence settled positively ------------------------------------
+
+CID = "CPY-ABCDEFGHIJKLMNOP-0"
+LOOKUP = f"/orders/external/{CID}"
+
+
+async def test_find_by_correlation_found_by_the_lookup(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer("GET", LOOKUP, lambda: web.json_response(_order("7")))
+    found = await broker.find_by_correlation(CID)
+    assert found.existence is Existence.FOUND and not found.from_book
+    assert [s.order_id for s in found.orders] == ["7"]
+    assert found.snapshot is not None and found.snapshot.order_id == "7"
+    assert [r[1] for r in dhan.requests] == [f"/v2{LOOKUP}"]  # no book read needed
+
+
+LOOKUP_MISSES: list[Callable[[], web.StreamResponse]] = [
+    lambda: _dh_error(404, "DH-907", "No data present"),
+    lambda: _live_error(400, "DH-905", "Missing required fields, bad values", "Input_Exception"),
+    lambda: web.json_response([]),
+    lambda: web.json_response({}),
+    lambda: web.Response(status=200),
+    lambda: web.json_response({"timestamp": "x", "status": 404, "error": "Not Found"}, status=404),
+    lambda: _dh_error(500, "DH-908", "Internal Server Error"),
+    # an order, but not ours ("NA" is no correlationId)
+    lambda: web.json_response([_order("9", correlationId="NA")]),
+]
+
+
+@pytest.mark.parametrize("lookup_answer", LOOKUP_MISSES)
+async def test_find_by_correlation_settles_absence_only_from_the_book(
+    dhan: FakeDhan, broker: DhanBroker, lookup_answer: Callable[[], web.StreamResponse]
+) -> None:
+    dhan.answer("GET", LOOKUP, lookup_answer)
+    others = [_order("1", correlationId="NA"), _order("2", correlationId="CPY-OTHER-0")]
+    dhan.answer("GET", "/orders", lambda: web.json_response(others))
+    absent = await broker.find_by_correlation(CID)
+    assert absent.existence is Existence.ABSENT_FROM_BOOK and absent.from_book
+    assert absent.orders == () and absent.snapshot is None
+    # The same lookup answer with our order in the book: FOUND from the book.
+    mine = [*others, _order("3", "TRADED", filledQty=10)]
+    dhan.answer("GET", "/orders", lambda: web.json_response(mine))
+    found = await broker.find_by_correlation(CID)
+    assert found.existence is Existence.FOUND and found.from_book
+    assert [s.order_id for s in found.orders] == ["3"]
+
+
+@pytest.mark.parametrize(
+    "book_answer",
+    [
+        lambda: _dh_error(500, "DH-908", "Internal Server Error"),
+        lambda: _dh_error(429, "DH-904", "Too many requests"),
+        lambda: web.Response(status=200),  # an empty body is not an empty book
+        lambda: web.json_response({"status": "failed", "data": {}}),
+        lambda: web.json_response(""),
+        lambda: web.json_response({"orders": []}),
+    ],
+)
+async def test_find_by_correlation_unknown_when_the_book_is_unreadable(
+    dhan: FakeDhan, broker: DhanBroker, book_answer: Callable[[], web.StreamResponse]
+) -> None:
+    dhan.answer("GET", LOOKUP, lambda: _dh_error(400, "DH-907", "No data present"))
+    dhan.answer("GET", "/orders", book_answer)
+    unknown = await broker.find_by_correlation(CID)
+    assert unknown.existence is Existence.UNKNOWN and unknown.reason
+
+
+async def test_find_by_correlation_unknown_when_a_row_of_ours_is_unreadable(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    dhan.answer("GET", LOOKUP, lambda: web.json_response([]))
+    broken = _order("4", transactionType="SIDEWAYS")
+    dhan.answer("GET", "/orders", lambda: web.json_response([broken]))
+    assert (await broker.find_by_correlation(CID)).existence is Existence.UNKNOWN
+    # A book with a row that is not even an object cannot prove absence either.
+    dhan.answer("GET", "/orders", lambda: web.json_response(["?"]))
+    assert (await broker.find_by_correlation(CID)).existence is Existence.UNKNOWN
+    # An unreadable row of someone else's does not hide our absence.
+    other_broken = _order("5", transactionType="SIDEWAYS", correlationId="CPY-OTHER-0")
+    dhan.answer("GET", "/orders", lambda: web.json_response([other_broken]))
+    assert (await broker.find_by_correlation(CID)).existence is Existence.ABSENT_FROM_BOOK
+
+
+async def test_find_by_correlation_returns_every_slice(dhan: FakeDhan, broker: DhanBroker) -> None:
+    # The lookup shows one slice only; complete=True also reads the book for the others.
+    dhan.answer("GET", LOOKUP, lambda: web.json_response([_order("11")]))
+    slices = [_order("11"), _order("12", "TRADED", filledQty=10), _order("13")]
+    dhan.answer(
+        "GET", "/orders", lambda: web.json_response([*slices, _order("14", correlationId="NA")])
+    )
+    quick = await broker.find_by_correlation(CID)
+    assert [s.order_id for s in quick.orders] == ["11"]
+    full = await broker.find_by_correlation(CID, complete=True)
+    assert full.existence is Existence.FOUND
+    assert sorted(s.order_id for s in full.orders) == ["11", "12", "13"]
+    assert full.snapshot is not None and full.snapshot.order_id == "12"
+    # The book failing after the lookup found some: what the lookup showed stands.
+    dhan.answer("GET", "/orders", lambda: _dh_error(500, "DH-908", "down"))
+    partial = await broker.find_by_correlation(CID, complete=True)
+    assert partial.existence is Existence.FOUND and [s.order_id for s in partial.orders] == ["11"]
+
+
+# --- slicing ------------------------------------------------------------------------------
+
+
+async def test_place_sliced_posts_to_slicing_and_returns_every_order_id(
+    dhan: FakeDhan, broker: DhanBroker
+) -> None:
+    answer = [
+        {"orderId": "21", "orderStatus": "CONFIRM"},
+        {"orderId": "22", "orderStatus": "CONFIRM"},
+        {"orderId": "23", "orderStatus": "TRANSIT"},
+    ]
+    dhan.answer("POST", "/orders/slicing", lambda: web.json_response(answer))
+    result = await broker.place_sliced(PARAMS)
+    assert result.kind is ResultKind.OK
+    assert result.order_ids == ("21", "22", "23") and result.order_id == "21"
+    method, path, _, body = dhan.requests[-1]
+    assert (method, path) == ("POST", "/v2/orders/slicing")
+    sent = json.loads(body)
+    assert sent["correlationId"] == PARAMS.correlation_id and sent["quantity"] == 10
+
+
+async def test_place_sliced_unclear_answers(dhan: FakeDhan, broker: DhanBroker) -> None:
+    dhan.answer("POST", "/orders/slicing", lambda: web.json_response([]))
+    assert (await broker.place_sliced(PARAMS)).kind is ResultKind.AMBIGUOUS
+    dhan.answer("POST", "/orders/slicing", lambda: web.Response(status=504))
+    assert (await broker.place_sliced(PARAMS)).kind is ResultKind.AMBIGUOUS
+    dhan.answer(
+        "POST", "/orders/slicing", lambda: _dh_error(400, "DH-906", "quantity above limits")
+    )
+    assert (await broker.place_sliced(PARAMS)).kind is ResultKind.REFUSED
+
+
+# --- recording ----------------------------------------------------------------------------
+
+
+async def test_rest_recording_has_no_token_and_no_client_id(dhan: FakeDhan, tmp_path: Any) -> None:
+    from engine.dhan.recorder import JsonlRecorder
+
+    recorder = JsonlRecorder(tmp_path, [CLIENT])
+    b = DhanBroker(CLIENT, TOKEN, dhan.url, timeout_s=0.5, account="follower-1", recorder=recorder)
+    dhan.answer(
+        "POST", "/orders", lambda: web.json_response({"orderId": "1", "orderStatus": "TRANSIT"})
+    )
+    dhan.answer("GET", "/orders", lambda: web.json_response([_order("1")]))
+    dhan.answer("GET", "/profile", lambda: web.json_response(
+        {"dhanClientId": CLIENT, "tokenValidity": "30/03/2026 15:37", "accessToken": TOKEN}
+    ))  # fmt: skip
+    try:
+        assert (await b.place(PARAMS)).ok
+        assert len(await b.order_book()) == 1
+        await b.profile()
+    finally:
+        await b.close()
+        recorder.close()
+    text = (tmp_path / "rest.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [(x["method"], x["path"]) for x in lines] == [
+        ("POST", "/v2/orders"),
+        ("GET", "/v2/orders"),
+        ("GET", "/v2/profile"),
+    ]
+    assert {x["account"] for x in lines} == {"follower-1"}
+    assert lines[0]["request"]["dhanClientId"] == "CLIENT-1"
+    assert lines[0]["request"]["correlationId"] == PARAMS.correlation_id
+    assert lines[0]["response"] == {
+        "status": 200,
+        "body": {"orderId": "1", "orderStatus": "TRANSIT"},
+    }
+    assert lines[1]["response"]["body"][0]["dhanClientId"] == "CLIENT-1"
+    assert lines[2]["response"]["body"]["accessToken"] == "***"
+    assert TOKEN not in text and CLIENT not in text
+    assert "access-token" not in text.lower()

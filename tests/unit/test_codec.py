@@ -819,3 +819,176 @@ def test_scrambled_key_case_decodes_the_same(data: st.DataObject, order: OrderSn
     assert decode_rest_order(_rest_encoding(draw, order, scramble=True)).with_changes(
         source=SnapshotSource.STORE
     ) == order.with_changes(source=SnapshotSource.STORE)
+
+
+# --- live Dhan (facts §8b): recorded answers ---------------------------------------------
+
+# A GET /orders row shaped like the [REC] recordings of api.dhan.co: placeholders for every
+# unset field (L6), a cancelled unfilled order with remainingQuantity 0 (L7).
+LIVE_CANCELLED_ROW: dict[str, Any] = {
+    "dhanClientId": "1100001111",
+    "orderId": "52250115123456",
+    "exchangeOrderId": "0",
+    "correlationId": "NA",
+    "orderStatus": "CANCELLED",
+    "transactionType": "BUY",
+    "exchangeSegment": "NSE_EQ",
+    "productType": "CNC",
+    "orderType": "LIMIT",
+    "validity": "DAY",
+    "tradingSymbol": "TCS",
+    "securityId": "11536",
+    "quantity": 1,
+    "disclosedQuantity": 0,
+    "price": 3000.0,
+    "triggerPrice": 0.0,
+    "afterMarketOrder": False,
+    "boProfitValue": 0.0,
+    "boStopLossValue": 0.0,
+    "legName": "NA",
+    "createTime": "2025-01-15 10:12:31",
+    "updateTime": "2025-01-15 10:12:45",
+    "exchangeTime": "0001-01-01 00:00:00",
+    "drvExpiryDate": "0001-01-01",
+    "drvOptionType": "NA",
+    "drvStrikePrice": 0.0,
+    "omsErrorCode": "0",
+    "omsErrorDescription": "NA",
+    "algoId": "0",
+    "remainingQuantity": 0,
+    "averageTradedPrice": 0.0,
+    "filledQty": 0,
+}
+
+
+def test_live_row_placeholders_are_not_values() -> None:
+    snap = decode_rest_order(LIVE_CANCELLED_ROW)
+    assert snap.correlation_id == ""  # "NA" is no correlationId
+    assert snap.leg == ""
+    assert snap.reason == ""
+    assert snap.parent_order_id == ""
+    assert snap.is_option is None  # drvOptionType "NA" proves nothing
+    assert snap.status is OrderStatus.CANCELLED
+    assert snap.filled_qty == 0  # from filledQty, whatever remainingQuantity says
+    assert snap.created_at == to_ist(datetime(2025, 1, 15, 10, 12, 31))
+
+
+def test_cancelled_with_remaining_zero_and_no_filled_field_is_not_a_fill() -> None:
+    row = dict(LIVE_CANCELLED_ROW)
+    del row["filledQty"]
+    assert decode_rest_order(row).filled_qty == 0
+    row["orderStatus"] = "REJECTED"
+    assert decode_rest_order(row).filled_qty == 0
+    # An open order still derives its fills from the remainder.
+    row.update(orderStatus="PENDING", quantity=10, remainingQuantity=4)
+    snap = decode_rest_order(row)
+    assert snap.filled_qty == 6 and snap.status is OrderStatus.PART_TRADED
+
+
+def test_live_partially_filled_then_cancelled_keeps_its_fills() -> None:
+    row = dict(LIVE_CANCELLED_ROW, quantity=10, filledQty=4, remainingQuantity=0)
+    snap = decode_rest_order(row)
+    assert snap.status is OrderStatus.CANCELLED and snap.filled_qty == 4
+
+
+def test_real_correlation_id_survives() -> None:
+    row = dict(LIVE_CANCELLED_ROW, correlationId="CPY-ABC-0")
+    assert decode_rest_order(row).correlation_id == "CPY-ABC-0"
+
+
+def test_date_only_expiry_and_trade_book_placeholders_do_not_break_a_row() -> None:
+    row = dict(LIVE_CANCELLED_ROW, drvExpiryDate="2026-12-01", customSymbol=None)
+    row["drvOptionType"] = "CALL"
+    snap = decode_rest_order(row)
+    assert snap.is_option is True
+    assert snap.order_id == "52250115123456"
+
+
+# The live socket (L2/L3/L12): camelCase keys, Title-case status, lower-camel duplicates.
+LIVE_SOCKET_DATA: dict[str, Any] = {
+    "exchange": "NSE",
+    "segment": "D",
+    "source": "P",
+    "securityId": "48211",
+    "clientId": "1100001111",
+    "exchOrderNo": "0",
+    "orderNo": "52250115777",
+    "product": "M",
+    "txnType": "S",
+    "orderType": "LMT",
+    "validity": "DAY",
+    "quantity": 130,
+    "tradedQty": 0,
+    "remainingQuantity": 0,
+    "price": 221.45,
+    "triggerPrice": 0,
+    "status": "Cancelled",
+    "correlationId": "NA",
+    "legNo": 1,
+    "algoOrdNo": "0",
+    "instrument": "OPTIDX",
+    "optType": "CE",
+    "lotSize": 65,
+    "tickSize": 0.05,
+    "refLtp": 220.1,
+    "goodTillDaysDate": "0001-01-01",
+    "expiryDate": "2026-12-01 14:30:00",
+    "lastUpdatedTime": "2026-12-01 10:00:00",
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("Pending", OrderStatus.PENDING),
+        ("Traded", OrderStatus.TRADED),
+        ("Cancelled", OrderStatus.CANCELLED),
+        ("Rejected", OrderStatus.REJECTED),
+        ("Transit", OrderStatus.TRANSIT),
+        ("Expired", OrderStatus.EXPIRED),
+        ("Part_Traded", OrderStatus.PART_TRADED),
+    ],
+)
+def test_live_socket_camel_case_title_case(status: str, expected: OrderStatus) -> None:
+    filled = 130 if expected is OrderStatus.TRADED else 0
+    if expected is OrderStatus.PART_TRADED:
+        filled = 65
+    data = dict(LIVE_SOCKET_DATA, status=status, tradedQty=filled)
+    snap = _snap({"type": "order_alert", "data": data})
+    assert snap.status is expected
+    assert snap.order_id == "52250115777" and snap.client_id == "1100001111"
+    assert snap.segment is Segment.NSE_FNO and snap.side is Side.SELL
+    assert snap.product is Product.MARGIN
+    assert snap.correlation_id == ""
+    assert snap.filled_qty == filled
+    assert snap.lot_size == 65 and snap.ref_ltp == 220.1
+    assert snap.is_option is True
+
+
+def test_socket_pascal_and_camel_keys_decode_the_same() -> None:
+    pascal = {key[0].upper() + key[1:]: value for key, value in LIVE_SOCKET_DATA.items()}
+    camel = _snap({"Type": "order_alert", "Data": LIVE_SOCKET_DATA})
+    assert _snap({"Type": "order_alert", "Data": pascal}) == camel
+    both = dict(pascal) | dict(LIVE_SOCKET_DATA)  # the docs sample repeats keys in both casings
+    assert _snap({"Type": "order_alert", "Data": both}) == camel
+
+
+def test_socket_instrument_hint() -> None:
+    from engine.dhan.codec import InstrumentHint, socket_instrument_hint
+
+    frame = json.dumps({"Type": "order_alert", "Data": LIVE_SOCKET_DATA})
+    assert socket_instrument_hint(frame) == InstrumentHint(
+        segment=Segment.NSE_FNO,
+        security_id="48211",
+        lot_size=65,
+        tick_size=0.05,
+        option_type="CE",
+        instrument_type="OPTIDX",
+        symbol="",
+    )
+    bare = {k: v for k, v in LIVE_SOCKET_DATA.items() if k not in ("lotSize", "tickSize")}
+    hint = socket_instrument_hint({"Type": "order_alert", "Data": dict(bare, optType="XX")})
+    assert hint is not None and hint.lot_size == 0 and hint.tick_size == 0.0
+    assert hint.option_type == ""
+    assert socket_instrument_hint("not json") is None
+    assert socket_instrument_hint({"Type": "order_alert", "Data": {"securityId": "1"}}) is None

@@ -415,3 +415,80 @@ async def test_watchdog_measures_silence_on_the_injected_clock(
     clock.advance(61)
     await eventually(lambda: rec.count(ConnectionState.STALLED) == 1)
     await eventually(lambda: rec.connected == 2)
+
+
+def camel_alert(order_id: str, status: str = "Traded") -> str:
+    """The live socket's dialect (facts §8b L2/L3/L6/L12): camelCase keys, Title-case status,
+    placeholders, lower-camel instrument fields."""
+    return json.dumps(
+        {
+            "Type": "order_alert",
+            "Data": {
+                "exchange": "MCX",
+                "segment": "M",
+                "securityId": "458305",
+                "clientId": CLIENT,
+                "orderNo": order_id,
+                "product": "I",
+                "txnType": "S",
+                "orderType": "LMT",
+                "validity": "DAY",
+                "quantity": 200,
+                "tradedQty": 200,
+                "price": 5812.0,
+                "status": status,
+                "correlationId": "NA",
+                "instrument": "FUTCOM",
+                "lotSize": 100,
+                "tickSize": 1.0,
+                "optType": "XX",
+                "symbol": "CRUDEOIL-18Dec2026-FUT",
+                "lastUpdatedTime": "2026-11-23 10:00:00",
+            },
+        }
+    )
+
+
+async def test_frames_are_recorded_redacted_and_instruments_taught(
+    server: FakeOrderSocket, running: Any, tmp_path: Any
+) -> None:
+    from engine.dhan.codec import InstrumentHint
+    from engine.dhan.recorder import JsonlRecorder
+    from engine.domain import Segment
+
+    async def script(ws: ServerConnection, index: int) -> None:
+        await ws.send(alert("1"))
+        await ws.send(camel_alert("2"))
+        await ws.send("not json at all")
+        await ws.wait_closed()
+
+    server.script = script
+    rec = Recorder()
+    recorder = JsonlRecorder(tmp_path, [CLIENT])
+    hints: list[InstrumentHint] = []
+    stream = make_stream(server.url, rec, recorder=recorder, on_instrument=hints.append)
+    running(stream)
+    await eventually(lambda: len(rec.snapshots) == 2 and len(rec.malformed) == 1)
+    recorder.close()
+    # The live dialect decodes: camelCase keys, Title-case status, "NA" is no correlationId.
+    assert rec.snapshots[1].status is OrderStatus.TRADED
+    assert rec.snapshots[1].correlation_id == ""
+    assert rec.snapshots[1].filled_qty == 200
+    assert hints[-1] == InstrumentHint(
+        segment=Segment.MCX_COMM,
+        security_id="458305",
+        lot_size=100,
+        tick_size=1.0,
+        option_type="",
+        instrument_type="FUTCOM",
+        symbol="CRUDEOIL-18Dec2026-FUT",
+    )
+    text = (tmp_path / "socket.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["account"] for line in lines] == ["leader"] * 3
+    assert lines[2]["frame"] == "not json at all"
+    assert json.loads(lines[1]["frame"])["Data"]["orderNo"] == "2"
+    assert json.loads(lines[0]["frame"])["Data"]["ClientId"] == "CLIENT-1"
+    # The login frame (with the token) is sent, never recorded; no client id lands anywhere.
+    assert TOKEN not in text and CLIENT not in text
+    assert not (tmp_path / "rest.jsonl").read_text()
