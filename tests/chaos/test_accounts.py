@@ -42,7 +42,7 @@ async def test_half_open_trial_blocked_by_risk_does_not_wedge_the_follower(
     await world.settle()
     world.sim.faults.fail_next(4, status=500, match="PUT /v2/orders")  # 2 each
     world.modify(first, price=201.0)  # two failed modifies on alpha: the circuit opens
-    await world.until(lambda: world.eng._followers["alpha"].circuit.failures >= 2, what="open")
+    await world.until(lambda: world.eng.circuit_failures("alpha") >= 2, what="open")
     world.modify(first, price=200.0)  # back to what alpha has: nothing left to send for it
     second = world.place(price=199.0)  # held; at half-open it is the trial, blocked by risk
     await world.until(
@@ -73,7 +73,7 @@ async def test_follower_that_rejects_everything_is_explained_and_others_unaffect
     rep = await assert_converged(world, "follower rejects everything", allow_explained=True)
     assert sum(rep.explained.values()) >= 10  # alpha's: each with a reason (FAILED)
     assert len(world.orders("beta")) >= 15
-    assert any(a.code in ("FOLLOWER_REFUSED", "CIRCUIT_OPEN") for a in world.eng._alerts.recent())
+    assert any(a.code in ("FOLLOWER_REFUSED", "CIRCUIT_OPEN") for a in world.eng.recent_alerts())
 
 
 async def test_follower_token_expires_mid_session(chaos_world: ChaosFactory) -> None:
@@ -87,7 +87,7 @@ async def test_follower_token_expires_mid_session(chaos_world: ChaosFactory) -> 
     for _ in range(5):
         leader.place("LIMIT")
     await asyncio.sleep(0.5)
-    await world.until(lambda: bool(world.eng._followers["alpha"].killed_reason), what="stop")
+    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), what="stop")
     assert len(world.orders("beta")) >= 10
     # alpha's open copies cannot be cancelled with a dead token; once renewed, the engine
     # (restarted with the new token) converges: new orders are explained, old ones cancelled.

@@ -19,6 +19,7 @@ import pytest
 
 from engine.config import Settings, load_settings
 from engine.demo import instrument_book
+from engine.domain import ConnectionState
 from engine.engine import BrokerFactory, Engine, default_broker_factory
 from engine.events import EngineEvent, RecoveryCompleted
 from engine.simulator.server import DhanSimulator
@@ -94,8 +95,7 @@ class World:
         return [e for e in self.events if isinstance(e, RecoveryCompleted)]
 
     def connected(self) -> bool:
-        stream = self.eng._leader_stream
-        return bool(stream and stream.state.value == "CONNECTED")
+        return self.eng.leader_connection() is ConnectionState.CONNECTED
 
     async def stop_engine(self) -> None:
         if self.engine is not None and self.task is not None:

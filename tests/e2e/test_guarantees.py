@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.domain import EngineState, MirrorState
 from engine.engine import default_broker_factory
 from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory
@@ -230,7 +231,7 @@ async def test_capital_ratio_sizing_uses_fresh_fund_limits(make_world: WorldFact
     )
     world.sim.add_account(LEADER[0], LEADER[1], funds=2_000_000.0)
     world.sim.add_account(ALPHA[0], "tok-alpha-e2e", funds=500_000.0)
-    world.eng._capital.forget("alpha")
+    world.eng.forget_capital("alpha")
     world.place(price=200.0, qty=260)  # leader 4 lots; alpha has a quarter of the capital
     order = (await world.follower_order("alpha"))[0]
     assert order["quantity"] == 65
@@ -268,7 +269,7 @@ async def test_no_re_place_when_the_cancelled_order_cannot_be_read(
             return getattr(self._inner, name)
 
         async def order_by_id(self, order_id: str) -> object:
-            raise RuntimeError("order book unreachable")
+            raise BrokerError(BrokerResult(ResultKind.TRANSIENT, message="order book unreachable"))
 
     def factory(account: str, cid: str, tok: str, url: str, timeout: float):  # type: ignore[no-untyped-def]
         inner = default_broker_factory(account, cid, tok, url, timeout)

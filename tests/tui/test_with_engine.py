@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.demo import ALPHA_ID, BETA_ID, LEADER_ID, DemoSession
-from engine.domain import EngineState
+from engine.domain import ConnectionState, EngineState
 from tests.tui.fakes import FixedClock
 from tui.app import CopyTradeApp
 from tui.screens.confirm import ConfirmScreen
@@ -40,10 +40,7 @@ def open_copies(session: DemoSession) -> int:
 
 async def started(session: DemoSession) -> None:
     await until(
-        lambda: (
-            session.engine._leader_stream is not None
-            and session.engine._leader_stream.state.value == "CONNECTED"
-        ),
+        lambda: session.engine.leader_connection() is ConnectionState.CONNECTED,
         what="engine",
     )
     await asyncio.sleep(0.3)  # the startup recovery

@@ -1,0 +1,148 @@
+"""The replication book: the only owner of the leader's orders and of the followers' copies
+(follower-order records), and of what changed since the store last took them.
+
+Everyone else reads it and changes it through these methods; a record's new state itself
+comes from `engine.transitions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.clock import Clock
+from engine.domain import MirrorState, OrderSnapshot, Segment
+from engine.events import EngineEvent, FollowerOrderChanged
+from engine.records import MirrorRecord
+from engine.transitions import unsent
+
+MirrorKey = tuple[str, str]  # (follower, leader order id)
+
+
+class ReplicationBook:
+    def __init__(
+        self,
+        clock: Clock,
+        publish: Callable[[EngineEvent], None],
+        on_change: Callable[[], None],
+    ) -> None:
+        self._clock = clock
+        self._publish = publish
+        self._on_change = on_change  # something is waiting to be stored
+        self._leader: dict[str, OrderSnapshot] = {}
+        self._leader_seen_mono: dict[str, float] = {}
+        self._mirrors: dict[MirrorKey, MirrorRecord] = {}
+        self._by_cid: dict[str, MirrorKey] = {}
+        self._last_price: dict[tuple[Segment, str], float] = {}
+        self._dirty_leaders: set[str] = set()
+        self._dirty_mirrors: set[MirrorKey] = set()
+
+    # --- leader orders ---------------------------------------------------------------------
+
+    def leader(self, order_id: str) -> OrderSnapshot | None:
+        return self._leader.get(order_id)
+
+    def leader_orders(self) -> list[OrderSnapshot]:
+        return list(self._leader.values())
+
+    def leader_ids(self) -> list[str]:
+        return list(self._leader)
+
+    def seen_mono(self, order_id: str) -> float | None:
+        """Monotonic time this process first saw the leader order (for the latency)."""
+        return self._leader_seen_mono.get(order_id)
+
+    def put_leader(self, snap: OrderSnapshot) -> None:
+        self._leader[snap.order_id] = snap
+        self._leader_seen_mono.setdefault(snap.order_id, self._clock.monotonic())
+        self._dirty_leaders.add(snap.order_id)
+        self._on_change()
+
+    def restore_leader(self, snap: OrderSnapshot) -> None:
+        """As the store remembers it (nothing to write back)."""
+        self._leader[snap.order_id] = snap
+
+    # --- follower copies -------------------------------------------------------------------
+
+    def mirror(self, follower: str, leader_order_id: str) -> MirrorRecord | None:
+        return self._mirrors.get((follower, leader_order_id))
+
+    def mirrors(self) -> list[MirrorRecord]:
+        return list(self._mirrors.values())
+
+    def key_for_correlation(self, correlation_id: str) -> MirrorKey | None:
+        return self._by_cid.get(correlation_id)
+
+    def open_copies(self, follower: str | None = None) -> list[MirrorRecord]:
+        return [
+            m
+            for m in self._mirrors.values()
+            if m.is_open_at_broker and (follower is None or m.follower == follower)
+        ]
+
+    def count_open(self, follower: str) -> int:
+        return sum(
+            1 for m in self._mirrors.values() if m.follower == follower and m.is_open_at_broker
+        )
+
+    def count_placing(self) -> int:
+        return sum(1 for m in self._mirrors.values() if m.state is MirrorState.PLACING)
+
+    def set_mirror(self, rec: MirrorRecord) -> None:
+        key = (rec.follower, rec.leader_order_id)
+        self._mirrors[key] = rec
+        self._by_cid[rec.correlation_id] = key
+        self._dirty_mirrors.add(key)
+        self._on_change()
+        self._publish(FollowerOrderChanged(self._clock.now(), rec.to_view()))
+
+    def forget(self, rec: MirrorRecord) -> None:
+        """A placement that never reached Dhan: decide again from scratch (same correlationId)."""
+        kept = unsent(rec)
+        if kept is not None:
+            self.set_mirror(kept)
+            return
+        key = (rec.follower, rec.leader_order_id)
+        self._mirrors.pop(key, None)
+        self._dirty_mirrors.add(key)
+        self._on_change()
+
+    def restore_mirror(self, rec: MirrorRecord) -> None:
+        key = (rec.follower, rec.leader_order_id)
+        self._mirrors[key] = rec
+        self._by_cid[rec.correlation_id] = key
+
+    # --- market prices ---------------------------------------------------------------------
+
+    def note_price(self, snap: OrderSnapshot) -> None:
+        """The last known market price of an instrument, for the fat-finger price band."""
+        price = snap.ref_ltp or (snap.avg_price if snap.filled_qty else 0.0)
+        if price > 0:
+            self._last_price[(snap.segment, snap.security_id)] = price
+
+    def last_price(self, segment: Segment, security_id: str) -> float | None:
+        return self._last_price.get((segment, security_id))
+
+    # --- what the store has yet to take ----------------------------------------------------
+
+    def take_changes(
+        self,
+    ) -> tuple[list[OrderSnapshot], list[MirrorRecord], list[MirrorKey]]:
+        """The *current* state of every leader order and copy changed since the last take
+        (so a late write is never stale), and the copies deleted meanwhile."""
+        leaders = [self._leader[i] for i in self._dirty_leaders if i in self._leader]
+        mirrors: list[MirrorRecord] = []
+        deleted: list[MirrorKey] = []
+        for key in self._dirty_mirrors:
+            rec = self._mirrors.get(key)
+            if rec is None:
+                deleted.append(key)
+            else:
+                mirrors.append(rec)
+        self._dirty_leaders.clear()
+        self._dirty_mirrors.clear()
+        return leaders, mirrors, deleted
+
+    def mark_unstored(self, leader_ids: list[str], mirror_keys: list[MirrorKey]) -> None:
+        """A write the store refused: these are written again (in their then-current state)."""
+        self._dirty_leaders.update(leader_ids)
+        self._dirty_mirrors.update(mirror_keys)

@@ -1,0 +1,144 @@
+"""The follower feed: each follower's own order updates (socket, or read back from Dhan) move
+its copy's record on (fills, status, rejection), and the dispatcher looks at it again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from engine.clock import Clock
+from engine.dhan.errors import BrokerError
+from engine.domain import OrderSnapshot, OrderStatus, Severity
+from engine.live.accounts import Accounts, FollowerRuntime
+from engine.live.arming import Arming
+from engine.live.book import ReplicationBook
+from engine.live.notifier import Notifier
+from engine.live.stats import Stats
+from engine.records import MirrorRecord
+from engine.secrets import redact
+from engine.transitions import follower_update, tracks
+
+
+class FollowerFeed:
+    def __init__(
+        self,
+        clock: Clock,
+        accounts: Accounts,
+        book: ReplicationBook,
+        arming: Arming,
+        notifier: Notifier,
+        stats: Stats,
+    ) -> None:
+        self._clock = clock
+        self._accounts = accounts
+        self._book = book
+        self._arming = arming
+        self._notifier = notifier
+        self._stats = stats
+
+    def handler_for(self, name: str) -> Callable[[OrderSnapshot], Awaitable[None]]:
+        async def handler(snap: OrderSnapshot) -> None:
+            f = self._accounts.followers.get(name)
+            if f is not None:
+                self.on_snapshot(f, snap)
+
+        return handler
+
+    def on_snapshot(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
+        key = self._book.key_for_correlation(snap.correlation_id)
+        if key is None or key[0] != f.name:
+            return  # the follower's own manual order, or another engine's
+        mirror = self._book.mirror(*key)
+        if mirror is None or not tracks(mirror, snap):
+            return
+        known = f.follower_keys.get(snap.order_id)
+        if known is not None and snap.progress_key() < known:
+            return
+        f.follower_keys[snap.order_id] = snap.progress_key()
+        self._book.note_price(snap)
+        leader = self._book.leader(mirror.leader_order_id)
+        updated = follower_update(mirror, snap, leader, self._clock.now())
+        if updated == mirror:
+            return
+        self._journal_update(f, mirror, updated, snap, leader)
+        self._book.set_mirror(updated)
+        f.dispatcher.mark(mirror.leader_order_id)
+
+    def _journal_update(
+        self,
+        f: FollowerRuntime,
+        mirror: MirrorRecord,
+        updated: MirrorRecord,
+        snap: OrderSnapshot,
+        leader: OrderSnapshot | None,
+    ) -> None:
+        slippage = updated.slippage
+        if snap.filled_qty > mirror.filled_qty:
+            self._notifier.journal(
+                "fill",
+                f"{f.name} filled {snap.filled_qty}/{snap.quantity} "
+                f"avg {snap.avg_price:.2f}"
+                + (f" slippage {slippage:+.2f}" if slippage is not None else ""),
+                f.name,
+                mirror.leader_order_id,
+            )
+            if slippage is not None and snap.status is OrderStatus.TRADED:
+                self._stats.slippages.append(slippage)
+        if snap.status is mirror.broker_status:
+            return
+        self._notifier.journal(
+            "broker",
+            f"{f.name} order {snap.order_id} {snap.status.value}"
+            + (f": {snap.reason}" if snap.reason else ""),
+            f.name,
+            mirror.leader_order_id,
+        )
+        if snap.status is OrderStatus.REJECTED:
+            self._stats.failed += 1
+            self._notifier.alert(
+                "FOLLOWER_REJECTED",
+                Severity.ERROR,
+                f"{f.name}: order for leader {mirror.leader_order_id} rejected by Dhan: "
+                f"{snap.reason or 'no reason given'}",
+                f.name,
+                mirror.leader_order_id,
+            )
+        elif (
+            snap.status is OrderStatus.CANCELLED
+            and leader is not None
+            and leader.is_open
+            and self._arming.armed
+        ):
+            self._notifier.alert(
+                "FOLLOWER_CANCELLED_OUTSIDE",
+                Severity.WARNING,
+                f"{f.name}: order {snap.order_id} was cancelled outside the engine while "
+                f"the leader's is still open; not re-placed",
+                f.name,
+                mirror.leader_order_id,
+            )
+
+    async def refresh_order(self, f: FollowerRuntime, mirror: MirrorRecord) -> None:
+        """Read one copy's order back from Dhan (after an unclear or refused request)."""
+        if not mirror.follower_order_id:
+            return
+        try:
+            snap = await f.broker.order_by_id(mirror.follower_order_id)
+        except BrokerError:
+            return  # the next update or reconcile brings it
+        if snap is not None:
+            self.on_snapshot(f, snap)
+
+    async def refresh_books(self, discrepancies: list[str]) -> None:
+        """Every follower's order book, read in parallel (recovery)."""
+
+        async def one(f: FollowerRuntime) -> None:
+            try:
+                book = await f.broker.order_book()
+            except BrokerError as exc:
+                discrepancies.append(f"{f.name}: order book unreadable ({redact(str(exc))})")
+                return
+            for snap in book:
+                self.on_snapshot(f, snap)
+
+        await asyncio.gather(*(one(f) for f in self._accounts.all()))

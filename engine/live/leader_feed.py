@@ -1,0 +1,109 @@
+"""The leader feed: every leader snapshot (socket, order book, confirmation read) goes
+through here into the book, and every follower's dispatcher is told to look at the order."""
+
+from __future__ import annotations
+
+from engine.clock import Clock
+from engine.dhan.correlation import is_engine_correlation_id
+from engine.domain import OrderSnapshot
+from engine.events import LeaderOrderSeen
+from engine.instruments import InstrumentBook
+from engine.live.accounts import Accounts, FollowerRuntime
+from engine.live.book import ReplicationBook
+from engine.live.notifier import Notifier
+from engine.live.stats import Stats
+from engine.live.tasks import TaskSet
+from engine.transitions import leader_update
+
+CONFIRM_DELAY_S = 0.15
+
+
+class LeaderFeed:
+    def __init__(
+        self,
+        leader_client_id: str,
+        clock: Clock,
+        accounts: Accounts,
+        book: ReplicationBook,
+        instruments: InstrumentBook,
+        notifier: Notifier,
+        stats: Stats,
+        tasks: TaskSet,
+    ) -> None:
+        self._client_id = leader_client_id
+        self._clock = clock
+        self._accounts = accounts
+        self._book = book
+        self._instruments = instruments
+        self._notifier = notifier
+        self._stats = stats
+        self._tasks = tasks
+        self._confirming: set[str] = set()
+
+    async def on_snapshot(self, snap: OrderSnapshot) -> None:
+        self.ingest(snap)
+
+    def ingest(self, snap: OrderSnapshot) -> bool:
+        """Take a leader snapshot from any source; True when it changed what we know."""
+        if snap.client_id and snap.client_id != self._client_id:
+            return False
+        if is_engine_correlation_id(snap.correlation_id):
+            return False  # an order this engine placed (the leader is also a follower somewhere)
+        self._stats.last_leader_event_at = self._clock.now()
+        known = self._book.leader(snap.order_id)
+        update = leader_update(known, snap)
+        if update.stale:
+            self._notifier.journal(
+                "leader",
+                f"stale snapshot ignored ({snap.status.value}, filled {snap.filled_qty})",
+                None,
+                snap.order_id,
+            )
+            return False
+        if update.snapshot is None:
+            return False
+        snap = update.snapshot
+        if update.tie:
+            # Two different states with the same progress (edits within one second of
+            # Dhan's timestamps): arrival order may be wrong, so ask Dhan which is current.
+            self._confirm(snap.order_id)
+        self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
+        self._book.note_price(snap)
+        self._book.put_leader(snap)
+        self._notifier.journal("leader", describe_snapshot(snap), None, snap.order_id)
+        self._notifier.publish(LeaderOrderSeen(self._clock.now(), snap, is_new=known is None))
+        for f in self._accounts.all():
+            f.dispatcher.mark(snap.order_id, urgent=self._is_urgent(f, snap))
+        return True
+
+    def _is_urgent(self, f: FollowerRuntime, snap: OrderSnapshot) -> bool:
+        mirror = self._book.mirror(f.name, snap.order_id)
+        return bool(mirror and mirror.is_open_at_broker and snap.status.is_terminal)
+
+    def _confirm(self, order_id: str) -> None:
+        if order_id in self._confirming:
+            return
+        self._confirming.add(order_id)
+
+        async def confirm() -> None:
+            try:
+                await self._clock.sleep(CONFIRM_DELAY_S)  # let alerts already in flight land
+                snap = await self._accounts.leader().order_by_id(order_id)
+            finally:
+                self._confirming.discard(order_id)
+            if snap is not None:
+                self.ingest(snap)
+
+        self._tasks.spawn(confirm(), f"confirm-{order_id}")
+
+
+def describe_snapshot(s: OrderSnapshot) -> str:
+    price = f" @ {s.price:g}" if s.price else ""
+    trig = f" trg {s.trigger_price:g}" if s.trigger_price else ""
+    return (
+        f"{s.status.value} {s.side.value} {s.filled_qty}/{s.quantity} "
+        f"{s.trading_symbol or s.security_id}"
+        f" {s.order_type.value}{price}{trig} {s.product.value} {s.validity.value}"
+        + (" AMO" if s.amo else "")
+        + f" [{s.source.value}]"
+    )

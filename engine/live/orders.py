@@ -1,0 +1,419 @@
+"""The broker side of the executor: place, modify, cancel and re-place one follower's copy.
+
+Each request is written durably as an intent first, sent, and its answer recorded on the copy
+through `engine.transitions`; then the order is marked again, so the next decision sees the
+new state (and is usually NoAction).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from engine.clock import Clock
+from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
+from engine.dispatch.circuit import CircuitState
+from engine.domain import OrderSnapshot, Severity
+from engine.instruments import InstrumentBook
+from engine.live.accounts import FollowerRuntime
+from engine.live.answers import AnswerHandling
+from engine.live.arming import Arming
+from engine.live.book import ReplicationBook
+from engine.live.follower_feed import FollowerFeed
+from engine.live.notifier import Notifier
+from engine.live.resolution import Resolver
+from engine.live.stats import Stats
+from engine.live.write_behind import WriteBehind
+from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
+from engine.replication.api_rules import adapt_for_dhan_api
+from engine.replication.replicator import Cancel, Modify, Place
+from engine.secrets import redact
+from engine.transitions import (
+    acknowledged,
+    cancelled,
+    killed_before_send,
+    modification_refused,
+    modified,
+    placed,
+    refused,
+    regenerated,
+    view_was_behind,
+)
+
+log = logging.getLogger(__name__)
+
+REPLACE_READ_TRIES = 5
+_RETRYABLE = (ResultKind.RATE_LIMITED, ResultKind.TRANSIENT, ResultKind.AMBIGUOUS)
+
+
+class OrderActions:
+    def __init__(
+        self,
+        clock: Clock,
+        book: ReplicationBook,
+        arming: Arming,
+        instruments: InstrumentBook,
+        writes: WriteBehind,
+        notifier: Notifier,
+        answers: AnswerHandling,
+        resolver: Resolver,
+        follower_feed: FollowerFeed,
+        stats: Stats,
+    ) -> None:
+        self._clock = clock
+        self._book = book
+        self._arming = arming
+        self._instruments = instruments
+        self._writes = writes
+        self._notifier = notifier
+        self._answers = answers
+        self._resolver = resolver
+        self._follower_feed = follower_feed
+        self._stats = stats
+
+    def _armed_now(self, f: FollowerRuntime, kind: IntentKind) -> bool:
+        # Checked with no await between it and the broker call: the kill switch always wins.
+        return kind is IntentKind.CANCEL or self._arming.armed_for(f)
+
+    # --- place -----------------------------------------------------------------------------
+
+    async def place(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place) -> None:
+        params, notes = adapt_for_dhan_api(
+            decision.params,
+            leader,
+            tick=self._instruments.tick_size(leader.segment, leader.security_id),
+        )
+        mirror = placed(
+            self._book.mirror(f.name, leader.order_id),
+            f.name,
+            leader,
+            decision.params,
+            params.correlation_id,
+            decision.generation,
+            self._book.seen_mono(leader.order_id),
+            self._clock.now(),
+        )
+        intent = Intent(f.name, leader.order_id, IntentKind.PLACE, params.correlation_id, params)
+        self._book.set_mirror(mirror)
+        stored = await self._record_intent(f, intent, mirror)
+        if stored is None:  # not durable, so not sent: decide again once the store takes it
+            self._book.forget(mirror)
+            return
+        for note in notes:
+            self._notifier.journal("intent", f"{f.name}: {note}", f.name, leader.order_id)
+        if not self._armed_now(f, IntentKind.PLACE):
+            self._writes.finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
+            self._book.set_mirror(killed_before_send(mirror))
+            return
+        if f.circuit.state is CircuitState.OPEN:  # opened by another request meanwhile
+            self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
+            self._book.forget(mirror)
+            self._answers.hold_for_circuit(f, leader.order_id)
+            return
+        result = await self._answers.call(f.broker.place(params))
+        self._answers.note(f, result)
+        await self._placed(f, leader, mirror, stored, result, decision.catch_up)
+
+    async def _placed(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        mirror: MirrorRecord,
+        intent: Intent,
+        result: BrokerResult,
+        catch_up: bool,
+    ) -> None:
+        current = self._book.mirror(f.name, leader.order_id) or mirror
+        if result.kind is ResultKind.AMBIGUOUS:
+            found = await self._resolver.lookup(f, mirror.correlation_id)
+            if found is None:
+                # Not at Dhan: the request never arrived. Forget the placement so the next
+                # decision places again with the same correlationId.
+                self._writes.finish_intent(
+                    intent, IntentOutcome.AMBIGUOUS, f"not found after: {result.message}"
+                )
+                self._book.forget(current)
+                self._notifier.alert(
+                    "PLACE_RETRY",
+                    Severity.WARNING,
+                    f"{f.name}: no clear answer placing for leader {leader.order_id} "
+                    f"({result.message}); not at Dhan, placing again",
+                    f.name,
+                    leader.order_id,
+                )
+                f.dispatcher.mark(leader.order_id)
+                return
+            if not isinstance(found, OrderSnapshot):
+                self._writes.finish_intent(intent, IntentOutcome.AMBIGUOUS, result.message)
+                self._notifier.alert(
+                    "PLACE_AMBIGUOUS",
+                    Severity.ERROR,
+                    f"{f.name}: placement for leader {leader.order_id} has no clear answer; "
+                    "will check again before acting",
+                    f.name,
+                    leader.order_id,
+                )
+                self._resolver.retry_later(f, leader.order_id, intent)
+                return
+            result = BrokerResult(ResultKind.OK, order_id=found.order_id, status=found.status)
+        if result.kind is ResultKind.OK:
+            self._acknowledged(f, leader, mirror, current, intent, result, catch_up)
+            return
+        if result.kind is ResultKind.RATE_LIMITED or result.kind is ResultKind.TRANSIENT:
+            self._writes.finish_intent(intent, IntentOutcome.REFUSED, result.message)
+            self._book.forget(current)
+            self._answers.backoff(f, result, leader.order_id)
+            return
+        # REFUSED, AUTH_FAILED, NOT_FOUND: definitive.
+        self._stats.failed += 1
+        failed = refused(
+            current, f"{result.error_code} {result.message}".strip(), self._clock.now()
+        )
+        self._book.set_mirror(failed)
+        self._writes.finish_intent(intent, IntentOutcome.REFUSED, failed.reason, failed)
+        severity = Severity.CRITICAL if result.kind is ResultKind.AUTH_FAILED else Severity.ERROR
+        self._notifier.alert(
+            "FOLLOWER_REFUSED",
+            severity,
+            f"{f.name}: Dhan refused the copy of leader order {leader.order_id}: {failed.reason}",
+            f.name,
+            leader.order_id,
+        )
+
+    def _acknowledged(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        mirror: MirrorRecord,
+        current: MirrorRecord,
+        intent: Intent,
+        result: BrokerResult,
+        catch_up: bool,
+    ) -> None:
+        latency = (
+            (self._clock.monotonic() - mirror.leader_seen_mono) * 1000.0
+            if mirror.leader_seen_mono is not None
+            else None
+        )
+        if latency is not None and not catch_up:
+            self._stats.latencies.append(latency)
+        self._stats.replicated += 1
+        f.limiter.note_success()
+        live = acknowledged(current, result.order_id, result.status, latency, self._clock.now())
+        self._book.set_mirror(live)
+        self._writes.finish_intent(
+            intent, IntentOutcome.ACKED, f"order {live.follower_order_id}", live
+        )
+        self._notifier.journal(
+            "broker",
+            f"{f.name} placed order {live.follower_order_id} "
+            f"({live.params.quantity if live.params else 0} qty)"
+            + (f" in {latency:.1f} ms" if latency is not None else "")
+            + (" [catch-up of a missed fill]" if catch_up else ""),
+            f.name,
+            leader.order_id,
+        )
+        f.dispatcher.mark(leader.order_id)
+
+    # --- modify ----------------------------------------------------------------------------
+
+    async def modify(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Modify) -> None:
+        mirror = self._current(f, leader)
+        params, notes = adapt_for_dhan_api(
+            decision.params,
+            leader,
+            tick=self._instruments.tick_size(leader.segment, leader.security_id),
+        )
+        intent = Intent(
+            f.name,
+            leader.order_id,
+            IntentKind.MODIFY,
+            mirror.correlation_id,
+            params,
+            follower_order_id=decision.follower_order_id,
+        )
+        stored = await self._record_intent(f, intent, None)
+        if stored is None:
+            return
+        if not self._armed_now(f, IntentKind.MODIFY):
+            self._writes.finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
+            f.dispatcher.mark(leader.order_id, urgent=True)
+            return
+        if f.circuit.state is CircuitState.OPEN:  # opened by another request meanwhile
+            self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
+            self._answers.hold_for_circuit(f, leader.order_id)
+            return
+        result = await self._answers.call(f.broker.modify(decision.follower_order_id, params))
+        self._answers.note(f, result)
+        current = self._current(f, leader)
+        if result.kind is ResultKind.OK:
+            f.limiter.note_success()
+            updated = modified(current, decision.params, self._clock.now())
+            self._book.set_mirror(updated)
+            self._writes.finish_intent(
+                stored, IntentOutcome.ACKED, ",".join(decision.changed), updated
+            )
+            self._notifier.journal(
+                "broker",
+                f"{f.name} modified {decision.follower_order_id}: "
+                + ", ".join(f"{c}={getattr(params, c)}" for c in decision.changed)
+                + (f" ({'; '.join(notes)})" if notes else ""),
+                f.name,
+                leader.order_id,
+            )
+            f.dispatcher.mark(leader.order_id)
+            return
+        self._finish_unanswered(stored, result)
+        # Refused or unclear: often because the order filled or was cancelled meanwhile.
+        await self._follower_feed.refresh_order(f, current)
+        if result.kind in _RETRYABLE:
+            self._answers.backoff(f, result, leader.order_id)
+            return
+        self._notifier.journal(
+            "broker",
+            f"{f.name} modify refused: {result.error_code} {result.message}",
+            f.name,
+            leader.order_id,
+        )
+        after = self._current(f, leader)
+        if view_was_behind(current, after):
+            f.dispatcher.mark(leader.order_id)
+            return
+        failed = modification_refused(current, after, result.message)
+        if failed is not None:
+            self._book.set_mirror(failed)
+            self._notifier.alert(
+                "MODIFY_REFUSED",
+                Severity.ERROR,
+                f"{f.name}: Dhan refused to modify order {decision.follower_order_id}: "
+                f"{result.message}",
+                f.name,
+                leader.order_id,
+            )
+
+    # --- cancel and re-place ---------------------------------------------------------------
+
+    async def cancel(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Cancel) -> None:
+        mirror = self._current(f, leader)
+        intent = Intent(
+            f.name,
+            leader.order_id,
+            IntentKind.CANCEL,
+            mirror.correlation_id,
+            None,
+            follower_order_id=decision.follower_order_id,
+        )
+        # A cancel cannot double an order, so it goes even when its intent could not be
+        # stored: the kill switch must win over a full or locked database.
+        stored = await self._record_intent(f, intent, None) or intent
+        result = await self._answers.call(f.broker.cancel(decision.follower_order_id))
+        self._answers.note(f, result)
+        current = self._current(f, leader)
+        if result.kind is ResultKind.OK:
+            f.limiter.note_success()
+            done = cancelled(current, decision.reason, self._clock.now())
+            self._book.set_mirror(done)
+            self._writes.finish_intent(stored, IntentOutcome.ACKED, decision.reason, done)
+            self._notifier.journal(
+                "broker",
+                f"{f.name} cancelled {decision.follower_order_id}: {decision.reason}",
+                f.name,
+                leader.order_id,
+            )
+            if decision.replace:
+                await self._replace(f, leader, done)
+            return
+        self._finish_unanswered(stored, result)
+        await self._follower_feed.refresh_order(f, current)
+        if result.kind in _RETRYABLE:
+            self._answers.backoff(f, result, leader.order_id, urgent=True)
+            return
+        if self._current(f, leader).is_open_at_broker:
+            self._notifier.alert(
+                "CANCEL_REFUSED",
+                Severity.ERROR,
+                f"{f.name}: Dhan refused to cancel order {decision.follower_order_id}: "
+                f"{result.message}",
+                f.name,
+                leader.order_id,
+            )
+
+    async def _replace(self, f: FollowerRuntime, leader: OrderSnapshot, done: MirrorRecord) -> None:
+        """After cancelling a copy whose modification budget is used: the rest is placed as a
+        new order (next generation, new correlationId), counting what the old one filled."""
+        # What the cancelled order finally filled must be known before the rest is sized:
+        # a fill just before the cancel, missed here, would be bought twice.
+        final = await self._read_order(f, done.follower_order_id)
+        for attempt in range(REPLACE_READ_TRIES - 1):
+            if final is not None:
+                break
+            await self._clock.sleep(0.5 * (attempt + 1))
+            final = await self._read_order(f, done.follower_order_id)
+        if final is None:
+            self._notifier.alert(
+                "REPLACE_HELD",
+                Severity.ERROR,
+                f"{f.name}: could not read what order {done.follower_order_id} filled "
+                "before its cancel, so the rest is not re-placed (it could be bought twice); "
+                "check that follower and place the rest by hand if wanted",
+                f.name,
+                leader.order_id,
+            )
+            return
+        self._book.set_mirror(regenerated(done, final.filled_qty))
+        f.dispatcher.mark(leader.order_id)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _current(self, f: FollowerRuntime, leader: OrderSnapshot) -> MirrorRecord:
+        mirror = self._book.mirror(f.name, leader.order_id)
+        assert mirror is not None, "a modify or cancel is only decided for an existing copy"
+        return mirror
+
+    def _finish_unanswered(self, intent: Intent, result: BrokerResult) -> None:
+        outcome = (
+            IntentOutcome.AMBIGUOUS
+            if result.kind is ResultKind.AMBIGUOUS
+            else IntentOutcome.REFUSED
+        )
+        self._writes.finish_intent(intent, outcome, result.message)
+
+    async def _read_order(self, f: FollowerRuntime, order_id: str) -> OrderSnapshot | None:
+        try:
+            return await f.broker.order_by_id(order_id)
+        except BrokerError:
+            return None
+
+    async def _record_intent(
+        self, f: FollowerRuntime, intent: Intent, mirror: MirrorRecord | None
+    ) -> Intent | None:
+        """The intent, durable; None when the store refused it (locked past its busy timeout,
+        disk full): then nothing may be placed or modified, an alert says so and the order is
+        looked at again a second later."""
+        try:
+            stored = await self._writes.require_store().record_intent(intent, mirror)
+        except Exception as exc:  # any store refusal: the order is not sent, and we say so
+            log.exception("could not record an intent")
+            self._notifier.alert(
+                "STORE_WRITE_FAILED",
+                Severity.CRITICAL,
+                f"{intent.follower}: could not record the {intent.kind.value.lower()} intent "
+                f"for leader order {intent.leader_order_id} ({redact(str(exc))})"
+                + ("; cancelling anyway" if intent.kind is IntentKind.CANCEL else "; not sent"),
+                intent.follower,
+                intent.leader_order_id,
+            )
+            if intent.kind is not IntentKind.CANCEL:
+                self._answers.mark_later(f, intent.leader_order_id, 1.0, False)
+            return None
+        self._notifier.journal(
+            "intent",
+            f"{intent.follower} {intent.kind.value} "
+            + (
+                f"{intent.params.quantity} @ {intent.params.price:g}"
+                if intent.params
+                else intent.follower_order_id
+            ),
+            intent.follower,
+            intent.leader_order_id,
+        )
+        return stored

@@ -1,0 +1,288 @@
+"""How the engine's records change: named, pure transitions.
+
+Each function takes a record and what happened, and returns the new record; none touches a
+clock, a store or a broker (the time is passed in). The engine changes a follower-order record
+(`MirrorRecord`) only through these, and the property tests drive the same functions, so what
+the tests prove is what the engine does.
+
+A follower order's life: `placed` (PLACING) -> `acknowledged` (LIVE, or DONE when Dhan's answer
+is already terminal) -> `follower_update` (fills, status; DONE once terminal) ... and on the
+way `refused` / `modification_refused` (FAILED), `modified`, `cancelled` (DONE),
+`regenerated` (REPLACING: cancelled to be re-placed as the next generation), `unsent` (the
+placement never reached Dhan), `skipped` and `killed_before_send` (SKIPPED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.domain import (
+    MirrorState,
+    OrderParams,
+    OrderSnapshot,
+    OrderStatus,
+    Side,
+    SnapshotSource,
+)
+from engine.records import Intent, MirrorRecord
+
+KILLED_SKIP_CODE = "ENGINE_KILLED"  # engine.replication.replicator.SkipCode.KILLED
+
+
+# --- the leader's orders --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderUpdate:
+    """What one leader snapshot does to what we know of that order."""
+
+    snapshot: OrderSnapshot | None  # the new state to keep; None when nothing changes
+    stale: bool = False  # behind what we know: refused
+    tie: bool = False  # same progress as what we know, different content
+
+
+def leader_update(known: OrderSnapshot | None, snap: OrderSnapshot) -> LeaderUpdate:
+    """A snapshot behind what we know is refused; on a tie the later arrival wins (the caller
+    settles a tie between socket alerts by a fresh read from Dhan's REST API)."""
+    if known is None:
+        return LeaderUpdate(snap)
+    if snap.progress_key() < known.progress_key():
+        return LeaderUpdate(None, stale=True)
+    tie = snap.progress_key() == known.progress_key()
+    merged = merge_snapshot(known, snap)
+    if merged == known.with_changes(source=merged.source):
+        return LeaderUpdate(None)
+    return LeaderUpdate(merged, tie=tie and merged.source is SnapshotSource.STREAM)
+
+
+def merge_snapshot(known: OrderSnapshot, new: OrderSnapshot) -> OrderSnapshot:
+    """The REST dialect lacks a few socket fields (lot size, symbol); keep what we knew."""
+    return new.with_changes(
+        lot_size=new.lot_size or known.lot_size,
+        trading_symbol=new.trading_symbol or known.trading_symbol,
+        created_at=new.created_at or known.created_at,
+        amo_time=new.amo_time or known.amo_time,
+    )
+
+
+# --- a follower's copy of a leader order ----------------------------------------------------
+
+
+def skipped(
+    follower: str, leader: OrderSnapshot, reason: str, code: str, now: datetime | None
+) -> MirrorRecord:
+    """Not copied (filtered, sized to zero, market closed, risk...): said once, kept."""
+    return MirrorRecord(
+        follower=follower,
+        leader_order_id=leader.order_id,
+        correlation_id=f"skip-{leader.order_id}",
+        state=MirrorState.SKIPPED,
+        reason=reason,
+        skip_code=code,
+        symbol=leader.trading_symbol,
+        updated_at=now,
+    )
+
+
+def is_repeat_skip(earlier: MirrorRecord | None, reason: str) -> bool:
+    """Reconsidered and still skipped for the same reason: nothing new to record."""
+    return earlier is not None and earlier.state is MirrorState.SKIPPED and earlier.reason == reason
+
+
+def placed(
+    earlier: MirrorRecord | None,
+    follower: str,
+    leader: OrderSnapshot,
+    params: OrderParams,
+    correlation_id: str,
+    generation: int,
+    seen_mono: float | None,
+    now: datetime | None,
+) -> MirrorRecord:
+    """A placement about to be sent (PLACING). The next generation of a copy (re-placed, or
+    topped up after it filled) keeps what the earlier orders filled."""
+    if generation > 0 and earlier is not None:
+        return earlier.with_changes(
+            correlation_id=correlation_id,
+            state=MirrorState.PLACING,
+            generation=generation,
+            params=params,
+            prior_filled=earlier.total_filled,
+            filled_qty=0,
+            avg_price=0.0,
+            modifications=0,
+            follower_order_id="",
+            broker_status=None,
+            leader_seen_mono=None,
+            latency_ms=None,
+            updated_at=now,
+        )
+    return MirrorRecord(
+        follower=follower,
+        leader_order_id=leader.order_id,
+        correlation_id=correlation_id,
+        state=MirrorState.PLACING,
+        params=params,
+        symbol=leader.trading_symbol,
+        leader_seen_mono=seen_mono,
+        updated_at=now,
+    )
+
+
+def unsent(rec: MirrorRecord) -> MirrorRecord | None:
+    """A placement that never reached Dhan: None to decide again from scratch (same
+    correlationId); a re-placement keeps what earlier generations filled."""
+    if rec.generation > 0:
+        return rec.with_changes(state=MirrorState.REPLACING, follower_order_id="")
+    return None
+
+
+def killed_before_send(rec: MirrorRecord) -> MirrorRecord:
+    return rec.with_changes(
+        state=MirrorState.SKIPPED,
+        reason="engine killed before the order was sent",
+        skip_code=KILLED_SKIP_CODE,
+    )
+
+
+def acknowledged(
+    current: MirrorRecord,
+    order_id: str,
+    status: OrderStatus | None,
+    latency_ms: float | None,
+    now: datetime | None,
+) -> MirrorRecord:
+    """Dhan took the placement. A status already seen on the follower's stream wins over the
+    one in the answer (the stream can be faster than the REST reply)."""
+    status = current.broker_status or status
+    return current.with_changes(
+        state=MirrorState.DONE if status is not None and status.is_terminal else MirrorState.LIVE,
+        follower_order_id=order_id or current.follower_order_id,
+        broker_status=status,
+        latency_ms=latency_ms,
+        updated_at=now,
+    )
+
+
+def found_at_broker(current: MirrorRecord, found: OrderSnapshot) -> MirrorRecord:
+    """An unclear placement, looked up by its correlationId: it is at Dhan."""
+    return current.with_changes(
+        state=MirrorState.LIVE if found.is_open else MirrorState.DONE,
+        follower_order_id=found.order_id,
+        broker_status=found.status,
+    )
+
+
+def found_after_restart(
+    current: MirrorRecord | None, intent: Intent, found: OrderSnapshot
+) -> MirrorRecord:
+    """A placement whose answer the previous process never recorded, found at Dhan."""
+    base = current or MirrorRecord(
+        intent.follower,
+        intent.leader_order_id,
+        intent.correlation_id,
+        MirrorState.LIVE,
+        params=intent.params,
+    )
+    return found_at_broker(base, found).with_changes(
+        filled_qty=found.filled_qty, avg_price=found.avg_price
+    )
+
+
+def refused(current: MirrorRecord, reason: str, now: datetime | None) -> MirrorRecord:
+    """Dhan refused the placement definitively."""
+    return current.with_changes(state=MirrorState.FAILED, reason=reason, updated_at=now)
+
+
+def modified(current: MirrorRecord, params: OrderParams, now: datetime | None) -> MirrorRecord:
+    return current.with_changes(
+        params=params, modifications=current.modifications + 1, updated_at=now
+    )
+
+
+def view_was_behind(before: MirrorRecord, after: MirrorRecord) -> bool:
+    """A refusal explained by what the follower's order did meanwhile (it filled, closed):
+    decide again on the fresh state rather than give up on the copy."""
+    return (after.filled_qty, after.broker_status) != (before.filled_qty, before.broker_status)
+
+
+def modification_refused(
+    before: MirrorRecord, after: MirrorRecord, message: str
+) -> MirrorRecord | None:
+    """Dhan refused a modification; `after` is the order as read back since. None when the
+    refusal needs no new state (our view was behind, or the order is no longer open)."""
+    if view_was_behind(before, after) or not after.is_open_at_broker:
+        return None
+    return after.with_changes(state=MirrorState.FAILED, reason=f"modify refused: {message}")
+
+
+def cancelled(current: MirrorRecord, reason: str, now: datetime | None) -> MirrorRecord:
+    return current.with_changes(
+        state=MirrorState.DONE,
+        broker_status=OrderStatus.CANCELLED,
+        reason=reason,
+        updated_at=now,
+    )
+
+
+def regenerated(cancelled_copy: MirrorRecord, final_filled: int) -> MirrorRecord:
+    """Cancelled to be re-placed: the next generation, counting what the old order filled
+    (`final_filled`, read back from Dhan after the cancel)."""
+    return cancelled_copy.with_changes(
+        generation=cancelled_copy.generation + 1,
+        prior_filled=cancelled_copy.prior_filled + final_filled,
+        filled_qty=0,
+        avg_price=0.0,
+        modifications=0,
+        follower_order_id="",
+        broker_status=None,
+        state=MirrorState.REPLACING,
+    )
+
+
+def tracks(mirror: MirrorRecord | None, snap: OrderSnapshot) -> bool:
+    """Does this follower order update belong to the copy's current generation? (Not to an
+    earlier one, cancelled to re-place or filled.)"""
+    return (
+        mirror is not None
+        and mirror.correlation_id == snap.correlation_id
+        and mirror.state is not MirrorState.REPLACING
+    )
+
+
+def slippage_of(
+    mirror: MirrorRecord, snap: OrderSnapshot, leader: OrderSnapshot | None
+) -> float | None:
+    """Price paid against the leader's average, signed so that positive is worse."""
+    if snap.filled_qty and leader is not None and leader.avg_price and snap.avg_price:
+        diff = snap.avg_price - leader.avg_price
+        return diff if leader.side is Side.BUY else -diff
+    return mirror.slippage
+
+
+def follower_update(
+    mirror: MirrorRecord,
+    snap: OrderSnapshot,
+    leader: OrderSnapshot | None,
+    now: datetime | None,
+) -> MirrorRecord:
+    """The follower's own order, as Dhan reports it (fills, status, rejection reason)."""
+    state = mirror.state
+    if mirror.state is MirrorState.LIVE and snap.status.is_terminal:
+        state = MirrorState.DONE
+    return mirror.with_changes(
+        follower_order_id=mirror.follower_order_id or snap.order_id,
+        broker_status=snap.status,
+        filled_qty=snap.filled_qty,
+        avg_price=snap.avg_price,
+        slippage=slippage_of(mirror, snap, leader),
+        state=state,
+        reason=snap.reason if snap.status is OrderStatus.REJECTED else mirror.reason,
+        updated_at=now,
+    )
+
+
+def restored(rec: MirrorRecord) -> MirrorRecord:
+    """Read back from the store at start: a monotonic time of a past process means nothing."""
+    return rec.with_changes(leader_seen_mono=None)
