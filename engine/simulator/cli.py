@@ -150,7 +150,11 @@ async def _serve(
     print(f"  profile: {args.profile}", flush=True)
     print(f"  scrip master: {sim.scrip_master_url}", flush=True)
     if replay is not None:
-        print(f"  replaying {len(replay.events)} frames once the leader's socket connects")
+        print(
+            f"  replaying {len(replay.events)} frames once {replay.replayer.client_id}'s order "
+            "socket connects",
+            flush=True,
+        )
     print("  Ctrl-C to stop", flush=True)
     try:
         await stop.wait()

@@ -53,7 +53,7 @@ from .exchange import Exchange, SimAccount, SimOrder
 from .faults import REORDER_FLUSH_SECONDS, Faults
 from .instruments import InstrumentMaster
 from .limits import DEFAULT_ORDER_LIMITS
-from .profile import SimProfile, load_profile
+from .profile import ProfileError, SimProfile, load_profile, profile_from_mapping
 from .replay import Replayer, ReplayEvent
 from .scrip_master import compact_csv, detailed_csv
 from .session import MarketSession
@@ -575,6 +575,8 @@ class DhanSimulator:
         r.add_post("/sim/tokens/renew", self._ctl_renew)
         r.add_post("/sim/end-of-day", self._ctl_end_of_day)
         r.add_get("/sim/state", self._ctl_state)
+        r.add_get("/sim/profile", self._ctl_profile)
+        r.add_post("/sim/profile", self._ctl_set_profile)
 
     def _scrub(self, text: str) -> str:
         for acct in self.exchange.accounts.values():
@@ -1038,6 +1040,22 @@ class DhanSimulator:
 
     async def _ctl_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())
+
+    async def _ctl_profile(self, request: web.Request) -> web.Response:
+        return web.json_response(self.profile.model_dump())
+
+    async def _ctl_set_profile(self, request: web.Request) -> web.Response:
+        """``{"name": "pascal-upper"}`` selects a built-in profile; any other keys set answers
+        on top of it (or of the current profile when no name is given)."""
+        body = await self._ctl_json(request)
+        name = body.pop("name", None)
+        try:
+            base = load_profile(str(name)) if name is not None else self.profile
+            merged = profile_from_mapping({**base.model_dump(), **body}, "profile")
+        except ProfileError as exc:
+            raise input_error(str(exc)) from None
+        self.set_profile(merged)
+        return web.json_response(self.profile.model_dump())
 
 
 def _snake(key: str) -> str:

@@ -317,3 +317,19 @@ def test_cli_refuses_a_bad_profile_in_one_line(
     assert exc.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "unknown key 'extra'" in last and LEADER_TOKEN not in last
+
+
+async def test_control_api_reads_and_switches_the_profile(live_sim: DhanSimulator) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(live_sim.control_url + "/profile") as resp:
+            assert (await resp.json())["unknown_order_id"] == "dh905_400"
+        body = {"name": "pascal-upper", "cancel_response": "empty_202"}
+        async with session.post(live_sim.control_url + "/profile", json=body) as resp:
+            assert resp.status == 200
+        async with session.post(live_sim.control_url + "/profile", json={"bogus": 1}) as resp:
+            refused = await resp.json()
+    assert resp.status == 400 and "unknown key 'bogus'" in refused["errorMessage"]
+    assert live_sim.profile.socket_keys == "pascal" and live_sim.profile.cancel_response == (
+        "empty_202"
+    )
+    assert live_sim.state()["profile"]["socket_status_case"] == "upper"

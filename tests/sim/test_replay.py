@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pyotp
 import pytest
+import websockets
+from dhanhq import DhanContext, DhanLogin, dhanhq
 
 from engine.clock import IST
 from engine.simulator import DhanSimulator
 from engine.simulator.cli import main as sim_main
 from engine.simulator.replay import ReplayError, load_recording
 
-from .conftest import FOLLOWER, FOLLOWER_TOKEN, LEADER, LEADER_TOKEN, OrderSocket
+from .conftest import FOLLOWER, FOLLOWER_TOKEN, LEADER, LEADER_TOKEN, OrderSocket, limit_buy
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +127,66 @@ def test_bad_recordings_are_refused_in_one_line(
         sim_main(["--account", f"{LEADER}:{LEADER_TOKEN}", "--replay", str(tmp_path)])
     assert exc.value.code == 2
     assert "not an ISO time" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+async def test_copytrade_sim_flags_in_a_subprocess(tmp_path: Path) -> None:
+    """``python -m engine.simulator`` with a profile, a TOTP account, a whitelist and a replay:
+    each works, and no token, PIN or TOTP secret reaches its output."""
+    directory, recorded_book, _ = await record_session(tmp_path)
+    pin, secret = "246810", pyotp.random_base32()
+    args = [
+        sys.executable, "-m", "engine.simulator", "--port", "0", "--profile", "classic",
+        "--account", f"{LEADER}:{LEADER_TOKEN}", "--account", f"{FOLLOWER}:{FOLLOWER_TOKEN}",
+        "--totp", f"{LEADER}={pin}:{secret}", "--ip-whitelist", f"{FOLLOWER}=127.0.0.2",
+        "--replay", str(directory), "--replay-speed", "10",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    banner = ""
+    try:
+        assert proc.stdout is not None
+        while "Ctrl-C" not in banner:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+            assert line, "simulator exited early"
+            banner += line
+        found = re.search(r"REST (http://\S+)/v2\s+order socket (ws://\S+)", banner)
+        assert found is not None and "profile: classic" in banner
+        base, ws_url = found.group(1), found.group(2)
+        login = DhanLogin(LEADER)
+        login.AUTH_BASE_URL, login.API_BASE_URL = base, base + "/v2"
+        minted = await asyncio.to_thread(login.generate_token, pin, pyotp.TOTP(secret).now())
+        ctx = DhanContext(FOLLOWER, FOLLOWER_TOKEN)
+        ctx.dhan_http.base_url = base + "/v2"
+        refused = await asyncio.to_thread(dhanhq(ctx).place_order, **limit_buy())
+        assert refused["remarks"]["error_code"] == "DH-911"  # sent from 127.0.0.1
+        ws = await websockets.connect(ws_url, proxy=None)
+        login_frame = {"LoginReq": {"MsgCode": 42, "ClientId": LEADER, "Token": LEADER_TOKEN}}
+        await ws.send(json.dumps({**login_frame, "UserType": "SELF"}))
+        frames = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                async with session.get(f"{base}/sim/accounts/{LEADER}/orders") as resp:
+                    book = await resp.json()
+                if [o["orderStatus"] for o in book] == ["TRADED", "CANCELLED", "TRADED"]:
+                    break
+                await asyncio.sleep(0.05)
+        while True:
+            try:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 0.3)))
+            except TimeoutError:
+                break
+        await ws.close()
+        assert [o["filledQty"] for o in book] == [o["filledQty"] for o in recorded_book]
+        assert frames and all("OrderNo" in f["Data"] for f in frames)  # classic: PascalCase
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    text = banner + out.decode() + err.decode()
+    for secret_text in (LEADER_TOKEN, FOLLOWER_TOKEN, pin, secret, minted["accessToken"]):
+        assert secret_text not in text
