@@ -94,6 +94,38 @@ async def test_leader_rows_are_capped_by_key(engine: FakeEngine) -> None:
         assert table.row_count == 20
 
 
+async def test_many_removals_in_one_flush_rebuild_the_table_consistently(
+    engine: FakeEngine,
+) -> None:
+    app = CopyTradeApp(engine, clock=FixedClock(), leader_rows=20)
+    async with app.run_test(size=SIZE) as pilot:
+        for i in range(20):
+            engine.publish(leader_seen(f"L{i:03d}"))
+        await settle(pilot, app)
+        table = app.leader_table
+        table.focus()
+        for _ in range(5):
+            await pilot.press("down")
+        assert table.cursor_key() == "L014"
+        # 12 new orders in one flush push 12 old ones out: more than go one by one.
+        for i in range(20, 32):
+            engine.publish(leader_seen(f"L{i:03d}"))
+        engine.publish(leader_seen("L014", status=OrderStatus.TRADED, filled=10))
+        await settle(pilot, app)
+        assert table.row_count == 20
+        assert table.keys() == [f"L{i:03d}" for i in range(31, 11, -1)]
+        for index, key in enumerate(table.keys()):
+            assert table.get_row_index(key) == index
+        assert table.cursor_key() == "L014"  # still the user's row
+        assert table.cell_text("L014", "status") == "TRADED"
+        # the user's row pushed out too: the cursor stays where it was, on a row that exists
+        for i in range(32, 52):
+            engine.publish(leader_seen(f"L{i:03d}"))
+        await settle(pilot, app)
+        assert table.keys()[0] == "L051" and table.row_count == 20
+        assert table.cursor_key() == table.keys()[table.cursor_row]
+
+
 async def test_cursor_sticks_to_the_order_the_user_is_on(
     app: CopyTradeApp, engine: FakeEngine
 ) -> None:

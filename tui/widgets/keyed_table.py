@@ -2,7 +2,8 @@
 
 Rows are identified by a string key. `apply()` takes the desired cells for some keys and the
 keys to remove, and touches only what changed: `update_cell` for changed cells, `add_row` for
-new keys, `remove_row` for gone keys, all inside one `App.batch_update()`. Columns have fixed
+new keys, `remove_row` for gone keys, all inside one `App.batch_update()`; a diff removing many
+rows at once rebuilds the table instead (public API only, one pass). Columns have fixed
 widths so a long value never re-lays out the table. Rows are kept newest first by an ordering
 number the caller gives; a row keeps its place when it is updated.
 
@@ -16,11 +17,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.text import Text
-from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellKey, RowDoesNotExist, RowKey
+from textual.widgets.data_table import RowDoesNotExist
 
 from tui.format import Cell
+
+# Up to this many removals in one diff go one by one; more rebuild the table (see _rebuild).
+_REMOVE_ONE_BY_ONE = 16
 
 
 class _OrderedText(Text):
@@ -92,73 +95,83 @@ class KeyedTable(DataTable[Text]):
         removals: Iterable[str] = (),
     ) -> int:
         """Apply a keyed diff; returns how many cells/rows were touched."""
-        touched = 0
         keep_key = None if self.cursor_row <= 0 else self.cursor_key()
-        added = False
+        doomed = [key for key in removals if key in self._cells]
         with self.app.batch_update():
-            doomed = [key for key in removals if key in self._cells]
-            for key in doomed:
-                del self._cells[key]
-                self._order.pop(key, None)
-            self._remove_rows(doomed)
-            touched += len(doomed)
-            for key, cells, order in upserts:
-                old = self._cells.get(key)
-                if old is None:
-                    self._cells[key] = cells
-                    self._order[key] = order
-                    self.add_row(*self._render_row(cells, order), key=key)
-                    added = True
-                    touched += 1
-                    continue
-                moved = self._order[key] != order
-                if old == cells and not moved:
-                    continue
-                self._cells[key] = cells
-                if moved:
-                    self._order[key] = order
-                    added = True  # the row changes place: sort once at the end
-                for index, (new_cell, old_cell) in enumerate(zip(cells, old, strict=True)):
-                    if new_cell != old_cell or (moved and index == 0):
-                        value = self._cell_text(new_cell, index, self._order[key])
-                        self.update_cell(key, self._column_keys[index], value)
-                        touched += 1
-            if added:
-                self.sort(self._column_keys[0], key=_sort_order, reverse=True)
+            if len(doomed) > _REMOVE_ONE_BY_ONE:
+                row = self.cursor_row
+                touched = self._rebuild(doomed, upserts)
+                if keep_key is None or keep_key not in self._cells:
+                    # Where the cursor was (clamped), as if the rows had been removed in place.
+                    self.move_cursor(row=min(row, max(self.row_count - 1, 0)), scroll=False)
+                else:
+                    self._restore_cursor(keep_key)
+                return touched
+            touched, reordered = self._patch(doomed, upserts)
+            if reordered:
                 self._restore_cursor(keep_key)
         return touched
 
-    def _remove_rows(self, keys: list[str]) -> None:
-        """Remove many rows in one pass.
+    def _patch(
+        self, doomed: list[str], upserts: Iterable[tuple[str, tuple[Cell, ...], int]]
+    ) -> tuple[int, bool]:
+        """Touch only what changed: remove_row, add_row, update_cell; sort once if needed.
 
-        `DataTable.remove_row` re-indexes every row and re-validates the cursor per call
-        (O(rows) each, ~1.5 ms at 500 rows): at a few hundred removals a flush that alone
-        would stall the loop. This does the same bookkeeping once for the whole set. It uses
-        DataTable internals (textual is pinned; tests cover it): rows, _data, _row_locations.
+        Returns the cells/rows touched and whether rows were added or moved.
         """
-        if len(keys) <= 2:
-            for key in keys:
-                self.remove_row(key)
-            return
-        doomed = {RowKey(key) for key in keys}
-        remaining: list[RowKey] = []
-        for index in range(len(self.rows)):
-            row_key = self._row_locations.get_key(index)
-            if row_key is not None and row_key not in doomed:
-                remaining.append(row_key)
-        for row_key in doomed:
-            for column_key in self._data.get(row_key, {}):
-                self._updated_cells.discard(CellKey(row_key, column_key))
-            self.rows.pop(row_key, None)
-            self._data.pop(row_key, None)
-            self._new_rows.discard(row_key)
-        self._row_locations = TwoWayDict({key: index for index, key in enumerate(remaining)})
-        self._require_update_dimensions = True
-        self._update_count += 1
-        self.cursor_coordinate = self.cursor_coordinate  # clamp into the smaller table
-        self.hover_coordinate = self.hover_coordinate
-        self.refresh(layout=True)
-        self.check_idle()
+        touched = len(doomed)
+        for key in doomed:
+            del self._cells[key]
+            self._order.pop(key, None)
+            self.remove_row(key)
+        added = False
+        for key, cells, order in upserts:
+            old = self._cells.get(key)
+            if old is None:
+                self._cells[key] = cells
+                self._order[key] = order
+                self.add_row(*self._render_row(cells, order), key=key)
+                added = True
+                touched += 1
+                continue
+            moved = self._order[key] != order
+            if old == cells and not moved:
+                continue
+            self._cells[key] = cells
+            if moved:
+                self._order[key] = order
+                added = True  # the row changes place: sort once at the end
+            for index, (new_cell, old_cell) in enumerate(zip(cells, old, strict=True)):
+                if new_cell != old_cell or (moved and index == 0):
+                    value = self._cell_text(new_cell, index, self._order[key])
+                    self.update_cell(key, self._column_keys[index], value)
+                    touched += 1
+        if added:
+            self.sort(self._column_keys[0], key=_sort_order, reverse=True)
+        return touched, added
+
+    def _rebuild(
+        self, doomed: list[str], upserts: Iterable[tuple[str, tuple[Cell, ...], int]]
+    ) -> int:
+        """Many removals at once: clear and add the rows that stay, already in order.
+
+        `DataTable.remove_row` re-indexes every row per call (O(rows) each, ~1.5 ms at 500
+        rows), so a few hundred removals in one flush would stall the loop; a rebuild is one
+        O(rows) pass through the public API.
+        """
+        touched = len(doomed)
+        for key in doomed:
+            del self._cells[key]
+            self._order.pop(key, None)
+        for key, cells, order in upserts:
+            if self._cells.get(key) != cells or self._order.get(key) != order:
+                touched += 1
+            self._cells[key] = cells
+            self._order[key] = order
+        self.clear()
+        for key in sorted(self._cells, key=self._order.__getitem__, reverse=True):
+            self.add_row(*self._render_row(self._cells[key], self._order[key]), key=key)
+        return touched
 
     def _restore_cursor(self, keep_key: str | None) -> None:
         if keep_key is None or keep_key not in self._cells:
