@@ -310,6 +310,9 @@ class Settings(BaseModel):
     enforce_market_hours: bool = True
     holiday_override_file: Path | None = None
     instruments_file: Path | None = None
+    # Dhan's detailed scrip master (lot, tick, freeze quantity, option type); the simulator
+    # serves the same file at the same path. COPYTRADE_INSTRUMENTS_FILE overrides it.
+    instruments_url: str = "https://images.dhan.co/api-data/api-scrip-master-detailed.csv"
     reconcile_interval_s: float = Field(default=30, gt=0)
     leader_idle_timeout_s: float = Field(default=60, gt=0)
     leader_dark_kill_after_s: float | None = Field(default=None, gt=0)
