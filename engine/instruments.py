@@ -43,9 +43,7 @@ def round_to_tick(price: float, tick: float, *, up: bool | None = None) -> float
         return price
     steps = price / tick
     nearest = round(steps)
-    if abs(steps - nearest) < 1e-9:
-        whole = nearest
-    elif up is None:
+    if abs(steps - nearest) < 1e-9 or up is None:  # on the grid already, or nearest wanted
         whole = nearest
     else:
         whole = math.ceil(steps) if up else math.floor(steps)
@@ -143,7 +141,7 @@ class InstrumentBook:
         return details.freeze_qty if details is not None else None
 
     def option_type(self, segment: Segment, security_id: str) -> str:
-        """"CE" / "PE", or "" when not an option or unknown."""
+        """ "CE" / "PE", or "" when not an option or unknown."""
         details = self._details.get((segment, security_id))
         if details is not None:
             return details.option_type
