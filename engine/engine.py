@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Callable
 
 from engine.alerts import AlertCenter
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
-from engine.dhan.order_stream import OrderStream
 from engine.domain import (
     Alert,
     ConnectionState,
@@ -34,17 +32,15 @@ from engine.events import (
     EngineEvent,
     EngineStateChanged,
     EventBus,
-    FollowerOrderChanged,
-    LeaderOrderSeen,
     StatsUpdated,
 )
 from engine.instruments import InstrumentBook
+from engine.live import startup
 from engine.live.accounts import (
     LEADER,
     Accounts,
     Broker,
     BrokerFactory,
-    build_follower,
     default_broker_factory,
 )
 from engine.live.answers import AnswerHandling
@@ -67,7 +63,6 @@ from engine.market_hours import MarketCalendar
 from engine.records import MirrorRecord
 from engine.secrets import redact
 from engine.store import Store
-from engine.transitions import restored
 from engine.views import (
     EngineStats,
     FollowerOrderView,
@@ -311,105 +306,39 @@ class Engine:
     # --- start and stop ------------------------------------------------------------------
 
     async def _start(self) -> None:
-        s = self.settings
-        store = await Store.open(s.db_path, clock=self.clock)
+        store = await Store.open(self.settings.db_path, clock=self.clock)
         self._writes.attach(store)
-        persisted = await store.get_engine_state()
-        killed = persisted is not None and persisted[0] is EngineState.KILLED
-        self._arming.state = EngineState.KILLED if killed else EngineState.ARMED
-        if persisted is None or persisted[0] is not self._arming.state:
-            await store.set_engine_state(self._arming.state, "started")
-        for snap in await store.leader_orders():
-            self._book.restore_leader(snap)
-            self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
-        for rec in await store.mirrors():
-            self._book.restore_mirror(restored(rec))
-        self._accounts.leader_broker = self._broker_factory(
-            LEADER,
-            s.leader.client_id,
-            s.leader.access_token.get_secret_value(),
-            s.dhan.rest_url,
-            s.dhan.timeout_s,
+        await startup.restore(store, self._book, self._arming, self._instruments)
+        startup.open_accounts(
+            self.settings, self.clock, self._broker_factory, self._accounts, self._executor.work
         )
-        for fs in s.followers:
-            if fs.enabled:
-                self._accounts.followers[fs.name] = build_follower(
-                    fs, s, self.clock, self._broker_factory, self._executor.work
-                )
-        # What the previous process sent still counts against Dhan's hourly/daily budgets.
-        now = self.clock.now()
-        for name, times in (await store.intent_times(now - timedelta(days=1))).items():
-            if name in self._accounts.followers:
-                ages = [(now - t).total_seconds() for t in times]
-                self._accounts.followers[name].limiter.preload(ages)
-        self._publish_restored()
+        await startup.preload_limiters(store, self._accounts, self.clock)
+        startup.publish_restored(
+            self.clock, self._bus.publish, self._book, self._arming, self._notifier
+        )
         await self._resolver.resolve_unfinished()
         self._start_streams_and_loops()
         self._started.set()
 
-    def _publish_restored(self) -> None:
-        """A restart mid-session: show what the store remembers before anything new arrives."""
-        self._bus.publish(EngineStateChanged(self.clock.now(), self._arming.state, "started"))
-        now = self.clock.now()
-        for snap in sorted(self._book.leader_orders(), key=lambda s: s.created_at or now):
-            self._bus.publish(LeaderOrderSeen(now, snap, is_new=False))
-        for rec in self._book.mirrors():
-            self._bus.publish(FollowerOrderChanged(now, rec.to_view()))
-        if self._arming.state is EngineState.KILLED:
-            self._notifier.alert(
-                "STILL_KILLED",
-                Severity.CRITICAL,
-                "Engine restarted KILLED: nothing is copied until you resume",
-            )
-
     def _start_streams_and_loops(self) -> None:
-        s = self.settings
-        for f in self._accounts.all():
-            f.dispatcher.start()
-            if self._use_follower_streams:
-                f.stream = self._build_stream(
-                    f.name,
-                    f.settings.client_id,
-                    f.settings.access_token.get_secret_value(),
-                    self._follower_feed.handler_for(f.name),
-                    None,
-                )
-                self._tasks.spawn(f.stream.run(), f"stream-{f.name}")
-        leader_stream = self._build_stream(
-            LEADER,
-            s.leader.client_id,
-            s.leader.access_token.get_secret_value(),
-            self._leader_feed.on_snapshot,
-            self._recovery.on_leader_connected,
+        startup.open_streams(
+            self.settings,
+            self.clock,
+            self._accounts,
+            self._tasks,
+            follower_streams=self._use_follower_streams,
+            on_leader_snapshot=self._leader_feed.on_snapshot,
+            on_leader_connected=self._recovery.on_leader_connected,
+            follower_handler=self._follower_feed.handler_for,
+            on_state=self._supervisor.on_connection,
+            on_malformed=self._on_malformed,
         )
-        self._accounts.leader_stream = leader_stream
-        self._tasks.spawn(leader_stream.run(), "stream-leader")
-        self._tasks.spawn(self._recovery.run_periodic(s.reconcile_interval_s), "reconcile")
-        self._tasks.spawn(self._funds.run(), "funds")
-        self._tasks.spawn(self._publish_stats_loop(), "stats")
-        self._tasks.spawn(self._writes.run(), "store-flusher")
-        self._tasks.spawn(self._supervisor.run(), "risk")
-
-    def _build_stream(
-        self,
-        account: str,
-        client_id: str,
-        token: str,
-        on_snapshot: Callable[[OrderSnapshot], Awaitable[None]],
-        on_connected: Callable[[], Awaitable[None]] | None,
-    ) -> OrderStream:
-        return OrderStream(
-            account=account,
-            client_id=client_id,
-            access_token=token,
-            url=self.settings.dhan.order_ws_url,
-            on_snapshot=on_snapshot,
-            on_state=lambda state, detail: self._supervisor.on_connection(account, state, detail),
-            on_connected=on_connected,
-            on_malformed=lambda raw, err: self._on_malformed(account, raw, err),
-            clock=self.clock,
-            idle_timeout_s=self.settings.leader_idle_timeout_s,
-        )
+        spawn = self._tasks.spawn
+        spawn(self._recovery.run_periodic(self.settings.reconcile_interval_s), "reconcile")
+        spawn(self._funds.run(), "funds")
+        spawn(self._publish_stats_loop(), "stats")
+        spawn(self._writes.run(), "store-flusher")
+        spawn(self._supervisor.run(), "risk")
 
     async def _shutdown(self) -> None:
         if self._accounts.leader_stream:

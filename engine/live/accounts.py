@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from engine.clock import Clock
 from engine.config import FollowerSettings, Settings
 from engine.dhan.broker import DhanBroker, Funds, Position
@@ -45,6 +47,12 @@ def default_broker_factory(
     account: str, client_id: str, token: str, rest_url: str, timeout_s: float
 ) -> Broker:
     return DhanBroker(client_id, token, rest_url, timeout_s=timeout_s)
+
+
+def token_of(secret: SecretStr | None) -> str:
+    """The pasted access token; "" when the account mints its own (pin + TOTP), which the
+    token keeper supplies (engine.accounts)."""
+    return secret.get_secret_value() if secret is not None else ""
 
 
 @dataclass
@@ -109,7 +117,7 @@ def build_follower(
     broker = broker_factory(
         fs.name,
         fs.client_id,
-        fs.access_token.get_secret_value(),
+        token_of(fs.access_token),
         settings.dhan.rest_url,
         settings.dhan.timeout_s,
     )

@@ -1,0 +1,147 @@
+"""Start-up: what the store remembers (engine state, leader orders, copies, what was sent),
+the accounts opened, and the remembered state shown before anything new arrives."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from engine.clock import Clock
+from engine.config import Settings
+from engine.dhan.order_stream import OrderStream
+from engine.domain import ConnectionState, EngineState, OrderSnapshot, Severity
+from engine.events import EngineEvent, EngineStateChanged, FollowerOrderChanged, LeaderOrderSeen
+from engine.instruments import InstrumentBook
+from engine.live.accounts import (
+    LEADER,
+    Accounts,
+    BrokerFactory,
+    FollowerRuntime,
+    build_follower,
+    token_of,
+)
+from engine.live.arming import Arming
+from engine.live.book import ReplicationBook
+from engine.live.notifier import Notifier
+from engine.live.tasks import TaskSet
+from engine.store import Store
+from engine.transitions import restored
+
+
+async def restore(
+    store: Store, book: ReplicationBook, arming: Arming, instruments: InstrumentBook
+) -> None:
+    """KILLED survives a restart; anything else starts ARMED."""
+    persisted = await store.get_engine_state()
+    killed = persisted is not None and persisted[0] is EngineState.KILLED
+    arming.state = EngineState.KILLED if killed else EngineState.ARMED
+    if persisted is None or persisted[0] is not arming.state:
+        await store.set_engine_state(arming.state, "started")
+    for snap in await store.leader_orders():
+        book.restore_leader(snap)
+        instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
+    for rec in await store.mirrors():
+        book.restore_mirror(restored(rec))
+
+
+def open_accounts(
+    s: Settings,
+    clock: Clock,
+    broker_factory: BrokerFactory,
+    accounts: Accounts,
+    work: Callable[[FollowerRuntime, str], Awaitable[None]],
+) -> None:
+    accounts.leader_broker = broker_factory(
+        LEADER,
+        s.leader.client_id,
+        token_of(s.leader.access_token),
+        s.dhan.rest_url,
+        s.dhan.timeout_s,
+    )
+    for fs in s.followers:
+        if fs.enabled:
+            accounts.followers[fs.name] = build_follower(fs, s, clock, broker_factory, work)
+
+
+async def preload_limiters(store: Store, accounts: Accounts, clock: Clock) -> None:
+    """What the previous process sent still counts against Dhan's hourly/daily budgets."""
+    now = clock.now()
+    for name, times in (await store.intent_times(now - timedelta(days=1))).items():
+        if name in accounts.followers:
+            ages = [(now - t).total_seconds() for t in times]
+            accounts.followers[name].limiter.preload(ages)
+
+
+def publish_restored(
+    clock: Clock,
+    publish: Callable[[EngineEvent], None],
+    book: ReplicationBook,
+    arming: Arming,
+    notifier: Notifier,
+) -> None:
+    """A restart mid-session: show what the store remembers before anything new arrives."""
+    publish(EngineStateChanged(clock.now(), arming.state, "started"))
+    now = clock.now()
+    for snap in sorted(book.leader_orders(), key=lambda s: s.created_at or now):
+        publish(LeaderOrderSeen(now, snap, is_new=False))
+    for rec in book.mirrors():
+        publish(FollowerOrderChanged(now, rec.to_view()))
+    if arming.state is EngineState.KILLED:
+        notifier.alert(
+            "STILL_KILLED",
+            Severity.CRITICAL,
+            "Engine restarted KILLED: nothing is copied until you resume",
+        )
+
+
+StreamSnapshots = Callable[[OrderSnapshot], Awaitable[None]]
+
+
+def open_streams(
+    s: Settings,
+    clock: Clock,
+    accounts: Accounts,
+    tasks: TaskSet,
+    *,
+    follower_streams: bool,
+    on_leader_snapshot: StreamSnapshots,
+    on_leader_connected: Callable[[], Awaitable[None]],
+    follower_handler: Callable[[str], StreamSnapshots],
+    on_state: Callable[[str, ConnectionState, str], None],
+    on_malformed: Callable[[str, str, str], None],
+) -> None:
+    """Every follower's dispatcher and order stream, then the leader's stream (whose first
+    connection runs the startup recovery)."""
+
+    def build(
+        account: str,
+        client_id: str,
+        token: str,
+        on_snapshot: StreamSnapshots,
+        on_connected: Callable[[], Awaitable[None]] | None,
+    ) -> OrderStream:
+        return OrderStream(
+            account=account,
+            client_id=client_id,
+            access_token=token,
+            url=s.dhan.order_ws_url,
+            on_snapshot=on_snapshot,
+            on_state=lambda state, detail: on_state(account, state, detail),
+            on_connected=on_connected,
+            on_malformed=lambda raw, err: on_malformed(account, raw, err),
+            clock=clock,
+            idle_timeout_s=s.leader_idle_timeout_s,
+        )
+
+    for f in accounts.all():
+        f.dispatcher.start()
+        if follower_streams:
+            token = token_of(f.settings.access_token)
+            f.stream = build(f.name, f.settings.client_id, token, follower_handler(f.name), None)
+            tasks.spawn(f.stream.run(), f"stream-{f.name}")
+    leader_token = token_of(s.leader.access_token)
+    leader_stream = build(
+        LEADER, s.leader.client_id, leader_token, on_leader_snapshot, on_leader_connected
+    )
+    accounts.leader_stream = leader_stream
+    tasks.spawn(leader_stream.run(), "stream-leader")
