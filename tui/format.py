@@ -12,6 +12,8 @@ from datetime import datetime
 
 from engine.clock import to_ist
 from engine.domain import Alert, MirrorState, OrderSnapshot, OrderStatus, OrderType, Severity
+from engine.secrets import MASK
+from engine.secrets import redact as engine_redact
 from engine.views import EngineStats, FollowerOrderView, LimiterView, LimitWindow
 
 Cell = tuple[str, str]
@@ -33,8 +35,13 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like a credential; the engine should never send one anyway."""
-    out = _SECRET_PATTERNS[0].sub("[redacted]", text)
+    """Mask anything that looks like a credential; the engine should never send one anyway.
+
+    First every secret the settings registered (tokens, PINs, TOTP secrets, which look like
+    nothing in particular), then the credential-shaped patterns below.
+    """
+    out = engine_redact(text).replace(MASK, "[redacted]")
+    out = _SECRET_PATTERNS[0].sub("[redacted]", out)
     out = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", out)
     return _SECRET_PATTERNS[2].sub("[redacted]", out)
 
