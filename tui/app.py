@@ -595,24 +595,34 @@ class CopyTradeApp(App[None]):
     async def action_quit(self) -> None:
         if self._confirm_open():
             return
-        try:
-            in_flight = self.engine.in_flight()
-        except Exception:
-            in_flight = 0
-        if in_flight > 0:
-            self.push_screen(
-                ConfirmScreen(
-                    "QUIT?",
-                    f"{_plural(in_flight, 'order')} "
-                    f"{'is' if in_flight == 1 else 'are'} in flight; quit anyway?",
-                    yes_label="Yes, quit",
-                    no_label="No",
-                    id="confirm-quit",
-                ),
-                self._on_quit_answer,
-            )
+        in_flight, unknown_why = self._in_flight()
+        if in_flight == 0:
+            await self._quit_now()
             return
-        await self._quit_now()
+        question = (
+            f"The engine can't say what is in flight ({unknown_why}); quit anyway?"
+            if in_flight is None
+            else f"{_plural(in_flight, 'order')} "
+            f"{'is' if in_flight == 1 else 'are'} in flight; quit anyway?"
+        )
+        self.push_screen(
+            ConfirmScreen(
+                "QUIT?", question, yes_label="Yes, quit", no_label="No", id="confirm-quit"
+            ),
+            self._on_quit_answer,
+        )
+
+    def _in_flight(self) -> tuple[int | None, str]:
+        """Orders in flight, or None and why when the engine can't say (then quit asks)."""
+        worker = self._engine_worker
+        if worker is None or worker.is_finished:
+            return None, "it is not running"
+        if self._engine_state() is EngineState.STARTING:
+            return None, "it is still starting"
+        try:
+            return self.engine.in_flight(), ""
+        except Exception as exc:  # any failure means "unknown": fail closed, ask
+            return None, f"it did not answer: {type(exc).__name__}"
 
     def _on_quit_answer(self, yes: bool | None) -> None:
         if yes:

@@ -182,6 +182,62 @@ async def test_quit_without_orders_in_flight(app: CopyTradeApp, engine: FakeEngi
     assert engine.count("stop") == 1
 
 
+class _InFlightUnreadable(FakeEngine):
+    def in_flight(self) -> int:
+        raise RuntimeError("book lock timed out")
+
+
+async def test_quit_asks_when_the_engine_cannot_say_what_is_in_flight() -> None:
+    engine = _InFlightUnreadable()
+    app = CopyTradeApp(engine, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert dialog_text(app) == (
+            "The engine can't say what is in flight (it did not answer: RuntimeError); quit anyway?"
+        )
+        assert isinstance(app.focused, Button) and app.focused.id == "no"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.is_running and engine.count("stop") == 0
+        await pilot.press("q", "y")
+        await commands_done(app)
+        await pilot.pause()
+        assert not app.is_running
+    assert engine.count("stop") == 1
+
+
+async def test_quit_asks_while_the_engine_is_starting_or_after_it_died(
+    engine: FakeEngine,
+) -> None:
+    engine.engine_state = EngineState.STARTING
+    app = CopyTradeApp(engine, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        assert dialog_text(app) == (
+            "The engine can't say what is in flight (it is still starting); quit anyway?"
+        )
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.is_running
+    crashed = FakeEngine(run_error=RuntimeError("socket task died"))
+    app = CopyTradeApp(crashed, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(50):  # until the terminal has seen the engine die
+            if app.status_line.facts.engine_stopped:
+                break
+            await pilot.pause()
+        assert app.status_line.facts.engine_stopped
+        await pilot.press("q")
+        assert dialog_text(app) == (
+            "The engine can't say what is in flight (it is not running); quit anyway?"
+        )
+        await pilot.press("y")
+        await commands_done(app)
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_quit_with_orders_in_flight_asks(app: CopyTradeApp, engine: FakeEngine) -> None:
     engine.in_flight_count = 3
     async with app.run_test(size=SIZE) as pilot:
