@@ -43,6 +43,13 @@ _SECRET_PAIR = re.compile(
 )
 
 
+# A secret as a URL/form parameter (pin=1234&totp=...).
+_SECRET_PARAM = re.compile(
+    r"((?:^|[?&\s])[A-Za-z_-]*(?:token|pin|totp|secret|password)[A-Za-z_-]*=)[^&\s\"]+",
+    re.IGNORECASE,
+)
+
+
 class Recorder(Protocol):
     """Receives every REST exchange and every socket frame of an account, raw."""
 
@@ -72,6 +79,7 @@ class Redactor:
     def text(self, text: str) -> str:
         out = redact(text)
         out = _SECRET_PAIR.sub(lambda m: f'{m.group(1)}"{MASK}"', out)
+        out = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{MASK}", out)
         # Longest first, so an id that contains another is replaced whole.
         for client_id in sorted(self._placeholders, key=len, reverse=True):
             out = out.replace(client_id, self._placeholders[client_id])
