@@ -140,6 +140,12 @@ class InstrumentBook:
         details = self._details.get((segment, security_id))
         return details.freeze_qty if details is not None else None
 
+    def needs_slicing(self, segment: Segment, security_id: str, quantity: int) -> bool:
+        """True when one order of ``quantity`` would exceed the freeze quantity: place it with
+        ``DhanBroker.place_sliced`` (``POST /orders/slicing``)."""
+        freeze = self.freeze_qty(segment, security_id)
+        return freeze is not None and quantity > freeze
+
     def option_type(self, segment: Segment, security_id: str) -> str:
         """ "CE" / "PE", or "" when not an option or unknown."""
         details = self._details.get((segment, security_id))

@@ -294,13 +294,7 @@ def _row_instrument(row: Mapping[str, str], c: _Columns) -> MasterInstrument | N
     )
 
 
-def _rows(text: str) -> Iterator[dict[str, str]]:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    try:
-        header = [name.strip().upper() for name in next(reader)]
-    except StopIteration:
-        raise ScripMasterError("the file is empty") from None
-    _columns_for(header)  # fail fast on a file that is not a scrip master
+def _rows(reader: Iterator[list[str]], header: list[str]) -> Iterator[dict[str, str]]:
     for values in reader:
         if not any(v.strip() for v in values):
             continue
@@ -320,7 +314,7 @@ def parse_scrip_master(text: str) -> ParsedMaster:
     instruments: dict[tuple[Segment, str], MasterInstrument] = {}
     rows = skipped = 0
     problems: list[str] = []
-    for row in _rows(text):
+    for row in _rows(reader, header):
         rows += 1
         try:
             inst = _row_instrument(row, columns)

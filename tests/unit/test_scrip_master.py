@@ -152,6 +152,9 @@ def test_book_from_the_master_and_the_socket() -> None:
     assert book.lot_size(Segment.MCX_COMM, "458305") == 100
     assert book.tick_size(Segment.MCX_COMM, "458305") == 1.0
     assert book.freeze_qty(Segment.NSE_FNO, "35084") == 1756
+    assert not book.needs_slicing(Segment.NSE_FNO, "35084", 1756)
+    assert book.needs_slicing(Segment.NSE_FNO, "35084", 1757)
+    assert not book.needs_slicing(Segment.NSE_EQ, "2885", 10**6)  # no limit known
     assert book.option_type(Segment.NSE_FNO, "35084") == "CE"
     assert book.instrument_type(Segment.MCX_COMM, "458305") == "FUTCOM"
     assert book.is_option(Segment.NSE_FNO, "35084") and not book.is_option(
