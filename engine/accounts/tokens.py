@@ -375,12 +375,16 @@ class TokenKeeper:
         async with self._lock:
             if token_used is not None and token_used != self._token and self._token is not None:
                 return self._status is TokenStatus.VALID
-            if self._status is TokenStatus.REFUSED and not self.can_mint:
-                return False
-            if self.can_mint:
-                ok = await self._mint_locked(reason="refused")
-                if ok:
-                    return True
+            if self._status is TokenStatus.REFUSED:
+                if not self.can_mint:
+                    return False
+                retry_at = self._next_attempt_at
+                if retry_at is not None and self._clock.now() < retry_at:
+                    return False  # a mint failed moments ago; tick() retries on schedule
+            if self.can_mint and await self._mint_locked(reason="refused"):
+                return True
+            if self._status is TokenStatus.REFUSED:
+                return False  # said once already
             self._set_status(
                 TokenStatus.REFUSED,
                 TokenEventKind.REFUSED,

@@ -194,7 +194,7 @@ def _grant(client_id: str, token: str, expires: datetime) -> dict[str, Any]:
 def serve(state: AuthState, host: str = "127.0.0.1") -> Iterator[str]:
     """Run the server on ``host`` (any free port); yields its base URL (auth and API share it)."""
     server = ThreadingHTTPServer((host, 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.server_address[1]}"

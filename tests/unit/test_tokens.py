@@ -409,3 +409,29 @@ def test_secrets_are_registered_for_redaction(api: DhanAuthApi) -> None:
     )
     text = secrets.redact(f"pin={PIN} secret={TOTP_SECRET} token=pasted-token-xyz-123")
     assert text == "pin=*** secret=*** token=***"
+
+
+async def test_refusals_while_minting_fails_are_said_once_and_not_hammered(
+    api: DhanAuthApi, clock: ManualClock, state: AuthState
+) -> None:
+    keeper, seen = keeper_for(api, clock)
+    await keeper.start()
+    first = keeper.token()
+    del state.tokens[first]
+    state.down = True
+
+    for _ in range(5):
+        assert await keeper.on_refused(first) is False
+    assert state.paths().count("/app/generateAccessToken") == 2  # start, then one retry
+    assert seen.kinds() == [
+        TokenEventKind.MINTED,
+        TokenEventKind.RENEW_FAILED,
+        TokenEventKind.REFUSED,
+    ]
+    assert "could not be minted" in seen.events[-1].message
+
+    state.down = False
+    clock.advance(31)
+    await keeper.tick()
+    assert seen.kinds()[-2:] == [TokenEventKind.MINTED, TokenEventKind.RESTORED]
+    assert await keeper.on_refused(first) is True  # the old token: already replaced
