@@ -279,6 +279,10 @@ class TokenKeeper:
             head = f"{left.total_seconds() / 3600:.1f} h left (until {_hhmm(self._expires_at)})"
         return f"{head}; {self.how_it_renews.value}"
 
+    def close(self) -> None:
+        """Close the account's auth session (the keeper is not used after this)."""
+        self._auth.close()
+
     def add_token_listener(self, listener: Callable[[str], None]) -> None:
         """Called with each new token (minted, renewed, replaced). Never log its argument."""
         self._token_listeners.append(listener)

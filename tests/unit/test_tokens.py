@@ -7,6 +7,7 @@ the keeper's real HTTP client; time is a ManualClock shared by the keeper and th
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from engine import secrets
 from engine.accounts.auth_api import AuthFailure, AuthFailureKind, DhanAuthApi, TokenGrant
+from engine.accounts.keepers import build_keepers
 from engine.accounts.tokens import (
     HowItRenews,
     NoTokenError,
@@ -27,6 +29,7 @@ from engine.accounts.tokens import (
     jwt_expiry,
 )
 from engine.clock import IST, ManualClock
+from engine.config import load_settings
 from engine.domain import Severity
 from tests.unit.auth_server import AuthState, make_jwt, serve
 
@@ -435,3 +438,43 @@ async def test_refusals_while_minting_fails_are_said_once_and_not_hammered(
     await keeper.tick()
     assert seen.kinds()[-2:] == [TokenEventKind.MINTED, TokenEventKind.RESTORED]
     assert await keeper.on_refused(first) is True  # the old token: already replaced
+
+
+async def test_keepers_built_from_the_settings(
+    base_url: str, clock: ManualClock, state: AuthState
+) -> None:
+    followers = [
+        {
+            "name": "alice",
+            "client_id": "2000000001",
+            "access_token": "alice-token-0001",
+            "source_ip": "127.0.0.2",
+        },
+        {
+            "name": "off",
+            "client_id": "2000000002",
+            "access_token": "off-token-0002",
+            "enabled": False,
+        },
+    ]
+    settings = load_settings(
+        env_file=None,
+        environ={
+            "COPYTRADE_LEADER__CLIENT_ID": CLIENT_ID,
+            "COPYTRADE_LEADER__PIN": PIN,
+            "COPYTRADE_LEADER__TOTP_SECRET": TOTP_SECRET,
+            "COPYTRADE_FOLLOWERS": json.dumps(followers),
+            "COPYTRADE_DHAN__REST_URL": f"{base_url}/v2",
+        },
+    )
+    keepers = build_keepers(settings, clock)
+    try:
+        assert list(keepers) == ["leader", "alice"]
+        assert keepers["leader"].how_it_renews is HowItRenews.MINTS
+        assert keepers["alice"].how_it_renews is HowItRenews.RENEWS
+        assert await keepers["leader"].start() is TokenStatus.VALID
+        assert state.seen[-1].path == "/app/generateAccessToken"  # the derived auth URL
+        assert keepers["leader"].is_leader and not keepers["alice"].is_leader
+    finally:
+        for keeper in keepers.values():
+            keeper.close()
