@@ -251,6 +251,14 @@ def tracks(mirror: MirrorRecord | None, snap: OrderSnapshot) -> bool:
     )
 
 
+def follower_update_applies(
+    mirror: MirrorRecord | None, snap: OrderSnapshot, known_key: tuple[int, int, float] | None
+) -> bool:
+    """Does this follower order update move the copy on? Not when it belongs to an earlier
+    generation, nor when it is behind an update of that order already taken."""
+    return tracks(mirror, snap) and (known_key is None or snap.progress_key() >= known_key)
+
+
 def slippage_of(
     mirror: MirrorRecord, snap: OrderSnapshot, leader: OrderSnapshot | None
 ) -> float | None:

@@ -16,7 +16,7 @@ from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.records import MirrorRecord
 from engine.secrets import redact
-from engine.transitions import follower_update, tracks
+from engine.transitions import follower_update, follower_update_applies
 
 
 class FollowerFeed:
@@ -49,11 +49,10 @@ class FollowerFeed:
         if key is None or key[0] != f.name:
             return  # the follower's own manual order, or another engine's
         mirror = self._book.mirror(*key)
-        if mirror is None or not tracks(mirror, snap):
-            return
-        known = f.follower_keys.get(snap.order_id)
-        if known is not None and snap.progress_key() < known:
-            return
+        if mirror is None or not follower_update_applies(
+            mirror, snap, f.follower_keys.get(snap.order_id)
+        ):
+            return  # an earlier generation's order, or an update behind one already taken
         f.follower_keys[snap.order_id] = snap.progress_key()
         self._book.note_price(snap)
         leader = self._book.leader(mirror.leader_order_id)

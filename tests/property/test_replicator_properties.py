@@ -1,5 +1,6 @@
-"""Properties of the level-triggered replicator, run through a model of the engine and of a
-follower's broker (tests/property/model.py).
+"""Properties of the level-triggered replicator: the engine's own `decide` and record
+transitions (tests/property/driver.py routes them) against a fake follower broker
+(tests/property/fixtures.py).
 
 A leader order's life is drawn as consistent snapshots; they reach the engine in any order,
 with any duplicates, the work running at arbitrary points; the follower's order-update stream
@@ -44,13 +45,8 @@ from engine.replication.rules import (
     RiskLimits,
 )
 from engine.replication.sizing import size_order
-from tests.property.model import (
-    MAX_MODIFICATIONS,
-    Edit,
-    EngineModel,
-    base_order,
-    leader_life,
-)
+from tests.property.driver import Driver
+from tests.property.fixtures import MAX_MODIFICATIONS, Edit, base_order, leader_life
 
 PROPS = settings(
     max_examples=250,
@@ -183,59 +179,59 @@ def run(
     ratio: float = 2.5,
     kill_at: int | None = None,
     complete_fills: bool = False,
-) -> EngineModel:
-    model = EngineModel(follower_rules(sizing), context(life.lot, ratio))
+) -> Driver:
+    driver = Driver(follower_rules(sizing), context(life.lot, ratio))
     for n, step in enumerate(steps):
         if kill_at == n:
-            model.kill()
-        model.ingest(life.snaps[step.index])
-        model.deliver_follower_stream(step.follower_updates)
-        if step.fill_lots and model.mirror and model.mirror.follower_order_id:
-            o = model.broker.orders.get(model.mirror.follower_order_id)
+            driver.kill()
+        driver.ingest(life.snaps[step.index])
+        driver.deliver_follower_stream(step.follower_updates)
+        if step.fill_lots and driver.mirror and driver.mirror.follower_order_id:
+            o = driver.broker.orders.get(driver.mirror.follower_order_id)
             if o is not None:
                 room = o.params.quantity - o.filled - (0 if complete_fills else 1)
-                model.broker.fill(o.order_id, min(step.fill_lots * life.lot, room))
+                driver.broker.fill(o.order_id, min(step.fill_lots * life.lot, room))
         if step.work:
-            model.work(limit=step.actions)
+            driver.work(limit=step.actions)
     if kill_at is not None and kill_at >= len(steps):
-        model.kill()
+        driver.kill()
     # The periodic reconcile: the leader's order as GET /orders returns it, delivered last.
-    model.reconcile(life.final.with_changes(source=SnapshotSource.ORDER_BOOK))
-    return model
+    driver.reconcile(life.final.with_changes(source=SnapshotSource.ORDER_BOOK))
+    return driver
 
 
-def sized(model: EngineModel, leader_qty: int) -> int:
+def sized(driver: Driver, leader_qty: int) -> int:
     return size_order(
-        model.rules.sizing,
-        model.rules.bounds,
+        driver.rules.sizing,
+        driver.rules.bounds,
         leader_qty=leader_qty,
-        lot_size=model.ctx.lot_size,
-        capital_ratio=model.ctx.capital_ratio,
+        lot_size=driver.ctx.lot_size,
+        capital_ratio=driver.ctx.capital_ratio,
     ).quantity
 
 
-def check_invariants(model: EngineModel) -> None:
-    broker = model.broker
+def check_invariants(driver: Driver) -> None:
+    broker = driver.broker
     assert broker.max_open_seen <= 1, "two live follower orders for one leader order"
     assert all(o.modifications <= MAX_MODIFICATIONS for o in broker.orders.values())
     assert not [r for r in broker.refusals if "modification #" in r], broker.refusals
     # The ingestion rule at work: no action is taken on a leader state older than one
     # already acted on (a stale alert never rolls the follower back, even transiently).
-    assert model.acted_keys == sorted(model.acted_keys), "acted on a stale leader snapshot"
-    places = sum(isinstance(a, Place) for a in model.actions)
-    assert places <= 1 + model.replaces, (places, model.replaces)
-    if model.mirror is not None and model.mirror.state not in (
+    assert driver.acted_keys == sorted(driver.acted_keys), "acted on a stale leader snapshot"
+    places = sum(isinstance(a, Place) for a in driver.actions)
+    assert places <= 1 + driver.replaces, (places, driver.replaces)
+    if driver.mirror is not None and driver.mirror.state not in (
         MirrorState.SKIPPED,
         MirrorState.FAILED,
     ):
-        assert model.mirror.total_filled == broker.total_filled()
+        assert driver.mirror.total_filled == broker.total_filled()
 
 
-def check_converged(model: EngineModel, final: OrderSnapshot) -> None:
+def check_converged(driver: Driver, final: OrderSnapshot) -> None:
     """The follower is where the leader's final state says it should be."""
-    broker, mirror = model.broker, model.mirror
+    broker, mirror = driver.broker, driver.mirror
     open_orders = broker.open_orders()
-    if not model.ctx.armed:
+    if not driver.ctx.armed:
         assert not open_orders, "killed, yet a follower order is still open"
         return
     assert mirror is None or mirror.state is not MirrorState.FAILED, mirror
@@ -246,7 +242,7 @@ def check_converged(model: EngineModel, final: OrderSnapshot) -> None:
         # Exposure parity with the leader's fills: the follower's copy works on (or is
         # resized) until it has its share of what the leader filled; anything beyond that
         # share is cancelled. Nothing filled at the leader: nothing stays open.
-        share = sized(model, final.filled_qty) if final.filled_qty else 0
+        share = sized(driver, final.filled_qty) if final.filled_qty else 0
         filled = mirror.total_filled if mirror is not None else 0
         if filled >= share:
             assert not open_orders, f"leader {final.status.value}, follower has its share"
@@ -262,7 +258,7 @@ def check_converged(model: EngineModel, final: OrderSnapshot) -> None:
         return
     assert mirror is not None and mirror.state is not MirrorState.SKIPPED, mirror
     total_filled = mirror.total_filled
-    target = max(sized(model, final.quantity), total_filled)
+    target = max(sized(driver, final.quantity), total_filled)
     if target <= total_filled:
         assert not open_orders
         return
@@ -271,20 +267,20 @@ def check_converged(model: EngineModel, final: OrderSnapshot) -> None:
     assert order.order_id == mirror.follower_order_id
     assert mirror.state is MirrorState.LIVE, f"open follower order tracked as {mirror.state}"
     wanted = desired_params(
-        final, FOLLOWER, target - mirror.prior_filled, model.ctx.lot_size, mirror.generation
+        final, FOLLOWER, target - mirror.prior_filled, driver.ctx.lot_size, mirror.generation
     )
     assert order.params == wanted, (order.params, wanted)
     assert mirror.params == wanted
 
 
-def check_idempotent(model: EngineModel, final: OrderSnapshot) -> None:
+def check_idempotent(driver: Driver, final: OrderSnapshot) -> None:
     """The final snapshot again, from either source, changes nothing and decides nothing."""
     for source in (SnapshotSource.ORDER_BOOK, SnapshotSource.STREAM):
-        before = (model.mirror, len(model.actions))
-        model.ingest(final.with_changes(source=source))
-        assert isinstance(model.decide(), NoAction)
-        model.work()
-        assert (model.mirror, len(model.actions)) == before
+        before = (driver.mirror, len(driver.actions))
+        driver.ingest(final.with_changes(source=source))
+        assert isinstance(driver.decide(), NoAction)
+        driver.work()
+        assert (driver.mirror, len(driver.actions)) == before
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -297,10 +293,10 @@ def test_any_delivery_order_converges_to_the_final_leader_state(
 ) -> None:
     """No follower fills: the pure replication path, through every delivery order."""
     steps = data.draw(deliveries(len(life.snaps), fills=False))
-    model = run(life, steps, sizing)
-    check_invariants(model)
-    check_converged(model, life.final)
-    check_idempotent(model, life.final)
+    driver = run(life, steps, sizing)
+    check_invariants(driver)
+    check_converged(driver, life.final)
+    check_idempotent(driver, life.final)
 
 
 @PROPS
@@ -312,10 +308,10 @@ def test_partial_follower_fills_keep_exposure_parity(
     and the follower's order-update stream lags; quantities stay at parity, never below the
     follower's fills."""
     steps = data.draw(deliveries(len(life.snaps), fills=True))
-    model = run(life, steps, sizing)
-    check_invariants(model)
-    check_converged(model, life.final)
-    check_idempotent(model, life.final)
+    driver = run(life, steps, sizing)
+    check_invariants(driver)
+    check_converged(driver, life.final)
+    check_idempotent(driver, life.final)
 
 
 @PROPS
@@ -323,13 +319,13 @@ def test_partial_follower_fills_keep_exposure_parity(
 def test_killed_engine_only_cancels(data: st.DataObject, life: Life, sizing: object) -> None:
     steps = data.draw(deliveries(len(life.snaps), fills=True))
     kill_at = data.draw(st.integers(min_value=0, max_value=len(steps)))
-    model = run(life, steps, sizing, kill_at=kill_at)
-    assert model.killed_at is not None
-    after = model.actions[model.killed_at :]
+    driver = run(life, steps, sizing, kill_at=kill_at)
+    assert driver.killed_at is not None
+    after = driver.actions[driver.killed_at :]
     assert not [a for a in after if isinstance(a, (Place, Modify))], after
-    check_invariants(model)
-    check_converged(model, life.final)
-    check_idempotent(model, life.final)
+    check_invariants(driver)
+    check_converged(driver, life.final)
+    check_idempotent(driver, life.final)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
@@ -342,17 +338,17 @@ def test_many_leader_edits_stay_within_the_modification_budget(
     start = base_order(lot, 10, price=100.0)
     steps = [Edit("modify", 1, price=100.0 + 0.05 * (i + 1)) for i in range(edits_count)]
     life = Life(lot, leader_life(start, steps, None))
-    model = EngineModel(follower_rules(MultiplierSizing()), context(lot))
+    driver = Driver(follower_rules(MultiplierSizing()), context(lot))
     for i, snap in enumerate(life.snaps):
-        model.ingest(snap)
-        model.work()  # the cancel's own update lands after the re-place (see the xfail below)
-        model.deliver_follower_stream()
-        if follower_fills and i % 8 == 3 and model.mirror and model.mirror.follower_order_id:
-            model.broker.fill(model.mirror.follower_order_id, lot)
-    model.reconcile(life.final.with_changes(source=SnapshotSource.ORDER_BOOK))
-    check_invariants(model)
-    check_converged(model, life.final)
-    assert model.replaces >= 1
+        driver.ingest(snap)
+        driver.work()  # the cancel's own update lands after the re-place (see the xfail below)
+        driver.deliver_follower_stream()
+        if follower_fills and i % 8 == 3 and driver.mirror and driver.mirror.follower_order_id:
+            driver.broker.fill(driver.mirror.follower_order_id, lot)
+    driver.reconcile(life.final.with_changes(source=SnapshotSource.ORDER_BOOK))
+    check_invariants(driver)
+    check_converged(driver, life.final)
+    assert driver.replaces >= 1
 
 
 # --- sizing ---------------------------------------------------------------------------------
@@ -416,16 +412,16 @@ def test_every_rule_sizes_monotone_whole_lots_within_bounds(
 def test_run_harness_places_once_for_a_plain_order() -> None:
     """The harness itself: one snapshot, one Place, and the broker holds the copy."""
     life = Life(25, leader_life(base_order(25, 2), [], None))
-    model = run(life, [Step(0, True, 0, 0)], MultiplierSizing())
-    assert [type(a) for a in model.actions] == [Place]
-    assert len(model.broker.open_orders()) == 1
-    assert not isinstance(model.decide(), Cancel)
+    driver = run(life, [Step(0, True, 0, 0)], MultiplierSizing())
+    assert [type(a) for a in driver.actions] == [Place]
+    assert len(driver.broker.open_orders()) == 1
+    assert not isinstance(driver.decide(), Cancel)
 
 
 # --- defects the properties found, fixed in the engine: regression tests ----------------------
 
 
-def _replace_race(fill_before: int) -> EngineModel:
+def _replace_race(fill_before: int) -> Driver:
     """26 leader price edits; the follower's order filled `fill_before`; the follower's own
     CANCELLED update for the cancel-to-re-place lands before the re-place (the engine ends
     the work unit after ``_replace`` and marks the key again, so it can)."""
@@ -435,65 +431,65 @@ def _replace_race(fill_before: int) -> EngineModel:
         [Edit("modify", 1, price=100.0 + 0.05 * (i + 1)) for i in range(26)],
         None,
     )
-    model = EngineModel(follower_rules(MultiplierSizing()), context(lot))
+    driver = Driver(follower_rules(MultiplierSizing()), context(lot))
     for i, snap in enumerate(life):
-        model.ingest(snap)
+        driver.ingest(snap)
         if i == 1 and fill_before:
-            model.broker.fill(model.mirror.follower_order_id, fill_before)  # type: ignore[union-attr]
+            driver.broker.fill(driver.mirror.follower_order_id, fill_before)  # type: ignore[union-attr]
         while True:  # one action per dispatcher turn; follower updates land in between
-            model.deliver_follower_stream()
-            done = len(model.actions)
-            model.work(limit=1)
-            if len(model.actions) == done:
+            driver.deliver_follower_stream()
+            done = len(driver.actions)
+            driver.work(limit=1)
+            if len(driver.actions) == done:
                 break
-    model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
-    return model
+    driver.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+    return driver
 
 
 @pytest.mark.parametrize("fill_before", [0, 3])
 def test_replace_is_not_corrupted_by_the_old_orders_cancel_update(fill_before: int) -> None:
-    model = _replace_race(fill_before)
-    assert model.replaces == 1
-    mirror = model.mirror
+    driver = _replace_race(fill_before)
+    assert driver.replaces == 1
+    mirror = driver.mirror
     assert mirror is not None
     assert mirror.prior_filled == fill_before
     assert mirror.state is MirrorState.LIVE  # fails: DONE, with the new order open at Dhan
-    new = model.broker.orders[mirror.follower_order_id]
+    new = driver.broker.orders[mirror.follower_order_id]
     assert new.is_open and new.params.quantity == 10 - fill_before  # fails: 4, not 7
 
 
 @pytest.mark.parametrize("end", [OrderStatus.CANCELLED, OrderStatus.EXPIRED])
 def test_catch_up_of_a_missed_partial_fill_is_not_cancelled_at_once(end: OrderStatus) -> None:
     life = leader_life(base_order(25, 4), [Edit("fill", 1, lots=2)], end)
-    model = EngineModel(follower_rules(MultiplierSizing()), context(25))
-    model.ingest(life[-1])  # the order is first seen ended (socket down meanwhile)
-    model.work()
-    assert [type(a) for a in model.actions] == [Place]  # fails: [Place, Cancel]
-    assert model.broker.open_orders()[0].params.quantity == 50
+    driver = Driver(follower_rules(MultiplierSizing()), context(25))
+    driver.ingest(life[-1])  # the order is first seen ended (socket down meanwhile)
+    driver.work()
+    assert [type(a) for a in driver.actions] == [Place]  # fails: [Place, Cancel]
+    assert driver.broker.open_orders()[0].params.quantity == 50
 
 
 def test_leader_raising_quantity_after_the_copy_filled_tops_the_follower_up() -> None:
     life = leader_life(base_order(25, 2), [Edit("modify", 1, lots=4)], None)
-    model = EngineModel(follower_rules(MultiplierSizing()), context(25))
-    model.ingest(life[0])
-    model.work()
-    model.broker.fill(model.broker.open_orders()[0].order_id, 50)  # the copy fills: 2 lots
-    model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+    driver = Driver(follower_rules(MultiplierSizing()), context(25))
+    driver.ingest(life[0])
+    driver.work()
+    driver.broker.fill(driver.broker.open_orders()[0].order_id, 50)  # the copy fills: 2 lots
+    driver.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
     assert (
-        model.broker.total_filled()
-        + sum(o.params.quantity - o.filled for o in model.broker.open_orders())
+        driver.broker.total_filled()
+        + sum(o.params.quantity - o.filled for o in driver.broker.open_orders())
         == 100
     )  # fails: 50, nothing placed for the other 2 lots
 
 
 def test_leader_filled_after_an_unseen_increase_sizes_the_copy_to_the_fill() -> None:
     life = leader_life(base_order(25, 2), [Edit("modify", 1, lots=4)], OrderStatus.TRADED)
-    model = EngineModel(follower_rules(MultiplierSizing()), context(25))
+    driver = Driver(follower_rules(MultiplierSizing()), context(25))
     for index in (0, 2, 1):  # placed; filled (qty 4 lots); the late modify alert (stale)
-        model.ingest(life[index])
-        model.work()
-    model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
-    (order,) = model.broker.orders.values()
+        driver.ingest(life[index])
+        driver.work()
+    driver.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+    (order,) = driver.broker.orders.values()
     assert order.params.quantity == 100  # fails: 50
 
 
@@ -502,10 +498,10 @@ def test_outcome_does_not_depend_on_arrival_order_around_a_size_to_zero() -> Non
     life = leader_life(base_order(25, 1), [Edit("modify", 1, lots=4)], None)
     outcomes = []
     for order in ((0, 1), (1, 0)):
-        model = EngineModel(rules, context(25))
+        driver = Driver(rules, context(25))
         for index in order:
-            model.ingest(life[index])
-            model.work()
-        model.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
-        outcomes.append([o.params.quantity for o in model.broker.open_orders()])
+            driver.ingest(life[index])
+            driver.work()
+        driver.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
+        outcomes.append([o.params.quantity for o in driver.broker.open_orders()])
     assert outcomes[0] == outcomes[1] == [50]  # fails: [] vs [50]
