@@ -108,6 +108,10 @@ class AlertCenter:
         """Published alerts, newest first (at most `capacity`)."""
         return list(reversed(self._recent))
 
+    def remembered(self) -> int:
+        """How many distinct alerts are remembered for the cooldown (at most `capacity`)."""
+        return len(self._seen)
+
     def clear(self) -> None:
         self._recent.clear()
         self._seen.clear()

@@ -22,7 +22,7 @@ from engine.live.follower_feed import FollowerFeed
 from engine.live.notifier import Notifier
 from engine.live.resolution import Resolver
 from engine.live.stats import Stats
-from engine.live.write_behind import WriteBehind
+from engine.live.write_behind import STORE_FAILURES, WriteBehind
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
 from engine.replication.api_rules import adapt_for_dhan_api
 from engine.replication.replicator import Cancel, Modify, Place
@@ -391,7 +391,7 @@ class OrderActions:
         looked at again a second later."""
         try:
             stored = await self._writes.require_store().record_intent(intent, mirror)
-        except Exception as exc:  # any store refusal: the order is not sent, and we say so
+        except STORE_FAILURES as exc:  # not sent, and we say so
             log.exception("could not record an intent")
             self._notifier.alert(
                 "STORE_WRITE_FAILED",

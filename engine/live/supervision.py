@@ -17,7 +17,7 @@ from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.notifier import Notifier
 from engine.live.tasks import TaskSet
-from engine.live.write_behind import WriteBehind
+from engine.live.write_behind import STORE_FAILURES, WriteBehind
 from engine.market_hours import MarketCalendar
 from engine.replication.risk import check_loss_limit
 from engine.secrets import redact
@@ -62,7 +62,7 @@ class Supervisor:
         # Durable before anything else: a crash right after this line restarts KILLED.
         try:
             await self._writes.require_store().set_engine_state(EngineState.KILLED, reason)
-        except Exception as exc:  # any store refusal: the kill still wins, in memory now
+        except STORE_FAILURES as exc:  # the kill still wins, in memory now
             log.exception("could not store the KILLED state")
             self._notifier.alert(
                 "KILL_NOT_STORED",

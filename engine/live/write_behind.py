@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,10 +20,12 @@ from engine.domain import Alert
 from engine.live.book import ReplicationBook
 from engine.records import Intent, IntentOutcome, MirrorRecord
 from engine.secrets import redact
-from engine.store import Store, WriteBatch
+from engine.store import Store, StoreError, WriteBatch
 
 log = logging.getLogger(__name__)
 
+# What a store call raises when the database refuses (locked, disk full, I/O, our own checks).
+STORE_FAILURES = (sqlite3.Error, OSError, StoreError)
 FLUSH_DELAY_S = 0.02
 STORE_RETRY_S = 1.0
 
@@ -85,7 +88,7 @@ class WriteBehind:
             return True
         try:
             await self._store.write_batch(batch)
-        except Exception as exc:  # any refusal (locked, disk full, I/O): kept and retried
+        except STORE_FAILURES as exc:  # kept and retried
             log.exception("store write failed")
             self._requeue(batch)
             self._on_failure(exc)

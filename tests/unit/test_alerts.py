@@ -69,7 +69,7 @@ def test_memory_is_bounded() -> None:
     recent = center.recent()
     assert len(recent) == 10
     assert recent[0].message == "m999"
-    assert len(center._seen) <= 10
+    assert center.remembered() <= 10
 
 
 def test_flush_due_publishes_held_back_repeats() -> None:
