@@ -192,6 +192,7 @@ class Engine:
         """Point the engine at another Dhan (the demo's in-process simulator) before run()."""
         dhan = self.settings.dhan.model_copy(update={"rest_url": rest_url, "order_ws_url": ws_url})
         self.settings = self.settings.model_copy(update={"dhan": dhan})
+        self._wire(self.settings)  # the parts hold the settings they were given
 
     async def run(self) -> None:
         try:
