@@ -21,7 +21,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.dhan.codec import InstrumentHint
-from engine.dhan.scrip_master import MasterInstrument, ScripMasterError, parse_scrip_master
+from engine.dhan.scrip_master import (
+    LoadResult,
+    MasterInstrument,
+    ScripMasterError,
+    parse_scrip_master,
+)
 from engine.domain import Instrument, Segment
 
 EQUITY_SEGMENTS = frozenset({Segment.NSE_EQ, Segment.BSE_EQ})
@@ -77,6 +82,15 @@ class InstrumentBook:
             details[inst.key] = inst
             by_key[inst.key] = inst.to_instrument()
         self._by_key, self._details = by_key, details
+
+    def apply_load(self, result: LoadResult) -> bool:
+        """Take a :meth:`ScripMaster.load` result: a load that brought instruments (download,
+        override file or last good copy) replaces the master; one that brought nothing keeps
+        what the book has (yesterday's master beats none). True when replaced."""
+        if not result.instruments:
+            return False
+        self.replace_master(result.instruments)
+        return True
 
     def learn_lot_size(self, segment: Segment, security_id: str, lot_size: int) -> None:
         if lot_size > 0:

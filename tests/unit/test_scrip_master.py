@@ -173,7 +173,10 @@ def test_book_from_the_master_and_the_socket() -> None:
     assert book.option_type(*unknown) == "CE" and book.is_option(*unknown)
     assert book.freeze_qty(*unknown) is None
     # A new day's master replaces the old one; the socket's lesson stays as a fallback.
-    book.replace_master(parse_scrip_master(detailed(RELIANCE_EQ)).instruments)
+    assert not book.apply_load(LoadResult(LoadSource.NONE, alert="download failed"))
+    assert book.get(Segment.MCX_COMM, "458305") is not None  # nothing new: the old one stays
+    new_day = parse_scrip_master(detailed(RELIANCE_EQ)).instruments
+    assert book.apply_load(LoadResult(LoadSource.DOWNLOADED, new_day))
     assert book.get(Segment.MCX_COMM, "458305") is None and len(book) == 1
     assert book.tick_size(*unknown) == 1.0
 
