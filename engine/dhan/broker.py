@@ -496,6 +496,10 @@ class DhanBroker:
         None only when Dhan clearly says there is none (empty answer, DH-907, "not found");
         raises BrokerError for every unclear answer, so a caller never places twice because
         of a timeout.
+
+        Kept for the engine until it moves to :meth:`find_by_correlation`: this one still
+        reads "absent" from an error code or an empty answer, which live Dhan does not settle
+        (facts §8b L1).
         """
         try:
             data = await self._read(
