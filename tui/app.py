@@ -35,6 +35,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.timeline import TimelineScreen
 from tui.widgets.alerts import AlertsPane
 from tui.widgets.follower_orders import FollowerOrdersTable
+from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.leader_orders import LeaderOrdersTable
 from tui.widgets.limiter import LimiterPane
 from tui.widgets.status_line import StatusLine
@@ -513,7 +514,8 @@ class CopyTradeApp(App[None]):
             self._after_command()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        key = event.row_key.value if event.row_key is not None else None
+        table = event.data_table
+        key = table.key_of_row(event.row_key) if isinstance(table, KeyedTable) else None
         if key is None:
             return
         event.stop()
@@ -528,7 +530,7 @@ class CopyTradeApp(App[None]):
         table = self.leader_table
         if event.data_table is not table or self.follower_table.leader_filter is None:
             return
-        key = event.row_key.value if event.row_key is not None else None
+        key = table.key_of_row(event.row_key)
         if key:
             self.follower_table.set_filter(key)
             self._title_followers()

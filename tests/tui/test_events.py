@@ -64,8 +64,8 @@ async def test_leader_rows_are_keyed_and_updated_in_place(
         assert table.keys() == ["L2", "L1"]
         assert table.cell_text("L1", "qty") == "10/10"
         assert table.cell_text("L1", "status") == "TRADED"
-        assert str(table.get_cell("L1", "status")) == "TRADED"
-        assert table.get_cell("L1", "status").style == "green"
+        assert str(table.shown_cell("L1", "status")) == "TRADED"
+        assert table.shown_cell("L1", "status").style == "green"
         assert "Leader orders (2)" in str(table.border_title)
 
 
@@ -83,7 +83,7 @@ async def test_leader_rows_are_capped_by_key(engine: FakeEngine) -> None:
         assert table.keys()[-1] == "L030"
         # the bulk removal left the table's own bookkeeping consistent
         for index, key in enumerate(table.keys()):
-            assert table.get_row_index(key) == index
+            assert table.row_index(key) == index
             assert str(table.get_row_at(index)[0]) == "10:15:00"
         table.focus()
         await pilot.press("ctrl+end")
@@ -107,7 +107,7 @@ async def test_many_removals_in_one_flush_rebuild_the_table_consistently(
         for _ in range(5):
             await pilot.press("down")
         assert table.cursor_key() == "L014"
-        # 12 new orders in one flush push 12 old ones out: more than go one by one.
+        # 12 new orders in one flush push 12 old ones out (their rows are reused).
         for i in range(20, 32):
             engine.publish(leader_seen(f"L{i:03d}"))
         engine.publish(leader_seen("L014", status=OrderStatus.TRADED, filled=10))
@@ -115,7 +115,7 @@ async def test_many_removals_in_one_flush_rebuild_the_table_consistently(
         assert table.row_count == 20
         assert table.keys() == [f"L{i:03d}" for i in range(31, 11, -1)]
         for index, key in enumerate(table.keys()):
-            assert table.get_row_index(key) == index
+            assert table.row_index(key) == index
         assert table.cursor_key() == "L014"  # still the user's row
         assert table.cell_text("L014", "status") == "TRADED"
         # the user's row pushed out too: the cursor stays where it was, on a row that exists
@@ -124,6 +124,31 @@ async def test_many_removals_in_one_flush_rebuild_the_table_consistently(
         await settle(pilot, app)
         assert table.keys()[0] == "L051" and table.row_count == 20
         assert table.cursor_key() == table.keys()[table.cursor_row]
+
+
+async def test_filtering_away_many_follower_rows_rebuilds_consistently(
+    app: CopyTradeApp, engine: FakeEngine
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        for i in range(30):
+            engine.publish(leader_seen(f"L{i:02d}"))
+            engine.publish(follower_changed("follower-a", f"L{i:02d}"))
+        engine.publish(follower_changed("follower-b", "L29"))
+        await settle(pilot, app)
+        table = app.follower_table
+        assert table.row_count == 31
+        app.leader_table.focus()
+        await pilot.press("f")  # 29 rows leave at once: the table is rebuilt
+        await pilot.pause()
+        assert table.leader_filter == "L29"
+        assert sorted(table.keys()) == ["follower-a\x1fL29", "follower-b\x1fL29"]
+        for index, key in enumerate(table.keys()):
+            assert table.row_index(key) == index
+        await pilot.press("f")
+        await pilot.pause()
+        assert table.row_count == 31
+        assert table.keys()[-1] == "follower-a\x1fL00"
+        assert table.cell_text("follower-a\x1fL00", "leader") == "L00"
 
 
 async def test_cursor_sticks_to_the_order_the_user_is_on(

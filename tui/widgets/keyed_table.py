@@ -1,9 +1,10 @@
 """A DataTable that is only ever changed by keyed diffs (the Dolphie way).
 
 Rows are identified by a string key. `apply()` takes the desired cells for some keys and the
-keys to remove, and touches only what changed: `update_cell` for changed cells, `add_row` for
-new keys, `remove_row` for gone keys, all inside one `App.batch_update()`; a diff removing many
-rows at once rebuilds the table instead (public API only, one pass). Columns have fixed
+keys to remove, and touches only what changed: `update_cell` for changed cells, a gone key's
+row reused for a new key (or `add_row`), `remove_row` for the rest, all inside one
+`App.batch_update()` (see `apply`). Our keys map to the DataTable's row keys ("slots"): read
+rows through `keys()`, `cursor_key()`, `row_index()`, `key_of_row()`. Columns have fixed
 widths so a long value never re-lays out the table. Rows are kept newest first by an ordering
 number the caller gives; a row keeps its place when it is updated.
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
+from textual.widgets.data_table import RowDoesNotExist, RowKey
 
 from tui.format import Cell
 
@@ -57,6 +58,11 @@ class KeyedTable(DataTable[Text]):
         self._widths = tuple(width for _, _, width in columns)
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._order: dict[str, int] = {}
+        # The DataTable's row keys are slots ("r1", "r2"…), so a slot freed by a removed key
+        # can be reused by a new one; these map our keys to slots and back.
+        self._slot_of: dict[str, str] = {}
+        self._key_of: dict[str, str] = {}
+        self._slots = 0
 
     def on_mount(self) -> None:
         # No cell padding: each column is one wider than its text, a one-cell gap on the right.
@@ -67,10 +73,20 @@ class KeyedTable(DataTable[Text]):
 
     def keys(self) -> list[str]:
         """Row keys in display order (top first)."""
-        return [str(row.key.value) for row in self.ordered_rows]
+        return [self._key_of[str(row.key.value)] for row in self.ordered_rows]
 
     def has_key(self, key: str) -> bool:
         return key in self._cells
+
+    def key_of_row(self, row_key: RowKey | None) -> str | None:
+        """Our key for a DataTable row key (from a RowSelected/RowHighlighted event)."""
+        if row_key is None or row_key.value is None:
+            return None
+        return self._key_of.get(row_key.value)
+
+    def row_index(self, key: str) -> int:
+        """Where a key's row is shown (0 = top)."""
+        return self.get_row_index(self._slot_of[key])
 
     def cells_of(self, key: str) -> tuple[str, ...]:
         """The plain text of a row's cells (for tests and the bench)."""
@@ -79,13 +95,18 @@ class KeyedTable(DataTable[Text]):
     def cell_text(self, key: str, column: str) -> str:
         return self._cells[key][self._column_keys.index(column)][0]
 
+    def shown_cell(self, key: str, column: str) -> Text:
+        """The cell as the DataTable holds it (text and style)."""
+        return self.get_cell(self._slot_of[key], column)
+
     def cursor_key(self) -> str | None:
         if self.row_count == 0:
             return None
         try:
-            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+            slot = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
         except RowDoesNotExist:
             return None
+        return self.key_of_row(slot)
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -94,91 +115,95 @@ class KeyedTable(DataTable[Text]):
         upserts: Iterable[tuple[str, tuple[Cell, ...], int]],
         removals: Iterable[str] = (),
     ) -> int:
-        """Apply a keyed diff; returns how many cells/rows were touched."""
+        """Apply a keyed diff; returns how many cells/rows were touched.
+
+        A removed key's row is a free slot; a new key takes a free slot (its cells rewritten
+        with update_cell) before a new row is added. Free slots left over are removed with
+        `remove_row` (O(rows) per call, ~1 ms at 500 rows), or, past a handful, the table
+        is rebuilt in one pass. So a capped table that churns (new orders in, old out)
+        never pays per-row removals.
+        """
         keep_key = None if self.cursor_row <= 0 else self.cursor_key()
-        doomed = [key for key in removals if key in self._cells]
+        row = self.cursor_row
+        touched = 0
+        reordered = False
         with self.app.batch_update():
-            if len(doomed) > _REMOVE_ONE_BY_ONE:
-                row = self.cursor_row
-                touched = self._rebuild(doomed, upserts)
-                if keep_key is None or keep_key not in self._cells:
-                    # Where the cursor was (clamped), as if the rows had been removed in place.
-                    self.move_cursor(row=min(row, max(self.row_count - 1, 0)), scroll=False)
-                else:
-                    self._restore_cursor(keep_key)
-                return touched
-            touched, reordered = self._patch(doomed, upserts)
-            if reordered:
-                self._restore_cursor(keep_key)
-        return touched
-
-    def _patch(
-        self, doomed: list[str], upserts: Iterable[tuple[str, tuple[Cell, ...], int]]
-    ) -> tuple[int, bool]:
-        """Touch only what changed: remove_row, add_row, update_cell; sort once if needed.
-
-        Returns the cells/rows touched and whether rows were added or moved.
-        """
-        touched = len(doomed)
-        for key in doomed:
-            del self._cells[key]
-            self._order.pop(key, None)
-            self.remove_row(key)
-        added = False
-        for key, cells, order in upserts:
-            old = self._cells.get(key)
-            if old is None:
-                self._cells[key] = cells
-                self._order[key] = order
-                self.add_row(*self._render_row(cells, order), key=key)
-                added = True
-                touched += 1
-                continue
-            moved = self._order[key] != order
-            if old == cells and not moved:
-                continue
-            self._cells[key] = cells
-            if moved:
-                self._order[key] = order
-                added = True  # the row changes place: sort once at the end
-            for index, (new_cell, old_cell) in enumerate(zip(cells, old, strict=True)):
-                if new_cell != old_cell or (moved and index == 0):
-                    value = self._cell_text(new_cell, index, self._order[key])
-                    self.update_cell(key, self._column_keys[index], value)
+            free: list[str] = []
+            for key in removals:
+                if key in self._cells:
+                    del self._cells[key]
+                    del self._order[key]
+                    slot = self._slot_of.pop(key)
+                    del self._key_of[slot]
+                    free.append(slot)
                     touched += 1
-        if added:
-            self.sort(self._column_keys[0], key=_sort_order, reverse=True)
-        return touched, added
-
-    def _rebuild(
-        self, doomed: list[str], upserts: Iterable[tuple[str, tuple[Cell, ...], int]]
-    ) -> int:
-        """Many removals at once: clear and add the rows that stay, already in order.
-
-        `DataTable.remove_row` re-indexes every row per call (O(rows) each, ~1.5 ms at 500
-        rows), so a few hundred removals in one flush would stall the loop; a rebuild is one
-        O(rows) pass through the public API.
-        """
-        touched = len(doomed)
-        for key in doomed:
-            del self._cells[key]
-            self._order.pop(key, None)
-        for key, cells, order in upserts:
-            if self._cells.get(key) != cells or self._order.get(key) != order:
-                touched += 1
-            self._cells[key] = cells
-            self._order[key] = order
-        self.clear()
-        for key in sorted(self._cells, key=self._order.__getitem__, reverse=True):
-            self.add_row(*self._render_row(self._cells[key], self._order[key]), key=key)
+            for key, cells, order in upserts:
+                old = self._cells.get(key)
+                self._cells[key] = cells
+                if old is None:
+                    self._order[key] = order
+                    if free:
+                        self._fill_slot(free.pop(), key, cells, order)
+                    else:
+                        self._new_slot(key, cells, order)
+                    reordered = True
+                    touched += 1
+                    continue
+                moved = self._order[key] != order
+                if old == cells and not moved:
+                    continue
+                if moved:
+                    self._order[key] = order
+                    reordered = True  # the row changes place: sort once at the end
+                for index, (new_cell, old_cell) in enumerate(zip(cells, old, strict=True)):
+                    if new_cell != old_cell or (moved and index == 0):
+                        self._write_cell(key, index)
+                        touched += 1
+            if len(free) > _REMOVE_ONE_BY_ONE:
+                self._rebuild()
+                reordered = True
+            else:
+                for slot in free:
+                    self.remove_row(slot)
+                if reordered:
+                    self.sort(self._column_keys[0], key=_sort_order, reverse=True)
+            if reordered or free:
+                self._restore_cursor(keep_key, row)
         return touched
 
-    def _restore_cursor(self, keep_key: str | None) -> None:
-        if keep_key is None or keep_key not in self._cells:
-            if self.cursor_row != 0 and self.row_count:
-                self.move_cursor(row=0, scroll=False)
-            return
-        index = self.get_row_index(keep_key)
+    def _new_slot(self, key: str, cells: tuple[Cell, ...], order: int) -> None:
+        self._slots += 1
+        slot = f"r{self._slots}"
+        self._slot_of[key] = slot
+        self._key_of[slot] = key
+        self.add_row(*self._render_row(cells, order), key=slot)
+
+    def _fill_slot(self, slot: str, key: str, cells: tuple[Cell, ...], order: int) -> None:
+        self._slot_of[key] = slot
+        self._key_of[slot] = key
+        for index in range(len(cells)):
+            self._write_cell(key, index)
+
+    def _write_cell(self, key: str, index: int) -> None:
+        value = self._cell_text(self._cells[key][index], index, self._order[key])
+        self.update_cell(self._slot_of[key], self._column_keys[index], value)
+
+    def _rebuild(self) -> None:
+        """Clear and add every remaining row, already in order (one pass, public API)."""
+        self.clear()
+        self._slot_of.clear()
+        self._key_of.clear()
+        for key in sorted(self._cells, key=self._order.__getitem__, reverse=True):
+            self._new_slot(key, self._cells[key], self._order[key])
+
+    def _restore_cursor(self, keep_key: str | None, row: int) -> None:
+        """Back on the user's order; tailing stays on top; a vanished order keeps the place."""
+        if keep_key is not None and keep_key in self._cells:
+            index = self.row_index(keep_key)
+        elif keep_key is None:
+            index = 0
+        else:
+            index = min(row, max(self.row_count - 1, 0))
         if index != self.cursor_row:
             self.move_cursor(row=index, scroll=False)
 
