@@ -112,7 +112,9 @@ class CorrelationLookup:
     """The answer of :meth:`DhanBroker.find_by_correlation`."""
 
     existence: Existence
-    orders: tuple[OrderSnapshot, ...] = ()  # FOUND: every order with the id (slices: several)
+    # FOUND: every order with the id (slices: several). UNKNOWN may carry the orders seen so
+    # far (an order exists, but a row that may be another slice was unreadable).
+    orders: tuple[OrderSnapshot, ...] = ()
     reason: str = ""  # UNKNOWN: why; otherwise where the answer came from
     from_book: bool = False  # True when the order book (not the lookup) settled it
 
@@ -525,6 +527,11 @@ class DhanBroker:
            FOUND; none, and every row of the book readable -> ABSENT_FROM_BOOK.
         3. The book cannot be read, or a row that carries ``cid`` cannot be decoded ->
            UNKNOWN (with the reason). Never raises for Dhan's answers.
+
+        An order still in flight may not be in the book yet: a caller resolving an ambiguous
+        placement should take ABSENT_FROM_BOOK as final only from a read made after the send
+        can no longer land (its own timeout has passed), e.g. by asking twice a few seconds
+        apart.
         """
         cid = correlation_id.strip()
         if not cid:
