@@ -564,7 +564,15 @@ def _problem(error: Mapping[str, Any]) -> str:
     # Never echo an input value; a secret registered above is masked by redact() as well.
     value = error.get("input")
     names_a_file = len(loc) == 1 and loc[0] in _FILE_SETTINGS
-    if isinstance(value, str) and len(value) >= 4 and value in msg and not names_a_file:
+    # An address is not a secret, and the user needs to see which one this machine lacks
+    # (a secret pasted there by mistake is still masked by redact()).
+    names_an_address = bool(loc) and loc[-1] == "source_ip"
+    if (
+        isinstance(value, str)
+        and len(value) >= 4
+        and value in msg
+        and not (names_a_file or names_an_address)
+    ):
         msg = msg.replace(value, "***")
     msg = msg[0].lower() + msg[1:] if msg[:1].isupper() and not msg[:2].isupper() else msg
     return f"{key}: {msg}" if key else msg

@@ -237,7 +237,6 @@ def test_settings_secrets_are_masked_in_logs(caplog: pytest.LogCaptureFixture) -
         ({"COPYTRADE_LEADER__TOTP_SECRET": "JBSWY3DP"}, "COPYTRADE_LEADER__TOTP_SECRET"),
         ({"COPYTRADE_LEADER__CLIENT_ID": PIN_CANARY + "x"}, "COPYTRADE_LEADER__CLIENT_ID"),
         ({"COPYTRADE_LEADER__CLIENT_ID": TOTP_CANARY}, "COPYTRADE_LEADER__CLIENT_ID"),
-        ({"COPYTRADE_LEADER__SOURCE_IP": "192.0.2.77"}, "COPYTRADE_LEADER__SOURCE_IP"),
         ({"COPYTRADE_LEADER__SOURCE_IP": TOTP_CANARY}, "COPYTRADE_LEADER__SOURCE_IP"),
         ({"COPYTRADE_LEADER__PIN": ""}, "COPYTRADE_LEADER__TOTP_SECRET"),
         ({"COPYTRADE_DHAN__AUTH_URL": "ftp://x"}, "COPYTRADE_DHAN__AUTH_URL"),
@@ -254,6 +253,15 @@ def test_settings_errors_are_one_line_without_secrets(overrides: dict[str, str],
     bad = next(iter(overrides.values()))
     if len(bad) >= 6:
         assert bad not in text
+
+
+def test_an_address_this_machine_lacks_is_named() -> None:
+    env = canary_env(COPYTRADE_LEADER__SOURCE_IP="192.0.2.77")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None, environ=env)
+    assert str(caught.value).startswith(
+        "COPYTRADE_LEADER__SOURCE_IP: 192.0.2.77 is not an address of this machine"
+    )
 
 
 def test_follower_pin_as_a_json_number_is_refused_without_echo() -> None:
