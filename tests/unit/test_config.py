@@ -55,6 +55,7 @@ def load_error(environ: dict[str, str], env_file: Path | None = None) -> str:
 def test_defaults() -> None:
     s = load_settings(env_file=None, environ=env())
     assert s.leader.client_id == "1000000001"
+    assert s.leader.access_token is not None
     assert s.leader.access_token.get_secret_value() == LEADER_TOKEN
     (f,) = s.followers
     assert f.name == "alice"
