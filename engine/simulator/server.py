@@ -3,8 +3,8 @@
 One aiohttp application serves:
 - ``/v2/...``: Dhan's REST API (auth by ``access-token`` + ``client-id`` headers).
 - ``/``: the order-update WebSocket (login with ``{"LoginReq": {"MsgCode": 42, ...}}``).
-- ``/sim/...``: control endpoints for other processes (no auth; loopback clients only).
-
+- ``/sim/...``: control endpoints for other processes (no auth; loopback clients only),
+  ``/sim/profile`` among them (GET the answers, POST ``{"name": ..., key: value}``).
 - ``/app/generateAccessToken`` (Dhan's auth host, same port): tokens from PIN + TOTP.
 - ``/api-data/api-scrip-master.csv`` and ``...-detailed.csv`` (Dhan's images host paths): the
   instrument master in Dhan's CSV forms.
@@ -25,8 +25,10 @@ those or an empty 200 / empty list.
 - A bad login on the socket closes it with 4001 (bad or expired token) or 1008 (malformed);
   a successful login gets no acknowledgement, the socket just stays open.
 
-Tokens are never logged or recorded: ``requests`` holds no headers, and aiohttp's access log
-is disabled.
+Tokens, PINs and TOTP codes are never logged or recorded: ``requests`` holds no headers (the
+auth host's query is masked), and aiohttp's access log is disabled. Each recorded request
+carries its ``source`` address (on loopback every 127.0.0.x is local, so tests give each
+account its own).
 """
 
 from __future__ import annotations
@@ -342,6 +344,7 @@ class DhanSimulator:
         return {
             "restUrl": self.rest_url,
             "wsUrl": self.ws_url,
+            "scripMasterUrl": self.scrip_master_url,
             "now": ex.now().strftime("%Y-%m-%d %H:%M:%S"),
             "accounts": [
                 {
