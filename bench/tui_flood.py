@@ -104,11 +104,8 @@ HEADER = (
 
 
 def send_key(app: CopyTradeApp, key: str, char: str | None) -> None:
-    """Inject a key as the terminal driver would, without the pilot's wait-for-idle."""
-    event = events.Key(key, char)
-    event.set_sender(app)
-    assert app._driver is not None
-    app._driver.send_message(event)
+    """Post a key to the app as the terminal driver does, without the pilot's wait-for-idle."""
+    app.post_message(events.Key(key, char))
 
 
 async def press_and_wait(app: CopyTradeApp, opening: bool) -> float:
@@ -120,7 +117,14 @@ async def press_and_wait(app: CopyTradeApp, opening: bool) -> float:
     while True:
         screen = app.screen
         done = isinstance(screen, HelpScreen) if opening else not isinstance(screen, HelpScreen)
-        if done and screen.is_mounted and not screen._dirty_regions:
+        if done and screen.is_mounted:
+            # On screen: the screen's next refresh after the change has been painted.
+            painted = asyncio.Event()
+            screen.call_after_refresh(painted.set)
+            try:
+                await asyncio.wait_for(painted.wait(), timeout=10)
+            except TimeoutError:
+                return float("inf")
             return (time.perf_counter() - start) * 1000
         if time.perf_counter() - start > 10:
             return float("inf")

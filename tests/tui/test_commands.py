@@ -8,7 +8,7 @@ from textual.widgets import Button, DataTable, Static
 
 from engine.domain import EngineState
 from engine.views import RecoveryReport
-from tests.tui.conftest import SIZE, commands_done, settle
+from tests.tui.conftest import SIZE, RecordingApp, commands_done, settle
 from tests.tui.fakes import FakeEngine, FixedClock, leader_seen, sample_timeline
 from tui.app import CopyTradeApp
 from tui.screens.confirm import ConfirmScreen
@@ -88,7 +88,7 @@ async def test_keys_inside_the_dialog_do_nothing_harmful(
         assert app.is_running
 
 
-async def test_resync_reports_and_ignores_a_second_r(app: CopyTradeApp, engine: FakeEngine) -> None:
+async def test_resync_reports_and_ignores_a_second_r(app: RecordingApp, engine: FakeEngine) -> None:
     gate = asyncio.Event()
     engine.resync_gate = gate
     async with app.run_test(size=SIZE) as pilot:
@@ -98,13 +98,13 @@ async def test_resync_reports_and_ignores_a_second_r(app: CopyTradeApp, engine: 
         await pilot.press("R")  # while the first one runs
         await pilot.pause()
         assert engine.count("resync") == 1
-        assert any("already running" in n.message for n in app._notifications)
+        assert any("already running" in n for n in app.notices)
         gate.set()
         await commands_done(app)
         await settle(pilot, app)
         assert engine.count("resync") == 1
         assert "recovering…" not in app.status_line.plain
-        messages = [n.message for n in app._notifications]
+        messages = app.notices
         assert any(
             "12 leader orders checked, 3 actions taken, 1 discrepancy" in m for m in messages
         )
@@ -305,7 +305,7 @@ async def test_kill_failure_is_critical(app: CopyTradeApp, engine: FakeEngine) -
         assert engine.state is EngineState.ARMED
 
 
-async def test_r_and_k_during_a_kill_in_progress(app: CopyTradeApp, engine: FakeEngine) -> None:
+async def test_r_and_k_during_a_kill_in_progress(app: RecordingApp, engine: FakeEngine) -> None:
     gate = asyncio.Event()
     engine.kill_gate = gate
     async with app.run_test(size=SIZE) as pilot:
@@ -316,7 +316,7 @@ async def test_r_and_k_during_a_kill_in_progress(app: CopyTradeApp, engine: Fake
         await pilot.pause()
         assert engine.count("resync") == 0
         assert len(app.screen_stack) == 1  # no second kill dialog
-        messages = [n.message for n in app._notifications]
+        messages = app.notices
         assert any("Wait for the kill switch" in m for m in messages)
         assert any("already being applied" in m for m in messages)
         gate.set()
