@@ -8,6 +8,10 @@ engine process's CPU (time.process_time, all threads) and RSS (psutil) per N, an
 simulator's CPU when it runs apart (the default: a subprocess, so its CPU is not the engine's).
 When the last follower takes more than 2x the single-follower time, the engine-side stage
 breakdown of the last-served copies shows which stage grows with N.
+
+Each N also runs the lean copier (bench.lean) on the same simulator after the engine stops: the
+leader's socket read and one aiohttp POST per follower on warm keep-alive connections, nothing
+else. One line per N gives ``N=200 engine/lean last copy 1.32x``, beside both CPU per copy.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 from bench.common import (
     LEADER,
     STAGES,
+    Account,
+    SimHandle,
     first_alerts,
     first_posts,
     follower_accounts,
@@ -36,6 +42,7 @@ from bench.common import (
     summary,
     where_sim_runs,
 )
+from bench.lean import lean_copier
 from engine.dhan.correlation import correlation_id
 
 SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
@@ -43,32 +50,33 @@ SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and ar
 
 async def one_count(n: int, orders: int, in_process: bool) -> dict[str, Any]:
     followers = follower_accounts(n)
-    async with (
-        simulator([LEADER, *followers], in_process=in_process) as sim,
-        running_engine(sim, followers) as run,
-    ):
-        price = await passive_price(sim)
-        cpu0, wall0, sim_cpu0 = time.process_time(), time.monotonic(), sim.cpu_seconds()
-        order_ids: list[str] = []
-        for _ in range(orders):
-            order_id = await place_leader_order(sim, price)
-            order_ids.append(order_id)
-            cids = [correlation_id(order_id, f.name, 0) for f in followers]
-            await run.probe.place_returned.wait_for(cids, 60 + n)
-            await asyncio.sleep(SETTLE_S)
-        await run.engine.settle(timeout=60)
-        cpu_s = time.process_time() - cpu0
-        wall_s = time.monotonic() - wall0
-        sim_cpu1 = sim.cpu_seconds()
-        sim_cpu_s = None if sim_cpu0 is None or sim_cpu1 is None else sim_cpu1 - sim_cpu0
-        rss, sim_rss = process_rss(), sim.rss_bytes()
+    async with simulator([LEADER, *followers], in_process=in_process) as sim:
+        async with running_engine(sim, followers) as run:
+            price = await passive_price(sim)
+            cpu0, wall0, sim_cpu0 = time.process_time(), time.monotonic(), sim.cpu_seconds()
+            order_ids: list[str] = []
+            for _ in range(orders):
+                order_id = await place_leader_order(sim, price)
+                order_ids.append(order_id)
+                cids = [correlation_id(order_id, f.name, 0) for f in followers]
+                await run.probe.place_returned.wait_for(cids, 60 + n)
+                await asyncio.sleep(SETTLE_S)
+            await run.engine.settle(timeout=60)
+            cpu_s = time.process_time() - cpu0
+            wall_s = time.monotonic() - wall0
+            sim_cpu1 = sim.cpu_seconds()
+            sim_cpu_s = None if sim_cpu0 is None or sim_cpu1 is None else sim_cpu1 - sim_cpu0
+            rss, sim_rss = process_rss(), sim.rss_bytes()
+            where = where_sim_runs(sim)
+            startup_s, startup_cpu_s = run.startup_s, run.startup_cpu_s
+            probe = run.probe
+        # The same simulator, the engine stopped: the lean copier's turn.
+        lean_ids, lean_cpu_s = await lean_phase(sim, followers, orders, price)
         alerts, requests = await sim.alerts(), await sim.requests()
-        where = where_sim_runs(sim)
-        startup_s, startup_cpu_s = run.startup_s, run.startup_cpu_s
-        probe = run.probe
 
     alert_at = first_alerts(alerts, LEADER.client_id)
     post_at = first_posts(requests)
+    lean_lasts = [_last_copy_ms(alert_at, post_at, o, followers) for o in lean_ids]
     firsts, lasts, medians = [], [], []
     last_pairs = []
     all_pairs = []
@@ -99,7 +107,39 @@ async def one_count(n: int, orders: int, in_process: bool) -> dict[str, Any]:
         "stages_all": stage_times(probe, alert_at, post_at, all_pairs),
         "stages_last": stage_times(probe, alert_at, post_at, last_pairs),
         "where": where,
+        "lean_last_ms": statistics.median(lean_lasts),
+        "lean_cpu_ms_per_copy": lean_cpu_s * 1000 / (orders * n),
     }
+
+
+async def lean_phase(
+    sim: SimHandle, followers: list[Account], orders: int, price: float
+) -> tuple[list[str], float]:
+    """The lean copier (bench.lean) copies `orders` leader orders; their ids and its CPU."""
+    sockets = await sim.sockets()
+    async with lean_copier(sim.rest_url, sim.ws_url, LEADER, followers, price) as lean:
+        await sim.wait_sockets(sockets + 1)
+        cpu0 = time.process_time()
+        order_ids: list[str] = []
+        for _ in range(orders):
+            order_id = await place_leader_order(sim, price)
+            order_ids.append(order_id)
+            await lean.answered.wait_for([order_id], 60 + len(followers))
+            await asyncio.sleep(SETTLE_S)
+        cpu_s = time.process_time() - cpu0
+    if any(status != 200 for status in lean.statuses):
+        raise RuntimeError(f"the lean copier was refused: {sorted(set(lean.statuses))}")
+    return order_ids, cpu_s
+
+
+def _last_copy_ms(
+    alert_at: dict[str, float],
+    post_at: dict[str, float],
+    order_id: str,
+    followers: list[Account],
+) -> float:
+    last = max(post_at[correlation_id(order_id, f.name, 0)] for f in followers)
+    return (last - alert_at[order_id]) * 1000
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -131,6 +171,22 @@ async def run(
             for r in results
         ],
     )
+    print("the engine beside the lean copier (bench.lean: socket read -> aiohttp POSTs only)")
+    print_table(
+        ("N", "engine LAST", "lean LAST", "engine CPU ms/copy", "lean CPU ms/copy"),
+        [
+            (
+                r["n"],
+                r["last_ms"],
+                r["lean_last_ms"],
+                _fmt(r["cpu_ms_per_copy"]),
+                _fmt(r["lean_cpu_ms_per_copy"]),
+            )
+            for r in results
+        ],
+    )
+    for r in results:
+        print(f"N={r['n']} engine/lean last copy {r['last_ms'] / r['lean_last_ms']:.2f}x")
     print("cost per N (orders phase; engine = this process, all threads)")
     print_table(
         (

@@ -1,0 +1,127 @@
+"""The lean copier: the least any copier could do, as the yardstick for ``bench.followers``.
+
+It reads the leader's order socket, and on the first alert of a new leader order posts each
+follower's place-order request (the JSON body the ``dhanhq`` SDK sends, with a correlationId)
+on that follower's own warm keep-alive connection (aiohttp, one session per account, opened
+and warmed before the orders). No store, no decision, no sizing, no rate limit: only the
+bytes a copier cannot avoid. Its timings are taken at the simulator like the engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+import websockets
+
+from bench.common import LOT, NIFTY_CE, Account, Completions
+from engine.dhan.correlation import correlation_id
+
+
+class _FollowerLine:
+    """One follower account: its session (one keep-alive connection) and its body template."""
+
+    def __init__(self, account: Account, rest_url: str) -> None:
+        self.account = account
+        self.url = rest_url.rstrip("/") + "/orders"
+        headers = {
+            "access-token": account.token,
+            "client-id": account.client_id,
+            "Content-type": "application/json",
+            "Accept": "application/json",
+        }
+        self.session = aiohttp.ClientSession(
+            headers=headers,
+            connector=aiohttp.TCPConnector(limit=1),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        self.warm_url = rest_url.rstrip("/") + "/fundlimit"
+
+    async def warm(self) -> None:
+        async with self.session.get(self.warm_url) as resp:
+            await resp.read()
+
+    async def post(self, body: bytes) -> int:
+        async with self.session.post(self.url, data=body) as resp:
+            await resp.read()
+            return resp.status
+
+    def body(self, cid: str, price: float) -> bytes:
+        return json.dumps(
+            {
+                "transactionType": "BUY",
+                "exchangeSegment": NIFTY_CE[0],
+                "productType": "INTRADAY",
+                "orderType": "LIMIT",
+                "validity": "DAY",
+                "securityId": NIFTY_CE[1],
+                "quantity": LOT,
+                "disclosedQuantity": 0,
+                "price": price,
+                "afterMarketOrder": False,
+                "boProfitValue": None,
+                "boStopLossValue": None,
+                "triggerPrice": 0.0,
+                "correlationId": cid,
+                "dhanClientId": self.account.client_id,
+            }
+        ).encode()
+
+
+class LeanCopier:
+    """Open with :func:`lean_copier`; ``answered`` notes each leader order fully copied."""
+
+    def __init__(self, lines: list[_FollowerLine], price: float) -> None:
+        self._lines = lines
+        self._price = price
+        self._seen: set[str] = set()
+        self.answered = Completions()
+        self.statuses: list[int] = []
+
+    async def read_leader(self, ws: Any) -> None:
+        async for frame in ws:
+            message = json.loads(frame)
+            data = message.get("Data") if isinstance(message, dict) else None
+            if not isinstance(data, dict):
+                continue
+            order_id = str(data.get("OrderNo") or data.get("orderNo") or "")
+            if order_id and order_id not in self._seen:
+                self._seen.add(order_id)
+                await self._copy(order_id)
+
+    async def _copy(self, order_id: str) -> None:
+        posts = [
+            line.post(line.body(correlation_id(order_id, line.account.name, 0), self._price))
+            for line in self._lines
+        ]
+        self.statuses += await asyncio.gather(*posts)
+        self.answered.note(order_id)
+
+
+@contextlib.asynccontextmanager
+async def lean_copier(
+    rest_url: str, ws_url: str, leader: Account, followers: Sequence[Account], price: float
+) -> AsyncIterator[LeanCopier]:
+    """A started lean copier: every follower connection warm, the leader's socket logged in."""
+    lines = [_FollowerLine(f, rest_url) for f in followers]
+    try:
+        await asyncio.gather(*(line.warm() for line in lines))
+        copier = LeanCopier(lines, price)
+        async with websockets.connect(ws_url) as ws:
+            login = {
+                "LoginReq": {"MsgCode": 42, "ClientId": leader.client_id, "Token": leader.token}
+            }
+            await ws.send(json.dumps(login))
+            reader = asyncio.create_task(copier.read_leader(ws), name="lean-leader")
+            try:
+                yield copier
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+    finally:
+        await asyncio.gather(*(line.session.close() for line in lines))
