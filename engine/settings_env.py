@@ -50,14 +50,13 @@ def read_variables(
 ) -> dict[str, str]:
     """The non-blank ``COPYTRADE_`` variables (upper-case names), the environment's winning."""
     from_file = _read_env_file(env_file) if env_file is not None else {}
-    from_env = {
-        name.upper(): value for name, value in environ.items() if _is_ours(name) and value != ""
-    }
+    from_env = {name.upper(): value for name, value in environ.items() if _is_ours(name)}
+    # Blank names are checked too: a misspelt key is a mistake whatever its value.
     unknown = sorted((set(from_file) | set(from_env)) - valid)
     if unknown:
         raise SettingsSourceError([_unknown_key(name, valid) for name in unknown])
     merged = {name: value for name, value in from_file.items() if value}
-    merged.update(from_env)
+    merged.update({name: value for name, value in from_env.items() if value})
     return merged
 
 

@@ -329,6 +329,7 @@ def test_unknown_keys_are_refused_with_the_closest_valid_one(tmp_path: Path) -> 
     )
     text = load_error(env(copytrade_limiter__per_secnd="5"))
     assert text.endswith("(did you mean COPYTRADE_LIMITER__PER_SECOND?)")
+    assert "COPYTRADE_LOG_LEVL: is not a known" in load_error(env(COPYTRADE_LOG_LEVL=""))
     text = load_error(env(COPYTRADE_SOMETHING_ELSE="x"))
     assert text == (
         "COPYTRADE_SOMETHING_ELSE: is not a known setting (see .env.example for the valid keys)"
