@@ -1,7 +1,9 @@
-"""The async face over the synchronous ``dhanhq`` SDK, one instance per account.
+"""The async face over the ``dhanhq`` SDK, one instance per account.
 
-Every SDK call runs on this broker's own thread pool (``loop.run_in_executor``), so one slow
-account never blocks another, and every answer is classified into a typed
+The SDK builds every request (its public order methods) and :mod:`engine.dhan.transport`
+carries it on the account's own asyncio HTTP session, byte for byte as the SDK's
+``requests`` session would, answering the SDK's ``{status, remarks, data}`` dict: no thread
+hop, and one slow account never blocks another. Every answer is classified into a typed
 :class:`~engine.dhan.errors.BrokerResult` (mutations) or a decoded value (reads; failures raise
 :class:`~engine.dhan.errors.BrokerError`).
 
@@ -27,16 +29,13 @@ Engine integration (issue 11):
 from __future__ import annotations
 
 import asyncio
-import functools
+import json
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-
-from dhanhq import DhanContext, dhanhq
 
 from engine.clock import to_ist
 from engine.dhan.codec import (
@@ -59,6 +58,13 @@ from engine.dhan.errors import (
     sanitize,
 )
 from engine.dhan.recorder import Recorder
+from engine.dhan.transport import (
+    AsyncDhanTransport,
+    Exchange,
+    RequestBuilder,
+    SdkRequest,
+    request_building_sdk,
+)
 from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Product, Segment
 from engine.secrets import register_secret
 
@@ -189,6 +195,7 @@ class DhanBroker:
         max_workers: int = 4,
         account: str = "",
         recorder: Recorder | None = None,
+        source_ip: str | None = None,
     ) -> None:
         self._client_id = client_id
         self._account = account or client_id
@@ -197,20 +204,22 @@ class DhanBroker:
         register_secret(access_token)
         self._rest_url = rest_url.rstrip("/")
         self._timeout_s = timeout_s
-        ctx = DhanContext(client_id, access_token)
-        ctx.dhan_http.base_url = self._rest_url
-        ctx.dhan_http.timeout = timeout_s
-        self._http = ctx.dhan_http
-        if recorder is not None:
-            # requests' public response hook: sees every exchange the SDK makes, headers unread.
-            self._http.session.hooks["response"].append(self._record_response)
-        self._sdk = dhanhq(ctx)
-        # The SDK's timeout is per socket operation; this bounds the whole call. Past it the
-        # thread may still finish, so the answer to a mutation is AMBIGUOUS, never "failed".
-        self._call_timeout_s = timeout_s * 3 + 5
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix=f"dhan-{client_id}"
+        # The SDK builds each request; the transport sends it (max_workers: at most that many
+        # requests of this account at once, as the SDK's thread pool allowed).
+        self._sdk = request_building_sdk()
+        self._builder = RequestBuilder()
+        self._transport = AsyncDhanTransport(
+            client_id,
+            access_token,
+            self._rest_url,
+            timeout_s=timeout_s,
+            max_connections=max_workers,
+            source_ip=source_ip,
+            on_exchange=None if recorder is None else self._record_exchange,
         )
+        # The SDK's timeout is per socket operation; this bounds the whole call. Past it the
+        # request may still have reached Dhan, so a mutation is AMBIGUOUS, never "failed".
+        self._call_timeout_s = timeout_s * 3 + 5
         self._closed = False
         self.last_codec_errors: list[CodecError] = []
 
@@ -234,22 +243,22 @@ class DhanBroker:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _record_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
+    def _record_exchange(self, exchange: Exchange) -> None:
+        """Every exchange with an HTTP answer (the headers, and so the token, never reach it)."""
         recorder = self._recorder
         if recorder is None:
             return
         try:
-            request = response.request
             try:
-                body: object = response.json()
+                body: object = json.loads(exchange.content)
             except ValueError:
-                body = response.text
+                body = exchange.content.decode("utf-8", errors="replace")
             recorder.rest(
                 self._account,
-                str(request.method or ""),
-                str(request.path_url or ""),
-                request.body,
-                {"status": int(response.status_code), "body": body},
+                exchange.method,
+                exchange.path,
+                exchange.body,
+                {"status": exchange.status, "body": body},
             )
         except Exception:  # recording must never disturb a call
             log.debug("%s: recording a REST exchange failed", self._account)
@@ -263,18 +272,33 @@ class DhanBroker:
         except Exception:
             log.debug("%s: recording a failed call failed", self._account)
 
-    async def _sdk_call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+    async def _send(self, request: SdkRequest) -> Any:
+        """The SDK's answer dict to ``request``; TimeoutError past the whole-call bound."""
         if self._closed:
             raise RuntimeError("broker is closed")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
-        return await asyncio.wait_for(future, timeout=self._call_timeout_s)
+        async with asyncio.timeout(self._call_timeout_s):
+            return await self._transport.send(request)
 
     async def _mutate(
-        self, what: str, fn: Callable[..., Any], /, *, log_result: bool = True, **kwargs: Any
+        self,
+        what: str,
+        build: Callable[..., SdkRequest],
+        /,
+        *,
+        log_result: bool = True,
+        **kwargs: Any,
     ) -> BrokerResult:
         try:
-            response = await self._sdk_call(fn, **kwargs)
+            # The SDK builds the request (and refuses a bad one, e.g. an amo_time it does not
+            # know) before anything is sent.
+            request = build(**kwargs)
+        except Exception as exc:
+            result = not_sent(str(exc), self._token)
+            if log_result:
+                self._log_result(what, result)
+            return result
+        try:
+            response = await self._send(request)
         except TimeoutError as exc:
             result = classify_exception(exc, mutating=True, token=self._token)
             result = BrokerResult(
@@ -282,9 +306,6 @@ class DhanBroker:
                 message=f"no answer within {self._call_timeout_s:.0f}s",
                 shape=AnswerShape.TRANSPORT,
             )
-        except (ValueError, TypeError) as exc:
-            # Raised by the SDK while building the request (e.g. a bad amo_time): not sent.
-            result = not_sent(str(exc), self._token)
         except Exception as exc:
             result = classify_exception(exc, mutating=True, token=self._token)
         else:
@@ -294,10 +315,10 @@ class DhanBroker:
             self._log_result(what, result)
         return result
 
-    async def _read(self, what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+    async def _read(self, what: str, build: Callable[..., SdkRequest], /, **kwargs: Any) -> Any:
         """The ``data`` of a successful read; raises BrokerError otherwise."""
         try:
-            response = await self._sdk_call(fn, **kwargs)
+            response = await self._send(build(**kwargs))
         except Exception as exc:
             result = classify_exception(exc, mutating=False, token=self._token)
         else:
@@ -667,7 +688,7 @@ class DhanBroker:
 
     async def profile(self) -> Profile:
         """``GET {rest_url}/profile`` with the account's headers; raises BrokerError on failure."""
-        data = await self._read("profile", self._http.get, endpoint="/profile")
+        data = await self._read("profile", self._builder.get, endpoint="/profile")
         if not isinstance(data, Mapping):
             raise BrokerError(
                 BrokerResult(ResultKind.TRANSIENT, message="profile answer is not an object")
@@ -682,8 +703,7 @@ class DhanBroker:
         if self._closed:
             return
         self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
         try:
-            self._http.session.close()
+            await self._transport.close()
         except Exception:  # closing is best effort
             log.debug("%s: closing the HTTP session failed", self._client_id)
