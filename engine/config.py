@@ -20,6 +20,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from engine.accounts.credentials import normalise_totp_secret, pin_problem, totp_secret_problem
 from engine.accounts.secret_sources import (
@@ -297,10 +300,45 @@ class LimiterSettings(_Section):
     per_day: int = Field(default=7000, ge=1)
 
 
-class Settings(BaseModel):
+class _VariablesSource(PydanticBaseSettingsSource):
+    """pydantic-settings' source for our variables: the environment and the .env file, read
+    by ``engine.settings_env`` (which refuses unknown keys and unparsable lines, where the
+    built-in sources would silently ignore them), then the secrets file and the keyring."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+# The variables ``load_settings`` gathered for the model being built (a context variable, as
+# pydantic-settings builds its sources in a classmethod with no per-call arguments).
+_loaded_variables: ContextVar[dict[str, Any] | None] = ContextVar(
+    "copytrade_settings_variables", default=None
+)
+
+
+class Settings(BaseSettings):
     """All settings, validated. Built by ``load_settings`` from the environment and .env."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments first (tests, the demo), then what load_settings read.
+        return (init_settings, _VariablesSource(settings_cls, _loaded_variables.get() or {}))
 
     leader: AccountSettings
     followers: list[FollowerSettings]
@@ -607,10 +645,13 @@ def load_settings(
     except SettingsSourceError as exc:
         raise ConfigError(exc.problems) from None
     _add_stored_secrets(data)
+    loaded = _loaded_variables.set(data)
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings()  # type: ignore[call-arg]  # the values come from the sources
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors(include_url=False)]) from None
+    finally:
+        _loaded_variables.reset(loaded)
     for secret in settings.secret_values():
         register_secret(secret)
     return settings
