@@ -65,7 +65,6 @@ class FollowerRuntime:
     circuit: CircuitBreaker
     orders_per_minute: OrdersPerMinute = field(default_factory=OrdersPerMinute)
     stream: OrderStream | None = None
-    follower_keys: dict[str, tuple[int, int, float]] = field(default_factory=dict)
     killed_reason: str = ""  # this follower alone is stopped (loss limit, token, ...)
 
     @property

@@ -13,7 +13,7 @@ from engine.clock import Clock
 from engine.domain import MirrorState, OrderSnapshot, Segment
 from engine.events import EngineEvent, FollowerOrderChanged
 from engine.records import MirrorRecord
-from engine.transitions import unsent
+from engine.transitions import follower_update_applies, unsent
 
 MirrorKey = tuple[str, str]  # (follower, leader order id)
 
@@ -32,6 +32,7 @@ class ReplicationBook:
         self._leader_seen_mono: dict[str, float] = {}
         self._mirrors: dict[MirrorKey, MirrorRecord] = {}
         self._by_cid: dict[str, MirrorKey] = {}
+        self._follower_progress: dict[tuple[str, str], tuple[int, int, float]] = {}
         self._last_price: dict[tuple[Segment, str], float] = {}
         self._dirty_leaders: set[str] = set()
         self._dirty_mirrors: set[MirrorKey] = set()
@@ -43,9 +44,6 @@ class ReplicationBook:
 
     def leader_orders(self) -> list[OrderSnapshot]:
         return list(self._leader.values())
-
-    def leader_ids(self) -> list[str]:
-        return list(self._leader)
 
     def seen_mono(self, order_id: str) -> float | None:
         """Monotonic time this process first saw the leader order (for the latency)."""
@@ -69,8 +67,19 @@ class ReplicationBook:
     def mirrors(self) -> list[MirrorRecord]:
         return list(self._mirrors.values())
 
-    def key_for_correlation(self, correlation_id: str) -> MirrorKey | None:
-        return self._by_cid.get(correlation_id)
+    def accept_follower_update(self, follower: str, snap: OrderSnapshot) -> MirrorRecord | None:
+        """The copy a follower's order update belongs to; None for the follower's own manual
+        order, another engine's, an earlier generation's, or an update behind one already
+        taken. The update's progress is remembered."""
+        key = self._by_cid.get(snap.correlation_id)
+        if key is None or key[0] != follower:
+            return None
+        mirror = self._mirrors.get(key)
+        progress_key = (follower, snap.order_id)
+        if not follower_update_applies(mirror, snap, self._follower_progress.get(progress_key)):
+            return None
+        self._follower_progress[progress_key] = snap.progress_key()
+        return mirror
 
     def open_copies(self, follower: str | None = None) -> list[MirrorRecord]:
         return [

@@ -16,7 +16,7 @@ from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.records import MirrorRecord
 from engine.secrets import redact
-from engine.transitions import follower_update, follower_update_applies
+from engine.transitions import follower_update
 
 
 class FollowerFeed:
@@ -45,15 +45,9 @@ class FollowerFeed:
         return handler
 
     def on_snapshot(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
-        key = self._book.key_for_correlation(snap.correlation_id)
-        if key is None or key[0] != f.name:
-            return  # the follower's own manual order, or another engine's
-        mirror = self._book.mirror(*key)
-        if mirror is None or not follower_update_applies(
-            mirror, snap, f.follower_keys.get(snap.order_id)
-        ):
-            return  # an earlier generation's order, or an update behind one already taken
-        f.follower_keys[snap.order_id] = snap.progress_key()
+        mirror = self._book.accept_follower_update(f.name, snap)
+        if mirror is None:
+            return
         self._book.note_price(snap)
         leader = self._book.leader(mirror.leader_order_id)
         updated = follower_update(mirror, snap, leader, self._clock.now())

@@ -32,7 +32,6 @@ from engine.transitions import (
     acknowledged,
     cancelled,
     follower_update,
-    follower_update_applies,
     is_repeat_skip,
     leader_update,
     modification_refused,
@@ -55,7 +54,6 @@ class Driver:
     broker: FakeBroker = field(default_factory=FakeBroker)
     book: ReplicationBook = field(default_factory=_new_book)
     leader_id: str | None = None
-    follower_keys: dict[str, tuple[int, int, float]] = field(default_factory=dict)
     actions: list[Decision] = field(default_factory=list)  # decisions acted on, in order
     acted_keys: list[tuple[int, int, float]] = field(default_factory=list)  # leader key per action
     replaces: int = 0  # cancels with replace=True that went through
@@ -164,15 +162,9 @@ class Driver:
 
     # FollowerFeed.on_snapshot (the parts that change the record)
     def on_follower_snapshot(self, snap: OrderSnapshot) -> bool:
-        key = self.book.key_for_correlation(snap.correlation_id)
-        if key is None or key[0] != self.name:
+        mirror = self.book.accept_follower_update(self.name, snap)
+        if mirror is None:
             return False
-        mirror = self.book.mirror(*key)
-        if mirror is None or not follower_update_applies(
-            mirror, snap, self.follower_keys.get(snap.order_id)
-        ):
-            return False
-        self.follower_keys[snap.order_id] = snap.progress_key()
         updated = follower_update(mirror, snap, self.book.leader(mirror.leader_order_id), T0)
         if updated == mirror:
             return False
