@@ -44,11 +44,42 @@ _pattern: re.Pattern[str] = re.compile(f"{_JWT}|{_QUERY_SECRET}")
 
 def _rebuild() -> None:
     global _pattern
-    # Longest first, so a secret that contains another is masked whole.
-    alternatives = [re.escape(s) for s in sorted(_secrets, key=len, reverse=True)]
+    alternatives = [_trie_pattern(_secrets)] if _secrets else []
     alternatives.append(_JWT)
     alternatives.append(_QUERY_SECRET)
     _pattern = re.compile("|".join(alternatives))
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regex matching any of ``words``, factored as a trie.
+
+    A flat alternation of N secrets is tried secret by secret at every position of every text
+    redacted (with 200 follower tokens, ~100 us per line); the trie is tried character by
+    character (~13 us). Each optional ending is greedy, so, as before, the longest secret
+    starting at a position is masked whole.
+    """
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}  # a secret ends here
+
+    def build(node: dict[str, Any]) -> str:
+        out = ""
+        while True:  # a chain of single characters needs no group (and no recursion)
+            keys = sorted(k for k in node if k)
+            ends = "" in node
+            if len(keys) == 1 and not ends:
+                out += re.escape(keys[0])
+                node = node[keys[0]]
+                continue
+            if not keys:
+                return out
+            branches = "|".join(re.escape(k) + build(node[k]) for k in keys)
+            return out + f"(?:{branches})" + ("?" if ends else "")
+
+    return f"(?:{build(trie)})"
 
 
 def register_secret(value: str | None) -> None:

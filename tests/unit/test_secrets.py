@@ -484,3 +484,13 @@ def test_no_keyring_backend_is_one_line_only_when_asked() -> None:
         [{"name": "alice", "client_id": "2000000001", "access_token": FOLLOWER_TOKEN_CANARY}]
     )
     assert load_settings(env_file=None, environ=env).keyring is False
+
+
+def test_many_secrets_each_masked_whole_even_when_one_is_a_prefix_of_another() -> None:
+    tokens = [f"tok-many-{i:03d}" for i in range(250)] + ["tok-many-0", "tok-many-0001x", "a.b*c"]
+    for token in tokens:
+        register_secret(token)
+    for token in tokens:
+        assert redact(f"before {token} after") == "before *** after"
+    assert redact("tok-many-0001x tok-many-00 tok-many-") == "*** ***0 tok-many-"
+    assert redact("a.b*c abbc") == "*** abbc"  # regex characters are literal
