@@ -394,14 +394,22 @@ class CopyQuantity:
 def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuantity:
     """The follower copy's total quantity for a leader order, from the ledger as it is now.
 
-    The step is what this order moves the target by: what its fills have moved it already,
-    plus what its remaining quantity would move it from here (so a modify of the leader's
-    quantity or a partial fill gives a consistent total). Then:
-    - the closing part never exceeds what the follower holds from our copies, less what other
-      open copies already work to close; an exit never flips the follower;
-    - the opening part is sent only once the closing part leaves the follower flat (a
-      reversal closes fully, then opens the sized new side, if any), and never takes the
-      follower (with other working copies) beyond the target;
+    The order's step is what it moves the target by: what its fills have moved it already,
+    plus what its remaining quantity would move it from here. The copy takes the follower
+    from where its other copies take it (its position plus their working quantities) toward
+    the target once this order is done, by at most that step, so a modify of the leader's
+    quantity, a partial fill, or a re-decision after other orders moved gives a consistent
+    total (a copy never undoes what other copies do, and never makes up another copy's
+    shortfall beyond its own step). Then:
+    - the closing part never exceeds what the follower holds from our copies, less what
+      other open copies already work to close: an exit never flips the follower; when the
+      leader ends flat or on the copy's side, it closes all of the old side, even beyond
+      the order's step (a copy that outran its leader), so the follower is never left on
+      the side the leader has left;
+    - the opening part is sent only once the closing part leaves the follower flat and the
+      leader's own fills have left his old side (a reversal closes fully first; the sized new
+      side, if any, joins the copy's total once the leader has crossed flat, so the engine
+      then modifies the copy up or places its next generation), and never beyond the target;
     - a pure entry below `bounds.min_qty` is not copied;
     - never below what the copy has already filled.
     """
@@ -411,53 +419,76 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     s = leg.sign
     now = target_state(ledger)
     hypo_after = now.leader_net + s * leg.leader_remaining
-    target_after, _ = next_target(
-        now.target, now.leader_net, hypo_after, leg.terms, now.added_by.get(leader_order_id, 0)
-    )
-    step = now.moved_by.get(leader_order_id, 0) + target_after - now.target
-    wanted = max(s * step, 0)  # a sell never raises the target, a buy never lowers it
-    target_start = target_after - step
-    target_closing = min(wanted, max(-s * target_start, 0))
-    target_opening = wanted - target_closing
+    added = now.added_by.get(leader_order_id, 0)
+    target_after, _ = next_target(now.target, now.leader_net, hypo_after, leg.terms, added)
+    # The order's step, split into what reduces the follower's old side and what opens or
+    # adds on the leader's side: its fills' moves so far, plus its remaining from here.
+    moved = s * now.moved_by.get(leader_order_id, 0)
+    ahead = s * (target_after - now.target)
+    ahead_closing = min(ahead, max(-s * now.target, 0))
+    step_closing = moved - added + ahead_closing
+    step_opening = added + ahead - ahead_closing
 
-    # The follower without this copy: its holdings and the other copies still working.
+    # Where the target is going: once every open leader order has filled (in the order
+    # they arrived), each through its own terms.
+    projected = _projected_target(ledger, now)
+    # The follower without this copy: what it holds, and where its other copies take it.
     holding = ledger.follower_net - s * leg.copy_filled
-    others_same_way = sum(
+    others_this_way = sum(
         x.copy_working for x in ledger.legs if x.side is leg.side and x is not leg
     )
-    if s * holding < 0:  # this order reduces what the follower holds
-        closable = max(abs(holding) - others_same_way, 0)
-        beyond = max(others_same_way - abs(holding), 0)  # others already opening this way
-        closing = min(target_closing, closable)
-        flat_after = closable - closing == 0
-        room = max(s * target_after - beyond, 0)
-    else:
-        closing = 0
-        flat_after = True
-        room = max(s * target_after - s * holding - others_same_way, 0)
-    opening = min(target_opening, room) if flat_after else 0
+    others_other_way = sum(x.copy_working for x in ledger.legs if x.side is not leg.side)
+    heading = holding + s * (others_this_way - others_other_way)
+    gap = max(s * (projected - heading), 0)  # what this side still lacks
+    held_against = max(-s * holding, 0)  # what this copy's side reduces
+    closable = max(held_against - others_this_way, 0)
+    # When the leader is headed flat or to this copy's side, the follower keeps none of the
+    # old side, even what a copy that outran its leader left beyond this order's step.
+    closing = min(gap if s * projected >= 0 else min(gap, step_closing), closable)
+    flat_after = closable - closing == 0
+    leader_on_other_side = s * now.leader_net < 0
+    room = max(s * projected - max(s * holding + others_this_way + closing, 0), 0)
+    opening = 0
+    if flat_after and not leader_on_other_side:
+        opening = min(gap - closing, step_opening, room)
 
     reason = (
-        f"target {target_start:+d} → {target_after:+d} (leader {now.leader_net:+d}"
-        f"{' → ' + format(hypo_after, '+d') if leg.leader_remaining else ''})"
+        f"target {now.target:+d} → {target_after:+d} (leader {now.leader_net:+d}"
+        f"{' → ' + format(hypo_after, '+d') if leg.leader_remaining else ''}), "
+        f"this order's step {step_closing + step_opening}"
     )
-    if target_closing > closing:
-        reason += f"; closing capped at {closing} (the follower holds {holding:+d}"
-        reason += f", {others_same_way} already working)" if others_same_way else ")"
-    if target_opening > opening:
-        reason += (
-            "; nothing opened until the follower is flat"
-            if not flat_after
-            else f"; opening capped at {opening} by the target"
-        )
+    if closing < min(step_closing, held_against) or (step_closing and not held_against):
+        reason += f"; closing capped at {closing} (holds {holding:+d}"
+        reason += f", {others_this_way} already working to close)" if others_this_way else ")"
+    if gap < step_closing + step_opening:
+        reason += f"; the follower is headed to {heading:+d}, the target to {projected:+d}"
+    if opening < min(step_opening, gap - closing):
+        if leader_on_other_side:
+            reason += "; the new side opens once the leader's own fills cross flat"
+        elif not flat_after:
+            reason += "; nothing opened until the follower is flat"
+        else:
+            reason += f"; opening capped at {opening}: the follower is at its target"
     min_qty = leg.terms.bounds.min_qty
     if closing == 0 and 0 < opening < min_qty and leg.copy_filled == 0:
         reason += f"; {opening} is below min_qty {min_qty} → 0"
         opening = 0
     total = max(closing + opening, leg.copy_filled)
-    if total == 0 and wanted == 0:
-        reason += "; this order does not move the follower's target"
     return CopyQuantity(total, closing, opening, target_after, reason)
+
+
+def _projected_target(ledger: PositionLedger, now: TargetState) -> int:
+    """The target once the remaining quantity of every open leader order fills, in the order
+    they arrived, each through its own terms."""
+    leader, target = now.leader_net, now.target
+    for leg in ledger.legs:
+        if leg.leader_remaining:
+            after = leader + leg.sign * leg.leader_remaining
+            target, _ = next_target(
+                target, leader, after, leg.terms, now.added_by.get(leg.leader_order_id, 0)
+            )
+            leader = after
+    return target
 
 
 # --- drift -------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_half_follower_whose_entries_were_not_copied_sells_nothing_on_the_exit()
     oid, qty = acct.order(Side.SELL, 2, times(0.5))
     assert qty == 0
     step = copy_order_total(acct.ledger, oid)
-    assert "closing capped at 0" in step.reason
+    assert "closing capped at 0 (holds +0)" in step.reason
     acct.leader_fills(oid, 2)
     assert acct.ledger.follower_net == 0
 
@@ -228,8 +228,18 @@ def test_reversal_closes_then_opens_the_sized_new_side() -> None:
     acct.trade(Side.BUY, 2, times(1))
     oid, qty = acct.order(Side.SELL, 3, times(1))  # long 2 -> short 1 in one order
     step = copy_order_total(acct.ledger, oid)
+    # While the leader is long, the copy only closes: a fast copy must not leave it short.
+    assert (step.closing, step.opening, step.total) == (2 * LOT, 0, 2 * LOT)
+    assert qty == 2 * LOT and step.target_after == -LOT
+    assert "opens once the leader's own fills cross flat" in step.reason
+    acct.leader_fills(oid, 1)
+    assert copy_order_total(acct.ledger, oid).total == 2 * LOT
+    acct.leader_fills(oid, 2)  # the leader is flat: the short joins the copy's total
+    step = copy_order_total(acct.ledger, oid)
     assert (step.closing, step.opening, step.total) == (2 * LOT, LOT, 3 * LOT)
-    assert qty == 3 * LOT and step.target_after == -LOT
+    acct.leader_fills(oid, 3)
+    acct.ledger = record_copy_progress(acct.ledger, leader_order_id=oid, filled=3 * LOT, working=0)
+    assert acct.ledger.follower_net == -LOT == acct.ledger.target
 
 
 def test_reversal_opens_nothing_when_the_new_side_sizes_to_zero() -> None:
@@ -242,15 +252,28 @@ def test_reversal_opens_nothing_when_the_new_side_sizes_to_zero() -> None:
     assert step.target_after == 0
 
 
-def test_reversal_opens_nothing_while_the_follower_would_still_hold_the_old_side() -> None:
+def test_reversal_closes_all_of_a_follower_that_outran_its_leader() -> None:
     acct = Account()
-    oid, _ = acct.order(Side.BUY, 2, times(1))
-    acct.leader_fills(oid, 1, done=True)  # the leader's order ends with 1 of 2 lots
-    acct.copy_fills(oid)  # the copy had already filled both: 1 lot above target
-    rev, _ = acct.order(Side.SELL, 2, times(1))  # long 1 -> short 1
+    oid, _ = acct.order(Side.BUY, 3, times(1))
+    acct.leader_fills(oid, 1, done=True)  # the leader's order ends with 1 of 3 lots
+    acct.copy_fills(oid)  # the copy had already filled all 3: 2 lots above target
+    rev, qty = acct.order(Side.SELL, 2, times(1))  # long 1 -> short 1
+    assert qty == 3 * LOT  # closes everything it holds, beyond the order's 2-lot step
     step = copy_order_total(acct.ledger, rev)
-    assert step.closing == LOT and step.opening == 0  # it would still be long 1: no short yet
-    assert "nothing opened until the follower is flat" in step.reason
+    assert (step.closing, step.opening) == (3 * LOT, 0)
+    acct.leader_fills(rev, 2)  # the leader crossed flat: the short joins
+    step = copy_order_total(acct.ledger, rev)
+    assert (step.closing, step.opening, step.total) == (3 * LOT, LOT, 4 * LOT)
+
+
+def test_partial_exit_of_a_follower_that_outran_its_leader_sells_only_the_step() -> None:
+    acct = Account()
+    oid, _ = acct.order(Side.BUY, 3, times(1))
+    acct.leader_fills(oid, 2, done=True)
+    acct.copy_fills(oid)  # 3 lots held, target 2
+    assert acct.trade(Side.SELL, 1, times(1)) == LOT  # drift is reported, not traded
+    drift = position_drift(acct.ledger)
+    assert (drift.drift, drift.uncovered) == (LOT, LOT)
 
 
 def test_an_exit_counts_what_other_copies_already_work_to_close() -> None:
@@ -344,7 +367,10 @@ def test_leader_position_from_before_the_attach_point_is_never_traded() -> None:
 def test_leader_reversing_out_of_history_opens_only_the_new_side() -> None:
     acct = Account(PositionLedger(KEY, leader_at_attach=2 * LOT))
     oid, qty = acct.order(Side.SELL, 3, times(1))
-    assert qty == LOT and copy_order_total(acct.ledger, oid).target_after == -LOT
+    assert qty == 0  # the follower holds none of it, and the leader is still long
+    acct.leader_fills(oid, 3)
+    step = copy_order_total(acct.ledger, oid)
+    assert (step.closing, step.opening, step.target_after) == (0, LOT, -LOT)
 
 
 def test_an_order_open_at_attach_counts_only_later_fills() -> None:
