@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
+
+import aiosqlite
 
 from engine.clock import IST, to_ist
 from engine.domain import (
@@ -112,7 +113,7 @@ def intent(follower: str = "alice", leader: str = "L1", **changes: object) -> In
     return dataclasses.replace(i, **changes)  # type: ignore[arg-type]
 
 
-async def read(store: Store, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+async def read(store: Store, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
     """``fn(db)`` on the store's main connection (it sees every committed write)."""
     return await store._db.run(fn)
 
@@ -149,31 +150,31 @@ async def append_journal(
 
 
 async def get_mirror(store: Store, follower: str, leader_order_id: str) -> MirrorRecord | None:
-    def query(db: sqlite3.Connection) -> MirrorRecord | None:
-        row = db.execute(
+    async def query(db: aiosqlite.Connection) -> MirrorRecord | None:
+        rows = await db.execute_fetchall(
             f"SELECT {MIRROR_COLUMNS} FROM mirrors WHERE follower = ? AND leader_order_id = ?",
             (follower, leader_order_id),
-        ).fetchone()
-        return None if row is None else mirror_from(row)
+        )
+        return next((mirror_from(r) for r in rows), None)
 
     return await read(store, query)
 
 
 async def mirror_by_correlation(store: Store, correlation_id: str) -> MirrorRecord | None:
-    def query(db: sqlite3.Connection) -> MirrorRecord | None:
-        row = db.execute(
+    async def query(db: aiosqlite.Connection) -> MirrorRecord | None:
+        rows = await db.execute_fetchall(
             f"SELECT {MIRROR_COLUMNS} FROM mirrors WHERE correlation_id = ?"
             " ORDER BY generation DESC LIMIT 1",
             (correlation_id,),
-        ).fetchone()
-        return None if row is None else mirror_from(row)
+        )
+        return next((mirror_from(r) for r in rows), None)
 
     return await read(store, query)
 
 
 async def mirrors_for_leader(store: Store, leader_order_id: str) -> list[MirrorRecord]:
-    def query(db: sqlite3.Connection) -> list[MirrorRecord]:
-        rows = db.execute(
+    async def query(db: aiosqlite.Connection) -> list[MirrorRecord]:
+        rows = await db.execute_fetchall(
             f"SELECT {MIRROR_COLUMNS} FROM mirrors WHERE leader_order_id = ? ORDER BY rowid",
             (leader_order_id,),
         )
@@ -183,20 +184,20 @@ async def mirrors_for_leader(store: Store, leader_order_id: str) -> list[MirrorR
 
 
 async def get_leader_order(store: Store, order_id: str) -> OrderSnapshot | None:
-    def query(db: sqlite3.Connection) -> str | None:
-        row = db.execute(
+    async def query(db: aiosqlite.Connection) -> str | None:
+        rows = await db.execute_fetchall(
             "SELECT snapshot FROM leader_orders WHERE order_id = ?", (order_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
+        )
+        return next((str(r[0]) for r in rows), None)
 
     text = await read(store, query)
     return None if text is None else snapshot_from(text)
 
 
 async def get_intent(store: Store, intent_id: int) -> Intent | None:
-    def query(db: sqlite3.Connection) -> Intent | None:
-        row = db.execute("SELECT * FROM intents WHERE id = ?", (intent_id,)).fetchone()
-        return None if row is None else intent_from(row)
+    async def query(db: aiosqlite.Connection) -> Intent | None:
+        rows = await db.execute_fetchall("SELECT * FROM intents WHERE id = ?", (intent_id,))
+        return next((intent_from(r) for r in rows), None)
 
     return await read(store, query)
 
@@ -204,8 +205,8 @@ async def get_intent(store: Store, intent_id: int) -> Intent | None:
 async def recent_alerts(store: Store, limit: int = 100) -> list[Alert]:
     """The newest ``limit`` alerts, oldest first."""
 
-    def query(db: sqlite3.Connection) -> list[Alert]:
-        rows = db.execute(
+    async def query(db: aiosqlite.Connection) -> list[Alert]:
+        rows = await db.execute_fetchall(
             "SELECT * FROM (SELECT * FROM alerts ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,)
         )
         return [alert_from(r) for r in rows]
@@ -216,8 +217,8 @@ async def recent_alerts(store: Store, limit: int = 100) -> list[Alert]:
 async def malformed_messages(store: Store, limit: int = 100) -> list[tuple[datetime, str, str]]:
     """The newest ``limit`` malformed inputs as (at, raw, error), oldest first."""
 
-    def query(db: sqlite3.Connection) -> list[tuple[datetime, str, str]]:
-        rows = db.execute(
+    async def query(db: aiosqlite.Connection) -> list[tuple[datetime, str, str]]:
+        rows = await db.execute_fetchall(
             "SELECT * FROM (SELECT * FROM malformed_messages ORDER BY id DESC LIMIT ?) ORDER BY id",
             (limit,),
         )
@@ -226,9 +227,15 @@ async def malformed_messages(store: Store, limit: int = 100) -> list[tuple[datet
     return await read(store, query)
 
 
+async def one_value(db: aiosqlite.Connection, sql: str) -> Any:
+    """The first column of the first row ``sql`` returns."""
+    [(value, *_)] = await db.execute_fetchall(sql)
+    return value
+
+
 async def schema_version(store: Store) -> int:
-    def query(db: sqlite3.Connection) -> int:
-        return int(db.execute("SELECT version FROM schema_version").fetchone()[0])
+    async def query(db: aiosqlite.Connection) -> int:
+        return int(await one_value(db, "SELECT version FROM schema_version"))
 
     return await read(store, query)
 
@@ -236,15 +243,25 @@ async def schema_version(store: Store) -> int:
 async def durability(store: Store) -> dict[str, dict[str, Any]]:
     """The durability PRAGMAs of each of the store's connections, as SQLite reports them."""
 
-    def pragmas(db: sqlite3.Connection) -> dict[str, Any]:
-        sync = int(db.execute("PRAGMA synchronous").fetchone()[0])
+    async def pragmas(db: aiosqlite.Connection) -> dict[str, Any]:
+        sync = int(await one_value(db, "PRAGMA synchronous"))
         return {
-            "journal_mode": str(db.execute("PRAGMA journal_mode").fetchone()[0]),
+            "journal_mode": str(await one_value(db, "PRAGMA journal_mode")),
             "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, sync),
-            "busy_timeout": int(db.execute("PRAGMA busy_timeout").fetchone()[0]),
+            "busy_timeout": int(await one_value(db, "PRAGMA busy_timeout")),
         }
 
     return {
         "intents": await store._intents_db.run(pragmas),
         "main": await store._db.run(pragmas),
     }
+
+
+async def cap_pages(db: aiosqlite.Connection) -> None:
+    """Like a full disk: no new page can be had ("database or disk is full")."""
+    pages = await one_value(db, "PRAGMA page_count")
+    await db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+async def uncap_pages(db: aiosqlite.Connection) -> None:
+    await db.execute("PRAGMA max_page_count = 1073741823")

@@ -3,7 +3,7 @@
 The engine uses ``Store`` (the façade) and hands it ``WriteBatch``es; the rest of the package is
 its parts, one job each:
 
-- ``connection``: one SQLite connection on a thread of its own (PRAGMAs, transactions);
+- ``connection``: one SQLite connection through aiosqlite (PRAGMAs, its lock, transactions);
 - ``schema``: the versioned migrations;
 - ``serialization``: JSON by pydantic's TypeAdapter (also the headless log's), redacted;
 - ``rows``: records to rows and back;

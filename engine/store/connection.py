@@ -1,19 +1,21 @@
-"""One SQLite connection on a thread of its own, driven from asyncio.
+"""One SQLite connection through aiosqlite, and the lock that keeps a task's statements together.
 
-``run(fn)`` calls ``fn(db)`` on the connection's thread and returns its result: one thread hop
-for a whole transaction, and no other task's statements can land inside it. Calls run one at a
-time in the order they were made (a single-worker executor is a FIFO queue). A call whose caller
-is cancelled still runs to the end: a write that was handed over is never half-dropped.
+aiosqlite runs each statement on the connection's own thread, one hop per call, so two tasks'
+statements could interleave: a read could see another task's uncommitted rows, or land inside
+its transaction. ``run(fn)`` therefore holds the connection's lock around all of ``fn(db)``
+(for a write, BEGIN IMMEDIATE ... COMMIT). It runs ``fn`` in a task of its own: a caller
+cancelled half-way does not take back a write it has handed over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
+
+import aiosqlite
 
 from engine.store.errors import StoreError
 
@@ -25,80 +27,60 @@ _T = TypeVar("_T")
 class Connection:
     """Open with ``await Connection.open(path, synchronous)``; ``close`` when done."""
 
-    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
-        self._executor = executor
+    def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._lock = asyncio.Lock()  # one task's statements at a time
         self._closed = False
 
     @classmethod
     async def open(cls, path: str, synchronous: str) -> Connection:
         """A WAL connection with ``busy_timeout`` and the given ``synchronous`` level."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-db")
+        # isolation_level=None: no implicit transactions; the store's own BEGIN/COMMIT decide.
+        db = await aiosqlite.connect(path, isolation_level=None)
         try:
-            # Created on the worker thread: sqlite3 then checks every later use is there too.
-            db = await asyncio.get_running_loop().run_in_executor(
-                executor, _connect, path, synchronous
-            )
+            db.row_factory = sqlite3.Row
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            [(mode,)] = await db.execute_fetchall("PRAGMA journal_mode = WAL")
+            if str(mode).lower() != "wal":
+                raise StoreError(f"could not switch the database to WAL mode (got {mode})")
+            await db.execute(f"PRAGMA synchronous = {synchronous}")
+            await db.execute("PRAGMA foreign_keys = ON")
         except BaseException:
-            executor.shutdown(wait=False)
+            await db.close()
             raise
-        return cls(executor, db)
+        return cls(db)
 
-    def submit(self, fn: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
-        """Queue ``fn(db)`` now; the returned future completes when it has run."""
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db)
+    def submit(self, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> asyncio.Task[_T]:
+        """Start ``fn(db)`` now (alone on the connection); the task completes when it has run."""
+        return asyncio.ensure_future(self._alone(fn))
 
-    async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``fn(db)`` on the connection's thread, after everything queued before it."""
-        # shield: cancelling the caller must not take back work the thread may be doing.
+    async def run(self, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """``fn(db)`` alone on the connection, to its end even if the caller is cancelled."""
         return await asyncio.shield(self.submit(fn))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        try:
-            await self.run(_close)
-        finally:
-            self._executor.shutdown(wait=False)
+        async with self._lock:  # after whatever is running on it
+            await self._db.close()
+
+    async def _alone(self, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        async with self._lock:
+            return await fn(self._db)
 
 
-def _close(db: sqlite3.Connection) -> None:
-    db.close()
-
-
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; the store's own BEGIN/COMMIT decide.
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"could not switch the database to WAL mode (got {mode})")
-        db.execute(f"PRAGMA synchronous = {synchronous}")
-        db.execute("PRAGMA foreign_keys = ON")
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-@contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error. The caller holds the connection
+    alone (``Connection.run``): no other task's statement can land in between."""
     # IMMEDIATE takes the write lock up front (waiting up to busy_timeout), so a transaction
     # never fails half-way on a lock upgrade.
-    db.execute("BEGIN IMMEDIATE")
+    await db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        await db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    try:
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+            await db.rollback()
         raise

@@ -7,8 +7,9 @@ to date; one from a newer program is refused rather than misread.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+
+import aiosqlite
 
 from engine.store.connection import transaction
 from engine.store.errors import StoreError
@@ -119,13 +120,15 @@ _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
 )"""
 
 
-def migrate(db: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
+async def migrate(
+    db: aiosqlite.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS
+) -> int:
     """Apply the missing migrations, each in its own transaction; returns the version."""
-    db.execute(_VERSION_TABLE)
+    await db.execute(_VERSION_TABLE)
     while True:
-        with transaction(db):
-            row = db.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
-            version = int(row[0]) if row else 0
+        async with transaction(db):
+            rows = await db.execute_fetchall("SELECT version FROM schema_version WHERE id = 1")
+            version = next((int(r[0]) for r in rows), 0)
             if version > len(migrations):
                 raise StoreError(
                     f"the database is at schema version {version}, newer than this program"
@@ -134,8 +137,8 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRAT
             if version == len(migrations):
                 return version
             for statement in migrations[version]:
-                db.execute(statement)
-            db.execute(
+                await db.execute(statement)
+            await db.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
                 (version + 1,),

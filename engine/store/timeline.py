@@ -5,8 +5,9 @@ The read side of the journal: intents are stored as data, and worded here when r
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
+
+import aiosqlite
 
 from engine.clock import to_ist
 from engine.records import Intent
@@ -17,17 +18,20 @@ from engine.views import TimelineEntry
 _Ranked = tuple[datetime, int, TimelineEntry]
 
 
-def timeline_rows(db: sqlite3.Connection, leader_order_id: str) -> list[_Ranked]:
+async def timeline_rows(db: aiosqlite.Connection, leader_order_id: str) -> list[_Ranked]:
     """Journal entries and intents of one leader order as (at, seq, entry), unsorted."""
     out: list[_Ranked] = []
-    for row in db.execute(
+    for row in await db.execute_fetchall(
         "SELECT at, kind, follower, text, seq FROM journal WHERE leader_order_id = ?",
         (leader_order_id,),
     ):
         at = parse_datetime(row["at"])
         entry = TimelineEntry(at=at, kind=row["kind"], follower=row["follower"], text=row["text"])
         out.append((at, row["seq"], entry))
-    for row in db.execute("SELECT * FROM intents WHERE leader_order_id = ?", (leader_order_id,)):
+    intents = await db.execute_fetchall(
+        "SELECT * FROM intents WHERE leader_order_id = ?", (leader_order_id,)
+    )
+    for row in intents:
         intent = intent_from(row)
         assert intent.created_at is not None
         entry = TimelineEntry(

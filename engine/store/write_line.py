@@ -11,10 +11,11 @@ intents; they share one transaction and so one fsync, not ten.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import aiosqlite
 
 from engine.store.connection import Connection
 from engine.store.writes import Row, insert_intents
@@ -70,7 +71,9 @@ class WriteLine:
         self._open_batch: list[_PendingIntent] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
 
-    async def write(self, conn: Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+    async def write(
+        self, conn: Connection, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]
+    ) -> _T:
         """``fn(db)`` on ``conn``, after every write called before this one."""
         self._open_batch = None  # intents recorded from now on commit after this write
         turn = self._take_turn()

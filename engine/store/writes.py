@@ -1,17 +1,19 @@
-"""The write transactions: each a function of a ``sqlite3.Connection``, run on its thread.
+"""The write transactions: each an async function of an ``aiosqlite.Connection``, run alone on
+it (``Connection.run``).
 
-They take rows already made (``engine.store.rows``), so the event loop does the mapping and
-the database thread only executes. ``WriteBatch`` is what the engine hands over for the
-write-behind path: everything that need not be durable before anything else happens.
+They take rows already made (``engine.store.rows``), so the database thread only executes.
+``WriteBatch`` is what the engine hands over for the write-behind path: everything that need not
+be durable before anything else happens.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import aiosqlite
 
 from engine.domain import Alert, OrderSnapshot
 from engine.records import IntentOutcome, MirrorRecord
@@ -107,61 +109,84 @@ class BatchRows:
     alerts: list[Row]
 
 
-def write_batch(db: sqlite3.Connection, rows: BatchRows) -> None:
-    with transaction(db):
-        db.executemany(UPSERT_LEADER, rows.leaders)
-        db.executemany(DELETE_MIRROR, rows.deleted_mirrors)
-        db.executemany(UPSERT_MIRROR, rows.mirrors)
-        db.executemany(COMPLETE_INTENT, rows.completions)
-        db.executemany(INSERT_JOURNAL, rows.journal)
-        db.executemany(INSERT_ALERT, rows.alerts)
+async def write_batch(db: aiosqlite.Connection, rows: BatchRows) -> None:
+    async with transaction(db):
+        for sql, values in (
+            (UPSERT_LEADER, rows.leaders),
+            (DELETE_MIRROR, rows.deleted_mirrors),
+            (UPSERT_MIRROR, rows.mirrors),
+            (COMPLETE_INTENT, rows.completions),
+            (INSERT_JOURNAL, rows.journal),
+            (INSERT_ALERT, rows.alerts),
+        ):
+            if values:  # each statement is a hop to the database thread: skip the empty ones
+                await db.executemany(sql, values)
 
 
-def insert_intents(
-    db: sqlite3.Connection, intents: Sequence[tuple[Row, Row | None]]
+async def insert_intents(
+    db: aiosqlite.Connection, intents: Sequence[tuple[Row, Row | None]]
 ) -> list[int | Exception]:
     """Each (intent row, mirror row or None) in one transaction; the new id, or the error of
     the one that failed (a savepoint each, so one bad intent cannot fail the others)."""
+    if len(intents) == 1:
+        return [await _insert_one_intent(db, *intents[0])]
     results: list[int | Exception] = []
-    with transaction(db):
+    async with transaction(db):
         for intent, mirror in intents:
-            db.execute("SAVEPOINT intent")
+            await db.execute("SAVEPOINT intent")
             try:
-                cur = db.execute(INSERT_INTENT, intent)
-                if mirror is not None:
-                    db.execute(UPSERT_MIRROR, mirror)
+                intent_id = await _insert_intent(db, intent, mirror)
             except Exception as exc:
-                db.execute("ROLLBACK TO intent")
-                db.execute("RELEASE intent")
+                await db.execute("ROLLBACK TO intent")
+                await db.execute("RELEASE intent")
                 results.append(exc)
                 continue
-            db.execute("RELEASE intent")
-            assert cur.lastrowid is not None
-            results.append(cur.lastrowid)
+            await db.execute("RELEASE intent")
+            results.append(intent_id)
     return results
 
 
-def complete_intent(db: sqlite3.Connection, completion: Row, mirror: Row | None) -> None:
+async def _insert_one_intent(
+    db: aiosqlite.Connection, intent: Row, mirror: Row | None
+) -> int | Exception:
+    """One intent alone: no other to protect, so no savepoint (two hops fewer); its failure
+    rolls back the whole transaction, which held nothing else."""
+    try:
+        async with transaction(db):
+            return await _insert_intent(db, intent, mirror)
+    except Exception as exc:
+        return exc
+
+
+async def _insert_intent(db: aiosqlite.Connection, intent: Row, mirror: Row | None) -> int:
+    cur = await db.execute(INSERT_INTENT, intent)
+    if mirror is not None:
+        await db.execute(UPSERT_MIRROR, mirror)
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+async def complete_intent(db: aiosqlite.Connection, completion: Row, mirror: Row | None) -> None:
     """The intent's outcome (and the mirror row) in one transaction; the intent must exist."""
-    with transaction(db):
-        cur = db.execute(COMPLETE_INTENT, completion)
+    async with transaction(db):
+        cur = await db.execute(COMPLETE_INTENT, completion)
         if cur.rowcount != 1:
             raise StoreError(f"no intent with id {completion[-1]}")
         if mirror is not None:
-            db.execute(UPSERT_MIRROR, mirror)
+            await db.execute(UPSERT_MIRROR, mirror)
 
 
-def set_engine_state(db: sqlite3.Connection, state: Row) -> None:
-    db.execute(UPSERT_ENGINE_STATE, state)
+async def set_engine_state(db: aiosqlite.Connection, state: Row) -> None:
+    await db.execute(UPSERT_ENGINE_STATE, state)
 
 
-def record_malformed(db: sqlite3.Connection, message: Row) -> None:
+async def record_malformed(db: aiosqlite.Connection, message: Row) -> None:
     """Keep one malformed input (at, raw, error) and drop all but the newest MALFORMED_KEPT."""
-    with transaction(db):
-        cur = db.execute(
+    async with transaction(db):
+        cur = await db.execute(
             "INSERT INTO malformed_messages (at, raw, error) VALUES (?, ?, ?)", message
         )
         assert cur.lastrowid is not None
-        db.execute(
+        await db.execute(
             "DELETE FROM malformed_messages WHERE id <= ?", (cur.lastrowid - MALFORMED_KEPT,)
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import sys
 
 import pytest
@@ -18,6 +17,7 @@ from bench.soak import RandomLeader
 from engine.domain import EngineState
 from tests.chaos.conftest import ChaosFactory, ChaosWorld, assert_converged, start_engine
 from tests.e2e.conftest import LEADER
+from tests.store_helpers import cap_pages, uncap_pages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -61,20 +61,11 @@ async def test_database_locked_by_another_process_loses_and_duplicates_nothing(
     await assert_converged(world, "restart after the lock", timeout=30)
 
 
-def _cap(db: sqlite3.Connection) -> None:
-    pages = db.execute("PRAGMA page_count").fetchone()[0]
-    db.execute(f"PRAGMA max_page_count = {pages}")
-
-
-def _uncap(db: sqlite3.Connection) -> None:
-    db.execute("PRAGMA max_page_count = 1073741823")
-
-
 async def fill_up(world: ChaosWorld, full: bool = True) -> None:
     store = world.eng.store
     assert store is not None
-    for conn in (store._db, store._intents_db):  # on each connection's own thread
-        await conn.run(_cap if full else _uncap)
+    for conn in (store._db, store._intents_db):  # max_page_count is per connection
+        await conn.run(cap_pages if full else uncap_pages)
 
 
 async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from engine.domain import AmoTime, EngineState, MirrorState
@@ -17,6 +18,7 @@ from tests.store_helpers import (
     V4_SNAPSHOT,
     get_mirror,
     mirror,
+    one_value,
     params,
     schema_version,
 )
@@ -85,30 +87,26 @@ async def test_a_database_of_an_earlier_version_opens_and_reads(
         assert await schema_version(s) == SCHEMA_VERSION
 
 
-def test_a_migration_added_later_applies_once_and_keeps_the_rows(tmp_path: Path) -> None:
+async def test_a_migration_added_later_applies_once_and_keeps_the_rows(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
     make_database(path, 4)
     v5 = (*MIGRATIONS, ("ALTER TABLE mirrors ADD COLUMN note TEXT NOT NULL DEFAULT 'x'",))
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        assert migrate(db, v5) == 5
-        assert migrate(db, v5) == 5
-        assert db.execute("SELECT follower, note FROM mirrors").fetchall() == [("alice", "x")]
-        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 5
-    finally:
-        db.close()
+    async with aiosqlite.connect(path, isolation_level=None) as db:
+        assert await migrate(db, v5) == 5
+        assert await migrate(db, v5) == 5
+        assert list(await db.execute_fetchall("SELECT follower, note FROM mirrors")) == [
+            ("alice", "x")
+        ]
+        assert await one_value(db, "SELECT version FROM schema_version") == 5
 
 
-def test_a_failing_migration_leaves_the_database_at_its_version(tmp_path: Path) -> None:
+async def test_a_failing_migration_leaves_the_database_at_its_version(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
     make_database(path, 4)
     broken = (*MIGRATIONS, ("ALTER TABLE mirrors ADD COLUMN n INTEGER", "NOT SQL AT ALL"))
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
+    async with aiosqlite.connect(path, isolation_level=None) as db:
         with pytest.raises(sqlite3.OperationalError):
-            migrate(db, broken)
-        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 4
-        columns = [r[1] for r in db.execute("PRAGMA table_info(mirrors)")]
+            await migrate(db, broken)
+        assert await one_value(db, "SELECT version FROM schema_version") == 4
+        columns = [r[1] for r in await db.execute_fetchall("PRAGMA table_info(mirrors)")]
         assert "n" not in columns  # the half-done migration was rolled back
-    finally:
-        db.close()

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from engine import secrets
@@ -16,15 +17,18 @@ from engine.records import IntentOutcome
 from engine.store import Store, WriteBatch
 from tests.store_helpers import (
     T0,
+    cap_pages,
     get_intent,
     get_leader_order,
     get_mirror,
     intent,
     mirror,
+    one_value,
     params,
     read,
     recent_alerts,
     snapshot,
+    uncap_pages,
 )
 
 
@@ -41,8 +45,8 @@ async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Store]:
 
 
 async def rows_in(store: Store, table: str) -> int:
-    def query(db: sqlite3.Connection) -> int:
-        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    async def query(db: aiosqlite.Connection) -> int:
+        return int(await one_value(db, f"SELECT count(*) FROM {table}"))
 
     return await read(store, query)
 
@@ -97,8 +101,8 @@ async def test_an_answer_without_an_end_leaves_the_intent_unfinished(store: Stor
     [unfinished] = await store.unfinished_intents()
     assert (unfinished.outcome, unfinished.detail) == (IntentOutcome.AMBIGUOUS, "timeout")
 
-    def completed_at(db: sqlite3.Connection) -> object:
-        return db.execute("SELECT completed_at FROM intents").fetchone()[0]
+    async def completed_at(db: aiosqlite.Connection) -> object:
+        return await one_value(db, "SELECT completed_at FROM intents")
 
     assert await read(store, completed_at) is None
 
@@ -137,8 +141,8 @@ async def test_batches_and_intents_land_in_call_order(store: Store, clock: Manua
 async def test_concurrent_intents_share_one_commit(store: Store) -> None:
     commits: list[str] = []
 
-    def trace(db: sqlite3.Connection) -> None:
-        db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    async def trace(db: aiosqlite.Connection) -> None:
+        await db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
 
     await store._intents_db.run(trace)
     stored = await asyncio.gather(
@@ -147,15 +151,6 @@ async def test_concurrent_intents_share_one_commit(store: Store) -> None:
     assert len({i.id for i in stored}) == 10
     assert commits == ["COMMIT"]  # ten intents, one fsync
     assert len(await store.mirrors()) == 10
-
-
-def _cap(db: sqlite3.Connection) -> None:
-    # Like a full disk: no new page can be had ("database or disk is full").
-    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
-
-
-def _uncap(db: sqlite3.Connection) -> None:
-    db.execute("PRAGMA max_page_count = 1073741823")
 
 
 async def test_a_refused_batch_writes_nothing_and_lands_whole_when_retried(store: Store) -> None:
@@ -168,7 +163,7 @@ async def test_a_refused_batch_writes_nothing_and_lands_whole_when_retried(store
         journal=[(T0, "leader", None, "L1", "x" * 500) for _ in range(40)],
         alerts=[Alert("X", Severity.WARNING, "y" * 200, T0) for _ in range(20)],
     )
-    await store._db.run(_cap)
+    await store._db.run(cap_pages)
     with pytest.raises(sqlite3.OperationalError, match="full"):
         await store.write_batch(batch)
     # All or nothing: the refused batch left no trace, and the line is not stuck.
@@ -179,7 +174,7 @@ async def test_a_refused_batch_writes_nothing_and_lands_whole_when_retried(store
     later = await asyncio.wait_for(store.record_intent(intent("bob")), timeout=5)
     assert later.id > stored.id
 
-    await store._db.run(_uncap)
+    await store._db.run(uncap_pages)
     await store.write_batch(batch)  # what the write-behind does a second later
     assert len(await store.leader_orders()) == 40
     assert len(await store.mirrors()) == 41  # alice's and the batch's forty
