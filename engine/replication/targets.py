@@ -429,15 +429,16 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     step_closing = moved - added + ahead_closing
     step_opening = added + ahead - ahead_closing
 
-    # Where the target is going: once every open leader order has filled (in the order
-    # they arrived), each through its own terms.
-    projected = _projected_target(ledger, now)
-    # The follower without this copy: what it holds, and where its other copies take it.
+    # Where the target is going: once this and every earlier open leader order has filled
+    # (in the order they arrived), each through its own terms.
+    projected = _projected_target(ledger, now, through=leg)
+    # The follower without this copy: what it holds, and where the copies of earlier leader
+    # orders take it. Earlier orders come first, so a copy whose leader has filled is never
+    # left carrying the share of a later order its leader has not filled yet.
+    earlier = ledger.legs[: ledger.legs.index(leg)]
     holding = ledger.follower_net - s * leg.copy_filled
-    others_this_way = sum(
-        x.copy_working for x in ledger.legs if x.side is leg.side and x is not leg
-    )
-    others_other_way = sum(x.copy_working for x in ledger.legs if x.side is not leg.side)
+    others_this_way = sum(x.copy_working for x in earlier if x.side is leg.side)
+    others_other_way = sum(x.copy_working for x in earlier if x.side is not leg.side)
     heading = holding + s * (others_this_way - others_other_way)
     gap = max(s * (projected - heading), 0)  # what this side still lacks
     held_against = max(-s * holding, 0)  # what this copy's side reduces
@@ -477,11 +478,11 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     return CopyQuantity(total, closing, opening, target_after, reason)
 
 
-def _projected_target(ledger: PositionLedger, now: TargetState) -> int:
-    """The target once the remaining quantity of every open leader order fills, in the order
-    they arrived, each through its own terms."""
+def _projected_target(ledger: PositionLedger, now: TargetState, through: Leg) -> int:
+    """The target once the remaining quantity of every open leader order up to `through`
+    fills, in the order they arrived, each through its own terms."""
     leader, target = now.leader_net, now.target
-    for leg in ledger.legs:
+    for leg in ledger.legs[: ledger.legs.index(through) + 1]:
         if leg.leader_remaining:
             after = leader + leg.sign * leg.leader_remaining
             target, _ = next_target(
