@@ -116,9 +116,13 @@ async def lean_phase(
     sim: SimHandle, followers: list[Account], orders: int, price: float
 ) -> tuple[list[str], float]:
     """The lean copier (bench.lean) copies `orders` leader orders; their ids and its CPU."""
-    sockets = await sim.sockets()
+    deadline = time.monotonic() + 30
+    while await sim.sockets():  # the engine's sockets close first: count only the lean's
+        if time.monotonic() > deadline:
+            raise TimeoutError("the engine's order sockets are still open")
+        await asyncio.sleep(0.05)
     async with lean_copier(sim.rest_url, sim.ws_url, LEADER, followers, price) as lean:
-        await sim.wait_sockets(sockets + 1)
+        await sim.wait_sockets(1 + len(followers))
         cpu0 = time.process_time()
         order_ids: list[str] = []
         for _ in range(orders):

@@ -5,6 +5,10 @@ follower's place-order request (the JSON body the ``dhanhq`` SDK sends, with a c
 on that follower's own warm keep-alive connection (aiohttp, one session per account, opened
 and warmed before the orders). No store, no decision, no sizing, no rate limit: only the
 bytes a copier cannot avoid. Its timings are taken at the simulator like the engine's.
+
+Like the engine, it keeps every follower's order socket logged in (a copier must hear its
+fills), reading and dropping the frames: the simulator then does the same work per order in
+both runs (an alert to each follower's socket), and only the copier differs.
 """
 
 from __future__ import annotations
@@ -106,22 +110,38 @@ class LeanCopier:
 async def lean_copier(
     rest_url: str, ws_url: str, leader: Account, followers: Sequence[Account], price: float
 ) -> AsyncIterator[LeanCopier]:
-    """A started lean copier: every follower connection warm, the leader's socket logged in."""
+    """A started lean copier: every follower connection warm, every order socket logged in
+    (``1 + len(followers)`` sockets: wait for them at the simulator before placing)."""
     lines = [_FollowerLine(f, rest_url) for f in followers]
+    tasks: list[asyncio.Task[None]] = []
     try:
         await asyncio.gather(*(line.warm() for line in lines))
         copier = LeanCopier(lines, price)
-        async with websockets.connect(ws_url) as ws:
-            login = {
-                "LoginReq": {"MsgCode": 42, "ClientId": leader.client_id, "Token": leader.token}
-            }
-            await ws.send(json.dumps(login))
-            reader = asyncio.create_task(copier.read_leader(ws), name="lean-leader")
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [
+                await stack.enter_async_context(_order_socket(ws_url, a))
+                for a in (leader, *followers)
+            ]
+            tasks.append(asyncio.create_task(copier.read_leader(sockets[0]), name="lean-leader"))
+            tasks += [asyncio.create_task(_drain(ws)) for ws in sockets[1:]]
             try:
                 yield copier
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await asyncio.gather(*(line.session.close() for line in lines))
+
+
+@contextlib.asynccontextmanager
+async def _order_socket(ws_url: str, account: Account) -> AsyncIterator[Any]:
+    async with websockets.connect(ws_url) as ws:
+        login = {"LoginReq": {"MsgCode": 42, "ClientId": account.client_id, "Token": account.token}}
+        await ws.send(json.dumps(login))
+        yield ws
+
+
+async def _drain(ws: Any) -> None:
+    async for _ in ws:
+        pass

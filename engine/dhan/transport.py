@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from dhanhq import dhanhq
 from requests.structures import CaseInsensitiveDict
-from requests.utils import default_headers
+from requests.utils import default_headers, get_environ_proxies, select_proxy
 
 __all__ = [
     "AsyncDhanTransport",
@@ -151,6 +151,11 @@ class AsyncDhanTransport:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeout_s, sock_read=timeout_s
         )
+        # Like requests: a proxy from the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY),
+        # looked up once for the account's base URL rather than on every request.
+        self._proxy: str | None = select_proxy(
+            self._base_url, get_environ_proxies(self._base_url, no_proxy=None)
+        )
         self._max_connections = max(1, max_connections)
         self._source_ip = source_ip
         self._on_exchange = on_exchange
@@ -183,8 +188,6 @@ class AsyncDhanTransport:
                 timeout=self._timeout,
                 # Exactly the SDK's headers: aiohttp adds none of its own.
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                # Like requests: proxies from the environment (HTTP(S)_PROXY, NO_PROXY).
-                trust_env=True,
             )
         return self._session
 
@@ -205,7 +208,11 @@ class AsyncDhanTransport:
         try:
             session = self._open_session()
             async with session.request(
-                request.method, self._base_url + request.endpoint, data=data, headers=self._headers
+                request.method,
+                self._base_url + request.endpoint,
+                data=data,
+                headers=self._headers,
+                proxy=self._proxy,
             ) as response:
                 content = await response.read()
                 status = response.status
