@@ -14,8 +14,7 @@ nothing yet (an exit copy cannot sell what an entry copy has not bought; it grow
 fills). So at every moment the test holds the sizing to:
 - the follower's target (also once every open leader order fills) has the leader's sign, is
   flat when he is flat, in whole lots;
-- copies working against the follower's position never sell (buy) more than it holds while
-  the leader stays on that side.
+- while the leader is long (short), copies never sell (buy) more than the follower holds.
 Once every leader order has ended and every copy has filled what it is sized to, the
 follower's *position* is exactly its target: same sign as the leader's, never beyond it, flat
 with him (or below the target where a minimum order size held an entry back).
@@ -238,10 +237,12 @@ class Model:
         assert target % LOT == 0 and net % LOT == 0
         lead_to, target_to = self.projected()
         assert target_to * lead_to >= 0 and (lead_to != 0 or target_to == 0)
-        if net * leader >= 0:  # copies reducing the position never exceed it
-            against = self.ledger.working_sell if net > 0 else self.ledger.working_buy
-            if net and leader * target_to > 0:
-                assert against <= abs(net), f"{against} working against a position of {net}"
+        # While the leader is on a side, copies never sell (buy) more than the follower holds
+        # on that side: an exit never flips the follower, whatever else is working.
+        if leader > 0:
+            assert self.ledger.working_sell <= max(net, 0), f"selling more than {net} held"
+        if leader < 0:
+            assert self.ledger.working_buy <= max(-net, 0), f"buying more than {net} held"
 
     def settle(self) -> None:
         """Every leader order ends as it is; every copy fills all it is sized to."""
