@@ -24,6 +24,7 @@ The reverse direction (our enums -> the SDK's keyword arguments) lives here too:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -95,7 +96,17 @@ class SocketDecodeResult:
 
 
 def _norm_key(key: object) -> str:
+    if isinstance(key, str) and len(key) <= _CACHED_KEY_CHARS:
+        return _norm_known_key(key)
     return str(key).replace("_", "").replace("-", "").replace(" ", "").lower()
+
+
+_CACHED_KEY_CHARS = 64  # field names; a long odd key is normalised each time, never kept
+
+
+@functools.lru_cache(maxsize=1024)  # every frame and row repeats the same ~80 field names
+def _norm_known_key(key: str) -> str:
+    return key.replace("_", "").replace("-", "").replace(" ", "").lower()
 
 
 def _fold(data: Mapping[Any, Any]) -> dict[str, Any]:
