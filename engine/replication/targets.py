@@ -21,7 +21,9 @@ up so it never over-exits.
 
 `copy_order_total` turns that into the follower order's total quantity for one leader order,
 valid for a place and for a modify, capped so that an exit never sells more than the follower
-holds (net less what other copies are already working to close) and never flips it.
+holds (net less what other copies are already working to close) and never flips it, and a
+reversal opens the new side only once the leader's own fills have crossed flat.
+`position_drift` compares the follower's position with its target.
 """
 
 from __future__ import annotations
@@ -395,17 +397,21 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     """The follower copy's total quantity for a leader order, from the ledger as it is now.
 
     The order's step is what it moves the target by: what its fills have moved it already,
-    plus what its remaining quantity would move it from here. The copy takes the follower
-    from where its other copies take it (its position plus their working quantities) toward
-    the target once this order is done, by at most that step, so a modify of the leader's
-    quantity, a partial fill, or a re-decision after other orders moved gives a consistent
-    total (a copy never undoes what other copies do, and never makes up another copy's
-    shortfall beyond its own step). Then:
-    - the closing part never exceeds what the follower holds from our copies, less what
-      other open copies already work to close: an exit never flips the follower; when the
-      leader ends flat or on the copy's side, it closes all of the old side, even beyond
-      the order's step (a copy that outran its leader), so the follower is never left on
-      the side the leader has left;
+    plus what its remaining quantity would move it from here. Copies are sized in the order
+    their leader orders arrived: this copy takes the follower from where it stands (its
+    position plus the working quantities of the copies of *earlier* orders) toward the target
+    once this and every earlier open order has filled, by at most its own step. So a modify of
+    the leader's quantity, a partial fill, or a re-decision after other orders moved gives a
+    consistent total; a copy never undoes what other copies do, never makes up another
+    copy's shortfall beyond its own step, and a copy whose leader has filled never carries
+    the share of a later order its leader has not filled. Because a total depends on the
+    copies of earlier orders, the engine re-decides every copy of the ledger, in arrival
+    order, when anything in it changes. Then:
+    - the closing part never exceeds what the follower holds from our copies, less what the
+      copies of earlier orders already work to close: an exit never flips the follower;
+      when the leader is headed flat or to the copy's side, it closes all of the old side,
+      even beyond the order's step (a copy that outran its leader), so the follower is never
+      left on the side the leader has left;
     - the opening part is sent only once the closing part leaves the follower flat and the
       leader's own fills have left his old side (a reversal closes fully first; the sized new
       side, if any, joins the copy's total once the leader has crossed flat, so the engine

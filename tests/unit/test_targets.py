@@ -77,6 +77,18 @@ class Account:
         self.ledger = record_copy_progress(self.ledger, leader_order_id=oid, filled=0, working=qty)
         return oid, qty
 
+    def redecide(self) -> None:
+        """The engine after any change in the ledger: every copy re-sized, in arrival order
+        (an open copy is modified to its new total; a smaller total means a cancel)."""
+        for leg in self.ledger.legs:
+            total = copy_order_total(self.ledger, leg.leader_order_id).total
+            self.ledger = record_copy_progress(
+                self.ledger,
+                leader_order_id=leg.leader_order_id,
+                filled=leg.copy_filled,
+                working=total - leg.copy_filled,
+            )
+
     def leader_fills(self, oid: str, filled_lots: int, *, done: bool | None = None) -> None:
         leg = self.ledger.leg(oid)
         assert leg is not None
@@ -284,6 +296,45 @@ def test_an_exit_counts_what_other_copies_already_work_to_close() -> None:
     target_exit, qty = acct.order(Side.SELL, 2, times(1))  # a second exit of the same lots
     assert qty == 0  # all the follower holds is already working to close
     assert stop != target_exit
+
+
+def test_concurrent_entries_each_get_their_share() -> None:
+    acct = Account()
+    first, q1 = acct.order(Side.BUY, 1, times(1))
+    second, q2 = acct.order(Side.BUY, 1, times(1))
+    assert (q1, q2) == (LOT, LOT)
+    acct.leader_fills(second, 1)  # the later order fills first
+    assert copy_order_total(acct.ledger, first).total == LOT
+    assert copy_order_total(acct.ledger, second).total == LOT
+
+
+def test_the_second_exit_copies_once_the_first_is_cancelled() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 2, times(1))
+    stop, _ = acct.order(Side.SELL, 2, times(1))  # a resting stop-loss
+    target_exit, qty = acct.order(Side.SELL, 2, times(1))  # and a resting target
+    assert qty == 0
+    # The leader cancels the stop; the engine cancels its copy and re-decides the ledger.
+    acct.leader_fills(stop, 0, done=True)
+    acct.ledger = record_copy_progress(acct.ledger, leader_order_id=stop, filled=0, working=0)
+    assert copy_order_total(acct.ledger, target_exit).total == 2 * LOT
+
+
+def test_a_lagging_copy_whose_leader_round_tripped_shrinks_to_nothing() -> None:
+    acct = Account()
+    filled, _ = acct.order(Side.BUY, 1, times(1))
+    acct.leader_fills(filled, 1)  # the copy still works: it lags
+    exit_, qty = acct.order(Side.SELL, 1, times(1))
+    assert qty == 0  # nothing held yet to sell
+    acct.leader_fills(exit_, 1)  # leader flat
+    acct.redecide()
+    # The lagging copy is now for nothing (the leader bought and sold): cancelled.
+    assert acct.ledger.working_buy == 0
+    later, later_qty = acct.order(Side.BUY, 1, times(1))  # a new entry, not filled
+    assert later_qty == LOT  # its copy carries its own lot
+    acct.redecide()
+    assert copy_order_total(acct.ledger, filled).total == 0
+    assert copy_order_total(acct.ledger, later).total == LOT
 
 
 # --- partial fills and modifications ------------------------------------------------------------
