@@ -102,12 +102,17 @@ class Executor:
         if not isinstance(decision, Cancel) and f.circuit.state is CircuitState.OPEN:
             self._answers.hold_for_circuit(f, leader_id)
             return
-        slot = await f.limiter.acquire()
+        slot = f.limiter.try_acquire()
+        waited = slot is None
+        if slot is None:
+            slot = await f.limiter.acquire()
         trial = False  # this call holds the breaker's one half-open trial
         try:
-            # Decide again: the state may have moved while we waited for a token.
-            leader = self._book.leader(leader_id) or leader
-            decision = self.decide(f, leader)
+            if waited:
+                # Decide again: the state may have moved while we waited for a token. (A slot
+                # granted at once means no await since the decision: it still stands.)
+                leader = self._book.leader(leader_id) or leader
+                decision = self.decide(f, leader)
             if isinstance(decision, (Place, Modify)):
                 trial = f.circuit.state is CircuitState.HALF_OPEN
                 if not f.circuit.allow():  # checked again: it may have opened while we waited
