@@ -260,8 +260,9 @@ async def durability(store: Store) -> dict[str, dict[str, Any]]:
 async def cap_pages(db: aiosqlite.Connection) -> None:
     """Like a full disk: no new page can be had ("database or disk is full")."""
     pages = await one_value(db, "PRAGMA page_count")
-    await db.execute(f"PRAGMA max_page_count = {pages}")
+    # Fetched: this PRAGMA answers with a row, and an unread one would keep a read open.
+    await db.execute_fetchall(f"PRAGMA max_page_count = {pages}")
 
 
 async def uncap_pages(db: aiosqlite.Connection) -> None:
-    await db.execute("PRAGMA max_page_count = 1073741823")
+    await db.execute_fetchall("PRAGMA max_page_count = 1073741823")

@@ -39,12 +39,15 @@ class Connection:
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # execute_fetchall reads every row a PRAGMA answers with: a statement left unread
+            # keeps a read snapshot open, and a later BEGIN IMMEDIATE on this connection then
+            # fails at once with "database is locked" once the other connection has committed.
+            await db.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             [(mode,)] = await db.execute_fetchall("PRAGMA journal_mode = WAL")
             if str(mode).lower() != "wal":
                 raise StoreError(f"could not switch the database to WAL mode (got {mode})")
-            await db.execute(f"PRAGMA synchronous = {synchronous}")
-            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute_fetchall(f"PRAGMA synchronous = {synchronous}")
+            await db.execute_fetchall("PRAGMA foreign_keys = ON")
         except BaseException:
             await db.close()
             raise
