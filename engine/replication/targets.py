@@ -399,14 +399,14 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     The order's step is what it moves the target by: what its fills have moved it already,
     plus what its remaining quantity would move it from here. Copies are sized in the order
     their leader orders arrived: this copy takes the follower from where it stands (its
-    position plus the working quantities of the copies of *earlier* orders) toward the target
-    once this and every earlier open order has filled, by at most its own step. So a modify of
-    the leader's quantity, a partial fill, or a re-decision after other orders moved gives a
-    consistent total; a copy never undoes what other copies do, never makes up another
-    copy's shortfall beyond its own step, and a copy whose leader has filled never carries
-    the share of a later order its leader has not filled. Because a total depends on the
-    copies of earlier orders, the engine re-decides every copy of the ledger, in arrival
-    order, when anything in it changes. Then:
+    position plus the working quantities of the copies of *earlier* orders) toward the
+    target once this and every earlier open order on its side has filled, by at most its own
+    step. So a modify of the leader's quantity, a partial fill, or a re-decision after other
+    orders moved gives a consistent total; a copy never undoes what other copies do, never
+    makes up another copy's shortfall beyond its own step, and a copy whose leader has filled
+    never carries the share of a later order its leader has not filled. Because a total
+    depends on the copies of earlier orders, the engine re-decides every copy of the ledger,
+    in arrival order, when anything in it changes. Then:
     - the closing part never exceeds what the follower holds from our copies, less what the
       copies of earlier orders already work to close: an exit never flips the follower;
       when the leader is headed flat or to the copy's side, it closes all of the old side,
@@ -435,8 +435,8 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     step_closing = moved - added + ahead_closing
     step_opening = added + ahead - ahead_closing
 
-    # Where the target is going: once this and every earlier open leader order has filled
-    # (in the order they arrived), each through its own terms.
+    # Where the target is going: once this and every earlier open leader order on its side
+    # has filled (in the order they arrived), each through its own terms.
     projected = _projected_target(ledger, now, through=leg)
     # The follower without this copy: what it holds, and where the copies of earlier leader
     # orders take it. Earlier orders come first, so a copy whose leader has filled is never
@@ -485,11 +485,13 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
 
 
 def _projected_target(ledger: PositionLedger, now: TargetState, through: Leg) -> int:
-    """The target once the remaining quantity of every open leader order up to `through`
-    fills, in the order they arrived, each through its own terms."""
+    """The target once the remaining quantity of `through` and of every earlier open leader
+    order on its side fills, in the order they arrived, each through its own terms. Orders
+    on the other side are left out: a resting buy must not stop the copy of a filled short
+    sale, nor a resting stop-loss the copy of a new entry."""
     leader, target = now.leader_net, now.target
     for leg in ledger.legs[: ledger.legs.index(through) + 1]:
-        if leg.leader_remaining:
+        if leg.leader_remaining and leg.side is through.side:
             after = leader + leg.sign * leg.leader_remaining
             target, _ = next_target(
                 target, leader, after, leg.terms, now.added_by.get(leg.leader_order_id, 0)

@@ -4,9 +4,10 @@ Any sequence of leader orders in one instrument (buys and sells, overlapping, pa
 modifications, cancels, any sizes, sizing settings changed at any point) runs through a model
 of the engine: after every leader event the engine re-sizes every copy (level-triggered, as it
 does on every snapshot), and between events copies fill part of what they work, behind their
-leader (while a leader order is open, its copy fills no further than the leader's fills have
-moved the target; a copy that fills ahead of its leader and is then left over when the leader
-cancels is drift, reported and handled by the lagging-copy policy, not sizing).
+leader: while a leader order is open, its copy fills no further than the leader's fills have
+moved the target, nor past the target his fills imply (a copy that fills ahead of its leader
+and is left over when the leader cancels is drift, reported and handled by the lagging-copy
+policy, not by sizing).
 
 Between a leader's fill and its copy's the follower still holds what the leader just sold,
 and a leader with resting orders on both sides has copies working both ways that close
@@ -152,11 +153,13 @@ class Model:
 
     def fillable(self, leg: Leg) -> int:
         """A copy trades behind its leader: while the leader's order is open, its copy fills
-        no further than the leader's own fills have moved the target."""
+        no further than the leader's own fills have moved the target, nor past where the
+        leader's fills have taken the target."""
         if not leg.leader_open:
             return leg.copy_working
         moved = leg.sign * target_state(self.ledger).moved_by.get(leg.leader_order_id, 0)
-        return max(min(leg.copy_working, moved - leg.copy_filled), 0)
+        behind = leg.sign * (self.ledger.target - self.ledger.follower_net)
+        return max(min(leg.copy_working, moved - leg.copy_filled, behind), 0)
 
     def fill_copy(self, order_id: str, qty: int) -> None:
         leg = self.ledger.leg(order_id)
