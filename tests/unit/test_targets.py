@@ -337,6 +337,16 @@ def test_a_lagging_copy_whose_leader_round_tripped_shrinks_to_nothing() -> None:
     assert copy_order_total(acct.ledger, later).total == LOT
 
 
+def test_a_resting_buy_does_not_stop_the_copy_of_a_short_sale() -> None:
+    acct = Account()
+    acct.order(Side.BUY, 2, times(1))  # a resting buy limit, not filled
+    short, qty = acct.order(Side.SELL, 3, times(1))  # the leader sells short
+    assert qty == 3 * LOT
+    acct.leader_fills(short, 3)
+    acct.redecide()
+    assert copy_order_total(acct.ledger, short).total == 3 * LOT
+
+
 # --- partial fills and modifications ------------------------------------------------------------
 
 
