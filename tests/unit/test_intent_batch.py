@@ -1,0 +1,51 @@
+"""The intents of one leader event, recorded together, share one commit: each gets its own id,
+its row and its mirror, whatever the batch's size (several INSERT statements past 500)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.records import Intent
+from engine.store import Store
+from tests.store_helpers import get_intent, get_mirror, intent, mirror
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "copytrade.db")
+    yield s
+    await s.close()
+
+
+@pytest.mark.parametrize("followers", [2, 200, 1201])
+async def test_a_fan_out_gets_one_id_per_intent_and_its_mirror(
+    store: Store, followers: int
+) -> None:
+    names = [f"f{i:04d}" for i in range(followers)]
+    stored = await asyncio.gather(*(store.record_intent(intent(n), mirror(n)) for n in names))
+    assert [i.follower for i in stored] == names
+    assert len({i.id for i in stored}) == followers
+    for record in (stored[0], stored[followers // 2], stored[-1]):
+        assert await get_intent(store, record.id) == record
+        found = await get_mirror(store, record.follower, "L1")
+        assert found is not None and found.correlation_id == record.correlation_id
+    assert sorted(await store.unfinished_intents(), key=lambda i: i.id) == sorted(
+        stored, key=lambda i: i.id
+    )
+
+
+async def test_a_refused_row_fails_alone_in_a_large_batch(store: Store) -> None:
+    bad = mirror("f0007")
+    object.__setattr__(bad, "follower", None)  # its mirror upsert is refused (NOT NULL)
+    names = [f"f{i:04d}" for i in range(30)]
+    results = await asyncio.gather(
+        *(store.record_intent(intent(n), bad if n == "f0007" else mirror(n)) for n in names),
+        return_exceptions=True,
+    )
+    refused = [n for n, r in zip(names, results, strict=True) if not isinstance(r, Intent)]
+    assert refused == ["f0007"]
+    assert len(await store.unfinished_intents()) == 29
