@@ -1,6 +1,7 @@
 """The lean copier: the least any copier could do, as the yardstick for ``bench.followers``.
 
-It reads the leader's order socket, and on the first alert of a new leader order posts each
+It reads the leader's order socket, and on the first PENDING alert of a leader order (the
+alert the engine copies on, and the one the figures are measured from) posts each
 follower's place-order request (the JSON body the ``dhanhq`` SDK sends, with a correlationId)
 on that follower's own warm keep-alive connection (aiohttp, one session per account, opened
 and warmed before the orders). No store, no decision, no sizing, no rate limit: only the
@@ -93,7 +94,9 @@ class LeanCopier:
             if not isinstance(data, dict):
                 continue
             order_id = str(data.get("OrderNo") or data.get("orderNo") or "")
-            if order_id and order_id not in self._seen:
+            status = str(data.get("Status") or data.get("status") or "").upper()
+            # Like the engine, act on the order once Dhan has it (PENDING), not in TRANSIT.
+            if order_id and status == "PENDING" and order_id not in self._seen:
                 self._seen.add(order_id)
                 await self._copy(order_id)
 
