@@ -181,6 +181,9 @@ class AsyncDhanTransport:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
+                # Like requests' pool: an idle connection is kept until Dhan closes it (aiohttp
+                # would drop it after 15 s, and the next order would pay a new TLS handshake).
+                keepalive_timeout=None,
                 local_addr=(self._source_ip, 0) if self._source_ip else None,
             )
             self._session = aiohttp.ClientSession(
