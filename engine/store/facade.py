@@ -26,7 +26,7 @@ from engine.clock import Clock, SystemClock
 from engine.domain import EngineState, OrderSnapshot
 from engine.records import Intent, IntentOutcome, MirrorRecord
 from engine.secrets import redact
-from engine.store import reads, timeline, writes
+from engine.store import reads, safety, timeline, writes
 from engine.store.connection import Connection
 from engine.store.errors import StoreError
 from engine.store.rows import (
@@ -102,6 +102,32 @@ class Store:
         """Durable on return (the kill switch must survive a crash)."""
         row = (state.value, redact(reason), format_datetime(self._clock.now()))
         await self._line.write(self._intents_db, lambda db: writes.set_engine_state(db, row))
+
+    # --- safety: freezes and copies managed by hand (durable on return) ---------------------
+
+    async def freezes(self) -> list[tuple[str, str, str]]:
+        """Every freeze held: (account, "" for the engine; cause; reason)."""
+        return await self._db.run(safety.freezes)
+
+    async def set_freeze(self, account: str, cause: str, reason: str) -> None:
+        row = (account, cause, redact(reason), format_datetime(self._clock.now()))
+        await self._line.write(self._intents_db, lambda db: safety.set_freeze(db, row))
+
+    async def clear_freeze(self, account: str, cause: str) -> None:
+        await self._line.write(
+            self._intents_db, lambda db: safety.clear_freeze(db, account, cause)
+        )
+
+    async def hand_managed(self) -> list[tuple[str, str, bool, str]]:
+        """Copies the trader changed by hand: (follower, leader order id, detached, reason)."""
+        return await self._db.run(safety.hand_managed)
+
+    async def set_hand_managed(
+        self, follower: str, leader_order_id: str, *, detached: bool, reason: str
+    ) -> None:
+        row = (follower, leader_order_id, int(detached), redact(reason))
+        row += (format_datetime(self._clock.now()),)
+        await self._line.write(self._intents_db, lambda db: safety.set_hand_managed(db, row))
 
     # --- the write-behind path ------------------------------------------------------------
 

@@ -110,6 +110,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE mirrors ADD COLUMN prior_filled INTEGER NOT NULL DEFAULT 0",),
     # v4: why a skipped copy was skipped (some skips are reconsidered, one is not).
     ("ALTER TABLE mirrors ADD COLUMN skip_code TEXT NOT NULL DEFAULT ''",),
+    # v5: safety: freezes (engine "" or one follower, per cause) and copies managed by hand.
+    (
+        """CREATE TABLE freezes (
+            account TEXT NOT NULL,
+            cause   TEXT NOT NULL,
+            reason  TEXT NOT NULL DEFAULT '',
+            since   TEXT NOT NULL,
+            PRIMARY KEY (account, cause)
+        )""",
+        """CREATE TABLE hand_managed (
+            follower        TEXT NOT NULL,
+            leader_order_id TEXT NOT NULL,
+            detached        INTEGER NOT NULL DEFAULT 0,
+            reason          TEXT NOT NULL DEFAULT '',
+            since           TEXT NOT NULL,
+            PRIMARY KEY (follower, leader_order_id)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
