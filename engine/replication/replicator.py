@@ -18,6 +18,7 @@ from engine.records import MirrorRecord
 from engine.replication.filters import check_filters, unsupported_order_reason
 from engine.replication.rules import CopyFilters, OrderSizeBounds, RiskLimits, SizingRule
 from engine.replication.sizing import scale_disclosed, size_order, target_total
+from engine.replication.targets import PositionLedger, copy_order_total
 
 PRICE_EPSILON = 1e-6
 
@@ -48,6 +49,13 @@ class DecisionContext:
     # and price edits, so a follower's stop-loss keeps protecting it. Only KILLED cancels.
     frozen: bool = False
     frozen_reason: str = ""
+    # Position-true sizing: the follower's ledger for this order's instrument and product.
+    # When it holds the order, every total comes from `copy_order_total` (the step between
+    # the follower's targets); None sizes the order alone (an order outside any ledger).
+    ledger: PositionLedger | None = None
+    # A drained follower (enabled: false with copies still open): its copies keep following
+    # the leader's cancels and exits, but nothing that opens a position is sent.
+    draining: bool = False
 
 
 class SkipCode(StrEnum):
@@ -135,16 +143,17 @@ def decide(
 def _within_freeze(decision: Decision, mirror: MirrorRecord, ctx: DecisionContext) -> Decision:
     """While frozen a resting copy keeps following the leader (cancels, price and trigger
     edits, smaller quantities) but is never enlarged or re-placed: that would open exposure."""
-    if not ctx.frozen:
+    if not (ctx.frozen or ctx.draining):
         return decision
+    why = f"frozen ({ctx.frozen_reason})" if ctx.frozen else "drained follower"
     if isinstance(decision, Cancel) and decision.replace:
-        return NoAction(f"frozen ({ctx.frozen_reason}): not cancelling to re-place")
+        return NoAction(f"{why}: not cancelling to re-place")
     if (
         isinstance(decision, Modify)
         and mirror.params is not None
         and decision.params.quantity > mirror.params.quantity
     ):
-        return NoAction(f"frozen ({ctx.frozen_reason}): the copy is not enlarged")
+        return NoAction(f"{why}: the copy is not enlarged")
     return decision
 
 
@@ -169,6 +178,8 @@ def _decide_first_copy(
     if ctx.frozen:
         # Not a sticky skip: once the freeze clears, an order still open is copied then.
         return NoAction(f"frozen ({ctx.frozen_reason}): nothing new is opened")
+    if ctx.draining and (ctx.ledger is None or ctx.ledger.leg(leader.order_id) is None):
+        return NoAction("drained follower: nothing new is opened")
     leader_qty = leader.filled_qty if catch_up else leader.quantity
     if ctx.lot_size <= 0 and not _is_one_to_one(rules):
         # Sizing a derivative without its lot size could send a quantity Dhan rejects.
@@ -177,6 +188,27 @@ def _decide_first_copy(
             f"lot size of {leader.segment.value} {leader.security_id} unknown; "
             "add it to the instruments file to size this follower",
         )
+    quantity, reason = _sized_total(leader, rules, ctx, leader_qty)
+    if quantity <= 0:
+        return Skip(SkipCode.SIZED_TO_ZERO, reason)
+    if not ctx.market_open and not leader.amo:
+        return Skip(SkipCode.MARKET_CLOSED, ctx.market_reason or "market closed")
+    params = desired_params(leader, rules.name, quantity, ctx.lot_size, generation=0)
+    return Place(params, catch_up=catch_up)
+
+
+def _sized_total(
+    leader: OrderSnapshot, rules: FollowerRules, ctx: DecisionContext, leader_qty: int
+) -> tuple[int, str]:
+    """The copy's total quantity and how it was reached: from the follower's position
+    ledger when it holds the order (position-true), else the order sized alone."""
+    ledger = ctx.ledger
+    if ledger is not None and ledger.leg(leader.order_id) is not None:
+        quantity = copy_order_total(ledger, leader.order_id)
+        if ctx.draining and quantity.opening:
+            closing = max(quantity.total - quantity.opening, 0)
+            return closing, quantity.reason + "; drained follower: nothing is opened"
+        return quantity.total, quantity.reason
     sized = size_order(
         rules.sizing,
         rules.bounds,
@@ -184,12 +216,7 @@ def _decide_first_copy(
         lot_size=ctx.lot_size,
         capital_ratio=ctx.capital_ratio,
     )
-    if sized.quantity <= 0:
-        return Skip(SkipCode.SIZED_TO_ZERO, sized.reason)
-    if not ctx.market_open and not leader.amo:
-        return Skip(SkipCode.MARKET_CLOSED, ctx.market_reason or "market closed")
-    params = desired_params(leader, rules.name, sized.quantity, ctx.lot_size, generation=0)
-    return Place(params, catch_up=catch_up)
+    return sized.quantity, sized.reason
 
 
 def _decide_replacement(
@@ -201,14 +228,10 @@ def _decide_replacement(
         return NoAction("killed: the rest is not re-placed")
     if ctx.frozen:
         return NoAction(f"frozen ({ctx.frozen_reason}): the rest is re-placed once it clears")
-    sized = size_order(
-        rules.sizing,
-        rules.bounds,
-        leader_qty=leader.quantity,
-        lot_size=ctx.lot_size,
-        capital_ratio=ctx.capital_ratio,
-    )
-    rest = target_total(sized.quantity, mirror.total_filled) - mirror.total_filled
+    if ctx.draining:
+        return NoAction("drained follower: the rest is not re-placed")
+    total, _ = _sized_total(leader, rules, ctx, leader.quantity)
+    rest = target_total(total, mirror.total_filled) - mirror.total_filled
     if rest <= 0:
         return NoAction("nothing left to re-place")
     return Place(
@@ -236,12 +259,12 @@ def _decide_top_up(
 ) -> Decision:
     """The follower's copy is filled, but the leader's order implies more (it was enlarged):
     the rest goes out as the copy's next generation, under a new correlationId."""
-    if not ctx.armed or ctx.frozen or leader.status is OrderStatus.TRANSIT:
+    if not ctx.armed or ctx.frozen or ctx.draining or leader.status is OrderStatus.TRANSIT:
         return NoAction("follower copy filled")
     leader_qty = leader.quantity if leader.is_open else leader.filled_qty
     if leader_qty <= 0 or ctx.lot_size <= 0:
         return NoAction("follower copy filled")
-    sized = _size(leader_qty, rules, ctx)
+    sized, _ = _sized_total(leader, rules, ctx, leader_qty)
     rest = sized - mirror.total_filled
     if rest <= 0:
         return NoAction("follower copy filled")
@@ -263,7 +286,7 @@ def _decide_after_leader_ended(
     ended = f"leader order {leader.status.value.lower()}"
     if leader.filled_qty <= 0:
         return Cancel(mirror.follower_order_id, ended)
-    target = _size(leader.filled_qty, rules, ctx)
+    target, _ = _sized_total(leader, rules, ctx, leader.filled_qty)
     if mirror.total_filled >= target:
         return Cancel(
             mirror.follower_order_id,
@@ -279,34 +302,18 @@ def _decide_after_leader_ended(
     return Modify(mirror.follower_order_id, wanted, changed)
 
 
-def _size(leader_qty: int, rules: FollowerRules, ctx: DecisionContext) -> int:
-    return size_order(
-        rules.sizing,
-        rules.bounds,
-        leader_qty=leader_qty,
-        lot_size=ctx.lot_size,
-        capital_ratio=ctx.capital_ratio,
-    ).quantity
-
-
 def _decide_follow_changes(
     leader: OrderSnapshot, mirror: MirrorRecord, rules: FollowerRules, ctx: DecisionContext
 ) -> Decision:
     assert mirror.params is not None  # a LIVE mirror always carries what was requested
-    sized = size_order(
-        rules.sizing,
-        rules.bounds,
-        leader_qty=leader.quantity,
-        lot_size=ctx.lot_size,
-        capital_ratio=ctx.capital_ratio,
-    )
-    if sized.quantity <= 0 and ctx.capital_ratio is None and rules.sizing.kind == "capital_ratio":
+    sized, _ = _sized_total(leader, rules, ctx, leader.quantity)
+    if sized <= 0 and ctx.capital_ratio is None and rules.sizing.kind == "capital_ratio":
         return NoAction("fund limits unknown; keeping the follower order as it is")
     # Exposure parity: the follower's copy is for what the leader's total implies, never
     # below what the follower already filled (Dhan's modify takes the total quantity). Fills
     # of earlier generations (cancelled and re-placed) count towards it.
     filled = mirror.total_filled
-    total = target_total(sized.quantity, filled)
+    total = target_total(sized, filled)
     if total <= filled:
         return Cancel(
             mirror.follower_order_id, "leader reduced the order to what is already filled"
