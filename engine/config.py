@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -228,6 +228,13 @@ class FollowerSettings(_Section):
     filters: CopyFilters = CopyFilters()
     risk: RiskLimits = RiskLimits()
     enabled: bool = True
+    # A copy left behind by its filled leader (thin market, a stop gapping through its band):
+    # after `lagging_after_s`, alert (default), chase it with a protected marketable limit
+    # (within max_slippage_pct of the market, at most max_chases times, then alert), or cancel.
+    lagging_policy: Literal["alert", "chase", "cancel"] = "alert"
+    lagging_after_s: float = Field(default=10, gt=0, le=3600)
+    max_slippage_pct: float = Field(default=1.0, gt=0, le=20)
+    max_chases: int = Field(default=3, ge=0, le=20)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -361,6 +368,13 @@ class Settings(BaseSettings):
     circuit_cooldown_s: float = Field(default=30, gt=0)
     risk_check_interval_s: float = Field(default=5, gt=0)
     drift_check_interval_s: float = Field(default=300, gt=0)
+    # The attach point: leader orders open when a follower starts copying are copied
+    # ("open_orders") or not ("none"); orders that ended before it are never traded.
+    copy_existing: Literal["open_orders", "none"] = "open_orders"
+    # A leader order that ended while the engine was down is caught up only if it ended at
+    # most this long ago and the market has moved at most this much from the leader's fill.
+    catch_up_max_age_s: float = Field(default=300, gt=0)
+    catch_up_max_move_pct: float = Field(default=2.0, gt=0, le=100)
     log_level: str = "INFO"
     # Where secrets may also be kept (read by load_settings; see engine.accounts.secret_sources).
     secrets_file: Path | None = None
