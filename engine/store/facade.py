@@ -26,7 +26,7 @@ from engine.clock import Clock, SystemClock
 from engine.domain import EngineState, OrderSnapshot
 from engine.records import Intent, IntentOutcome, MirrorRecord
 from engine.secrets import redact
-from engine.store import reads, safety, timeline, writes
+from engine.store import positions, reads, safety, timeline, writes
 from engine.store.connection import Connection
 from engine.store.errors import StoreError
 from engine.store.rows import (
@@ -224,3 +224,22 @@ class Store:
             redact(error),
         )
         await self._line.write(self._db, lambda db: writes.record_malformed(db, row))
+
+    # --- position ledgers and attach points (engine.live.positions) ------------------------
+
+    async def attach_points(self) -> list[positions.AttachRow]:
+        return await self._db.run(positions.attach_rows)
+
+    async def position_ledgers(self) -> list[positions.LedgerRow]:
+        return await self._db.run(positions.ledger_rows)
+
+    async def save_positions(
+        self,
+        attach: list[positions.AttachRow],
+        ledgers: list[positions.LedgerRow],
+        dropped_followers: list[str] | None = None,
+    ) -> None:
+        """Attach points and changed ledgers, in one transaction, after the writes already
+        called (so a ledger never lands before the copies it counts)."""
+        dropped = list(dropped_followers or ())
+        await self._line.write(self._db, lambda db: positions.save(db, attach, ledgers, dropped))

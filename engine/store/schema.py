@@ -13,6 +13,7 @@ import aiosqlite
 
 from engine.store.connection import transaction
 from engine.store.errors import StoreError
+from engine.store.positions import MIGRATION as POSITIONS_MIGRATION
 
 # MIGRATIONS[i] brings a database from version i to version i + 1. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -128,6 +129,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (follower, leader_order_id)
         )""",
     ),
+    # v6: follower attach points and position ledgers (position-true sizing, issue 10).
+    POSITIONS_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

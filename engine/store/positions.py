@@ -1,0 +1,97 @@
+"""Position ledgers and follower attach points (issue 10): the tables, their reads and writes.
+
+The store keeps them as text the engine made (``engine.live.positions`` serialises them), one
+row per follower per (segment, security, product), rewritten whole when it changed: a ledger
+is one instrument's day for one follower, a few legs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from engine.store.connection import transaction
+
+# Appended to engine.store.schema.MIGRATIONS as one step.
+MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE follower_attach (
+        follower         TEXT PRIMARY KEY,
+        attached_at      TEXT NOT NULL,
+        enabled          INTEGER NOT NULL,
+        sizing           TEXT NOT NULL,
+        leader_positions TEXT NOT NULL
+    )""",
+    """CREATE TABLE position_ledgers (
+        follower    TEXT NOT NULL,
+        segment     TEXT NOT NULL,
+        security_id TEXT NOT NULL,
+        product     TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (follower, segment, security_id, product)
+    )""",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachRow:
+    follower: str
+    attached_at: str  # ISO time
+    enabled: bool
+    sizing: str  # the follower's sizing settings (JSON) when last run
+    leader_positions: str  # the leader's net positions at the attach point (JSON)
+
+
+LedgerRow = tuple[str, str, str, str, str, str]  # follower, segment, security, product, body, at
+
+UPSERT_ATTACH = (
+    "INSERT INTO follower_attach (follower, attached_at, enabled, sizing, leader_positions)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (follower) DO UPDATE SET"
+    " attached_at = excluded.attached_at, enabled = excluded.enabled,"
+    " sizing = excluded.sizing, leader_positions = excluded.leader_positions"
+)
+UPSERT_LEDGER = (
+    "INSERT INTO position_ledgers (follower, segment, security_id, product, body, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (follower, segment, security_id, product)"
+    " DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at"
+)
+
+
+async def attach_rows(db: aiosqlite.Connection) -> list[AttachRow]:
+    rows = await db.execute_fetchall(
+        "SELECT follower, attached_at, enabled, sizing, leader_positions FROM follower_attach"
+    )
+    return [AttachRow(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
+
+
+async def ledger_rows(db: aiosqlite.Connection) -> list[LedgerRow]:
+    rows = await db.execute_fetchall(
+        "SELECT follower, segment, security_id, product, body, updated_at"
+        " FROM position_ledgers ORDER BY rowid"
+    )
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+async def save(
+    db: aiosqlite.Connection,
+    attach: Sequence[AttachRow],
+    ledgers: Sequence[LedgerRow],
+    dropped_followers: Sequence[str] = (),
+) -> None:
+    """Attach points and ledgers in one transaction; a follower re-attached (re-enabled)
+    loses its old ledgers first."""
+    async with transaction(db):
+        for name in dropped_followers:
+            await db.execute("DELETE FROM position_ledgers WHERE follower = ?", (name,))
+        if attach:
+            await db.executemany(
+                UPSERT_ATTACH,
+                [
+                    (a.follower, a.attached_at, int(a.enabled), a.sizing, a.leader_positions)
+                    for a in attach
+                ],
+            )
+        if ledgers:
+            await db.executemany(UPSERT_LEDGER, list(ledgers))
