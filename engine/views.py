@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from engine.domain import MirrorState
 
@@ -92,3 +93,155 @@ class TimelineEntry:
     kind: str  # "leader", "intent", "broker", "fill", "alert"
     follower: str | None
     text: str
+
+
+# --- the cockpit: accounts, positions, copies in step, previews ------------------------------
+
+
+class AccountState(StrEnum):
+    """An account's trading state as the trader reads it."""
+
+    STARTING = "STARTING"
+    ARMED = "ARMED"  # copying
+    FROZEN = "FROZEN"  # automatic safety: nothing new opened, copies at Dhan stay
+    KILLED = "KILLED"  # the trader's kill: everything cancelled, nothing sent
+    DRAINING = "DRAINING"  # disabled in the settings: open copies follow exits, nothing new
+    STOPPED = "STOPPED"  # this follower alone stopped (loss limit, refused token...)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """One account's state, token, address and rate use; no secret, ever."""
+
+    account: str  # "leader" or a follower's name
+    state: AccountState
+    why: str = ""  # the reason for FROZEN / KILLED / STOPPED / DRAINING
+    is_leader: bool = False
+    open_copies: int = 0
+    hand_managed: int = 0  # copies changed by hand at Dhan, no longer modified by the engine
+    token_left_s: float | None = None  # None: expiry unknown
+    token_renewal: str = ""  # how it renews, in words ("mints from PIN+TOTP", ...)
+    token_status: str = ""  # VALID, EXPIRED, REFUSED, NONE; "" when not known
+    source_ip: str = ""  # "" = the machine's default address
+    windows: tuple[LimitWindow, ...] = ()
+    queue_depth: int = 0
+    throttled: int = 0  # requests that had to wait for the rate limiter
+    dhan_rate_refusals: int = 0  # Dhan's own rate-limit refusals (DH-904 / 805)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerPositionView:
+    """A follower's holding in one instrument, against the target the leader's implies."""
+
+    follower: str
+    net: int
+    target: int
+    working: int = 0  # net quantity its working copies would still add (signed)
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+
+    @property
+    def difference(self) -> int:
+        return self.net - self.target
+
+    @property
+    def closed_by_working_orders(self) -> bool:
+        """The difference is one the follower's working copies will close when they fill."""
+        return self.difference != 0 and self.net + self.working == self.target
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """One instrument (and product): the leader's net and each follower's against its target."""
+
+    segment: str
+    security_id: str
+    symbol: str
+    product: str
+    leader_net: int
+    leader_avg_price: float = 0.0
+    leader_realized_pnl: float = 0.0
+    leader_unrealized_pnl: float = 0.0
+    followers: tuple[FollowerPositionView, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.segment}:{self.security_id}:{self.product}"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPnl:
+    account: str
+    realized: float
+    unrealized: float
+
+    @property
+    def total(self) -> float:
+        return self.realized + self.unrealized
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsView:
+    """Every account's positions, read from Dhan at `read_at` (refreshed on a timer)."""
+
+    read_at: datetime | None
+    positions: tuple[PositionView, ...] = ()
+    totals: tuple[AccountPnl, ...] = ()
+    unavailable: tuple[str, ...] = ()  # one line per account whose positions could not be read
+
+
+@dataclass(frozen=True, slots=True)
+class LaggingCopy:
+    follower: str
+    behind_s: float  # since the leader was filled and this copy was not
+    filled: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStepView:
+    """How many of one leader order's copies are in step with it ("2/2", "1/2 behind 14 s")."""
+
+    leader_order_id: str
+    copies: int  # copies expected (followers the order is copied to)
+    in_step: int
+    lagging: tuple[LaggingCopy, ...] = ()
+    failed: int = 0
+
+    @property
+    def label(self) -> str:
+        text = f"{self.in_step}/{self.copies}"
+        if self.lagging:
+            text += f" behind {max(c.behind_s for c in self.lagging):.0f} s"
+        elif self.failed:
+            text += " failed"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOrderView:
+    """One order a position sync would place: bring `follower` from `net` to `target`."""
+
+    follower: str
+    segment: str
+    security_id: str
+    symbol: str
+    product: str
+    side: str  # BUY / SELL
+    quantity: int
+    net: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPreview:
+    orders: tuple[SyncOrderView, ...] = ()
+    notes: tuple[str, ...] = ()  # accounts not read, instruments left out and why
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    placed: int
+    refused: tuple[str, ...] = ()  # one line per order not placed
+    message: str = ""
