@@ -28,7 +28,7 @@ from bench.common import (
     simulator,
     where_sim_runs,
 )
-from engine.dhan.correlation import correlation_id
+from engine.replication.correlation import correlation_id
 
 PER_SECOND = 10
 

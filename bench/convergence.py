@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.dhan.correlation import correlation_id
+from engine.replication.correlation import correlation_id
 
 OPEN = frozenset({"TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED"})
 MAX_GENERATIONS = 8

@@ -43,7 +43,7 @@ from bench.common import (
     where_sim_runs,
 )
 from bench.lean import lean_copier
-from engine.dhan.correlation import correlation_id
+from engine.replication.correlation import correlation_id
 
 SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
 

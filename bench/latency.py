@@ -44,7 +44,7 @@ from bench.common import (
     where_sim_runs,
 )
 from bench.common import Completions as _Completions
-from engine.dhan.correlation import correlation_id
+from engine.replication.correlation import correlation_id
 
 WARMUP = 3  # first orders (new TCP connections, thread start-up), placed but not counted
 PLACE_TIMEOUT = 60.0

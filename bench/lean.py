@@ -24,7 +24,7 @@ import aiohttp
 import websockets
 
 from bench.common import LOT, NIFTY_CE, Account, Completions
-from engine.dhan.correlation import correlation_id
+from engine.replication.correlation import correlation_id
 
 
 class _FollowerLine:

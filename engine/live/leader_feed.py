@@ -4,7 +4,6 @@ through here into the book, and every follower's dispatcher is told to look at t
 from __future__ import annotations
 
 from engine.clock import Clock
-from engine.dhan.correlation import is_engine_correlation_id
 from engine.domain import OrderSnapshot
 from engine.events import LeaderOrderSeen
 from engine.instruments import InstrumentBook
@@ -13,6 +12,7 @@ from engine.live.book import ReplicationBook
 from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.live.tasks import TaskSet
+from engine.replication.correlation import is_engine_correlation_id
 from engine.transitions import leader_update
 
 CONFIRM_DELAY_S = 0.15

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 from engine.clock import Clock
-from engine.dhan.correlation import is_engine_correlation_id
 from engine.dhan.errors import BrokerError
 from engine.domain import Severity
 from engine.events import RecoveryCompleted
@@ -19,6 +18,7 @@ from engine.live.executor import Executor
 from engine.live.follower_feed import FollowerFeed
 from engine.live.leader_feed import LeaderFeed
 from engine.live.notifier import Notifier
+from engine.replication.correlation import is_engine_correlation_id
 from engine.replication.replicator import Cancel, NoAction
 from engine.secrets import redact
 from engine.views import RecoveryReport
@@ -61,6 +61,17 @@ class Recovery:
                 await self.recover("periodic")
             except Exception:  # unexpected: logged, and the next reconcile still runs
                 log.exception("periodic reconcile failed")
+
+    def requeue(self, account: str) -> None:
+        """Put every leader order that needs work for `account` ("" = every follower) in
+        front of the executor (a freeze just cleared: what waited is copied now)."""
+        for f in self._accounts.all():
+            if account and f.name != account:
+                continue
+            for leader in self._book.leader_orders():
+                decision = self._executor.decide(f, leader)
+                if not isinstance(decision, NoAction):
+                    f.dispatcher.mark(leader.order_id, urgent=isinstance(decision, Cancel))
 
     async def recover(self, trigger: str) -> RecoveryReport:
         """Missed-order recovery: read the books and run every order through the replicator."""

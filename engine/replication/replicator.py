@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.dhan.correlation import correlation_id
 from engine.domain import MirrorState, OrderParams, OrderSnapshot, OrderStatus, OrderType
 from engine.records import MirrorRecord
+from engine.replication.correlation import correlation_id
 from engine.replication.filters import check_filters, unsupported_order_reason
 from engine.replication.rules import CopyFilters, OrderSizeBounds, RiskLimits, SizingRule
 from engine.replication.sizing import scale_disclosed, size_order, target_total

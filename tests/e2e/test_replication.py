@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.dhan.correlation import correlation_id
 from engine.domain import MirrorState
+from engine.replication.correlation import correlation_id
 from tests.e2e.conftest import NIFTY_CE, RELIANCE, World
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.dhan.correlation import (
+from engine.replication.correlation import (
     MAX_GENERATION,
     correlation_generation,
     correlation_id,

@@ -7,7 +7,6 @@ from datetime import datetime
 import pytest
 
 from engine.clock import IST
-from engine.dhan.correlation import correlation_id
 from engine.domain import (
     MirrorState,
     OrderParams,
@@ -20,6 +19,7 @@ from engine.domain import (
     Validity,
 )
 from engine.records import MirrorRecord
+from engine.replication.correlation import correlation_id
 from engine.replication.replicator import (
     Cancel,
     DecisionContext,

@@ -7,7 +7,9 @@ fresh copy of the same leader order (e.g. after the first copy was rejected).
 
 Format: ``CPY-`` + 16 base32 characters of a SHA-256 + ``-<generation>``; at most 25 characters
 of ``[A-Za-z0-9_-]`` (the stricter of the limits reported for Dhan's correlationId). The prefix
-also tells the engine's orders apart from the trader's manual ones.
+also tells the engine's orders apart from the trader's manual ones. It lives with the
+replicator, which derives it, rather than in ``engine.dhan``: it is our own scheme within Dhan's
+limits, and pure.
 """
 
 from __future__ import annotations
