@@ -297,7 +297,9 @@ class Exchange:
             )
         if acct is None or not token or (acct.token != token and token not in acct.minted):
             raise SimError("DH-901", "Client ID or access token is invalid or expired")
-        if acct.token_expired:
+        # expire_token() ends the pasted token (the flag) and every token minted before it
+        # (their expiry moved to then); a token minted afterwards works.
+        if acct.token_expired and token == acct.token:
             raise SimError("DH-901", "Access token has expired; generate a new token")
         expiry = acct.minted.get(token)
         if expiry is not None and self.now() >= expiry:

@@ -19,8 +19,9 @@ Socket faults:
 - ``duplicate_next_alerts(n)``: the next N alerts are delivered twice.
 - ``reorder_next_alerts(n)``: the next N alerts are delivered with each pair swapped (an alert
   held for the swap is flushed after ``REORDER_FLUSH_SECONDS`` if no partner comes).
-- ``expire_token(client_id)``: REST answers DH-901 from now on and the account's sockets are
-  closed (4001). ``DhanSimulator.renew_token`` gives the account a working token again.
+- ``expire_token(client_id)``: the account's tokens held now (pasted and minted) get DH-901
+  from now on and its sockets are closed (4001). ``DhanSimulator.renew_token`` gives the
+  account a working token again, and a token minted from PIN + TOTP afterwards works.
 """
 
 from __future__ import annotations

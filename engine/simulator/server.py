@@ -472,6 +472,9 @@ class DhanSimulator:
     def _expire_token(self, client_id: str) -> None:
         acct = self.exchange.account(client_id)
         acct.token_expired = True
+        now = self.exchange.now()
+        for token in list(acct.minted):  # tokens minted before now end now; later ones work
+            acct.minted[token] = min(acct.minted[token], now)
         for conn in list(self._conns):
             if conn.client_id == client_id:
                 self._spawn(conn.ws.close(code=4001, message=b"token expired"))

@@ -216,3 +216,21 @@ def test_cli_refuses_bad_totp_and_whitelist_without_echoing_secrets(
         err = capsys.readouterr().err
         assert PIN not in err and LEADER_TOKEN not in err and "not base32" not in err
         assert err.strip().splitlines()[-1].startswith("copytrade sim: error:")
+
+
+async def test_a_token_minted_after_expire_token_works(
+    auth_sim: DhanSimulator, clock: ManualClock
+) -> None:
+    login = login_for(auth_sim, LEADER)
+    before = (await call(login.generate_token, PIN, code_at(clock)))["accessToken"]
+    auth_sim.expire_token(LEADER)
+    for token in (before, LEADER_TOKEN):  # every token held at the expiry is refused
+        refused = await call(make_sdk(auth_sim, LEADER, token).get_order_list)
+        assert refused["remarks"]["error_code"] == "DH-901"
+    clock.advance(31)  # a new TOTP step
+    after = (await call(login.generate_token, PIN, code_at(clock)))["accessToken"]
+    assert (await call(make_sdk(auth_sim, LEADER, after).place_order, **limit_buy()))[
+        "status"
+    ] == "success"
+    still = await call(make_sdk(auth_sim, LEADER, LEADER_TOKEN).get_order_list)
+    assert still["remarks"]["error_code"] == "DH-901"  # the pasted token stays expired
