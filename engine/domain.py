@@ -195,8 +195,28 @@ class Severity(StrEnum):
 class EngineState(StrEnum):
     STARTING = "STARTING"
     ARMED = "ARMED"
+    FROZEN = "FROZEN"  # automatic safety: nothing new opened, every resting copy kept
     KILLED = "KILLED"
     STOPPED = "STOPPED"
+
+
+class FreezeCause(StrEnum):
+    """Why the engine or one follower is frozen (automatic safety; only the trader kills)."""
+
+    TOKEN_REFUSED = "TOKEN_REFUSED"  # clears itself once a token works again
+    LEADER_DARK = "LEADER_DARK"  # clears itself once the leader's feed is back
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"  # clears itself once the broker answers again
+    LOSS_LIMIT = "LOSS_LIMIT"  # only the trader clears it
+    DUPLICATE_ENGINE = "DUPLICATE_ENGINE"  # only the trader clears it
+    INVALID_IP = "INVALID_IP"  # only the trader clears it (after fixing the whitelist)
+
+    @property
+    def clears_itself(self) -> bool:
+        return self in (
+            FreezeCause.TOKEN_REFUSED,
+            FreezeCause.LEADER_DARK,
+            FreezeCause.CIRCUIT_OPEN,
+        )
 
 
 class ConnectionState(StrEnum):

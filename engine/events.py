@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.domain import Alert, ConnectionState, EngineState, OrderSnapshot
-from engine.views import EngineStats, FollowerOrderView, LimiterView, RecoveryReport
+from engine.views import (
+    AccountView,
+    CopyStepView,
+    EngineStats,
+    FollowerOrderView,
+    LimiterView,
+    PositionsView,
+    RecoveryReport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,16 @@ class EngineStateChanged(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class FreezeChanged(EngineEvent):
+    """The engine ("" account) or one follower froze, or one of its freezes cleared.
+    `causes` is every cause still holding it (empty: no longer frozen)."""
+
+    account: str  # "" for the whole engine, else the follower's name
+    causes: tuple[str, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RecoveryCompleted(EngineEvent):
     report: RecoveryReport
 
@@ -67,6 +85,27 @@ class RecoveryCompleted(EngineEvent):
 @dataclass(frozen=True, slots=True)
 class StatsUpdated(EngineEvent):
     stats: EngineStats
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsChanged(EngineEvent):
+    """Accounts whose state, token or rate use changed since the last one (the cockpit)."""
+
+    views: tuple[AccountView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsRead(EngineEvent):
+    """Every account's positions, read again from Dhan (on a timer, never per order)."""
+
+    view: PositionsView
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStepsChanged(EngineEvent):
+    """Leader orders whose copies-in-step count or lag changed."""
+
+    steps: tuple[CopyStepView, ...]
 
 
 EventListener = Callable[[EngineEvent], None]

@@ -7,6 +7,8 @@ work runs until the decision is NoAction.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.clock import Clock
 from engine.config import Settings
 from engine.dispatch.circuit import CircuitState
@@ -20,6 +22,7 @@ from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
+from engine.live.positions import Positions
 from engine.market_hours import MarketCalendar
 from engine.replication.replicator import (
     Cancel,
@@ -52,6 +55,7 @@ class Executor:
         notifier: Notifier,
         answers: AnswerHandling,
         orders: OrderActions,
+        positions: Positions | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -63,6 +67,7 @@ class Executor:
         self._notifier = notifier
         self._answers = answers
         self._orders = orders
+        self._positions = positions  # position-true sizing (None: each order sized alone)
 
     def context(self, f: FollowerRuntime, leader: OrderSnapshot) -> DecisionContext:
         lot = self._instruments.lot_size(leader.segment, leader.security_id) or leader.lot_size
@@ -71,6 +76,7 @@ class Executor:
             market_open, reason = self._calendar.can_send(
                 leader.segment, self._clock.now(), leader.amo
             )
+        frozen = self._arming.frozen_for(f)  # automatic safety: nothing new, copies kept
         return DecisionContext(
             armed=self._arming.armed_for(f),
             cancel_when_killed=self._arming.cancel_when_killed,
@@ -80,12 +86,21 @@ class Executor:
             capital_ratio=self._funds.ratio(f),
             market_open=market_open,
             market_reason=reason,
+            frozen=bool(frozen),
+            frozen_reason=frozen,
         )
 
     def decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> Decision:
-        return decide(
-            leader, self._book.mirror(f.name, leader.order_id), f.rules, self.context(f, leader)
-        )
+        mirror = self._book.mirror(f.name, leader.order_id)
+        ctx = self.context(f, leader)
+        if self._positions is not None:
+            ledger = self._positions.ledger_for(f, leader)
+            if ledger is None and mirror is None:
+                why = self._positions.untracked_reason(f.name, leader.order_id)
+                if why:
+                    return NoAction(why)  # history, or beyond the catch-up bound
+            ctx = replace(ctx, ledger=ledger, draining=not f.settings.enabled)
+        return decide(leader, mirror, f.rules, ctx)
 
     async def work(self, f: FollowerRuntime, leader_id: str) -> None:
         leader = self._book.leader(leader_id)

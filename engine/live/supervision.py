@@ -1,5 +1,12 @@
-"""Supervision: the kill switch (engine and per follower), the daily loss limit, the leader
-going dark, Dhan's own kill switches, and what a refused token on a stream means."""
+"""Supervision: the trader's kill switch, the automatic freezes (a refused token, the leader
+going dark, the daily loss limit, an open circuit, a duplicate engine) and their clearing, and
+Dhan's own kill switches.
+
+KILLED is the trader's alone: every open copy is cancelled. A freeze opens nothing new and keeps
+every resting copy (stop-losses first) following the leader's cancels and exits. A freeze whose
+cause is gone (a token that works, the feed back, the circuit closed) clears itself after a
+resync; the loss-limit, duplicate-engine and IP freezes only the trader clears.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,11 @@ from engine.clock import Clock
 from engine.config import Settings
 from engine.dhan.errors import BrokerError, ResultKind
 from engine.dhan.order_stream import LOGIN_REFUSED
-from engine.domain import ConnectionState, EngineState, Segment, Severity
-from engine.events import ConnectionChanged, EngineStateChanged
+from engine.dispatch.circuit import CircuitState
+from engine.domain import ConnectionState, EngineState, FreezeCause, Segment, Severity
+from engine.events import ConnectionChanged, EngineStateChanged, FreezeChanged
 from engine.live.accounts import LEADER, Accounts, FollowerRuntime
-from engine.live.arming import Arming
+from engine.live.arming import ENGINE_SCOPE, Arming
 from engine.live.book import ReplicationBook
 from engine.live.notifier import Notifier
 from engine.live.tasks import TaskSet
@@ -21,10 +29,23 @@ from engine.live.write_behind import STORE_FAILURES, WriteBehind
 from engine.market_hours import MarketCalendar
 from engine.replication.risk import check_loss_limit
 from engine.secrets import redact
+from engine.views import RecoveryReport
 
 log = logging.getLogger(__name__)
 
 DHAN_KILL_WAIT_S = 60
+
+Resync = Callable[[str], Awaitable[RecoveryReport]]
+
+_CLEARS_WHEN = {
+    FreezeCause.TOKEN_REFUSED: "once the token works again",
+    FreezeCause.LEADER_DARK: "once the leader's order feed is back",
+    FreezeCause.CIRCUIT_OPEN: "once Dhan answers again",
+}
+
+
+def freeze_scope_label(account: str) -> str:
+    return "Engine" if account == ENGINE_SCOPE else account
 
 
 class Supervisor:
@@ -52,13 +73,23 @@ class Supervisor:
         self._tasks = tasks
         self._check_drift = check_drift
         self._leader_dark_since: float | None = None
+        self._leader_seen_connected = 0  # consecutive checks the leader's feed was up
+        self._resync: Resync | None = None
+        self._requeue: Callable[[str], None] | None = None
 
-    # --- the engine's kill switch ----------------------------------------------------------
+    def wire_recovery(self, resync: Resync, requeue: Callable[[str], None]) -> None:
+        """The resync run before a freeze clears, and the re-queue of every leader order for
+        an account ("" = all) once it has (the recovery is built after the supervisor)."""
+        self._resync = resync
+        self._requeue = requeue
+
+    # --- the trader's kill switch ----------------------------------------------------------
 
     async def kill(self, reason: str) -> None:
         if self._arming.state is EngineState.KILLED:
             return
         self._arming.state = EngineState.KILLED
+        self._arming.cancel_when_killed = True
         # Durable before anything else: a crash right after this line restarts KILLED.
         try:
             await self._writes.require_store().set_engine_state(EngineState.KILLED, reason)
@@ -79,28 +110,187 @@ class Supervisor:
         if self._settings.activate_dhan_kill_switch:
             self._tasks.spawn(self._activate_dhan_kill_switches(), "dhan-kill-switch")
 
-    async def resume(self) -> None:
+    async def resume(self) -> bool:
+        """Back to ARMED after the trader's kill; False when the engine was not killed."""
         if self._arming.state is not EngineState.KILLED:
-            return
+            return False
         self._arming.state = EngineState.ARMED
         self._arming.cancel_when_killed = True
         self._leader_dark_since = None
         await self._writes.require_store().set_engine_state(EngineState.ARMED, "resumed")
-        self._notifier.publish(EngineStateChanged(self._clock.now(), EngineState.ARMED, "resumed"))
+        shown = self._arming.shown_state
+        frozen = self._arming.frozen_reason(ENGINE_SCOPE)
+        self._notifier.publish(EngineStateChanged(self._clock.now(), shown, frozen or "resumed"))
         self._notifier.alert(
-            "RESUMED", Severity.WARNING, "Engine resumed: copying new leader orders again"
+            "RESUMED",
+            Severity.WARNING,
+            "Engine resumed: copying new leader orders again"
+            + (f" once the freeze clears ({frozen})" if frozen else ""),
         )
+        return True
+
+    # --- freezes -----------------------------------------------------------------------------
+
+    async def freeze(
+        self, account: str, cause: FreezeCause, reason: str, *, alert: bool = True
+    ) -> None:
+        """Freeze the engine (account "") or one follower: nothing new is opened, every copy
+        at Dhan stays. Durable: a restart comes back frozen."""
+        reason = redact(reason)
+        if not self._arming.add(account, cause, reason):
+            return
+        try:
+            await self._writes.require_store().set_freeze(account, cause.value, reason)
+        except STORE_FAILURES as exc:
+            log.exception("could not store a freeze")
+            self._notifier.alert(
+                "FREEZE_NOT_STORED",
+                Severity.CRITICAL,
+                f"{freeze_scope_label(account)} frozen but not stored ({redact(str(exc))})",
+                account or None,
+            )
+        self._publish_freeze(account, reason)
+        log.warning("%s frozen (%s): %s", freeze_scope_label(account), cause.value, reason)
+        if alert:
+            clears = _CLEARS_WHEN.get(cause, "when you clear it (copytrade unfreeze)")
+            self._notifier.alert(
+                "ENGINE_FROZEN" if account == ENGINE_SCOPE else "FOLLOWER_FROZEN",
+                Severity.CRITICAL,
+                f"{freeze_scope_label(account)} frozen: {reason}. Nothing new is copied"
+                f"{'' if account == ENGINE_SCOPE else ' to ' + account}; every copy already "
+                f"at Dhan stays and keeps following the leader's cancels and exits. "
+                f"Clears {clears}",
+                account or None,
+            )
+
+    async def restore(self) -> None:
+        """The freezes a previous run left (a restart comes back frozen), shown and alerted."""
+        for account, cause, reason in await self._writes.require_store().freezes():
+            try:
+                self._arming.add(account, FreezeCause(cause), reason)
+            except ValueError:  # a cause from a newer program: kept frozen all the same
+                self._arming.add(account, FreezeCause.DUPLICATE_ENGINE, reason)
+        for account in list(self._arming.freezes):
+            self._publish_freeze(account, self._arming.frozen_reason(account))
+            self._notifier.alert(
+                "STILL_FROZEN",
+                Severity.CRITICAL,
+                f"{freeze_scope_label(account)} restarted frozen: "
+                f"{self._arming.frozen_reason(account)}",
+                account or None,
+            )
+
+    def freeze_soon(self, account: str, cause: FreezeCause, reason: str) -> None:
+        self._tasks.spawn(self.freeze(account, cause, reason), f"freeze-{cause.value}")
 
     def stop_follower(self, f: FollowerRuntime, reason: str) -> None:
-        """Stop one follower: nothing new for it, its open copies cancelled first in line."""
-        if f.killed_reason:
-            return
-        f.killed_reason = reason
-        self._notifier.alert(
-            "FOLLOWER_KILLED", Severity.CRITICAL, f"{f.name} stopped: {reason}", f.name
+        """A follower's token refused on an order request: that follower is frozen (its
+        resting copies, stop-losses first, stay at Dhan)."""
+        self.freeze_soon(f.name, FreezeCause.TOKEN_REFUSED, reason)
+
+    async def clear_freeze(self, account: str | None, *, only_trader_cleared: bool = False) -> str:
+        """The trader clears the freezes of `account` ("" the engine's, None every one),
+        after a resync; one line saying what happened ("" when nothing was frozen).
+        `only_trader_cleared` leaves the freezes whose cause is still measurable (a refused
+        token, a dark feed, an open circuit): they clear themselves once it is gone."""
+        lifted = [
+            (scope, cause)
+            for scope, causes in self._arming.freezes.items()
+            if account is None or scope == account
+            for cause in causes
+            if not (only_trader_cleared and cause.clears_itself)
+        ]
+        if not lifted:
+            return ""
+        await self._run_resync("unfreeze")
+        for scope, cause in lifted:
+            await self._lift(scope, cause)
+        cleared = ", ".join(f"{freeze_scope_label(s)} {c.value}" for s, c in lifted)
+        line = f"freeze cleared after a resync ({cleared})"
+        still = "; ".join(
+            f"{freeze_scope_label(a)}: {'; '.join(r.values())}"
+            for a, r in self._arming.freezes.items()
         )
-        for mirror in self._book.open_copies(f.name):
-            f.dispatcher.mark(mirror.leader_order_id, urgent=True)
+        line += f"; still frozen: {still}" if still else ": copying new leader orders again"
+        self._notifier.alert("FREEZE_CLEARED", Severity.WARNING, f"By the trader: {line}")
+        for scope in {s for s, _ in lifted}:
+            self._requeue_for(scope)
+        return line
+
+    async def _clear_gone_causes(self) -> None:
+        """Every freeze whose cause is gone clears itself, after a resync, with a report."""
+        gone: list[tuple[str, FreezeCause]] = []
+        for scope, causes in list(self._arming.freezes.items()):
+            for cause in list(causes):
+                if cause.clears_itself and await self._cause_gone(scope, cause):
+                    gone.append((scope, cause))
+        if not gone:
+            return
+        report = await self._run_resync("freeze cleared")
+        for scope, cause in gone:
+            await self._lift(scope, cause)
+            still = self._arming.frozen_reason(scope)
+            self._notifier.alert(
+                "FREEZE_CLEARED",
+                Severity.WARNING,
+                f"{freeze_scope_label(scope)}: {cause.value.lower().replace('_', ' ')} is over; "
+                f"resync done ({report.leader_orders_checked} leader orders checked, "
+                f"{report.actions_taken} actions, {len(report.discrepancies)} discrepancies)"
+                + (f"; still frozen: {still}" if still else "; copying again"),
+                scope or None,
+            )
+            self._requeue_for(scope)
+
+    async def _cause_gone(self, scope: str, cause: FreezeCause) -> bool:
+        if cause is FreezeCause.LEADER_DARK:
+            return self._leader_seen_connected >= 2
+        if cause is FreezeCause.CIRCUIT_OPEN:
+            f = self._accounts.followers.get(scope)
+            return f is None or f.circuit.state is not CircuitState.OPEN
+        if cause is FreezeCause.TOKEN_REFUSED:
+            # A read answered is the proof the token works (the socket says CONNECTED before
+            # Dhan has judged the login, so it proves nothing).
+            broker = (
+                self._accounts.leader_broker
+                if scope == ENGINE_SCOPE
+                else getattr(self._accounts.followers.get(scope), "broker", None)
+            )
+            if broker is None:
+                return True
+            try:
+                await broker.order_book()
+            except BrokerError:
+                return False
+            return True
+        return False
+
+    async def _run_resync(self, trigger: str) -> RecoveryReport:
+        if self._resync is None:
+            return RecoveryReport(trigger, 0, 0, (), 0.0)
+        return await self._resync(trigger)
+
+    async def _lift(self, scope: str, cause: FreezeCause) -> None:
+        if not self._arming.remove(scope, cause):
+            return
+        try:
+            await self._writes.require_store().clear_freeze(scope, cause.value)
+        except STORE_FAILURES:
+            log.exception("could not store a cleared freeze")
+        log.info("%s: freeze %s cleared", freeze_scope_label(scope), cause.value)
+        self._publish_freeze(scope, f"{cause.value} cleared")
+
+    def _publish_freeze(self, scope: str, reason: str) -> None:
+        now = self._clock.now()
+        causes = tuple(c.value for c in self._arming.causes(scope))
+        self._notifier.publish(FreezeChanged(now, scope, causes, reason))
+        if scope == ENGINE_SCOPE and self._arming.state is EngineState.ARMED:
+            shown = self._arming.shown_state
+            why = self._arming.frozen_reason(ENGINE_SCOPE) or reason
+            self._notifier.publish(EngineStateChanged(now, shown, why))
+
+    def _requeue_for(self, scope: str) -> None:
+        if self._requeue is not None:
+            self._requeue(scope)
 
     async def _activate_dhan_kill_switches(self) -> None:
         for _ in range(DHAN_KILL_WAIT_S):
@@ -128,6 +318,8 @@ class Supervisor:
             try:
                 await self._check_loss_limits()
                 self._check_leader_dark()
+                await self._check_circuits()
+                await self._clear_gone_causes()
                 if self._clock.monotonic() - last_drift >= self._settings.drift_check_interval_s:
                     last_drift = self._clock.monotonic()
                     await self._check_drift()
@@ -136,9 +328,13 @@ class Supervisor:
             await self._clock.sleep(self._settings.risk_check_interval_s)
 
     async def _check_loss_limits(self) -> None:
-        """Kill a follower (or the engine) whose day's P&L breached its loss limit."""
+        """Freeze a follower (or the engine) whose day's P&L breached its loss limit."""
         for f in self._accounts.all():
-            if f.rules.risk.daily_loss_limit is None or f.killed_reason:
+            if f.rules.risk.daily_loss_limit is None:
+                continue
+            whole_engine = f.rules.risk.on_loss_breach == "kill_engine"
+            scope = ENGINE_SCOPE if whole_engine else f.name
+            if self._arming.has(scope, FreezeCause.LOSS_LIMIT):
                 continue
             try:
                 positions = await f.broker.positions()
@@ -155,20 +351,22 @@ class Supervisor:
             verdict = check_loss_limit(f.rules.risk, realized, unrealized)
             if verdict is None:
                 continue
-            reason = f"loss limit breached: {verdict.message}"
-            if f.rules.risk.on_loss_breach == "kill_engine":
-                await self.kill(f"{f.name} {reason}")
-            else:
-                self.stop_follower(f, reason)
+            reason = f"{f.name} loss limit breached: {verdict.message}"
+            await self.freeze(scope, FreezeCause.LOSS_LIMIT, reason)
 
     def _check_leader_dark(self) -> None:
-        """The leader's socket dark too long while the market is open: we are copying blind."""
-        limit = self._settings.leader_dark_kill_after_s
+        """The leader's socket dark too long while the market is open: we are copying blind,
+        so nothing new is opened (the resting copies stay) until it is back."""
         stream = self._accounts.leader_stream
-        if limit is None or stream is None or self._arming.state is not EngineState.ARMED:
+        if stream is None:
             return
         if stream.state is ConnectionState.CONNECTED:
             self._leader_dark_since = None
+            self._leader_seen_connected += 1
+            return
+        self._leader_seen_connected = 0
+        limit = self._settings.leader_dark_kill_after_s
+        if limit is None or self._arming.has(ENGINE_SCOPE, FreezeCause.LEADER_DARK):
             return
         now = self._clock.monotonic()
         if self._leader_dark_since is None:
@@ -179,29 +377,44 @@ class Supervisor:
             or self._calendar.can_send(Segment.NSE_FNO, self._clock.now(), False)[0]
         )
         if market_open and now - self._leader_dark_since >= limit:
-            self._arming.cancel_when_killed = self._settings.leader_dark_cancel
-            self._tasks.spawn(
-                self.kill(
-                    f"leader order stream dark for {now - self._leader_dark_since:.0f}s "
-                    "while the market is open"
-                ),
-                "dark-kill",
+            self.freeze_soon(
+                ENGINE_SCOPE,
+                FreezeCause.LEADER_DARK,
+                f"leader order feed dark for {now - self._leader_dark_since:.0f}s "
+                "while the market is open",
             )
+
+    async def _check_circuits(self) -> None:
+        """A follower whose circuit is open is frozen until it half-opens (the circuit's own
+        alert has said why, so no second alert)."""
+        for f in self._accounts.all():
+            if f.circuit.state is CircuitState.OPEN and not self._arming.has(
+                f.name, FreezeCause.CIRCUIT_OPEN
+            ):
+                await self.freeze(
+                    f.name,
+                    FreezeCause.CIRCUIT_OPEN,
+                    f"{f.circuit.failures} broker failures in a row (circuit open)",
+                    alert=False,
+                )
 
     # --- streams ---------------------------------------------------------------------------
 
     def on_connection(self, account: str, state: ConnectionState, detail: str) -> None:
         self._notifier.publish(ConnectionChanged(self._clock.now(), account, state, redact(detail)))
-        if account == LEADER and detail == LOGIN_REFUSED and self._arming.armed:
-            self._tasks.spawn(
-                self.kill("leader token refused by Dhan (invalid or expired)"), "token-kill"
+        if account == LEADER and detail == LOGIN_REFUSED:
+            self.freeze_soon(
+                ENGINE_SCOPE,
+                FreezeCause.TOKEN_REFUSED,
+                "Dhan refused the leader's token on the order feed (invalid or expired)",
             )
         elif account != LEADER and detail == LOGIN_REFUSED and account in self._accounts.followers:
-            self.stop_follower(
-                self._accounts.followers[account],
-                "Dhan refused the token on the order stream (invalid or expired)",
+            self.freeze_soon(
+                account,
+                FreezeCause.TOKEN_REFUSED,
+                f"Dhan refused {account}'s token on its order feed (invalid or expired)",
             )
-        if state is ConnectionState.DISCONNECTED and account == LEADER:
+        if state is ConnectionState.DISCONNECTED and account == LEADER and detail != "stopped":
             self._notifier.alert(
                 "LEADER_DISCONNECTED",
                 Severity.WARNING,

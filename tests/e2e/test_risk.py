@@ -139,7 +139,7 @@ async def test_price_band_refuses_only_a_price_that_crosses_the_market(
     assert len(world.orders("alpha")) == 2
 
 
-async def test_loss_limit_breached_mid_burst_kills_the_follower_and_nothing_is_sent_after(
+async def test_loss_limit_breached_mid_burst_freezes_the_follower_and_nothing_is_sent_after(
     make_world: WorldFactory,
 ) -> None:
     world = await make_world(
@@ -163,17 +163,22 @@ async def test_loss_limit_breached_mid_burst_kills_the_follower_and_nothing_is_s
     for i in range(15):
         world.place(price=ltp - 30 - i * 0.5)
     world.sim.set_price(*NIFTY_CE, ltp - 5)  # 650 x -5 = -3250: past the 1000 limit
-    await world.until(lambda: bool(alerts(world, "FOLLOWER_KILLED")), timeout=10, what="kill")
+    await world.until(lambda: bool(alerts(world, "FOLLOWER_FROZEN")), timeout=10, what="freeze")
     breach_at = len(world.sim.requests)
+    resting = [o["orderId"] for o in world.orders("alpha") if o["orderStatus"] == "PENDING"]
     await asyncio.sleep(0.5)
     await world.settle()
     assert not [r for r in mutating(world, ALPHA[0], breach_at) if r["method"] == "POST"]
-    assert not [o for o in world.orders("alpha") if o["orderStatus"] == "PENDING"]
+    # Frozen, not killed: the copies already resting at Dhan stay where they are.
+    still = {o["orderId"] for o in world.orders("alpha") if o["orderStatus"] == "PENDING"}
+    assert set(resting) <= still
+    assert world.eng.state is EngineState.ARMED
+    assert "loss limit" in world.eng.follower_stop_reason("alpha")
     # beta, without a loss limit, keeps copying.
     assert len(world.orders("beta")) == 16
 
 
-async def test_loss_limit_can_kill_the_whole_engine(make_world: WorldFactory) -> None:
+async def test_loss_limit_can_freeze_the_whole_engine(make_world: WorldFactory) -> None:
     world = await make_world(
         followers=[
             {
@@ -191,7 +196,7 @@ async def test_loss_limit_can_kill_the_whole_engine(make_world: WorldFactory) ->
         lambda: bool(world.orders("alpha")) and world.orders("alpha")[0]["filledQty"] == 65
     )
     world.sim.set_price(*NIFTY_CE, ltp - 10)
-    await world.until(lambda: world.eng.state is EngineState.KILLED, timeout=10, what="engine kill")
+    await world.until(lambda: world.eng.state is EngineState.FROZEN, timeout=10, what="frozen")
 
 
 async def test_follower_that_fails_everything_opens_its_circuit(make_world: WorldFactory) -> None:
@@ -209,30 +214,30 @@ async def test_follower_that_fails_everything_opens_its_circuit(make_world: Worl
     assert "pausing this follower" in alerts(world, "CIRCUIT_OPEN")[0].alert.message
 
 
-async def test_follower_token_expired_mid_session_stops_that_follower(world: World) -> None:
+async def test_follower_token_expired_mid_session_freezes_that_follower(world: World) -> None:
     world.place(price=200.0)
     await world.follower_order("beta")
     world.sim.faults.expire_token(BETA[0])
     world.place(price=199.0)
     await world.until(
-        lambda: bool(alerts(world, "FOLLOWER_KILLED")), timeout=10, what="beta stopped"
+        lambda: bool(alerts(world, "FOLLOWER_FROZEN")), timeout=10, what="beta frozen"
     )
-    assert "token" in alerts(world, "FOLLOWER_KILLED")[0].alert.message
+    assert "token" in alerts(world, "FOLLOWER_FROZEN")[0].alert.message
     await world.follower_order("alpha", 2)  # alpha is unaffected
 
 
-async def test_leader_token_expired_kills_the_engine(world: World) -> None:
+async def test_leader_token_expired_freezes_the_engine_and_keeps_the_copies(
+    world: World,
+) -> None:
     world.place(price=200.0)
     await world.follower_order("alpha")
     world.sim.faults.expire_token(LEADER[0])
-    await world.until(lambda: world.eng.state is EngineState.KILLED, timeout=15, what="kill")
-    await world.until(
-        lambda: all(o["orderStatus"] == "CANCELLED" for o in world.orders("alpha")),
-        what="alpha cancelled",
-    )
+    await world.until(lambda: world.eng.state is EngineState.FROZEN, timeout=15, what="freeze")
+    await world.settle()
+    assert all(o["orderStatus"] == "PENDING" for o in world.orders("alpha"))
 
 
-async def test_leader_dark_while_market_open_kills(sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_leader_dark_while_market_open_freezes(sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(
         sim, tmp_path / "dark.db", None, leader_dark_kill_after_s="0.5", risk_check_interval_s="0.1"
     )
@@ -242,10 +247,10 @@ async def test_leader_dark_while_market_open_kills(sim, tmp_path: Path) -> None:
     try:
         await asyncio.wait_for(engine.wait_started(), 10)
         for _ in range(100):
-            if engine.state is EngineState.KILLED:
+            if engine.state is EngineState.FROZEN:
                 break
             await asyncio.sleep(0.05)
-        assert engine.state is EngineState.KILLED
+        assert engine.state is EngineState.FROZEN
     finally:
         await engine.stop()
         await asyncio.wait_for(task, 15)
