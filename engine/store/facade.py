@@ -125,8 +125,8 @@ class Store:
     async def set_hand_managed(
         self, follower: str, leader_order_id: str, *, detached: bool, reason: str
     ) -> None:
-        row = (follower, leader_order_id, int(detached), redact(reason))
-        row += (format_datetime(self._clock.now()),)
+        now = format_datetime(self._clock.now())
+        row = (follower, leader_order_id, int(detached), redact(reason), now)
         await self._line.write(self._intents_db, lambda db: safety.set_hand_managed(db, row))
 
     # --- the write-behind path ------------------------------------------------------------
