@@ -48,6 +48,7 @@ from engine.accounts.secret_sources import (
 )
 from engine.accounts.source_ip import SourceIpError, check_local_address
 from engine.market_hours import MarketCalendar, MarketCalendarError
+from engine.paths import default_db_path
 from engine.replication.rules import (
     CopyFilters,
     MultiplierSizing,
@@ -351,7 +352,7 @@ class Settings(BaseSettings):
     followers: list[FollowerSettings]
     dhan: DhanSettings = DhanSettings()
     limiter: LimiterSettings = LimiterSettings()
-    db_path: Path = Path("copytrade.db")
+    db_path: Path = Field(default_factory=default_db_path)  # per-user data directory
     enforce_market_hours: bool = True
     holiday_override_file: Path | None = None
     instruments_file: Path | None = None
@@ -423,6 +424,14 @@ class Settings(BaseSettings):
         if not any(follower.enabled for follower in followers):
             raise ValueError('every follower is disabled ("enabled": false); enable at least one')
         return followers
+
+    @field_validator("db_path", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        """A blank COPYTRADE_DB_PATH means the per-user default, not the current folder."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default_db_path()
+        return value
 
     @field_validator("db_path")
     @classmethod

@@ -20,9 +20,13 @@ def _configure_logging(headless: bool, level: str = "INFO") -> None:
             level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     else:
+        from engine.paths import default_log_path
+
+        log_file = default_log_path()  # one place per user, not the folder we started in
+        log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         logging.basicConfig(
             level=level,
-            filename="copytrade.log",
+            filename=str(log_file),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     install_log_redaction()
@@ -70,6 +74,13 @@ def run_command(*, env_file: str, headless: bool) -> int:
         return 2
     except InstrumentsFileError as err:
         _config_error(f"COPYTRADE_INSTRUMENTS_FILE: {err}")
+        return 2
+    from engine.instance_lock import InstanceLockError
+
+    try:  # one engine per database: refused here, before any screen or connection
+        engine.claim_database()
+    except InstanceLockError as err:
+        print(f"copytrade: {err}", file=sys.stderr)
         return 2
     return _serve(engine, headless=headless, demo=False)
 

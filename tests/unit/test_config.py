@@ -12,6 +12,7 @@ import pytest
 from engine import secrets
 from engine.config import ConfigError, Settings, load_settings
 from engine.domain import Product, Segment
+from engine.paths import default_db_path
 from engine.replication.rules import (
     CapitalRatioSizing,
     CopyFilters,
@@ -68,7 +69,7 @@ def test_defaults() -> None:
     assert s.dhan.timeout_s == 10
     assert (s.limiter.headroom, s.limiter.per_second, s.limiter.per_minute) == (0.0, 10, 250)
     assert (s.limiter.per_hour, s.limiter.per_day) == (1000, 7000)
-    assert s.db_path == Path("copytrade.db")
+    assert s.db_path == default_db_path()  # the per-user data directory, not the cwd
     assert s.enforce_market_hours is True
     assert s.holiday_override_file is None
     assert s.reconcile_interval_s == 30
