@@ -141,7 +141,14 @@ class Engine:
             clock, accounts, book, self._arming, notifier, self._stats
         )
         self._resolver = Resolver(
-            clock, accounts, book, self._follower_feed, self._writes, notifier, self._tasks
+            clock,
+            accounts,
+            book,
+            self._follower_feed,
+            self._writes,
+            notifier,
+            self._tasks,
+            send_timeout_s=s.dhan.timeout_s,
         )
         self._answers = AnswerHandling(clock, notifier, self._tasks, self._supervisor.stop_follower)
         orders = OrderActions(

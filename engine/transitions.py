@@ -190,6 +190,19 @@ def found_after_restart(
     )
 
 
+def awaiting_answer(current: MirrorRecord | None, intent: Intent) -> MirrorRecord:
+    """A placement whose existence at Dhan is not settled yet (after a restart): held as in
+    flight (PLACING), so nothing is sent for it until Dhan shows it or shows its absence."""
+    base = current or MirrorRecord(
+        intent.follower,
+        intent.leader_order_id,
+        intent.correlation_id,
+        MirrorState.PLACING,
+        params=intent.params,
+    )
+    return base.with_changes(state=MirrorState.PLACING, correlation_id=intent.correlation_id)
+
+
 def refused(current: MirrorRecord, reason: str, now: datetime | None) -> MirrorRecord:
     """Dhan refused the placement definitively."""
     return current.with_changes(state=MirrorState.FAILED, reason=reason, updated_at=now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from engine.clock import Clock
+from engine.dhan.broker import Existence
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dispatch.circuit import CircuitState
 from engine.domain import OrderSnapshot, Severity
@@ -104,6 +105,10 @@ class OrderActions:
             self._writes.finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             self._book.set_mirror(killed_before_send(mirror))
             return
+        if self._arming.frozen_for(f):  # frozen meanwhile: decided again once it clears
+            self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: frozen")
+            self._book.forget(mirror)
+            return
         if f.circuit.state is CircuitState.OPEN:  # opened by another request meanwhile
             self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
             self._book.forget(mirror)
@@ -124,37 +129,30 @@ class OrderActions:
     ) -> None:
         current = self._book.mirror(f.name, leader.order_id) or mirror
         if result.kind is ResultKind.AMBIGUOUS:
-            found = await self._resolver.lookup(f, mirror.correlation_id)
-            if found is None:
-                # Not at Dhan: the request never arrived. Forget the placement so the next
-                # decision places again with the same correlationId.
-                self._writes.finish_intent(
-                    intent, IntentOutcome.AMBIGUOUS, f"not found after: {result.message}"
+            # Settled only by what Dhan shows (facts §8b L1): the order book or the stream.
+            lookup = await self._resolver.lookup(f, mirror.correlation_id)
+            found = lookup.snapshot if lookup.existence is Existence.FOUND else None
+            current = self._book.mirror(f.name, leader.order_id) or current
+            if found is None and current.follower_order_id:
+                # The follower's stream showed it meanwhile: it exists.
+                result = BrokerResult(
+                    ResultKind.OK, order_id=current.follower_order_id, status=current.broker_status
                 )
-                self._book.forget(current)
-                self._notifier.alert(
-                    "PLACE_RETRY",
-                    Severity.WARNING,
-                    f"{f.name}: no clear answer placing for leader {leader.order_id} "
-                    f"({result.message}); not at Dhan, placing again",
-                    f.name,
-                    leader.order_id,
-                )
-                f.dispatcher.mark(leader.order_id)
-                return
-            if not isinstance(found, OrderSnapshot):
+            elif found is None:
                 self._writes.finish_intent(intent, IntentOutcome.AMBIGUOUS, result.message)
                 self._notifier.alert(
                     "PLACE_AMBIGUOUS",
-                    Severity.ERROR,
-                    f"{f.name}: placement for leader {leader.order_id} has no clear answer; "
-                    "will check again before acting",
+                    Severity.WARNING,
+                    f"{f.name}: no clear answer placing for leader {leader.order_id} "
+                    f"({result.message}); nothing is sent again until the follower's order "
+                    "book settles it",
                     f.name,
                     leader.order_id,
                 )
-                self._resolver.retry_later(f, leader.order_id, intent)
+                self._resolver.settle_later(f, leader.order_id, intent, lookup)
                 return
-            result = BrokerResult(ResultKind.OK, order_id=found.order_id, status=found.status)
+            else:
+                result = BrokerResult(ResultKind.OK, order_id=found.order_id, status=found.status)
         if result.kind is ResultKind.OK:
             self._acknowledged(f, leader, mirror, current, intent, result, catch_up)
             return

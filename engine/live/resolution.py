@@ -1,10 +1,22 @@
 """Resolution of unclear answers: a placement Dhan did not clearly answer, or one whose answer
-a previous process never recorded, is looked up by its correlationId before anything is placed
-again, so nothing is placed twice."""
+a previous process never recorded, is settled by what Dhan shows positively before anything is
+placed again, so nothing is placed twice and nothing is lost.
+
+Existence is settled only positively (facts §8b L1: an error code alone means nothing):
+- FOUND: the follower's order book (or the correlation lookup) carries our correlationId, or the
+  follower's order stream showed an order with it (the copy's record then has its order id).
+- ABSENT: two reads of the whole order book, spaced by more than the send's own timeout, carry
+  no order with it (an order still in flight may not be in the book at the first read).
+- UNKNOWN: neither; nothing is sent meanwhile. Past ``unresolved_alert_s`` an alert says so,
+  and the copy keeps waiting: never a blind re-send.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.clock import Clock
+from engine.dhan.broker import CorrelationLookup, Existence
 from engine.dhan.errors import BrokerError
 from engine.domain import MirrorState, OrderSnapshot, Severity
 from engine.live.accounts import Accounts, FollowerRuntime
@@ -13,17 +25,20 @@ from engine.live.follower_feed import FollowerFeed
 from engine.live.notifier import Notifier
 from engine.live.tasks import TaskSet
 from engine.live.write_behind import WriteBehind
-from engine.records import Intent, IntentKind, IntentOutcome
-from engine.transitions import found_after_restart, found_at_broker
+from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
+from engine.transitions import acknowledged, awaiting_answer, found_after_restart, found_at_broker
 
-LOOKUP_TRIES = 3
-
-
-class Unknown:
-    """Dhan could not say whether the order exists: nothing may be placed meanwhile."""
+UNRESOLVED_ALERT_S = 60.0  # an unclear placement still unsettled after this: alert (once)
+MAX_RECHECK_S = 30.0
 
 
-UNKNOWN = Unknown()
+@dataclass(slots=True)
+class _Settling:
+    """Where one unclear placement's resolution stands."""
+
+    started: float
+    absent_since: float | None = None  # monotonic time of the first of two ABSENT reads
+    alerted: bool = False
 
 
 class Resolver:
@@ -36,6 +51,9 @@ class Resolver:
         writes: WriteBehind,
         notifier: Notifier,
         tasks: TaskSet,
+        *,
+        send_timeout_s: float = 10.0,
+        unresolved_alert_s: float = UNRESOLVED_ALERT_S,
     ) -> None:
         self._clock = clock
         self._accounts = accounts
@@ -44,46 +62,136 @@ class Resolver:
         self._writes = writes
         self._notifier = notifier
         self._tasks = tasks
+        # Two ABSENT reads must be further apart than a request can stay on the wire.
+        self._absent_spacing_s = send_timeout_s + 0.5
+        self._unresolved_alert_s = max(unresolved_alert_s, self._absent_spacing_s * 2)
 
-    async def lookup(self, f: FollowerRuntime, cid: str) -> OrderSnapshot | Unknown | None:
-        """The order with this correlationId at Dhan; None if Dhan says there is none,
-        UNKNOWN when Dhan could not answer."""
-        for attempt in range(LOOKUP_TRIES):
-            try:
-                found = await f.broker.order_by_correlation(cid)
-            except BrokerError:
-                await self._clock.sleep(0.2 * (attempt + 1))
-                continue
-            if found is not None:
-                self._follower_feed.on_snapshot(f, found)
-            return found
-        return UNKNOWN
+    async def lookup(self, f: FollowerRuntime, cid: str) -> CorrelationLookup:
+        """One positive look at Dhan (correlation lookup, then the order book); the orders found
+        also move the copy's record on (fills, status)."""
+        try:
+            found = await f.broker.find_by_correlation(cid)
+        except BrokerError as exc:  # find_by_correlation answers UNKNOWN itself; belt and braces
+            return CorrelationLookup(Existence.UNKNOWN, reason=exc.result.message)
+        for snapshot in found.orders:
+            self._follower_feed.on_snapshot(f, snapshot)
+        return found
 
-    def retry_later(self, f: FollowerRuntime, leader_id: str, intent: Intent) -> None:
-        self._tasks.spawn(self._retry(f, leader_id, intent), "resolve")
+    def settle_later(
+        self, f: FollowerRuntime, leader_id: str, intent: Intent, first: CorrelationLookup
+    ) -> None:
+        """Keep reading the follower's book until the placement is settled (see module doc)."""
+        now = self._clock.monotonic()
+        state = _Settling(now, now if first.existence is Existence.ABSENT_FROM_BOOK else None)
+        self._tasks.spawn(self._settle(f, leader_id, intent, state), "resolve")
 
-    async def _retry(self, f: FollowerRuntime, leader_id: str, intent: Intent) -> None:
-        delay = 1.0
+    async def _settle(
+        self, f: FollowerRuntime, leader_id: str, intent: Intent, state: _Settling
+    ) -> None:
+        delay = self._absent_spacing_s if state.absent_since is not None else 0.5
         while True:
             await self._clock.sleep(delay)
+            mirror = self._waiting_copy(f, leader_id, intent)
+            if mirror is None:
+                return  # settled meanwhile (a restart, a reconcile) or no longer ours
+            if mirror.follower_order_id:
+                self._found_on_stream(f, leader_id, intent, mirror)
+                return
             found = await self.lookup(f, intent.correlation_id)
-            mirror = self._book.mirror(f.name, leader_id)
+            mirror = self._waiting_copy(f, leader_id, intent)
             if mirror is None:
                 return
-            if found is None:
-                self._book.forget(mirror)
-                f.dispatcher.mark(leader_id)
+            now = self._clock.monotonic()
+            if found.existence is Existence.FOUND and found.snapshot is not None:
+                self._found(f, leader_id, intent, mirror, found.snapshot)
                 return
-            if isinstance(found, OrderSnapshot):
-                self._book.set_mirror(found_at_broker(mirror, found))
-                self._writes.finish_intent(intent, IntentOutcome.ACKED, f"found {found.order_id}")
-                f.dispatcher.mark(leader_id)
+            if mirror.follower_order_id:
+                self._found_on_stream(f, leader_id, intent, mirror)
                 return
-            delay = min(delay * 2, 30.0)
+            if found.existence is Existence.ABSENT_FROM_BOOK:
+                if state.absent_since is None:
+                    state.absent_since = now
+                elif now - state.absent_since >= self._absent_spacing_s:
+                    self._absent(f, leader_id, intent, mirror)
+                    return
+                delay = self._absent_spacing_s - (now - state.absent_since) + 0.05
+                continue
+            if not state.alerted and now - state.started >= self._unresolved_alert_s:
+                state.alerted = True
+                self._notifier.alert(
+                    "PLACE_UNRESOLVED",
+                    Severity.ERROR,
+                    f"{f.name}: cannot tell whether the copy of leader {leader_id} "
+                    f"({intent.correlation_id}) exists at Dhan after "
+                    f"{now - state.started:.0f}s ({found.reason}); nothing is sent again "
+                    "until Dhan shows it; check the follower's order book",
+                    f.name,
+                    leader_id,
+                )
+            delay = min(max(delay, 0.5) * 2, MAX_RECHECK_S)
+
+    def _waiting_copy(
+        self, f: FollowerRuntime, leader_id: str, intent: Intent
+    ) -> MirrorRecord | None:
+        mirror = self._book.mirror(f.name, leader_id)
+        if mirror is None or mirror.correlation_id != intent.correlation_id:
+            return None
+        if mirror.state is not MirrorState.PLACING:
+            return None
+        return mirror
+
+    def _found(
+        self,
+        f: FollowerRuntime,
+        leader_id: str,
+        intent: Intent,
+        mirror: MirrorRecord,
+        found: OrderSnapshot,
+    ) -> None:
+        settled = found_at_broker(mirror, found)
+        self._book.set_mirror(settled)
+        self._writes.finish_intent(intent, IntentOutcome.ACKED, f"found {found.order_id}", settled)
+        self._notifier.journal(
+            "recovery",
+            f"{f.name}: unclear placement found at Dhan ({found.order_id}); not placed again",
+            f.name,
+            leader_id,
+        )
+        f.dispatcher.mark(leader_id)
+
+    def _found_on_stream(
+        self, f: FollowerRuntime, leader_id: str, intent: Intent, mirror: MirrorRecord
+    ) -> None:
+        settled = acknowledged(
+            mirror, mirror.follower_order_id, mirror.broker_status, None, self._clock.now()
+        )
+        self._book.set_mirror(settled)
+        self._writes.finish_intent(
+            intent, IntentOutcome.ACKED, f"seen on the stream: {mirror.follower_order_id}", settled
+        )
+        f.dispatcher.mark(leader_id)
+
+    def _absent(
+        self, f: FollowerRuntime, leader_id: str, intent: Intent, mirror: MirrorRecord
+    ) -> None:
+        self._writes.finish_intent(
+            intent, IntentOutcome.REFUSED, "not in the follower's order book (read twice)"
+        )
+        self._book.forget(mirror)
+        self._notifier.alert(
+            "PLACE_RETRY",
+            Severity.WARNING,
+            f"{f.name}: the unclear placement for leader {leader_id} is not in the follower's "
+            "order book (read twice, past the send's timeout); placing again",
+            f.name,
+            leader_id,
+        )
+        f.dispatcher.mark(leader_id)
 
     async def resolve_unfinished(self) -> None:
         """After a restart: every placement whose answer we never recorded is looked up by its
-        correlationId before anything else happens."""
+        correlationId before anything else happens; one not settled at once is held (PLACING)
+        and settled in the background, like an unclear answer."""
         store = self._writes.require_store()
         for intent in await store.unfinished_intents():
             f = self._accounts.followers.get(intent.follower)
@@ -99,40 +207,53 @@ class Resolver:
                     "process stopped before the answer; order re-read",
                 )
                 continue
-            found = await self.lookup(f, intent.correlation_id)
-            if isinstance(found, OrderSnapshot):
-                rec = found_after_restart(mirror, intent, found)
-                self._book.set_mirror(rec)
-                await store.complete_intent(
-                    intent.id, IntentOutcome.ACKED, f"found after restart: {found.order_id}", rec
-                )
-                self._notifier.journal(
-                    "recovery",
-                    f"{f.name}: placement found after restart ({found.order_id}); not placed again",
-                    f.name,
-                    intent.leader_order_id,
-                )
-            elif found is None:
+            if (
+                mirror is not None
+                and mirror.correlation_id == intent.correlation_id
+                and mirror.follower_order_id
+            ):
+                # The stream (or a read) already showed the order: it exists.
                 await store.complete_intent(
                     intent.id,
-                    IntentOutcome.REFUSED,
-                    "not at Dhan after restart; will place again",
+                    IntentOutcome.ACKED,
+                    f"already known: {mirror.follower_order_id}",
+                    mirror,
                 )
-                if mirror is not None and mirror.state is MirrorState.PLACING:
-                    self._book.forget(mirror)
+                continue
+            if mirror is not None and mirror.correlation_id != intent.correlation_id:
+                # A later generation replaced this one: its own intent settles it.
+                await store.complete_intent(
+                    intent.id, IntentOutcome.AMBIGUOUS, "superseded by a later generation"
+                )
+                continue
+            found = await self.lookup(f, intent.correlation_id)
+            mirror = self._book.mirror(intent.follower, intent.leader_order_id)
+            if found.existence is Existence.FOUND and found.snapshot is not None:
+                rec = found_after_restart(mirror, intent, found.snapshot)
+                self._book.set_mirror(rec)
+                await store.complete_intent(
+                    intent.id,
+                    IntentOutcome.ACKED,
+                    f"found after restart: {found.snapshot.order_id}",
+                    rec,
+                )
                 self._notifier.journal(
                     "recovery",
-                    f"{f.name}: placement never reached Dhan; deciding again",
+                    f"{f.name}: placement found after restart ({found.snapshot.order_id}); "
+                    "not placed again",
                     f.name,
                     intent.leader_order_id,
                 )
-            else:
-                self._notifier.alert(
-                    "RESTART_UNRESOLVED",
-                    Severity.ERROR,
-                    f"{f.name}: could not confirm placement {intent.correlation_id} "
-                    "after restart; holding it",
-                    f.name,
-                    intent.leader_order_id,
-                )
-                self.retry_later(f, intent.leader_order_id, intent)
+                continue
+            if mirror is None or mirror.state is not MirrorState.PLACING:
+                # Held as in flight, so the replicator sends nothing until it is settled.
+                mirror = awaiting_answer(mirror, intent)
+                self._book.set_mirror(mirror)
+            self._notifier.journal(
+                "recovery",
+                f"{f.name}: placement {intent.correlation_id} not settled after restart "
+                f"({found.reason}); reading the order book again before deciding",
+                f.name,
+                intent.leader_order_id,
+            )
+            self.settle_later(f, intent.leader_order_id, intent, found)
