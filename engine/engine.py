@@ -20,6 +20,8 @@ from collections.abc import Callable
 from engine.alerts import AlertCenter
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
+from engine.control.protocol import ResumeReport, UncopiedOrder
+from engine.control.server import ControlServer, ControlSocketError
 from engine.domain import (
     Alert,
     ConnectionState,
@@ -34,6 +36,7 @@ from engine.events import (
     EventBus,
     StatsUpdated,
 )
+from engine.instance_lock import InstanceLock
 from engine.instruments import InstrumentBook
 from engine.live import startup
 from engine.live.accounts import (
@@ -58,6 +61,7 @@ from engine.live.resolution import Resolver
 from engine.live.stats import Stats
 from engine.live.supervision import Supervisor
 from engine.live.tasks import TaskSet
+from engine.live.uncopied import release_for_replace, uncopied_orders
 from engine.live.write_behind import WriteBehind
 from engine.market_hours import MarketCalendar
 from engine.records import MirrorRecord
@@ -110,6 +114,9 @@ class Engine:
         self._wire(settings)
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
+        # One engine per database: taken before the store opens, held until the very end.
+        self._instance_lock = InstanceLock(settings.db_path)
+        self._control: ControlServer | None = None
 
     def _wire(self, s: Settings) -> None:
         clock, accounts, book, notifier = self.clock, self._accounts, self._book, self._notifier
@@ -141,14 +148,7 @@ class Engine:
             clock, accounts, book, self._arming, notifier, self._stats
         )
         self._resolver = Resolver(
-            clock,
-            accounts,
-            book,
-            self._follower_feed,
-            self._writes,
-            notifier,
-            self._tasks,
-            send_timeout_s=s.dhan.timeout_s,
+            clock, accounts, book, self._follower_feed, self._writes, notifier, self._tasks
         )
         self._answers = AnswerHandling(clock, notifier, self._tasks, self._supervisor.stop_follower)
         orders = OrderActions(
@@ -175,7 +175,7 @@ class Engine:
             self._answers,
             orders,
         )
-        self._recovery = Recovery(
+        self._recovery = recovery = Recovery(
             clock,
             accounts,
             book,
@@ -185,12 +185,13 @@ class Engine:
             notifier,
             self._drift.check,
         )
+        self._supervisor.wire_recovery(self.recover, recovery.requeue)
 
     # --- EngineHandle -------------------------------------------------------------------
 
     @property
     def state(self) -> EngineState:
-        return self._arming.state
+        return self._arming.shown_state  # FROZEN while an engine-wide freeze holds
 
     def subscribe(self, listener: Callable[[EngineEvent], None]) -> Callable[[], None]:
         return self._bus.subscribe(listener)
@@ -201,12 +202,37 @@ class Engine:
         self.settings = self.settings.model_copy(update={"dhan": dhan})
         self._wire(self.settings)  # the parts hold the settings they were given
 
+    def claim_database(self) -> None:
+        """Take the engine's lock on its database (idempotent); raises
+        `engine.instance_lock.InstanceLockError` (one line) when another engine holds it."""
+        self._instance_lock.acquire()
+
     async def run(self) -> None:
+        self.claim_database()  # before the store opens: a second engine never touches it
         try:
-            await self._start()
-            await self._stop.wait()
+            await self._open_control()
+            try:
+                await self._start()
+                await self._stop.wait()
+            finally:
+                await self._shutdown()
         finally:
-            await self._shutdown()
+            if self._control is not None:  # closed last: status answers until the end
+                await self._control.close()
+            self._instance_lock.release()
+
+    async def _open_control(self) -> None:
+        self._control = ControlServer(self, self.settings.db_path)
+        try:
+            await self._control.start()
+        except ControlSocketError as exc:  # the engine still runs; only the CLI cannot reach it
+            self._control = None
+            log.warning("control channel unavailable: %s", exc)
+            self._notifier.alert(
+                "CONTROL_UNAVAILABLE",
+                Severity.WARNING,
+                f"copytrade status/kill/resume cannot reach this engine: {exc}",
+            )
 
     async def wait_started(self) -> None:
         await self._started.wait()
@@ -217,11 +243,77 @@ class Engine:
     async def kill(self, reason: str) -> None:
         await self._supervisor.kill(reason)
 
-    async def resume(self) -> None:
-        await self._supervisor.resume()
+    async def resume(self, replace_open: bool = False) -> ResumeReport:
+        """Back from the trader's kill (and the freezes only the trader clears); lists the
+        leader's open orders left without a copy and, with `replace_open`, places them again
+        (each under a fresh correlationId)."""
+        resumed = await self._supervisor.resume()
+        if self._arming.freezes:  # the freezes only the trader clears (loss limit, ...)
+            cleared = await self._supervisor.clear_freeze(None, only_trader_cleared=True)
+            resumed = resumed or bool(cleared)
+        uncopied = await self.uncopied_orders()
+        replaced: list[str] = []
+        if replace_open and self._arming.armed:
+            for order in uncopied:
+                if release_for_replace(self._book, self._accounts.followers, order):
+                    replaced.append(order.leader_order_id)
+            uncopied = [o for o in uncopied if o.leader_order_id not in replaced]
+        frozen = self._arming.frozen_reason("")
+        if not resumed and self._arming.state is not EngineState.ARMED:
+            message = f"the engine is {self.state.value}, not resumed"
+        else:
+            message = (
+                ("resumed" if resumed else "not killed")
+                + (f"; {len(replaced)} open leader orders placed again" if replaced else "")
+                + (f"; {len(uncopied)} open leader orders have no copy" if uncopied else "")
+            )
+            if frozen:
+                message += f"; still frozen: {frozen}"
+        return ResumeReport(self.state.value, tuple(uncopied), tuple(replaced), message)
+
+    async def uncopied_orders(self) -> list[UncopiedOrder]:
+        """The leader's open orders some follower has no working copy of (after a kill)."""
+        return uncopied_orders(self._book, self._accounts.followers)
+
+    async def clear_freeze(self, account: str | None) -> str:
+        """The trader clears the freezes of `account` ("" the engine's, None all) after a
+        resync; one line saying what happened."""
+        line = await self._supervisor.clear_freeze(account)
+        if line:
+            return line
+        return (
+            "nothing is frozen" if account is None else f"{account or 'the engine'} is not frozen"
+        )
 
     async def resync(self) -> RecoveryReport:
         return await self.recover("manual")
+
+    def status(self) -> dict[str, object]:
+        """The control channel's `status`: secret-free, one look at the whole engine."""
+        stats = self.stats()
+        leader = self.leader_connection()
+        freezes = self._arming.freezes
+        return {
+            "state": self.state.value,
+            "frozen": self._arming.frozen_reason(""),
+            "leader_feed": leader.value if leader else "",
+            "market": self.market_label(),
+            "database": str(self.settings.db_path),
+            "replicated": stats.replicated,
+            "failed": stats.failed,
+            "open_copies": len(self._book.open_copies()),
+            "in_flight": self.in_flight(),
+            "followers": [
+                {
+                    "name": f.name,
+                    "frozen": "; ".join(freezes.get(f.name, {}).values()),
+                    "open_copies": self._book.count_open(f.name),
+                    "queued": f.dispatcher.queue_depth,
+                    "circuit": f.circuit.state.value,
+                }
+                for f in self._accounts.all()
+            ],
+        }
 
     async def recover(self, trigger: str) -> RecoveryReport:
         return await self._recovery.recover(trigger)
@@ -285,8 +377,8 @@ class Engine:
         return stream.state if stream else None
 
     def follower_stop_reason(self, name: str) -> str:
-        """Why this follower alone is stopped ("" while it copies)."""
-        return self._accounts.followers[name].killed_reason
+        """Why this follower alone is frozen ("" while it copies)."""
+        return "; ".join(self._arming.freezes.get(name, {}).values())
 
     def circuit_failures(self, name: str) -> int:
         return self._accounts.followers[name].circuit.failures
@@ -317,6 +409,7 @@ class Engine:
         store = await Store.open(self.settings.db_path, clock=self.clock)
         self._writes.attach(store)
         await startup.restore(store, self._book, self._arming, self._instruments)
+        await self._supervisor.restore()
         startup.open_accounts(
             self.settings, self.clock, self._broker_factory, self._accounts, self._executor.work
         )

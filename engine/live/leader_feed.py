@@ -3,6 +3,8 @@ through here into the book, and every follower's dispatcher is told to look at t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from engine.clock import Clock
 from engine.domain import OrderSnapshot
 from engine.events import LeaderOrderSeen
@@ -29,8 +31,10 @@ class LeaderFeed:
         notifier: Notifier,
         stats: Stats,
         tasks: TaskSet,
+        on_leader: Callable[[OrderSnapshot], None] | None = None,
     ) -> None:
         self._client_id = leader_client_id
+        self._on_leader = on_leader  # the position ledgers take each snapshot in order seen
         self._clock = clock
         self._accounts = accounts
         self._book = book
@@ -70,6 +74,8 @@ class LeaderFeed:
         self._instruments.learn_lot_size(snap.segment, snap.security_id, snap.lot_size)
         self._book.note_price(snap)
         self._book.put_leader(snap)
+        if self._on_leader is not None:
+            self._on_leader(snap)
         self._notifier.journal("leader", describe_snapshot(snap), None, snap.order_id)
         self._notifier.publish(LeaderOrderSeen(self._clock.now(), snap, is_new=known is None))
         for f in self._accounts.all():

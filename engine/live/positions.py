@@ -1,0 +1,559 @@
+"""Positions: every follower's position ledgers (engine.replication.targets) kept live, the
+follower's attach point, and both kept in the store.
+
+- **Attach point.** The first time the engine runs a follower (a new database, a new follower,
+  a follower re-enabled) it records when, and the leader's net positions then. Leader orders
+  that ended before it are history: never traded (one summary alert per follower). Orders
+  open at it are copied by `copy_existing` (the fills they had are history). Orders placed
+  after it that ended while the engine was down are caught up only within
+  `catch_up_max_age_s` and `catch_up_max_move_pct` of the leader's fill; beyond, one alert
+  lists them.
+- **Ledgers.** Each leader order the follower copies is a leg of the ledger of its instrument
+  and product, sized with the terms in force when it arrived. The leader's side is recorded
+  as snapshots arrive (in the order seen: the target is a fold over them); the copies' side
+  is read from the book's copy records before each decision. When anything in a ledger
+  changes, every copy in it that may still act is decided again, earliest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from engine.clock import Clock
+from engine.config import FollowerSettings, Settings
+from engine.dhan.errors import BrokerError
+from engine.domain import OrderSnapshot, Product, Segment, Severity, Side
+from engine.instruments import InstrumentBook
+from engine.live.accounts import Accounts, FollowerRuntime
+from engine.live.book import ReplicationBook
+from engine.live.funds import FundsWatcher
+from engine.live.notifier import Notifier
+from engine.replication.rules import OrderSizeBounds, SizingRule
+from engine.replication.targets import (
+    Leg,
+    PositionKey,
+    PositionLedger,
+    SizingTerms,
+    drifts,
+    record_copy_progress,
+    record_leader_progress,
+    refresh_terms,
+    register_leader_order,
+)
+from engine.secrets import redact
+from engine.store import Store, format_datetime, parse_datetime
+from engine.store.positions import AttachRow, LedgerRow
+
+log = logging.getLogger(__name__)
+
+# Dhan's order times have whole seconds: an order stamped in the attach point's own second may
+# have come after it, so only orders stamped before that second count as before it.
+TIMESTAMP_RESOLUTION = timedelta(seconds=1)
+FLUSH_DELAY_S = 0.05
+
+LedgerId = tuple[str, PositionKey]  # (follower, position)
+_RULE = TypeAdapter[Any](SizingRule)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachPoint:
+    at: datetime
+    leader_net: dict[PositionKey, int]
+    # The leader's positions could not be read at attach: his net there is taken from the
+    # history orders of the day's order book instead (misses positions carried overnight).
+    derived: bool = False
+
+
+class Positions:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        accounts: Accounts,
+        book: ReplicationBook,
+        instruments: InstrumentBook,
+        funds: FundsWatcher,
+        notifier: Notifier,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._accounts = accounts
+        self._book = book
+        self._instruments = instruments
+        self._funds = funds
+        self._notifier = notifier
+        self._attach: dict[str, AttachPoint] = {}
+        self._ledgers: dict[LedgerId, PositionLedger] = {}
+        self._key_of: dict[tuple[str, str], PositionKey] = {}  # (follower, leader id)
+        self._untracked: dict[tuple[str, str], str] = {}  # why a leader order is not traded
+        self._dirty: set[LedgerId] = set()
+        self._dirty_attach: set[str] = set()
+        self._dropped: list[str] = []
+        self._enabled: dict[str, bool] = {}
+        self._sizing_text: dict[str, str] = {}
+        self._pending_notes: dict[tuple[str, str], list[str]] = {}  # (follower, kind) -> lines
+        self._notes_scheduled = False
+        self._store: Store | None = None
+        self._flush_wanted = asyncio.Event()
+
+    # --- start: attach points and ledgers from the store -------------------------------------
+
+    async def load(self, store: Store) -> None:
+        """What the store remembers; a new attach point for every follower run for the first
+        time (or re-enabled); an alert for a follower whose sizing changed since last run."""
+        self._store = store
+        stored = {row.follower: row for row in await store.attach_points()}
+        fresh: list[FollowerSettings] = []
+        for fs in self._settings.followers:
+            row = stored.get(fs.name)
+            sizing = _sizing_text(fs)
+            self._sizing_text[fs.name] = sizing
+            self._enabled[fs.name] = fs.enabled
+            if row is None or (fs.enabled and not row.enabled):
+                if fs.enabled:
+                    fresh.append(fs)
+                    if row is not None:
+                        self._dropped.append(fs.name)  # re-enabled: starts again from now
+                continue
+            self._attach[fs.name] = _attach_from(row)
+            if row.enabled != fs.enabled:
+                self._dirty_attach.add(fs.name)
+            if row.sizing != sizing:
+                self._dirty_attach.add(fs.name)
+                self._notifier.alert(
+                    "SIZING_CHANGED",
+                    Severity.WARNING,
+                    f"{fs.name}: sizing changed since the last run; it applies to leader "
+                    "orders from now on, and never tops up what the leader filled before",
+                    fs.name,
+                )
+        dropped = set(self._dropped)
+        for follower, segment, security, product, body, _ in await store.position_ledgers():
+            if follower in dropped or follower not in self._attach:
+                continue
+            key = PositionKey(Segment(segment), security, Product(product))
+            ledger = ledger_from_json(key, body)
+            self._ledgers[(follower, key)] = ledger
+            for leg in ledger.legs:
+                self._key_of[(follower, leg.leader_order_id)] = key
+        if fresh:
+            await self._attach_now(fresh)
+        await self.flush()
+
+    async def _attach_now(self, followers: list[FollowerSettings]) -> None:
+        now = self._clock.now()
+        derived = False
+        leader_net: dict[PositionKey, int] = {}
+        try:
+            for p in await self._accounts.leader().positions():
+                if p.net_qty:
+                    key = PositionKey(p.segment, p.security_id, p.product)
+                    leader_net[key] = leader_net.get(key, 0) + p.net_qty
+        except BrokerError as exc:
+            derived = True
+            self._notifier.alert(
+                "ATTACH_POSITIONS_UNREAD",
+                Severity.WARNING,
+                "The leader's positions could not be read at the attach point "
+                f"({redact(str(exc))}); today's filled orders stand in for them "
+                "(a position carried overnight is not known)",
+            )
+        for fs in followers:
+            self._attach[fs.name] = AttachPoint(now, dict(leader_net), derived)
+            self._dirty_attach.add(fs.name)
+            held = ", ".join(f"{k.security_id} {n:+d}" for k, n in leader_net.items())
+            self._notifier.alert(
+                "FOLLOWER_ATTACHED",
+                Severity.INFO,
+                f"{fs.name} starts copying now: leader orders that ended earlier are not "
+                "traded; "
+                + (
+                    "open ones are copied"
+                    if self._settings.copy_existing == "open_orders"
+                    else "open ones are not copied (COPYTRADE_COPY_EXISTING=none)"
+                )
+                + (
+                    f"; the leader already holds {held}, not copied (use copytrade sync)"
+                    if held
+                    else ""
+                ),
+                fs.name,
+            )
+
+    def attach_point(self, follower: str) -> AttachPoint | None:
+        return self._attach.get(follower)
+
+    # --- the leader's side -------------------------------------------------------------------
+
+    def on_leader(self, snap: OrderSnapshot) -> None:
+        """A leader snapshot entered the book: every follower's ledger takes its progress
+        (in the order seen), and the other copies of a changed ledger are decided again."""
+        for f in self._accounts.all():
+            if self._track(f, snap):
+                self._mark_peers(f, PositionKey.of(snap), snap.order_id)
+
+    def _track(self, f: FollowerRuntime, snap: OrderSnapshot) -> bool:
+        """True when the follower's ledger changed."""
+        order_key = (f.name, snap.order_id)
+        if order_key in self._untracked:
+            return False
+        key = self._key_of.get(order_key)
+        if key is not None:
+            lid = (f.name, key)
+            before = self._ledgers[lid]
+            after = record_leader_progress(
+                before,
+                leader_order_id=snap.order_id,
+                quantity=snap.quantity,
+                filled=snap.filled_qty,
+                is_open=snap.is_open,
+            )
+            return self._put(lid, before, after)
+        attach = self._attach.get(f.name)
+        if attach is None:  # a follower that load() did not see: attached from now
+            attach = AttachPoint(self._clock.now(), {}, derived=True)
+            self._attach[f.name] = attach
+            self._dirty_attach.add(f.name)
+        verdict = self._classify(f, snap, attach)
+        if isinstance(verdict, str):
+            self._untracked[order_key] = verdict
+            return False
+        key = PositionKey.of(snap)
+        lid = (f.name, key)
+        before = self._ledgers.get(lid) or PositionLedger(
+            key, leader_at_attach=attach.leader_net.get(key, 0)
+        )
+        after = register_leader_order(
+            before,
+            leader_order_id=snap.order_id,
+            side=snap.side,
+            quantity=snap.quantity,
+            filled=snap.filled_qty,
+            is_open=snap.is_open,
+            terms=self._terms(f, snap),
+            baseline_filled=verdict,
+        )
+        self._key_of[order_key] = key
+        self._put(lid, before, after)
+        return True
+
+    def _classify(self, f: FollowerRuntime, snap: OrderSnapshot, attach: AttachPoint) -> int | str:
+        """The fills before the attach point (0 for an order placed after it), or why the
+        order is not traded for this follower."""
+        cut = attach.at - TIMESTAMP_RESOLUTION
+        started = snap.created_at or snap.updated_at
+        mirror = self._book.mirror(f.name, snap.order_id)
+        if mirror is not None and mirror.params is not None:
+            return 0  # already copied (a ledger written before its copy was lost)
+        if started is not None and started < cut:
+            if snap.status.is_terminal:
+                if attach.derived and snap.filled_qty:
+                    self._add_to_attach(f.name, snap)
+                if snap.filled_qty:
+                    self._note(f.name, "history", _describe(snap))
+                return "history: ended before the follower's attach point"
+            if self._settings.copy_existing == "none":
+                self._note(f.name, "existing", _describe(snap))
+                return "open at the attach point (COPYTRADE_COPY_EXISTING=none)"
+            if attach.derived and snap.filled_qty:
+                self._add_to_attach(f.name, snap)
+            return snap.filled_qty
+        if snap.status.is_terminal and snap.filled_qty > 0:
+            ended = snap.updated_at or self._clock.now()
+            age = (self._clock.now() - ended).total_seconds()
+            if age > self._settings.catch_up_max_age_s:
+                self._note(f.name, "late", f"{_describe(snap)} (ended {age:.0f}s ago)")
+                return f"ended {age:.0f}s ago while the engine was away: too late to catch up"
+            market = snap.ref_ltp
+            if market > 0 and snap.avg_price > 0:
+                move = abs(market - snap.avg_price) / snap.avg_price * 100
+                if move > self._settings.catch_up_max_move_pct:
+                    self._note(f.name, "late", f"{_describe(snap)} (market moved {move:.1f}%)")
+                    return f"the market moved {move:.1f}% from the leader's fill: not caught up"
+        return 0
+
+    def _add_to_attach(self, follower: str, snap: OrderSnapshot) -> None:
+        """Derived attach (positions unreadable): the leader's history fills make his net."""
+        key = PositionKey.of(snap)
+        signed = snap.filled_qty if snap.side is Side.BUY else -snap.filled_qty
+        attach = self._attach[follower]
+        attach.leader_net[key] = attach.leader_net.get(key, 0) + signed
+        self._dirty_attach.add(follower)
+        lid = (follower, key)
+        ledger = self._ledgers.get(lid)
+        if ledger is not None and not ledger.fills:
+            self._put(lid, ledger, replace(ledger, leader_at_attach=attach.leader_net[key]))
+
+    def _terms(self, f: FollowerRuntime, snap: OrderSnapshot) -> SizingTerms:
+        lot = self._instruments.lot_size(snap.segment, snap.security_id) or snap.lot_size
+        return SizingTerms(
+            rule=f.rules.sizing,
+            bounds=f.rules.bounds,
+            lot_size=lot,
+            capital_ratio=self._funds.ratio(f),
+        )
+
+    # --- before a decision: the copies' side -------------------------------------------------
+
+    def untracked_reason(self, follower: str, leader_order_id: str) -> str:
+        return self._untracked.get((follower, leader_order_id), "")
+
+    def ledger_for(self, f: FollowerRuntime, leader: OrderSnapshot) -> PositionLedger | None:
+        """The follower's ledger holding this leader order, with its copies' progress as the
+        book has them now; None when the order is not traded for this follower."""
+        order_key = (f.name, leader.order_id)
+        if order_key not in self._key_of and order_key not in self._untracked:
+            self._track(f, leader)  # restored from the store without its ledger
+        key = self._key_of.get(order_key)
+        if key is None:
+            return None
+        lid = (f.name, key)
+        before = self._ledgers[lid]
+        after = before
+        for leg in before.legs:
+            mirror = self._book.mirror(f.name, leg.leader_order_id)
+            filled = mirror.total_filled if mirror is not None else 0
+            working = 0
+            if mirror is not None and mirror.is_open_at_broker and mirror.params is not None:
+                working = max(mirror.params.quantity - mirror.filled_qty, 0)
+            if filled != leg.copy_filled or working != leg.copy_working:
+                after = record_copy_progress(
+                    after, leader_order_id=leg.leader_order_id, filled=filled, working=working
+                )
+        leg = after.leg(leader.order_id)
+        if leg is not None and leg.terms.capital_ratio is None:
+            ratio = self._funds.ratio(f)
+            if ratio is not None:  # fund limits arrived after the order did
+                after = refresh_terms(
+                    after, leg.leader_order_id, replace(leg.terms, capital_ratio=ratio)
+                )
+        if self._put(lid, before, after):
+            self._mark_peers(f, key, leader.order_id)
+        return after
+
+    def _put(self, lid: LedgerId, before: PositionLedger, after: PositionLedger) -> bool:
+        if after == before and lid in self._ledgers:
+            return False
+        self._ledgers[lid] = after
+        self._dirty.add(lid)
+        self._flush_wanted.set()
+        return True
+
+    def _mark_peers(self, f: FollowerRuntime, key: PositionKey, changed_id: str) -> None:
+        """Decide again, earliest first, every other copy of the ledger that may still act."""
+        ledger = self._ledgers.get((f.name, key))
+        if ledger is None:
+            return
+        for leg in ledger.legs:
+            if leg.leader_order_id != changed_id and (leg.leader_open or leg.copy_working):
+                f.dispatcher.mark(leg.leader_order_id)
+
+    # --- read-outs -----------------------------------------------------------------------------
+
+    def ledgers(self, follower: str | None = None) -> list[PositionLedger]:
+        return [
+            ledger
+            for (name, _), ledger in self._ledgers.items()
+            if follower is None or name == follower
+        ]
+
+    def ledger(self, follower: str, key: PositionKey) -> PositionLedger | None:
+        return self._ledgers.get((follower, key))
+
+    def drift_lines(self) -> list[str]:
+        """Each follower's positions off their targets, saying what working orders will close
+        and what nothing will."""
+        lines: list[str] = []
+        for name in sorted({n for n, _ in self._ledgers}):
+            for d in drifts(self.ledgers(name)):
+                lines.append(f"{name} {d.describe()}")
+        return lines
+
+    # --- alerts that sum up many orders --------------------------------------------------------
+
+    def _note(self, follower: str, kind: str, line: str) -> None:
+        self._pending_notes.setdefault((follower, kind), []).append(line)
+        if not self._notes_scheduled:
+            self._notes_scheduled = True
+            # After the current pass (a recovery ingests a whole order book without awaiting):
+            # one alert per follower and kind, not one per order.
+            asyncio.get_running_loop().call_soon(self._publish_notes)
+
+    def _publish_notes(self) -> None:
+        self._notes_scheduled = False
+        notes, self._pending_notes = self._pending_notes, {}
+        for (follower, kind), lines in notes.items():
+            shown = "; ".join(lines[:20]) + (
+                f"; and {len(lines) - 20} more" if len(lines) > 20 else ""
+            )
+            if kind == "history":
+                code, severity = "HISTORY_NOT_TRADED", Severity.INFO
+                text = (
+                    f"{follower}: {len(lines)} leader order(s) filled before this follower's "
+                    f"attach point are history and not traded: {shown}"
+                )
+            elif kind == "existing":
+                code, severity = "EXISTING_NOT_COPIED", Severity.INFO
+                text = (
+                    f"{follower}: {len(lines)} leader order(s) open at the attach point are "
+                    f"not copied (COPYTRADE_COPY_EXISTING=none): {shown}"
+                )
+            else:
+                code, severity = "CATCH_UP_REFUSED", Severity.WARNING
+                text = (
+                    f"{follower}: {len(lines)} leader order(s) that ended while the engine "
+                    f"was away are beyond the catch-up bound and not traded: {shown}"
+                )
+            self._notifier.alert(code, severity, text, follower)
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The flusher: one task for the engine's life."""
+        while True:
+            await self._flush_wanted.wait()
+            await asyncio.sleep(FLUSH_DELAY_S)
+            self._flush_wanted.clear()
+            try:
+                await asyncio.shield(self.flush())
+            except Exception:  # kept dirty and retried; the store alert is raised elsewhere
+                log.exception("position ledgers not stored")
+                await asyncio.sleep(1.0)
+
+    async def flush(self) -> None:
+        if self._store is None:
+            return
+        dirty, self._dirty = self._dirty, set()
+        attach_names, self._dirty_attach = self._dirty_attach, set()
+        dropped, self._dropped = self._dropped, []
+        if not dirty and not attach_names and not dropped:
+            return
+        now = format_datetime(self._clock.now())
+        ledgers: list[LedgerRow] = [
+            (
+                name,
+                key.segment.value,
+                key.security_id,
+                key.product.value,
+                ledger_to_json(self._ledgers[(name, key)]),
+                now,
+            )
+            for name, key in dirty
+        ]
+        attach = [
+            _attach_row(
+                name,
+                self._attach[name],
+                self._enabled.get(name, True),
+                self._sizing_text.get(name, ""),
+            )
+            for name in attach_names
+            if name in self._attach
+        ]
+        try:
+            await self._store.save_positions(attach, ledgers, dropped)
+        except BaseException:
+            self._dirty |= dirty
+            self._dirty_attach |= attach_names
+            self._dropped[:0] = dropped
+            raise
+
+
+# --- serialisation -------------------------------------------------------------------------------
+
+
+def _sizing_text(fs: FollowerSettings) -> str:
+    return json.dumps(
+        {"sizing": fs.sizing.model_dump(), "bounds": fs.bounds.model_dump()}, sort_keys=True
+    )
+
+
+def _attach_row(name: str, attach: AttachPoint, enabled: bool, sizing: str) -> AttachRow:
+    net = [
+        [k.segment.value, k.security_id, k.product.value, n] for k, n in attach.leader_net.items()
+    ]
+    body = json.dumps({"net": net, "derived": attach.derived})
+    return AttachRow(name, format_datetime(attach.at), enabled, sizing, body)
+
+
+def _attach_from(row: AttachRow) -> AttachPoint:
+    body = json.loads(row.leader_positions)
+    net = {
+        PositionKey(Segment(seg), sec, Product(prod)): int(n) for seg, sec, prod, n in body["net"]
+    }
+    return AttachPoint(parse_datetime(row.attached_at), net, bool(body.get("derived")))
+
+
+def ledger_to_json(ledger: PositionLedger) -> str:
+    return json.dumps(
+        {
+            "leader_at_attach": ledger.leader_at_attach,
+            "target_at_attach": ledger.target_at_attach,
+            "follower_at_attach": ledger.follower_at_attach,
+            "legs": [_leg_json(leg) for leg in ledger.legs],
+            "fills": [[order_id, qty] for order_id, qty in ledger.fills],
+        }
+    )
+
+
+def _leg_json(leg: Leg) -> dict[str, Any]:
+    t = leg.terms
+    return {
+        "id": leg.leader_order_id,
+        "side": leg.side.value,
+        "rule": t.rule.model_dump(),
+        "bounds": t.bounds.model_dump(),
+        "lot": t.lot_size,
+        "capital_ratio": t.capital_ratio,
+        "qty": leg.leader_qty,
+        "filled": leg.leader_filled,
+        "open": leg.leader_open,
+        "baseline": leg.baseline_filled,
+        "copy_filled": leg.copy_filled,
+        "copy_working": leg.copy_working,
+    }
+
+
+def ledger_from_json(key: PositionKey, text: str) -> PositionLedger:
+    body = json.loads(text)
+    legs = tuple(
+        Leg(
+            leader_order_id=x["id"],
+            side=Side(x["side"]),
+            terms=SizingTerms(
+                rule=_RULE.validate_python(x["rule"]),
+                bounds=OrderSizeBounds.model_validate(x["bounds"]),
+                lot_size=int(x["lot"]),
+                capital_ratio=x["capital_ratio"],
+            ),
+            leader_qty=int(x["qty"]),
+            leader_filled=int(x["filled"]),
+            leader_open=bool(x["open"]),
+            baseline_filled=int(x["baseline"]),
+            copy_filled=int(x["copy_filled"]),
+            copy_working=int(x["copy_working"]),
+        )
+        for x in body["legs"]
+    )
+    return PositionLedger(
+        key=key,
+        leader_at_attach=int(body["leader_at_attach"]),
+        target_at_attach=int(body["target_at_attach"]),
+        follower_at_attach=int(body["follower_at_attach"]),
+        legs=legs,
+        fills=tuple((str(i), int(q)) for i, q in body["fills"]),
+    )
+
+
+def _describe(snap: OrderSnapshot) -> str:
+    return (
+        f"{snap.order_id} {snap.side.value} {snap.filled_qty} "
+        f"{snap.trading_symbol or snap.security_id}"
+    )
