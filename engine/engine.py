@@ -56,6 +56,7 @@ from engine.live.funds import FundsWatcher
 from engine.live.leader_feed import LeaderFeed
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
+from engine.live.positions import Positions
 from engine.live.recovery import Recovery
 from engine.live.resolution import Resolver
 from engine.live.stats import Stats
@@ -121,6 +122,9 @@ class Engine:
     def _wire(self, s: Settings) -> None:
         clock, accounts, book, notifier = self.clock, self._accounts, self._book, self._notifier
         self._funds = FundsWatcher(clock, accounts, notifier)
+        self._positions = Positions(
+            s, clock, accounts, book, self._instruments, self._funds, notifier
+        )
         self._drift = DriftCheck(accounts, self._instruments, self._funds, notifier)
         self._supervisor = Supervisor(
             s,
@@ -143,6 +147,7 @@ class Engine:
             notifier,
             self._stats,
             self._tasks,
+            on_leader=self._positions.on_leader,
         )
         self._follower_feed = FollowerFeed(
             clock, accounts, book, self._arming, notifier, self._stats
@@ -174,6 +179,7 @@ class Engine:
             notifier,
             self._answers,
             orders,
+            positions=self._positions,
         )
         self._recovery = recovery = Recovery(
             clock,
@@ -414,6 +420,7 @@ class Engine:
             self.settings, self.clock, self._broker_factory, self._accounts, self._executor.work
         )
         await startup.preload_limiters(store, self._accounts, self.clock)
+        await self._positions.load(store)  # attach points: before the first leader order
         startup.publish_restored(
             self.clock, self._bus.publish, self._book, self._arming, self._notifier
         )
@@ -439,6 +446,7 @@ class Engine:
         spawn(self._funds.run(), "funds")
         spawn(self._publish_stats_loop(), "stats")
         spawn(self._writes.run(), "store-flusher")
+        spawn(self._positions.run(), "positions-flusher")
         spawn(self._supervisor.run(), "risk")
 
     async def _shutdown(self) -> None:
@@ -451,6 +459,8 @@ class Engine:
         await self._tasks.cancel_all()
         with contextlib.suppress(Exception):  # a last try; a refusal was logged and alerted
             await asyncio.wait_for(self._writes.flush(), 5.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._positions.flush(), 5.0)
         for f in self._accounts.all():
             await f.broker.close()
         if self._accounts.leader_broker:
