@@ -22,6 +22,7 @@ from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.control.protocol import ResumeReport, UncopiedOrder
 from engine.control.server import ControlServer, ControlSocketError
+from engine.dhan.order_stream import LOGIN_REFUSED
 from engine.domain import (
     Alert,
     ConnectionState,
@@ -45,6 +46,7 @@ from engine.live.accounts import (
     Broker,
     BrokerFactory,
     default_broker_factory,
+    source_bound_factory,
 )
 from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
@@ -62,6 +64,7 @@ from engine.live.resolution import Resolver
 from engine.live.stats import Stats
 from engine.live.supervision import Supervisor
 from engine.live.tasks import TaskSet
+from engine.live.tokens import AccountTokens
 from engine.live.uncopied import release_for_replace, uncopied_orders
 from engine.live.write_behind import WriteBehind
 from engine.market_hours import MarketCalendar
@@ -138,6 +141,9 @@ class Engine:
             self._tasks,
             self._drift.check,
         )
+        self._tokens = AccountTokens(
+            s, clock, accounts, notifier, self._tasks, self._supervisor.freeze
+        )
         self._leader_feed = LeaderFeed(
             s.leader.client_id,
             clock,
@@ -155,7 +161,9 @@ class Engine:
         self._resolver = Resolver(
             clock, accounts, book, self._follower_feed, self._writes, notifier, self._tasks
         )
-        self._answers = AnswerHandling(clock, notifier, self._tasks, self._supervisor.stop_follower)
+        self._answers = AnswerHandling(
+            clock, notifier, self._tasks, self._tokens.order_token_refused
+        )
         orders = OrderActions(
             clock,
             book,
@@ -416,8 +424,14 @@ class Engine:
         self._writes.attach(store)
         await startup.restore(store, self._book, self._arming, self._instruments)
         await self._supervisor.restore()
+        await self._tokens.start()  # every account's token, before its broker and socket
         startup.open_accounts(
-            self.settings, self.clock, self._broker_factory, self._accounts, self._executor.work
+            self.settings,
+            self.clock,
+            self._account_broker_factory(),
+            self._accounts,
+            self._executor.work,
+            guard=self._tokens.guard,
         )
         await startup.preload_limiters(store, self._accounts, self.clock)
         await self._positions.load(store)  # attach points: before the first leader order
@@ -438,9 +452,10 @@ class Engine:
             on_leader_snapshot=self._leader_feed.on_snapshot,
             on_leader_connected=self._recovery.on_leader_connected,
             follower_handler=self._follower_feed.handler_for,
-            on_state=self._supervisor.on_connection,
+            on_state=self._on_connection,
             on_malformed=self._on_malformed,
         )
+        self._tokens.run()
         spawn = self._tasks.spawn
         spawn(self._recovery.run_periodic(self.settings.reconcile_interval_s), "reconcile")
         spawn(self._funds.run(), "funds")
@@ -457,6 +472,7 @@ class Engine:
                 await f.stream.stop()
             await f.dispatcher.stop()
         await self._tasks.cancel_all()
+        self._tokens.close()
         with contextlib.suppress(Exception):  # a last try; a refusal was logged and alerted
             await asyncio.wait_for(self._writes.flush(), 5.0)
         with contextlib.suppress(Exception):
@@ -471,6 +487,17 @@ class Engine:
         self._bus.publish(EngineStateChanged(self.clock.now(), EngineState.STOPPED, "stopped"))
 
     # --- small wiring ----------------------------------------------------------------------
+
+    def _account_broker_factory(self) -> BrokerFactory:
+        """The default brokers leave from each account's source_ip; a given factory as is."""
+        if self._broker_factory is default_broker_factory:
+            return source_bound_factory(self.settings)
+        return self._broker_factory
+
+    def _on_connection(self, account: str, state: ConnectionState, detail: str) -> None:
+        self._supervisor.on_connection(account, state, detail)
+        if detail == LOGIN_REFUSED:
+            self._tokens.stream_refused(account)
 
     def _queued(self) -> int:
         return sum(f.dispatcher.queue_depth for f in self._accounts.all())

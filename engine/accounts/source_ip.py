@@ -16,6 +16,7 @@ bound to the account's ``source_ip``:
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ __all__ = [
     "bind_session",
     "check_local_address",
     "normalise_address",
+    "refused_for_ip",
     "socket_connect_kwargs",
 ]
 
@@ -125,3 +127,15 @@ def socket_connect_kwargs(source_ip: str | None) -> dict[str, Any]:
     if not source_ip:
         return {}
     return {"local_addr": (normalise_address(source_ip), 0)}
+
+
+_IP_WORDS = re.compile(r"\bIP\b|whitelist", re.IGNORECASE)
+
+
+def refused_for_ip(error_code: str, message: str) -> bool:
+    """Dhan refused an order for the address it came from: DH-911 (Invalid IP), or DH-905 /
+    DH-906 whose message speaks of the IP (both seen in the wild, facts §4)."""
+    code = error_code.strip().upper()
+    if code == "DH-911":
+        return True
+    return code in ("DH-905", "DH-906") and bool(_IP_WORDS.search(message))

@@ -207,6 +207,7 @@ class TokenKeeper:
         self._expires_at: datetime | None = None
         self._renew_before = renew_before
         self._warn_before = warn_before
+        self._lifetime: timedelta | None = None  # of the token we were granted (mint/renew)
         self._retry_after = retry_after
         self._status = TokenStatus.NONE
         self._started = False
@@ -326,7 +327,7 @@ class TokenKeeper:
             if left.total_seconds() <= 0:
                 await self._expire_locked()
                 return
-            due = self._renew_before if self.can_mint else self._warn_before
+            due = self._renew_due()
             if left <= due and not (self._renew_refused and not self.can_mint):
                 await self._refresh_locked()
             left = self.time_left()
@@ -343,7 +344,7 @@ class TokenKeeper:
             candidates.append(now + (self._retry_after if self.can_mint else IDLE_CHECK))
         if self._expires_at is not None:
             for edge in (
-                self._expires_at - self._renew_before,
+                self._expires_at - self._renew_due(),
                 self._expires_at - self._warn_before,
                 self._expires_at,
             ):
@@ -352,6 +353,15 @@ class TokenKeeper:
         if not candidates:
             candidates.append(now + IDLE_CHECK)
         return max(min(c - now for c in candidates).total_seconds(), 0.05)
+
+    def _renew_due(self) -> timedelta:
+        """How long before expiry to renew: 10 min for a minted token, an hour for a pasted
+        one (Dhan may refuse; time to warn), at most a third of a granted token's life (a
+        short-lived token is not renewed the moment it arrives)."""
+        due = self._renew_before if self.can_mint else self._warn_before
+        if self._lifetime is not None and self._lifetime.total_seconds() > 0:
+            due = min(due, self._lifetime / 3)
+        return due
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; wakes early when the token is replaced."""
@@ -508,6 +518,7 @@ class TokenKeeper:
         register_secret(token)
         self._token = token
         self._expires_at = expires
+        self._lifetime = None if expires is None else expires - self._clock.now()
         self._status = TokenStatus.VALID
         self._failing = False
         self._next_attempt_at = None

@@ -241,6 +241,18 @@ class DhanBroker:
     def __reduce__(self) -> Any:  # a broker (and its token) is never pickled
         raise TypeError("DhanBroker cannot be pickled")
 
+    def use_token(self, access_token: str) -> None:
+        """Every call from now on sends this token (renewed, minted or replaced while running;
+        engine.accounts keeps it). A call already sent keeps the token it went with."""
+        register_secret(access_token)
+        self._token = access_token
+        self._transport.use_token(access_token)
+
+    @property
+    def token_in_use(self) -> str:
+        """The token calls are sent with now (to tell Dhan's refusal of an older one apart)."""
+        return self._token
+
     # --- plumbing -------------------------------------------------------------------------
 
     def _record_exchange(self, exchange: Exchange) -> None:

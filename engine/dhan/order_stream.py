@@ -40,6 +40,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from engine.accounts.source_ip import socket_connect_kwargs
 from engine.clock import Clock, SystemClock
 from engine.dhan.codec import (
     InstrumentHint,
@@ -107,11 +108,15 @@ class OrderStream:
         open_timeout_s: float = 10.0,
         recorder: Recorder | None = None,
         on_instrument: Callable[[InstrumentHint], None] | None = None,
+        source_ip: str | None = None,
     ) -> None:
         self.account = account
         self.client_id = str(client_id)
         self._token = access_token
         register_secret(access_token)
+        self.token_in_login = access_token  # the token the last login sent (for a refusal)
+        # The account's whitelisted static IP: the socket leaves from it (engine.accounts).
+        self._connect_kwargs = socket_connect_kwargs(source_ip)
         self.url = url
         self._on_snapshot = on_snapshot
         self._on_state = on_state
@@ -209,6 +214,11 @@ class OrderStream:
             await task
         return False
 
+    def use_token(self, access_token: str) -> None:
+        """The next login (every reconnect) sends this token; a live session is kept."""
+        register_secret(access_token)
+        self._token = access_token
+
     def _emit(self, state: ConnectionState, detail: str) -> None:
         self.state = state
         try:
@@ -228,6 +238,7 @@ class OrderStream:
                 max_queue=1024,
                 logger=_wire_log,
                 compression=None,
+                **self._connect_kwargs,
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             return _Outcome(connected=False, detail=f"connect failed: {_describe(exc)}")
@@ -237,6 +248,7 @@ class OrderStream:
         stalled = asyncio.Event()
         helpers: list[asyncio.Task[None]] = []
         try:
+            self.token_in_login = self._token
             await ws.send(login_message(self.client_id, self._token))
             self.last_message_mono = started
             if self._connected_once:

@@ -174,6 +174,10 @@ class AsyncDhanTransport:
     def source_ip(self) -> str | None:
         return self._source_ip
 
+    def use_token(self, access_token: str) -> None:
+        """Requests sent from now on carry this token (a renewed or replaced one)."""
+        self._headers = sdk_headers(self._client_id, access_token)
+
     def _open_session(self) -> aiohttp.ClientSession:
         """The account's session, made on first use (it needs the running loop)."""
         if self._closed:

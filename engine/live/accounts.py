@@ -1,18 +1,21 @@
 """The accounts the engine trades through: the broker protocol, and each follower's runtime
-(its broker, rate limiter, dispatcher, circuit breaker and stop reason)."""
+(its broker, rate limiter, dispatcher, circuit breaker and stop reason), each account's token
+keeper, and the guard that tells who cares when Dhan refuses an account's token or its IP."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import SecretStr
 
+from engine.accounts.source_ip import refused_for_ip
+from engine.accounts.tokens import TokenKeeper
 from engine.clock import Clock
 from engine.config import FollowerSettings, Settings
 from engine.dhan.broker import CorrelationLookup, DhanBroker, Funds, Position
-from engine.dhan.errors import BrokerResult
+from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dhan.order_stream import OrderStream
 from engine.dispatch.circuit import CircuitBreaker
 from engine.dispatch.dispatcher import AccountDispatcher
@@ -22,6 +25,8 @@ from engine.replication.replicator import FollowerRules
 from engine.replication.risk import OrdersPerMinute
 
 LEADER = "leader"
+
+_T = TypeVar("_T")
 
 
 class Broker(Protocol):
@@ -51,6 +56,143 @@ def default_broker_factory(
     account: str, client_id: str, token: str, rest_url: str, timeout_s: float
 ) -> Broker:
     return DhanBroker(client_id, token, rest_url, timeout_s=timeout_s)
+
+
+def source_ips(settings: Settings) -> dict[str, str]:
+    """Each account's static IP (the address its calls leave from), by account name."""
+    ips = {LEADER: settings.leader.source_ip} | {f.name: f.source_ip for f in settings.followers}
+    return {name: ip for name, ip in ips.items() if ip}
+
+
+def source_bound_factory(settings: Settings) -> BrokerFactory:
+    """The default factory, each account's broker bound to its ``source_ip``."""
+    ips = source_ips(settings)
+
+    def factory(
+        account: str, client_id: str, token: str, rest_url: str, timeout_s: float
+    ) -> Broker:
+        return DhanBroker(
+            client_id,
+            token,
+            rest_url,
+            timeout_s=timeout_s,
+            account=account,
+            source_ip=ips.get(account),
+        )
+
+    return factory
+
+
+@runtime_checkable
+class TokenHolder(Protocol):
+    """A broker or stream whose token can change while it runs (a renewed or replaced one)."""
+
+    def use_token(self, access_token: str) -> None: ...
+
+
+@runtime_checkable
+class TokenReporter(Protocol):
+    @property
+    def token_in_use(self) -> str: ...
+
+
+OnTokenRefused = Callable[[str, str | None], None]
+"""(account, the token the refused call was sent with; None when unknown)."""
+OnIpRefused = Callable[[str, BrokerResult], None]
+"""(account, the answer refusing an order for its source address)."""
+
+
+class GuardedBroker:
+    """An account's broker, watched: a call Dhan refuses for the token (DH-901) is told to
+    ``on_token_refused`` with the token it went with, and an order refused for its source
+    address (DH-911, or DH-905/906 saying IP) to ``on_ip_refused``. Forwards everything."""
+
+    def __init__(
+        self,
+        account: str,
+        inner: Broker,
+        on_token_refused: OnTokenRefused,
+        on_ip_refused: OnIpRefused,
+    ) -> None:
+        self.account = account
+        self.inner = inner
+        self._on_token_refused = on_token_refused
+        self._on_ip_refused = on_ip_refused
+
+    def __repr__(self) -> str:
+        return f"GuardedBroker({self.account!r}, {self.inner!r})"
+
+    def __getattr__(self, name: str) -> object:  # what a test or bench broker adds
+        return getattr(self.inner, name)
+
+    def use_token(self, access_token: str) -> None:
+        if isinstance(self.inner, TokenHolder):
+            self.inner.use_token(access_token)
+
+    def _token(self) -> str | None:
+        """The token a call starts with (None: this broker does not say)."""
+        return self.inner.token_in_use if isinstance(self.inner, TokenReporter) else None
+
+    def _check(self, result: BrokerResult, token: str | None, *, order: bool) -> BrokerResult:
+        if result.kind is ResultKind.AUTH_FAILED and result.error_code in ("DH-901", ""):
+            self._on_token_refused(self.account, token)
+        elif (
+            order
+            and result.kind is ResultKind.REFUSED
+            and refused_for_ip(result.error_code, result.message)
+        ):
+            self._on_ip_refused(self.account, result)
+        return result
+
+    async def _read(self, read: Awaitable[_T], token: str | None) -> _T:
+        try:
+            return await read
+        except BrokerError as exc:
+            self._check(exc.result, token, order=False)
+            raise
+
+    async def place(self, params: OrderParams) -> BrokerResult:
+        token = self._token()
+        return self._check(await self.inner.place(params), token, order=True)
+
+    async def place_sliced(self, params: OrderParams) -> BrokerResult:
+        token = self._token()
+        return self._check(await self.inner.place_sliced(params), token, order=True)
+
+    async def modify(self, order_id: str, params: OrderParams, leg_name: str = "") -> BrokerResult:
+        token = self._token()
+        return self._check(await self.inner.modify(order_id, params, leg_name), token, order=True)
+
+    async def cancel(self, order_id: str) -> BrokerResult:
+        token = self._token()
+        return self._check(await self.inner.cancel(order_id), token, order=True)
+
+    async def kill_switch(self, activate: bool) -> BrokerResult:
+        token = self._token()
+        return self._check(await self.inner.kill_switch(activate), token, order=False)
+
+    async def order_book(self) -> list[OrderSnapshot]:
+        return await self._read(self.inner.order_book(), self._token())
+
+    async def order_by_id(self, order_id: str) -> OrderSnapshot | None:
+        return await self._read(self.inner.order_by_id(order_id), self._token())
+
+    async def order_by_correlation(self, correlation_id: str) -> OrderSnapshot | None:
+        return await self._read(self.inner.order_by_correlation(correlation_id), self._token())
+
+    async def find_by_correlation(
+        self, correlation_id: str, *, complete: bool = False
+    ) -> CorrelationLookup:
+        return await self.inner.find_by_correlation(correlation_id, complete=complete)
+
+    async def positions(self) -> list[Position]:
+        return await self._read(self.inner.positions(), self._token())
+
+    async def fund_limits(self) -> Funds:
+        return await self._read(self.inner.fund_limits(), self._token())
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 def token_of(secret: SecretStr | None) -> str:
@@ -88,6 +230,15 @@ class Accounts:
     leader_broker: Broker | None = None
     leader_stream: OrderStream | None = None
     followers: dict[str, FollowerRuntime] = field(default_factory=dict)
+    # Each account's token keeper by name (LEADER too); empty until the engine starts them.
+    keepers: dict[str, TokenKeeper] = field(default_factory=dict)
+
+    def token_for(self, account: str, pasted: SecretStr | None) -> str:
+        """The token the account's calls and socket start with: its keeper's, else pasted."""
+        keeper = self.keepers.get(account)
+        if keeper is not None and keeper.has_token:
+            return keeper.token()
+        return token_of(pasted)
 
     def leader(self) -> Broker:
         assert self.leader_broker is not None, "engine not started"
@@ -103,6 +254,8 @@ def build_follower(
     clock: Clock,
     broker_factory: BrokerFactory,
     work: Callable[[FollowerRuntime, str], Awaitable[None]],
+    token: str | None = None,
+    guard: Callable[[str, Broker], Broker] | None = None,
 ) -> FollowerRuntime:
     lim = settings.limiter
     limiter = RateLimiter(
@@ -120,10 +273,12 @@ def build_follower(
     broker = broker_factory(
         fs.name,
         fs.client_id,
-        token_of(fs.access_token),
+        token_of(fs.access_token) if token is None else token,
         settings.dhan.rest_url,
         settings.dhan.timeout_s,
     )
+    if guard is not None:
+        broker = guard(fs.name, broker)
     circuit = CircuitBreaker(
         clock, threshold=settings.circuit_threshold, cooldown_s=settings.circuit_cooldown_s
     )

@@ -3,7 +3,7 @@ the accounts opened, and the remembered state shown before anything new arrives.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 
 from engine.clock import Clock
@@ -15,10 +15,10 @@ from engine.instruments import InstrumentBook
 from engine.live.accounts import (
     LEADER,
     Accounts,
+    Broker,
     BrokerFactory,
     FollowerRuntime,
     build_follower,
-    token_of,
 )
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
@@ -50,17 +50,32 @@ def open_accounts(
     broker_factory: BrokerFactory,
     accounts: Accounts,
     work: Callable[[FollowerRuntime, str], Awaitable[None]],
+    guard: Callable[[str, Broker], Broker] | None = None,
+    drained: Collection[str] = (),
 ) -> None:
-    accounts.leader_broker = broker_factory(
+    """Every account's broker, with its keeper's token (accounts.keepers) and, given a
+    `guard`, watched for token and IP refusals."""
+    leader = broker_factory(
         LEADER,
         s.leader.client_id,
-        token_of(s.leader.access_token),
+        accounts.token_for(LEADER, s.leader.access_token),
         s.dhan.rest_url,
         s.dhan.timeout_s,
     )
+    accounts.leader_broker = leader if guard is None else guard(LEADER, leader)
     for fs in s.followers:
-        if fs.enabled:
-            accounts.followers[fs.name] = build_follower(fs, s, clock, broker_factory, work)
+        # A disabled follower with copies still open is drained: it keeps following the
+        # leader's cancels and exits of them, and nothing new is placed (DecisionContext).
+        if fs.enabled or fs.name in drained:
+            accounts.followers[fs.name] = build_follower(
+                fs,
+                s,
+                clock,
+                broker_factory,
+                work,
+                token=accounts.token_for(fs.name, fs.access_token),
+                guard=guard,
+            )
 
 
 async def preload_limiters(store: Store, accounts: Accounts, clock: Clock) -> None:
@@ -119,11 +134,13 @@ def open_streams(
         token: str,
         on_snapshot: StreamSnapshots,
         on_connected: Callable[[], Awaitable[None]] | None,
+        source_ip: str | None = None,
     ) -> OrderStream:
         return OrderStream(
             account=account,
             client_id=client_id,
             access_token=token,
+            source_ip=source_ip,
             url=s.dhan.order_ws_url,
             on_snapshot=on_snapshot,
             on_state=lambda state, detail: on_state(account, state, detail),
@@ -136,12 +153,24 @@ def open_streams(
     for f in accounts.all():
         f.dispatcher.start()
         if follower_streams:
-            token = token_of(f.settings.access_token)
-            f.stream = build(f.name, f.settings.client_id, token, follower_handler(f.name), None)
+            token = accounts.token_for(f.name, f.settings.access_token)
+            f.stream = build(
+                f.name,
+                f.settings.client_id,
+                token,
+                follower_handler(f.name),
+                None,
+                f.settings.source_ip,
+            )
             tasks.spawn(f.stream.run(), f"stream-{f.name}")
-    leader_token = token_of(s.leader.access_token)
+    leader_token = accounts.token_for(LEADER, s.leader.access_token)
     leader_stream = build(
-        LEADER, s.leader.client_id, leader_token, on_leader_snapshot, on_leader_connected
+        LEADER,
+        s.leader.client_id,
+        leader_token,
+        on_leader_snapshot,
+        on_leader_connected,
+        s.leader.source_ip,
     )
     accounts.leader_stream = leader_stream
     tasks.spawn(leader_stream.run(), "stream-leader")
