@@ -29,6 +29,7 @@ from engine.dhan.broker import DhanBroker
 from engine.domain import Segment
 from engine.market_hours import MarketCalendar
 from engine.secrets import redact
+from engine.store.positions import orphaned_copies
 
 TOKEN_WARN_HOURS = 2.0
 
@@ -323,6 +324,15 @@ def check_config(settings: Settings) -> list[CheckResult]:
     return out
 
 
+def check_orphaned_copies(settings: Settings) -> list[CheckResult]:
+    """Copies still open for followers removed from the configuration: nothing follows the
+    leader for them (issue 10). Each fails the check, named."""
+    lines = orphaned_copies(settings.db_path, {f.name for f in settings.followers})
+    if not lines:
+        return [CheckResult("config", "orphaned copies", Verdict.PASS, "none")]
+    return [CheckResult("config", "orphaned copies", Verdict.FAIL, line) for line in lines]
+
+
 async def collect(
     settings: Settings,
     clock: Clock | None = None,
@@ -340,6 +350,7 @@ async def collect(
         *(check_account(a, settings, clock, make_broker, machine_ip) for a in accounts)
     )
     results = check_config(settings) + check_calendar(settings, now)
+    results += check_orphaned_copies(settings)
     for rows in per_account:
         results.extend(rows)
     return results

@@ -145,7 +145,27 @@ class Positions:
                 self._key_of[(follower, leg.leader_order_id)] = key
         if fresh:
             await self._attach_now(fresh)
+        self._alert_orphans()
         await self.flush()
+
+    def _alert_orphans(self) -> None:
+        """A follower removed from the configuration while copies of it are still open:
+        nothing follows the leader for them any more (the engine no longer has its token)."""
+        configured = {fs.name for fs in self._settings.followers}
+        orphans = [m for m in self._book.open_copies() if m.follower not in configured]
+        if not orphans:
+            return
+        lines = "; ".join(
+            f"{m.follower}: copy {m.follower_order_id or '(placing)'} of leader order "
+            f"{m.leader_order_id}" + (f" ({m.symbol})" if m.symbol else "")
+            for m in orphans
+        )
+        self._notifier.alert(
+            "ORPHANED_COPIES",
+            Severity.CRITICAL,
+            f"{len(orphans)} open copy(ies) belong to followers no longer configured; nothing "
+            f"follows the leader for them: cancel or manage them in Dhan: {lines}",
+        )
 
     async def _attach_now(self, followers: list[FollowerSettings]) -> None:
         now = self._clock.now()

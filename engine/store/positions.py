@@ -7,11 +7,15 @@ is one instrument's day for one follower, a few legs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Collection, Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiosqlite
 
+from engine.domain import OrderStatus
 from engine.store.connection import transaction
 
 # Appended to engine.store.schema.MIGRATIONS as one step.
@@ -95,3 +99,27 @@ async def save(
             )
         if ledgers:
             await db.executemany(UPSERT_LEDGER, list(ledgers))
+
+
+def orphaned_copies(db_path: Path | str, followers: Collection[str]) -> list[str]:
+    """Copies still open at Dhan for followers the configuration no longer names (the engine
+    no longer holds their tokens, so nothing follows the leader for them): one line each.
+    Read-only; a database that does not exist has none."""
+    path = Path(db_path)
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:
+            rows = db.execute(
+                "SELECT follower, leader_order_id, follower_order_id, broker_status, symbol"
+                " FROM mirrors WHERE state IN ('PLACING', 'LIVE') ORDER BY rowid"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a database from before the mirrors table
+            return []
+    return [
+        f"{follower}: copy {order_id or '(placing)'} of leader order {leader_id}"
+        + (f" ({symbol})" if symbol else "")
+        + (f" {status}" if status else "")
+        for follower, leader_id, order_id, status, symbol in rows
+        if follower not in followers and (status is None or OrderStatus(status).is_open)
+    ]
