@@ -15,6 +15,7 @@ limits, and pure.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -32,6 +33,7 @@ MAX_GENERATION = 9999  # keeps the id within 25 characters
 _PATTERN = re.compile(r"^CPY-[A-Z2-7]{16}-(0|[1-9][0-9]{0,3})$")
 
 
+@functools.lru_cache(maxsize=8192)  # asked for again by every decision on the same copy
 def correlation_id(leader_order_id: str, follower: str, generation: int = 0) -> str:
     if not leader_order_id:
         raise ValueError("leader_order_id is empty")
@@ -41,7 +43,8 @@ def correlation_id(leader_order_id: str, follower: str, generation: int = 0) -> 
         raise ValueError(f"generation must be within 0..{MAX_GENERATION}, got {generation}")
     material = "\x1f".join((leader_order_id, follower, str(generation))).encode("utf-8")
     digest = hashlib.sha256(material).digest()
-    token = base64.b32encode(digest).decode("ascii")[:_HASH_CHARS]
+    # 16 base32 characters are the first 10 bytes (8 characters per 5 bytes).
+    token = base64.b32encode(digest[: _HASH_CHARS * 5 // 8]).decode("ascii")
     return f"{PREFIX}{token}-{generation}"
 
 
