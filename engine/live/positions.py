@@ -347,12 +347,12 @@ class Positions:
                 after = record_copy_progress(
                     after, leader_order_id=leg.leader_order_id, filled=filled, working=working
                 )
-        leg = after.leg(leader.order_id)
-        if leg is not None and leg.terms.capital_ratio is None:
+        this = after.leg(leader.order_id)
+        if this is not None and this.terms.capital_ratio is None:
             ratio = self._funds.ratio(f)
             if ratio is not None:  # fund limits arrived after the order did
                 after = refresh_terms(
-                    after, leg.leader_order_id, replace(leg.terms, capital_ratio=ratio)
+                    after, this.leader_order_id, replace(this.terms, capital_ratio=ratio)
                 )
         if self._put(lid, before, after):
             self._mark_peers(f, key, leader.order_id)
