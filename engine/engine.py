@@ -432,6 +432,7 @@ class Engine:
             self._accounts,
             self._executor.work,
             guard=self._tokens.guard,
+            drained={m.follower for m in self._book.open_copies()},
         )
         await startup.preload_limiters(store, self._accounts, self.clock)
         await self._positions.load(store)  # attach points: before the first leader order
