@@ -17,6 +17,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from pydantic import SecretStr
+
+from engine.accounts.tokens import ReplaceOutcome
 from engine.alerts import AlertCenter
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
@@ -301,6 +304,12 @@ class Engine:
 
     async def resync(self) -> RecoveryReport:
         return await self.recover("manual")
+
+    async def set_token(self, account: str, token: SecretStr) -> ReplaceOutcome:
+        """A new access token for `account` ("leader" or a follower's name), used at once by
+        its calls and its socket's next login; Dhan checks it first (refused: the old stays).
+        The outcome's message never holds the token."""
+        return await self._tokens.replace(account, token)
 
     def status(self) -> dict[str, object]:
         """The control channel's `status`: secret-free, one look at the whole engine."""

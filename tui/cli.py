@@ -21,6 +21,7 @@ No configuration found. Either:
 
 Other commands: copytrade sim --help (the Dhan paper exchange on loopback).
 Talk to a running engine: copytrade status | kill | resume | resync.
+A new token for one account while it runs: copytrade token set ACCOUNT (reads it from stdin).
 """
 
 
@@ -47,7 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
         "accounts without a source_ip",
     )
     _add_control_commands(sub.add_parser)
+    _add_token_command(sub.add_parser)
     return parser
+
+
+def _add_token_command(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    token = add_parser("token", help="give the running engine a new access token")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token_set = token_sub.add_parser(
+        "set",
+        help="read a new access token for ACCOUNT from standard input (never an argument) "
+        "and use it at once",
+    )
+    token_set.add_argument("account", help='"leader" or a follower\'s name')
+    token_set.add_argument(
+        "--env-file", default=".env", help="settings file naming the database (default: .env)"
+    )
+    token_set.add_argument("--db-path", default=None, help="the engine's database")
 
 
 CONTROL_COMMANDS = ("status", "kill", "resume", "resync")
@@ -110,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason=getattr(args, "reason", ""),
             replace_open=getattr(args, "replace_open", False),
         )
+    if args.command == "token":
+        from tui.token_command import token_set_command
+
+        return token_set_command(args.account, env_file=args.env_file, db_path=args.db_path)
     from tui.launch import default_command
 
     return default_command(NO_CONFIG_HELP)

@@ -31,6 +31,7 @@ TIMEOUTS_S: dict[Command, float] = {
     Command.KILL: 60.0,
     Command.RESUME: 120.0,
     Command.RESYNC: 120.0,
+    Command.TOKEN_SET: 30.0,  # the engine checks the token with Dhan first
 }
 _MAX_ANSWER_BYTES = 16 * 1024 * 1024
 

@@ -7,11 +7,13 @@ One request per connection, one JSON object per line each way:
     -> {"v": 1, "command": "resume", "replace_open": true}
     -> {"v": 1, "command": "resync"}
     -> {"v": 1, "command": "uncopied"}
+    -> {"v": 1, "command": "token_set", "account": "alpha", "token": "..."}
     <- {"ok": true, "result": {...}}
     <- {"ok": false, "error": "one line"}
 
 Every answer goes through `engine.secrets.redact`, so even a mistake upstream cannot put a
-registered token on the wire.
+registered token on the wire. A `token_set` request's token is registered as a secret the
+moment it is read and held as a `SecretStr` (never in a repr, a log line or an answer).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from engine.secrets import redact
+from pydantic import SecretStr
+
+from engine.accounts.tokens import ReplaceOutcome
+from engine.secrets import redact, register_secret
 from engine.views import RecoveryReport
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "ProtocolError",
     "Request",
     "ResumeReport",
+    "TokenSetting",
     "UncopiedOrder",
     "decode_request",
     "encode_error",
@@ -55,6 +61,7 @@ class Command(StrEnum):
     RESUME = "resume"
     RESYNC = "resync"
     UNCOPIED = "uncopied"
+    TOKEN_SET = "token_set"  # a new access token for one account, used at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,15 @@ class ControlledEngine(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenSetting(Protocol):
+    """An engine that can take a new access token while it runs (`copytrade token set`)."""
+
+    async def set_token(self, account: str, token: SecretStr) -> ReplaceOutcome:
+        """Checked with Dhan first; refused: the old token stays. Never echoes the token."""
+        ...
+
+
 class ProtocolError(Exception):
     """A request that cannot be understood; the message is the one error line."""
 
@@ -121,6 +137,11 @@ class Request:
     command: Command
     reason: str = ""
     replace_open: bool = False
+    account: str = ""  # token_set: whose token
+    token: SecretStr | None = field(default=None, repr=False)  # token_set: the new token
+
+
+MAX_ACCOUNT_CHARS = 64
 
 
 def decode_request(line: bytes) -> Request:
@@ -153,7 +174,25 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError("replace_open must be true or false")
     # One line, bounded: the reason lands in alerts and logs.
     reason = " ".join(reason.split())[:MAX_REASON_CHARS]
+    if command is Command.TOKEN_SET:
+        account, token = _token_fields(body)
+        return Request(command=command, account=account, token=token)
     return Request(command=command, reason=reason, replace_open=replace_open)
+
+
+def _token_fields(body: dict[str, Any]) -> tuple[str, SecretStr]:
+    raw_token = body.get("token")
+    if isinstance(raw_token, str):
+        register_secret(raw_token.strip())  # before anything could log the request
+    account = body.get("account")
+    if not isinstance(account, str) or not account.strip():
+        raise ProtocolError("token_set needs the account's name")
+    account = account.strip()
+    if len(account) > MAX_ACCOUNT_CHARS or not account.isprintable():
+        raise ProtocolError("token_set: that is not an account name")
+    if not isinstance(raw_token, str) or not raw_token.strip():
+        raise ProtocolError("token_set needs the new token (it was empty)")
+    return account, SecretStr(raw_token.strip())
 
 
 def encode_request(request: Request) -> bytes:
@@ -162,6 +201,12 @@ def encode_request(request: Request) -> bytes:
         body["reason"] = request.reason
     if request.command is Command.RESUME:
         body["replace_open"] = request.replace_open
+    if request.command is Command.TOKEN_SET:
+        body["account"] = request.account
+        token = request.token.get_secret_value() if request.token is not None else ""
+        # Not through _line: redact() would mask the token this request exists to carry.
+        text = json.dumps({**body, "token": token}, separators=(",", ":"), ensure_ascii=False)
+        return (text + "\n").encode("utf-8")
     return _line(body)
 
 

@@ -25,6 +25,7 @@ from engine.control.protocol import (
     ControlRefused,
     ProtocolError,
     Request,
+    TokenSetting,
     decode_request,
     encode_error,
     encode_result,
@@ -234,7 +235,22 @@ class ControlServer:
             return await engine.resync()
         if request.command is Command.UNCOPIED:
             return {"orders": await engine.uncopied_orders()}
+        if request.command is Command.TOKEN_SET:
+            return await self._set_token(request)
         raise ProtocolError(f"unhandled command {request.command.value}")  # pragma: no cover
+
+    async def _set_token(self, request: Request) -> dict[str, Any]:
+        if not isinstance(self._engine, TokenSetting) or request.token is None:
+            raise ControlRefused("this engine cannot take a new token while it runs")
+        log.info("control channel: new token for %s", request.account)
+        outcome = await self._engine.set_token(request.account, request.token)
+        if not outcome.accepted:
+            raise ControlRefused(outcome.message)
+        return {
+            "account": request.account,
+            "message": outcome.message,
+            "expires_at": outcome.expires_at,
+        }
 
     def _status(self) -> dict[str, Any]:
         status = dict(self._engine.status())
