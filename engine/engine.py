@@ -131,7 +131,9 @@ class Engine:
         self._positions = Positions(
             s, clock, accounts, book, self._instruments, self._funds, notifier
         )
-        self._drift = DriftCheck(accounts, self._instruments, self._funds, notifier)
+        self._drift = DriftCheck(
+            accounts, self._instruments, self._funds, notifier, positions=self._positions
+        )
         self._supervisor = Supervisor(
             s,
             clock,

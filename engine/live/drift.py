@@ -1,5 +1,10 @@
-"""Position drift: each follower's net positions against what the leader's imply. Alerts
-only; never trades to fix it (a drift may be the trader's own manual work in that account)."""
+"""Position drift: each follower's net positions against its target (the leader's position
+through its sizing rule, from its position ledgers), for every sizing kind. Alerts only;
+never trades to fix it (a drift may be the trader's own manual work in that account).
+
+Each line says what working copies will close as they fill and what nothing will, and how
+much of the account's position did not come from our copies (manual trades, or positions
+held before the follower's attach point)."""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from engine.instruments import InstrumentBook
 from engine.live.accounts import Accounts
 from engine.live.funds import FundsWatcher
 from engine.live.notifier import Notifier
-from engine.replication.sizing import size_order
+from engine.live.positions import Positions
+from engine.replication.targets import PositionKey, position_drift
 from engine.secrets import redact
 
 
@@ -20,47 +26,62 @@ class DriftCheck:
         instruments: InstrumentBook,
         funds: FundsWatcher,
         notifier: Notifier,
+        positions: Positions | None = None,
     ) -> None:
         self._accounts = accounts
         self._instruments = instruments
         self._funds = funds
         self._notifier = notifier
+        self._positions = positions
+
+    def use_positions(self, positions: Positions) -> None:
+        self._positions = positions
 
     async def check(self) -> list[str]:
-        try:
-            leader_positions = await self._accounts.leader().positions()
-        except BrokerError as exc:
-            return [f"leader positions unavailable: {redact(str(exc))}"]
-        leader_net = {(p.segment, p.security_id): p.net_qty for p in leader_positions}
-        drifts: list[str] = []
+        if self._positions is None:
+            return []
+        lines: list[tuple[str, bool]] = []  # (text, something nothing will close)
         for f in self._accounts.all():
-            if f.rules.sizing.kind == "fixed_lots":
-                continue  # a fixed size per order implies no position ratio
-            try:
-                mine = {(p.segment, p.security_id): p for p in await f.broker.positions()}
-            except BrokerError as exc:
-                drifts.append(f"{f.name}: positions unavailable ({redact(str(exc))})")
+            ledgers = self._positions.ledgers(f.name)
+            if not ledgers:
                 continue
-            ratio = self._funds.ratio(f)
-            for key in set(leader_net) | set(mine):
-                seg, sec = key
-                net = leader_net.get(key, 0)
-                lot = self._instruments.lot_size(seg, sec) or 1
-                sized = size_order(
-                    f.rules.sizing,
-                    f.rules.bounds,
-                    leader_qty=abs(net),
-                    lot_size=lot,
-                    capital_ratio=ratio,
-                ).quantity
-                expected = sized if net >= 0 else -sized
-                actual = mine[key].net_qty if key in mine else 0
-                if actual != expected:
-                    symbol = mine[key].symbol if key in mine else sec
-                    drifts.append(
-                        f"{f.name} {seg.value} {symbol}: net {actual}, leader {net} "
-                        f"implies {expected} (drift {actual - expected:+d})"
+            try:
+                held = await f.broker.positions()
+            except BrokerError as exc:
+                lines.append((f"{f.name}: positions unavailable ({redact(str(exc))})", True))
+                continue
+            actual: dict[PositionKey, int] = {}
+            symbols: dict[PositionKey, str] = {}
+            for p in held:
+                key = PositionKey(p.segment, p.security_id, p.product)
+                actual[key] = actual.get(key, 0) + p.net_qty
+                symbols[key] = p.symbol
+            for ledger in ledgers:
+                d = position_drift(ledger)
+                net = actual.get(ledger.key, 0)
+                outside = net - d.follower_net  # not from our copies
+                if d.in_line and outside == 0:
+                    continue
+                key = ledger.key
+                text = (
+                    f"{f.name} {key.segment.value} {symbols.get(key, key.security_id)} "
+                    f"{key.product.value}: net {net}, leader {d.leader_net} implies {d.target} "
+                    f"(drift {net - d.target:+d})"
+                )
+                if d.closing_by_working:
+                    text += f"; {d.closing_by_working} will close as working copies fill"
+                if d.uncovered:
+                    text += f"; {d.uncovered} that no working order will close"
+                if d.working_away:
+                    text += f"; {d.working_away} in working copies would widen it"
+                if outside:
+                    text += (
+                        f"; {outside:+d} not from copies (manual trades, or held before "
+                        "the attach point)"
                     )
-        for text in drifts:
-            self._notifier.alert("POSITION_DRIFT", Severity.WARNING, text)
-        return drifts
+                lines.append((text, bool(d.uncovered or d.working_away or outside)))
+        for text, unclosed in lines:
+            self._notifier.alert(
+                "POSITION_DRIFT", Severity.WARNING if unclosed else Severity.INFO, text
+            )
+        return [text for text, _ in lines]
