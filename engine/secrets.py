@@ -24,6 +24,7 @@ __all__ = [
     "redact",
     "register_secret",
     "registered_secret_count",
+    "secrets_version",
 ]
 
 MASK = "***"
@@ -40,10 +41,12 @@ _QUERY_SECRET = r"(?:(?<=[?&]pin=)|(?<=[?&]totp=)|(?<=[?&]PIN=)|(?<=[?&]TOTP=))[
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] = re.compile(f"{_JWT}|{_QUERY_SECRET}")
+_version = 0  # bumped whenever the set of secrets changes
 
 
 def _rebuild() -> None:
-    global _pattern
+    global _pattern, _version
+    _version += 1
     alternatives = [_trie_pattern(_secrets)] if _secrets else []
     alternatives.append(_JWT)
     alternatives.append(_QUERY_SECRET)
@@ -97,6 +100,12 @@ def register_secret(value: str | None) -> None:
 def registered_secret_count() -> int:
     with _lock:
         return len(_secrets)
+
+
+def secrets_version() -> int:
+    """Changes whenever a secret is registered or the registry is cleared: a text redacted
+    earlier may be reused only while it is unchanged."""
+    return _version
 
 
 def clear_secrets() -> None:

@@ -4,14 +4,17 @@ its row and its mirror, whatever the batch's size (several INSERT statements pas
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from engine.records import Intent
+from engine.secrets import clear_secrets, register_secret
 from engine.store import Store
-from tests.store_helpers import get_intent, get_mirror, intent, mirror
+from engine.store.rows import params_json
+from tests.store_helpers import get_intent, get_mirror, intent, mirror, params
 
 
 @pytest.fixture
@@ -49,3 +52,16 @@ async def test_a_refused_row_fails_alone_in_a_large_batch(store: Store) -> None:
     refused = [n for n, r in zip(names, results, strict=True) if not isinstance(r, Intent)]
     assert refused == ["f0007"]
     assert len(await store.unfinished_intents()) == 29
+
+
+def test_params_text_is_made_once_but_never_outlives_a_new_secret() -> None:
+    clear_secrets()
+    try:
+        p = dataclasses.replace(params(), correlation_id="CPY-SECRETLOOKING-0")
+        first = params_json(p)
+        assert params_json(dataclasses.replace(p)) is first  # equal params: the same text
+        assert "CPY-SECRETLOOKING-0" in first
+        register_secret("SECRETLOOKING")
+        assert "SECRETLOOKING" not in params_json(p)
+    finally:
+        clear_secrets()
