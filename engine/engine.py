@@ -58,6 +58,7 @@ from engine.live.drift import DriftCheck
 from engine.live.executor import Executor
 from engine.live.follower_feed import FollowerFeed
 from engine.live.funds import FundsWatcher
+from engine.live.lagging import Lagging
 from engine.live.leader_feed import LeaderFeed
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
@@ -131,6 +132,7 @@ class Engine:
         self._positions = Positions(
             s, clock, accounts, book, self._instruments, self._funds, notifier
         )
+        self._lagging = Lagging(clock, accounts, book, self._instruments, notifier)
         self._drift = DriftCheck(
             accounts, self._instruments, self._funds, notifier, positions=self._positions
         )
@@ -193,6 +195,7 @@ class Engine:
             self._answers,
             orders,
             positions=self._positions,
+            lagging=self._lagging,
         )
         self._recovery = recovery = Recovery(
             clock,
@@ -474,6 +477,7 @@ class Engine:
         spawn(self._publish_stats_loop(), "stats")
         spawn(self._writes.run(), "store-flusher")
         spawn(self._positions.run(), "positions-flusher")
+        spawn(self._lagging.run(), "lagging")
         spawn(self._supervisor.run(), "risk")
 
     async def _shutdown(self) -> None:

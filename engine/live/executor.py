@@ -20,6 +20,7 @@ from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
+from engine.live.lagging import Lagging
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
 from engine.live.positions import Positions
@@ -56,6 +57,7 @@ class Executor:
         answers: AnswerHandling,
         orders: OrderActions,
         positions: Positions | None = None,
+        lagging: Lagging | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -68,6 +70,7 @@ class Executor:
         self._answers = answers
         self._orders = orders
         self._positions = positions  # position-true sizing (None: each order sized alone)
+        self._lagging = lagging  # what happens to a copy its filled leader left behind
 
     def context(self, f: FollowerRuntime, leader: OrderSnapshot) -> DecisionContext:
         lot = self._instruments.lot_size(leader.segment, leader.security_id) or leader.lot_size
@@ -100,7 +103,12 @@ class Executor:
                 if why:
                     return NoAction(why)  # history, or beyond the catch-up bound
             ctx = replace(ctx, ledger=ledger, draining=not f.settings.enabled)
-        return decide(leader, mirror, f.rules, ctx)
+        if self._lagging is None:
+            return decide(leader, mirror, f.rules, ctx)
+        forced = self._lagging.decision(f, mirror) if ctx.armed else None
+        if forced is not None:
+            return forced
+        return self._lagging.keep_chased(f, mirror, decide(leader, mirror, f.rules, ctx))
 
     async def work(self, f: FollowerRuntime, leader_id: str) -> None:
         leader = self._book.leader(leader_id)
