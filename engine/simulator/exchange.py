@@ -813,11 +813,13 @@ class Exchange:
         return acct.funds + self.realized(acct) - self.blocked(acct)
 
     def token_validity(self, acct: SimAccount, token: str | None = None) -> datetime:
-        """When ``token`` stops working (the account's own token: issue time + validity)."""
+        """When ``token`` stops working. The account's own (``--account``) token is a day's
+        token from its issue time: the profile's ``token_validity_s`` is for minted tokens, and
+        the pasted one keeps working whatever it is (a profile saying it expired would not)."""
         minted = acct.minted.get(token or "")
         if minted is not None:
             return minted
-        return acct.token_issued + timedelta(seconds=self.token_validity_s)
+        return acct.token_issued + timedelta(days=1)
 
     # ---- listeners -------------------------------------------------------------------------
     def _emit(self, order: SimOrder) -> None:

@@ -234,3 +234,17 @@ async def test_a_token_minted_after_expire_token_works(
     ] == "success"
     still = await call(make_sdk(auth_sim, LEADER, LEADER_TOKEN).get_order_list)
     assert still["remarks"]["error_code"] == "DH-901"  # the pasted token stays expired
+
+
+async def test_the_pasted_tokens_profile_validity_is_a_day_whatever_minted_tokens_live(
+    auth_sim: DhanSimulator, clock: ManualClock
+) -> None:
+    auth_sim.set_profile(auth_sim.profile.model_copy(update={"token_validity_s": 4}))
+    login = login_for(auth_sim, LEADER)
+    clock.advance(60)  # minted tokens would be long dead; the pasted one still works
+    profile = await call(login.user_profile, LEADER_TOKEN)
+    until = IST.localize(datetime.strptime(profile["tokenValidity"], "%d/%m/%Y %H:%M"))
+    assert 23 * 3600 < (until - clock.now()).total_seconds() <= 86400
+    assert (await call(make_sdk(auth_sim, LEADER, LEADER_TOKEN).get_order_list))[
+        "status"
+    ] == "success"
