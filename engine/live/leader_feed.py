@@ -67,7 +67,8 @@ class LeaderFeed:
         if update.snapshot is None:
             return False
         snap = update.snapshot
-        if update.tie:
+        if update.tie or (snap.amo and snap.amo_time is None):
+            # (Or an AMO whose socket alert lacks its time: the order book has it.)
             # Two different states with the same progress (edits within one second of
             # Dhan's timestamps): arrival order may be wrong, so ask Dhan which is current.
             self._confirm(snap.order_id)

@@ -12,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.domain import MirrorState, OrderParams, OrderSnapshot, OrderStatus, OrderType
+from engine.domain import (
+    AmoTime,
+    MirrorState,
+    OrderParams,
+    OrderSnapshot,
+    OrderStatus,
+    OrderType,
+    SnapshotSource,
+)
 from engine.records import MirrorRecord
 from engine.replication.correlation import correlation_id
 from engine.replication.filters import check_filters, unsupported_order_reason
@@ -164,6 +172,17 @@ def _decide_first_copy(
         # Not yet accepted by the exchange: a MARKET copy placed now could fill while the
         # leader's own order is rejected by RMS, leaving the follower with a lone position.
         return NoAction("leader order still in transit")
+    if leader.amo and leader.amo_time is None and leader.source is SnapshotSource.STREAM:
+        # The socket alert did not say when the AMO goes in (OPEN, OPEN_30, OPEN_60,
+        # PRE_OPEN); the order book does, and the engine reads it: copied with its time then.
+        return NoAction("AMO time not in the socket alert: waiting for the order book")
+    if leader.amo and leader.amo_time is AmoTime.PRE_OPEN:
+        # Placed at another time it would trade at another price: said, not guessed.
+        return Skip(
+            SkipCode.UNSUPPORTED,
+            "a PRE_OPEN after-market order: the dhanhq SDK places AMOs only at OPEN, "
+            "OPEN_30 or OPEN_60",
+        )
     catch_up = leader.status.is_terminal
     if catch_up and leader.filled_qty == 0:
         return NoAction(f"leader order {leader.status.value.lower()} with nothing filled")

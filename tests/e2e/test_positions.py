@@ -214,3 +214,36 @@ async def test_removed_follower_with_open_copies_is_a_critical_alert(
     assert f"beta: copy {beta_order}" in orphans[0].message
     rows = check_orphaned_copies(world.eng.settings)
     assert [r.verdict.value for r in rows] == ["FAIL"] and beta_order in rows[0].detail
+
+
+@pytest.mark.parametrize("amo_time", ["OPEN", "OPEN_30", "OPEN_60"])
+async def test_amo_time_is_copied_from_the_socket_path(world: World, amo_time: str) -> None:
+    world.place(key=RELIANCE, qty=10, price=1500.0, afterMarketOrder=True, amoTime=amo_time)
+    copy = (await world.follower_order("alpha"))[0]
+    assert copy["afterMarketOrder"] is True and copy["amoTime"] == amo_time
+    await world.settle()
+    assert len(world.posts("alpha")) == 1
+
+
+@pytest.mark.parametrize("amo_time", ["OPEN_30", "OPEN_60"])
+async def test_amo_time_is_copied_from_the_order_book_path(
+    make_world: WorldFactory, amo_time: str
+) -> None:
+    world = await make_world(start=False)
+    world.place(key=RELIANCE, qty=10, price=1500.0, afterMarketOrder=True, amoTime=amo_time)
+    await world.start_engine()  # open at the attach point: read from the order book, copied
+    copy = (await world.follower_order("alpha"))[0]
+    assert copy["afterMarketOrder"] is True and copy["amoTime"] == amo_time
+
+
+async def test_pre_open_amo_is_not_copied_at_another_time(world: World) -> None:
+    leader_id = world.place(
+        key=RELIANCE, qty=10, price=1500.0, afterMarketOrder=True, amoTime="PRE_OPEN"
+    )
+    await world.until(
+        lambda: any(a.code == "UNSUPPORTED_ORDER" for a in world.eng.recent_alerts()), 5, "alert"
+    )
+    await world.settle()
+    assert world.orders("alpha") == [] and world.orders("beta") == []
+    texts = [a.message for a in world.eng.recent_alerts() if a.code == "UNSUPPORTED_ORDER"]
+    assert leader_id in texts[0] and "PRE_OPEN" in texts[0]

@@ -8,6 +8,7 @@ import pytest
 
 from engine.clock import IST
 from engine.domain import (
+    AmoTime,
     MirrorState,
     OrderParams,
     OrderSnapshot,
@@ -16,6 +17,7 @@ from engine.domain import (
     Product,
     Segment,
     Side,
+    SnapshotSource,
     Validity,
 )
 from engine.records import MirrorRecord
@@ -116,7 +118,7 @@ def test_new_pending_order_is_placed_with_every_parameter() -> None:
 
 
 def test_amo_is_copied_as_amo_even_when_market_closed() -> None:
-    snap = leader(amo=True)
+    snap = leader(amo=True, amo_time=AmoTime.OPEN_30)
     ctx = DecisionContext(
         armed=True,
         lot_size=65,
@@ -127,6 +129,18 @@ def test_amo_is_copied_as_amo_even_when_market_closed() -> None:
     )
     decision = decide(snap, None, rules(), ctx)
     assert isinstance(decision, Place) and decision.params.amo
+    assert decision.params.amo_time is AmoTime.OPEN_30
+
+
+def test_amo_without_its_time_waits_for_the_order_book() -> None:
+    ctx = DecisionContext(armed=True, lot_size=65, is_option=True, capital_ratio=None)
+    waiting = decide(leader(amo=True), None, rules(), ctx)
+    assert isinstance(waiting, NoAction) and "order book" in waiting.reason
+    from_book = leader(amo=True, source=SnapshotSource.ORDER_BOOK)
+    assert isinstance(decide(from_book, None, rules(), ctx), Place)
+    pre_open = leader(amo=True, amo_time=AmoTime.PRE_OPEN)
+    skipped = decide(pre_open, None, rules(), ctx)
+    assert isinstance(skipped, Skip) and "PRE_OPEN" in skipped.reason
 
 
 def test_market_closed_skips_with_reason() -> None:
