@@ -16,14 +16,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from engine.config import Settings, load_settings
+from engine.control.protocol import ResumeReport, UncopiedOrder
 from engine.domain import EngineState, Instrument, Segment
 from engine.engine import Engine
 from engine.events import EngineEvent
 from engine.instruments import InstrumentBook
 from engine.simulator.instruments import DEFAULT_INSTRUMENTS, SimInstrument
 from engine.simulator.server import DhanSimulator
-from engine.views import FollowerOrderView, KillPreview, LimiterView, RecoveryReport, TimelineEntry
+from engine.views import (
+    AccountView,
+    CopyStepView,
+    FollowerOrderView,
+    KillPreview,
+    LimiterView,
+    PositionsView,
+    RecoveryReport,
+    SyncPreview,
+    SyncReport,
+    TimelineEntry,
+)
 
 LEADER_ID, LEADER_TOKEN = "1100000001", "demo-leader-token"
 ALPHA_ID, ALPHA_TOKEN = "1100000002", "demo-alpha-token"
@@ -292,8 +306,8 @@ class DemoSession:
     async def kill(self, reason: str) -> None:
         await self.engine.kill(reason)
 
-    async def resume(self) -> None:
-        await self.engine.resume()
+    async def resume(self, replace_open: bool = False) -> ResumeReport | None:
+        return await self.engine.resume(replace_open)
 
     async def resync(self) -> RecoveryReport:
         return await self.engine.resync()
@@ -315,3 +329,27 @@ class DemoSession:
 
     def market_label(self) -> str:
         return "demo market (simulator, always open)"
+
+    def account_views(self) -> list[AccountView]:
+        return self.engine.account_views()
+
+    def positions_view(self) -> PositionsView:
+        return self.engine.positions_view()
+
+    def copy_steps(self) -> list[CopyStepView]:
+        return self.engine.copy_steps()
+
+    async def uncopied_orders(self) -> list[UncopiedOrder]:
+        return await self.engine.uncopied_orders()
+
+    async def sync_preview(self) -> SyncPreview:
+        return await self.engine.sync_preview()
+
+    async def sync_positions(self, preview: SyncPreview) -> SyncReport:
+        return await self.engine.sync_positions(preview)
+
+    async def clear_freeze(self, account: str) -> str:
+        return await self.engine.clear_freeze(account)
+
+    async def replace_token(self, account: str, token: SecretStr) -> str:
+        return await self.engine.replace_token(account, token)

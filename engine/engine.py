@@ -54,6 +54,7 @@ from engine.live.accounts import (
 from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
+from engine.live.cockpit import Cockpit
 from engine.live.drift import DriftCheck
 from engine.live.executor import Executor
 from engine.live.follower_feed import FollowerFeed
@@ -76,11 +77,16 @@ from engine.records import MirrorRecord
 from engine.secrets import redact
 from engine.store import Store
 from engine.views import (
+    AccountView,
+    CopyStepView,
     EngineStats,
     FollowerOrderView,
     KillPreview,
     LimiterView,
+    PositionsView,
     RecoveryReport,
+    SyncPreview,
+    SyncReport,
     TimelineEntry,
 )
 
@@ -136,6 +142,16 @@ class Engine:
         self._drift = DriftCheck(
             accounts, self._instruments, self._funds, notifier, positions=self._positions
         )
+        self._cockpit = Cockpit(
+            s,
+            clock,
+            accounts,
+            book,
+            self._arming,
+            self._instruments,
+            self._funds,
+            self._bus.publish,
+        )
         self._supervisor = Supervisor(
             s,
             clock,
@@ -151,6 +167,7 @@ class Engine:
         self._tokens = AccountTokens(
             s, clock, accounts, notifier, self._tasks, self._supervisor.freeze
         )
+        self._cockpit.keepers = accounts.keepers  # filled in when the keepers start
         self._leader_feed = LeaderFeed(
             s.leader.client_id,
             clock,
@@ -166,7 +183,14 @@ class Engine:
             clock, accounts, book, self._arming, notifier, self._stats
         )
         self._resolver = Resolver(
-            clock, accounts, book, self._follower_feed, self._writes, notifier, self._tasks
+            clock,
+            accounts,
+            book,
+            self._follower_feed,
+            self._writes,
+            notifier,
+            self._tasks,
+            send_timeout_s=s.dhan.timeout_s,
         )
         self._answers = AnswerHandling(
             clock, notifier, self._tasks, self._tokens.order_token_refused
@@ -293,20 +317,6 @@ class Engine:
                 message += f"; still frozen: {frozen}"
         return ResumeReport(self.state.value, tuple(uncopied), tuple(replaced), message)
 
-    async def uncopied_orders(self) -> list[UncopiedOrder]:
-        """The leader's open orders some follower has no working copy of (after a kill)."""
-        return uncopied_orders(self._book, self._accounts.followers)
-
-    async def clear_freeze(self, account: str | None) -> str:
-        """The trader clears the freezes of `account` ("" the engine's, None all) after a
-        resync; one line saying what happened."""
-        line = await self._supervisor.clear_freeze(account)
-        if line:
-            return line
-        return (
-            "nothing is frozen" if account is None else f"{account or 'the engine'} is not frozen"
-        )
-
     async def resync(self) -> RecoveryReport:
         return await self.recover("manual")
 
@@ -377,6 +387,47 @@ class Engine:
         if not self.settings.enforce_market_hours:
             return "market hours not enforced (paper)"
         return self._calendar.session(Segment.NSE_FNO, self.clock.now()).label
+
+    # --- the cockpit ----------------------------------------------------------------------
+
+    def account_views(self) -> list[AccountView]:
+        return self._cockpit.account_views()
+
+    def positions_view(self) -> PositionsView:
+        return self._cockpit.positions_view()
+
+    def copy_steps(self) -> list[CopyStepView]:
+        return self._cockpit.copy_steps()
+
+    async def uncopied_orders(self) -> list[UncopiedOrder]:
+        """The leader's open orders some follower has no working copy of (after a kill)."""
+        return uncopied_orders(self._book, self._accounts.followers)
+
+    async def sync_preview(self) -> SyncPreview:
+        return await self._cockpit.sync_preview()
+
+    async def sync_positions(self, preview: SyncPreview) -> SyncReport:
+        # Placing the sync orders belongs to the positions work (engine.live.sync); until it
+        # lands, nothing is placed and the answer says so.
+        return SyncReport(
+            0,
+            tuple(f"{o.follower} {o.side} {o.quantity} {o.symbol}" for o in preview.orders),
+            "position sync is not wired in this engine yet: nothing was placed",
+        )
+
+    async def clear_freeze(self, account: str | None) -> str:
+        """The trader clears the freezes of `account` ("" the engine's, None all) after a
+        resync; one line saying what happened."""
+        line = await self._supervisor.clear_freeze(account)
+        if line:
+            return line
+        return (
+            "nothing is frozen" if account is None else f"{account or 'the engine'} is not frozen"
+        )
+
+    async def replace_token(self, account: str, token: SecretStr) -> str:
+        """The terminal's T key: `set_token`, answered in one line (never the token)."""
+        return redact((await self.set_token(account, token)).message)
 
     def stats(self) -> EngineStats:
         stream = self._accounts.leader_stream
@@ -479,6 +530,7 @@ class Engine:
         spawn(self._positions.run(), "positions-flusher")
         spawn(self._lagging.run(), "lagging")
         spawn(self._supervisor.run(), "risk")
+        spawn(self._cockpit.run(), "cockpit")
 
     async def _shutdown(self) -> None:
         if self._accounts.leader_stream:

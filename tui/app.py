@@ -12,36 +12,42 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from pydantic import SecretStr
 from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable, Footer, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
 from engine.api import EngineHandle
 from engine.clock import IST
+from engine.control.protocol import ResumeReport, UncopiedOrder
 from engine.domain import Alert, EngineState, Severity
 from engine.events import AlertRaised, EngineEvent
-from engine.views import KillPreview, RecoveryReport
+from engine.views import AccountState, KillPreview, RecoveryReport, SyncPreview, SyncReport
 from tui.coalesce import Batch, EventCoalescer
-from tui.format import one_line, short_id
+from tui.format import hms, one_line, short_id
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.timeline import TimelineScreen
+from tui.screens.token import TokenScreen
+from tui.widgets.accounts import AccountsPane
 from tui.widgets.alerts import AlertsPane
 from tui.widgets.follower_orders import FollowerOrdersTable
 from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.leader_orders import LeaderOrdersTable
-from tui.widgets.limiter import LimiterPane
+from tui.widgets.positions import PositionsTable
 from tui.widgets.status_line import StatusLine
 
 KILL_REASON = "manual kill switch"
 STOP_TIMEOUT_S = 15.0
+LATENCY_HISTORY = 300  # one point a second: five minutes
 
 
 def _plural(n: int, word: str) -> str:
@@ -80,6 +86,54 @@ def resync_summary(report: RecoveryReport) -> str:
     return text
 
 
+def sync_lines(preview: SyncPreview) -> str:
+    """The exact orders a position sync would place, one per line."""
+    lines = [
+        f"{o.follower:<10} {o.side:<4} {o.quantity:>6}  {one_line(o.symbol, 30)} {o.product}"
+        f"   (net {o.net:+d} -> target {o.target:+d})"
+        for o in preview.orders
+    ]
+    lines.extend(f"note: {one_line(note, 200)}" for note in preview.notes)
+    return "\n".join(lines)
+
+
+def uncopied_lines(orders: Sequence[UncopiedOrder]) -> str:
+    lines = []
+    for o in orders:
+        price_text = f" @ {o.price:.2f}" if o.price else ""
+        if o.trigger_price:
+            price_text += f" trigger {o.trigger_price:.2f}"
+        lines.append(
+            f"{short_id(o.leader_order_id, 14):<14} {o.side:<4} {o.quantity:>6} "
+            f"{one_line(o.symbol, 28)} {o.order_type}{price_text}"
+            f"  · no copy in {', '.join(o.followers)}"
+        )
+    return "\n".join(lines)
+
+
+def resume_line(report: ResumeReport | None, replace_open: bool) -> str:
+    if report is None:
+        return "Resumed: replication is ARMED."
+    text = f"Resumed: replication is {report.state}."
+    if report.replaced:
+        text += f" {_plural(len(report.replaced), 'leader order')} re-placed."
+    elif report.uncopied:
+        still = _plural(len(report.uncopied), "open leader order")
+        text += f" {still} still without a copy" + (" (re-placing asked)." if replace_open else ".")
+    if report.message:
+        text += f" {one_line(report.message, 160)}"
+    return text
+
+
+def sync_report_line(report: SyncReport) -> str:
+    text = f"Position sync: {_plural(report.placed, 'order')} placed"
+    if report.refused:
+        text += f", {len(report.refused)} not placed"
+    if report.message:
+        text += f" ({one_line(report.message, 160)})"
+    return text
+
+
 class CopyTradeApp(App[None]):
     """The terminal. Give it an engine; it subscribes, runs it in a worker and renders it."""
 
@@ -93,6 +147,9 @@ class CopyTradeApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k,K", "kill_switch", "Kill switch", id="kill_switch", key_display="K"),
         Binding("r,R", "resync", "Resync", id="resync", key_display="R"),
+        Binding("s,S", "sync_positions", "Sync positions", id="sync_positions", key_display="S"),
+        Binding("u,U", "clear_freeze", "Clear freeze", id="clear_freeze", key_display="U"),
+        Binding("T", "replace_token", "Replace token", id="replace_token", key_display="T"),
         Binding("t", "timeline", "Timeline", id="timeline"),
         Binding("f", "toggle_filter", "Filter followers", id="toggle_filter"),
         Binding("question_mark,f1", "help", "Help", id="help", key_display="?"),
@@ -101,8 +158,12 @@ class CopyTradeApp(App[None]):
 
     HELP_KEYS: ClassVar[list[tuple[str, str]]] = [
         ("K", "kill switch: cancel open follower orders, send nothing new (asks first)"),
-        ("K (when KILLED)", "resume replication (asks first)"),
+        ("K (when KILLED)", "resume (lists open leader orders without a copy, offers to re-place)"),
         ("R", "resync now: read the leader's order book and converge every follower"),
+        ("S", "position sync: preview the orders that bring followers to target (asks first)"),
+        ("U", "clear a freeze (lists what is frozen and why; asks first)"),
+        ("T (Shift+t)", "replace an account's access token (masked; asks first)"),
+        ("Enter (alerts)", "open the picked alert in full; ↑ ↓ pick"),
         ("Enter / t", "timeline of the leader order under the cursor"),
         ("f", "followers pane: only the highlighted leader order / all"),
         ("Tab / Shift+Tab", "move between panes"),
@@ -122,6 +183,7 @@ class CopyTradeApp(App[None]):
         flush_interval: float = 0.1,
         leader_rows: int = 500,
         follower_rows: int = 500,
+        sample_every: float = 1.0,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -132,6 +194,7 @@ class CopyTradeApp(App[None]):
         self.flush_interval = flush_interval
         self._leader_rows = leader_rows
         self._follower_rows = follower_rows
+        self._sample_every = sample_every
         self.coalescer = EventCoalescer()
         self.events_applied = 0
         self.flushes = 0
@@ -145,6 +208,8 @@ class CopyTradeApp(App[None]):
         self._stopped = False
         self._resync_running = False
         self._kill_busy = False
+        self._sync_busy = False
+        self.latency_history: deque[float] = deque(maxlen=LATENCY_HISTORY)
 
     # --- layout --------------------------------------------------------------------------
 
@@ -157,13 +222,22 @@ class CopyTradeApp(App[None]):
                 leader = LeaderOrdersTable(cap=self._leader_rows)
                 leader.border_title = "Leader orders"
                 yield leader
+                positions = PositionsTable()
+                positions.border_title = "Positions · not read yet"
+                yield positions
                 follower = FollowerOrdersTable(cap=self._follower_rows)
                 follower.border_title = "Follower orders · all"
                 yield follower
             with Vertical(id="right"):
-                limiter = LimiterPane()
-                limiter.border_title = "Rate limits (remaining/limit)"
-                yield limiter
+                accounts = AccountsPane()
+                accounts.border_title = "Accounts"
+                yield accounts
+                with Vertical(id="latency-box") as box:
+                    box.border_title = "Copy latency p50, last 5 min"
+                    yield Static("no copies yet", id="latency-label")
+                    spark = Sparkline([], summary_function=max, id="latency-spark")
+                    spark.display = False
+                    yield spark
                 alerts = AlertsPane()
                 alerts.border_title = "Alerts"
                 yield alerts
@@ -182,8 +256,12 @@ class CopyTradeApp(App[None]):
         return self.query_one(FollowerOrdersTable)
 
     @property
-    def limiter_pane(self) -> LimiterPane:
-        return self.query_one(LimiterPane)
+    def accounts_pane(self) -> AccountsPane:
+        return self.query_one(AccountsPane)
+
+    @property
+    def positions_table(self) -> PositionsTable:
+        return self.query_one(PositionsTable)
 
     @property
     def alerts_pane(self) -> AlertsPane:
@@ -200,6 +278,7 @@ class CopyTradeApp(App[None]):
         )
         self.set_interval(self.flush_interval, self._on_flush_timer, name="flush")
         self.set_interval(1.0, self._tick, name="status-clock")
+        self.set_interval(self._sample_every, self.sample_sparklines, name="sparklines")
         self.leader_table.focus()
         self._tick()
 
@@ -211,6 +290,12 @@ class CopyTradeApp(App[None]):
                 batch.followers[(view.follower, view.leader_order_id)] = view
             for limiter in self.engine.limiter_views():
                 batch.limiters[limiter.account] = limiter
+            for account in self.engine.account_views():
+                batch.accounts[account.account] = account
+            for step in self.engine.copy_steps():
+                batch.steps[step.leader_order_id] = step
+            positions = self.engine.positions_view()
+            batch.positions = positions if positions.read_at is not None else None
         except Exception as exc:
             self._ui_alert(Severity.ERROR, "UI_SEED_FAILED", f"Could not read engine state: {exc}")
         self.status_line.facts.engine_state = self._engine_state()
@@ -304,15 +389,22 @@ class CopyTradeApp(App[None]):
     def _apply(self, batch: Batch) -> None:
         facts = self.status_line.facts
         with self.batch_update():
-            if batch.leaders:
-                table = self.leader_table
-                table.apply_snapshots(batch.leaders)
-                table.border_title = f"Leader orders ({table.row_count})"
+            if batch.leaders or batch.steps:
+                self.leader_table.apply_snapshots(batch.leaders, batch.steps)
+                self._title_leaders()
             if batch.followers:
                 self.follower_table.apply_views(batch.followers)
+            if batch.steps:
+                self.follower_table.apply_steps(batch.steps)
+            if batch.followers or batch.steps:
                 self._title_followers()
+            if batch.accounts:
+                self.accounts_pane.apply_accounts(batch.accounts)
             if batch.limiters:
-                self.limiter_pane.apply_views(batch.limiters)
+                self.accounts_pane.apply_limiters(batch.limiters)
+            if batch.positions is not None:
+                self.positions_table.apply_positions(batch.positions)
+                self._title_positions()
             if batch.alerts:
                 self.alerts_pane.apply_alerts(batch.alerts)
             if batch.stats is not None:
@@ -344,6 +436,40 @@ class CopyTradeApp(App[None]):
             self.status_line.facts.market = f"market: unknown ({one_line(str(exc), 40)})"
         self.status_line.refresh_status()
 
+    def sample_sparklines(self) -> None:
+        """One point a second: copy latency (p50) and each account's rate use."""
+        stats = self.status_line.facts.stats
+        p50 = stats.latency_p50_ms
+        with self.batch_update():
+            if p50 is not None:  # nothing to draw before the first copy
+                self.latency_history.append(p50)
+                spark = self.query_one("#latency-spark", Sparkline)
+                spark.display = True
+                spark.data = list(self.latency_history)
+                peak = max(self.latency_history)
+                self.query_one("#latency-label", Static).update(
+                    f"now {p50:.0f} ms · peak {peak:.0f} ms · p99 "
+                    f"{stats.latency_p99_ms or 0:.0f} ms"
+                )
+            self.accounts_pane.sample()
+
+    def _title_leaders(self) -> None:
+        table = self.leader_table
+        title = f"Leader orders ({table.row_count})"
+        if table.new_above:
+            title += f" · {table.new_above} new above ↑"
+        table.border_title = title
+
+    def _title_positions(self) -> None:
+        table = self.positions_table
+        view = table.view
+        title = f"Positions · {_plural(len(view.positions), 'instrument')}"
+        if view.read_at is not None:
+            title += f" · read {hms(view.read_at)}"
+        if view.unavailable:
+            title += f" · {len(view.unavailable)} not read"
+        table.border_title = title
+
     def _engine_state(self) -> EngineState:
         try:
             return self.engine.state
@@ -367,14 +493,19 @@ class CopyTradeApp(App[None]):
     # --- actions -------------------------------------------------------------------------
 
     def _confirm_open(self) -> bool:
-        return isinstance(self.screen, ConfirmScreen)
+        return isinstance(self.screen, ConfirmScreen | TokenScreen)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a confirmation is open, the main keys do nothing (it has its own y/n/Esc)."""
-        if action in {"kill_switch", "resync", "timeline", "toggle_filter", "help", "quit"}:
+        dialogs = {"sync_positions", "clear_freeze", "replace_token"}
+        if (
+            action
+            in {"kill_switch", "resync", "timeline", "toggle_filter", "help", "quit"} | dialogs
+        ):
             if self._confirm_open():
                 return False
-            if action in {"timeline", "toggle_filter"} and self.screen is not self.screen_stack[0]:
+            on_main = self.screen is self.screen_stack[0]
+            if action in {"timeline", "toggle_filter"} | dialogs and not on_main:
                 return False
             if action == "help" and isinstance(self.screen, HelpScreen):
                 return False
@@ -387,18 +518,7 @@ class CopyTradeApp(App[None]):
             self.notify("The kill switch is already being applied.", severity="warning")
             return
         if self._engine_state() is EngineState.KILLED:
-            self.push_screen(
-                ConfirmScreen(
-                    "RESUME REPLICATION?",
-                    "The engine is KILLED. Resume copying new leader orders to the followers? "
-                    "Orders the kill cancelled are not put back.",
-                    yes_label="Yes, resume",
-                    no_label="No, stay killed",
-                    danger=False,
-                    id="confirm-resume",
-                ),
-                self._on_resume_answer,
-            )
+            self.run_worker(self._ask_resume(), group="commands", name="resume-preview")
             return
         preview: KillPreview | None
         try:
@@ -443,26 +563,234 @@ class CopyTradeApp(App[None]):
             self._kill_busy = False
             self._after_command()
 
-    def _on_resume_answer(self, yes: bool | None) -> None:
+    async def _ask_resume(self) -> None:
+        """Resume, with the exact list of open leader orders that have no copy; when there are
+        some, a second question offers to re-place them (No keeps them uncopied)."""
+        try:
+            uncopied = await self.engine.uncopied_orders()
+        except Exception as exc:
+            self.log.error(f"uncopied orders unavailable: {one_line(str(exc))}")
+            uncopied = []
+        if self.screen is not self.screen_stack[0]:
+            return
+        message = (
+            "The engine is KILLED. Resume copying new leader orders to the followers?"
+            if not uncopied
+            else f"The engine is KILLED. Resume copying new leader orders? "
+            f"{_plural(len(uncopied), 'open leader order')} "
+            f"{'has' if len(uncopied) == 1 else 'have'} no copy in some follower "
+            "(cancelled by the kill, or placed while killed); the next question offers to "
+            "re-place them."
+        )
+        self.push_screen(
+            ConfirmScreen(
+                "RESUME REPLICATION?",
+                message,
+                yes_label="Yes, resume",
+                no_label="No, stay killed",
+                danger=False,
+                details=uncopied_lines(uncopied),
+                id="confirm-resume",
+            ),
+            lambda yes: self._on_resume_answer(yes, uncopied),
+        )
+
+    def _on_resume_answer(self, yes: bool | None, uncopied: Sequence[UncopiedOrder]) -> None:
         if not yes or self._kill_busy:
+            return
+        if not uncopied:
+            self._start_resume(False)
+            return
+        self.push_screen(
+            ConfirmScreen(
+                "RE-PLACE OPEN LEADER ORDERS?",
+                f"Resuming. Place copies of these {_plural(len(uncopied), 'open leader order')} "
+                "again in the followers listed? No resumes without them.",
+                yes_label="Yes, re-place",
+                no_label="No, resume only",
+                details=uncopied_lines(uncopied),
+                id="confirm-replace",
+            ),
+            lambda replace: self._start_resume(bool(replace)),
+        )
+
+    def _start_resume(self, replace_open: bool) -> None:
+        if self._kill_busy:
             return
         self._kill_busy = True
         self.status_line.facts.busy = "resuming…"
         self.status_line.refresh_status()
-        self.run_worker(self._resume(), group="commands", name="resume", exit_on_error=False)
+        self.run_worker(
+            self._resume(replace_open), group="commands", name="resume", exit_on_error=False
+        )
 
-    async def _resume(self) -> None:
+    async def _resume(self, replace_open: bool = False) -> None:
         try:
-            await self.engine.resume()
+            report = await self.engine.resume(replace_open)
         except Exception as exc:
             detail = one_line(f"{type(exc).__name__}: {exc}", 160)
             self._ui_alert(Severity.ERROR, "RESUME_FAILED", f"Resume failed ({detail}).")
             self.notify(f"Resume failed: {detail}", severity="error", timeout=10)
         else:
-            self.notify("Resumed: replication is ARMED.")
+            self.notify(resume_line(report, replace_open))
         finally:
             self._kill_busy = False
             self._after_command()
+
+    # --- position sync, freezes, tokens ------------------------------------------------------
+
+    def action_sync_positions(self) -> None:
+        if self._sync_busy:
+            self.notify("A position sync is already being prepared or sent.", severity="warning")
+            return
+        self._sync_busy = True
+        self.status_line.facts.busy = "reading positions…"
+        self.status_line.refresh_status()
+        self.run_worker(
+            self._ask_sync(), group="commands", name="sync-preview", exit_on_error=False
+        )
+
+    async def _ask_sync(self) -> None:
+        try:
+            preview = await self.engine.sync_preview()
+        except Exception as exc:
+            self._sync_busy = False
+            self._after_command()
+            detail = one_line(f"{type(exc).__name__}: {exc}", 160)
+            self.notify(f"Position sync preview failed: {detail}", severity="error", timeout=10)
+            return
+        self._after_command()
+        if self.screen is not self.screen_stack[0]:
+            self._sync_busy = False
+            return
+        if not preview.orders:
+            self._sync_busy = False
+            notes = f" ({one_line('; '.join(preview.notes), 200)})" if preview.notes else ""
+            self.notify(f"Every follower is at its target: nothing to sync{notes}.")
+            return
+        accounts = len({o.follower for o in preview.orders})
+        self.push_screen(
+            ConfirmScreen(
+                "POSITION SYNC",
+                f"Place {_plural(len(preview.orders), 'order')} in "
+                f"{_plural(accounts, 'follower')} to bring each to its target now, at today's "
+                "prices? Exactly these:",
+                yes_label="Yes, place them",
+                no_label="No",
+                details=sync_lines(preview),
+                id="confirm-sync",
+            ),
+            lambda yes: self._on_sync_answer(yes, preview),
+        )
+
+    def _on_sync_answer(self, yes: bool | None, preview: SyncPreview) -> None:
+        if not yes:
+            self._sync_busy = False
+            return
+        self.status_line.facts.busy = "syncing positions…"
+        self.status_line.refresh_status()
+        self.run_worker(self._sync(preview), group="commands", name="sync", exit_on_error=False)
+
+    async def _sync(self, preview: SyncPreview) -> None:
+        try:
+            report = await self.engine.sync_positions(preview)
+        except Exception as exc:
+            detail = one_line(f"{type(exc).__name__}: {exc}", 160)
+            self._ui_alert(Severity.ERROR, "SYNC_FAILED", f"Position sync failed ({detail}).")
+        else:
+            severity = Severity.WARNING if report.refused else Severity.INFO
+            self._ui_alert(severity, "POSITION_SYNC", sync_report_line(report))
+            self.notify(
+                sync_report_line(report), severity="warning" if report.refused else "information"
+            )
+        finally:
+            self._sync_busy = False
+            self._after_command()
+
+    def _frozen(self) -> list[tuple[str, str]]:
+        """(account, why) of every frozen account, the engine first ("" = the engine)."""
+        try:
+            views = self.engine.account_views()
+        except Exception as exc:
+            self.log.error(f"account views unavailable: {one_line(str(exc))}")
+            return []
+        frozen = []
+        for view in views:
+            if view.state is AccountState.FROZEN:
+                frozen.append(("" if view.is_leader else view.account, view.why))
+        return frozen
+
+    def action_clear_freeze(self) -> None:
+        frozen = self._frozen()
+        if not frozen:
+            self.notify("Nothing is frozen.")
+            return
+        details = "\n".join(
+            f"{account or 'the engine (every follower)'}: {one_line(why, 200)}"
+            for account, why in frozen
+        )
+        self.push_screen(
+            ConfirmScreen(
+                "CLEAR FREEZE?",
+                "Automatic safety froze these: nothing new is opened while frozen, and resting "
+                "copies stay. Clear the freeze and let them open new positions again?",
+                yes_label="Yes, clear",
+                no_label="No, stay frozen",
+                details=details,
+                id="confirm-unfreeze",
+            ),
+            lambda yes: self._on_unfreeze_answer(yes, [account for account, _ in frozen]),
+        )
+
+    def _on_unfreeze_answer(self, yes: bool | None, accounts: list[str]) -> None:
+        if yes:
+            self.run_worker(
+                self._clear_freezes(accounts),
+                group="commands",
+                name="unfreeze",
+                exit_on_error=False,
+            )
+
+    async def _clear_freezes(self, accounts: list[str]) -> None:
+        for account in accounts:
+            try:
+                line = await self.engine.clear_freeze(account)
+            except Exception as exc:
+                line = f"{account or 'engine'}: clearing failed ({type(exc).__name__}: {exc})"
+                self.notify(one_line(line, 200), severity="error", timeout=10)
+            else:
+                self.notify(one_line(line, 200))
+        self._after_command()
+
+    def action_replace_token(self) -> None:
+        try:
+            accounts = [view.account for view in self.engine.account_views()]
+        except Exception as exc:
+            self.notify(f"Accounts unavailable: {one_line(str(exc), 120)}", severity="error")
+            return
+        if not accounts:
+            self.notify("No account to replace a token for yet.")
+            return
+        screen = TokenScreen(accounts)
+        self.push_screen(screen, lambda yes: self._on_token_answer(yes, screen))
+
+    def _on_token_answer(self, yes: bool | None, screen: TokenScreen) -> None:
+        token = screen.take_token()
+        if not yes or token is None or not token.get_secret_value():
+            return
+        account = screen.chosen_account
+        self.run_worker(
+            self._replace_token(account, token), group="commands", name="token", exit_on_error=False
+        )
+
+    async def _replace_token(self, account: str, token: SecretStr) -> None:
+        try:
+            line = await self.engine.replace_token(account, token)
+        except Exception as exc:  # the text goes through one_line (redacted) like any other
+            line = f"{account}: token not replaced ({type(exc).__name__}: {exc})"
+            self.notify(one_line(line, 200), severity="error", timeout=10)
+        else:
+            self.notify(one_line(line, 200))
 
     def _after_command(self) -> None:
         facts = self.status_line.facts
@@ -527,6 +855,13 @@ class CopyTradeApp(App[None]):
                 self._open_timeline(leader_id)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row == 0:  # back on the newest row: nothing new above any more
+            if event.data_table is self.leader_table:
+                self.leader_table.new_above = 0
+                self._title_leaders()
+            elif event.data_table is self.follower_table:
+                self.follower_table.new_above = 0
+                self._title_followers()
         table = self.leader_table
         if event.data_table is not table or self.follower_table.leader_filter is None:
             return
@@ -582,12 +917,15 @@ class CopyTradeApp(App[None]):
     def _title_followers(self) -> None:
         table = self.follower_table
         if table.leader_filter is None:
-            table.border_title = f"Follower orders · all ({table.row_count})"
+            title = f"Follower orders · all ({table.row_count})"
         else:
-            table.border_title = (
+            title = (
                 f"Follower orders · leader {escape(short_id(table.leader_filter, 14))} "
                 f"({table.row_count}) · f: all"
             )
+        if table.new_above:
+            title += f" · {table.new_above} new above ↑"
+        table.border_title = title
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

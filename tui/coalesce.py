@@ -18,17 +18,28 @@ from datetime import datetime
 
 from engine.domain import Alert, OrderSnapshot
 from engine.events import (
+    AccountsChanged,
     AlertRaised,
     ConnectionChanged,
+    CopyStepsChanged,
     EngineEvent,
     EngineStateChanged,
     FollowerOrderChanged,
     LeaderOrderSeen,
     LimiterChanged,
+    PositionsRead,
     RecoveryCompleted,
     StatsUpdated,
 )
-from engine.views import EngineStats, FollowerOrderView, LimiterView, RecoveryReport
+from engine.views import (
+    AccountView,
+    CopyStepView,
+    EngineStats,
+    FollowerOrderView,
+    LimiterView,
+    PositionsView,
+    RecoveryReport,
+)
 
 AlertKey = tuple[str, str | None, str | None, str]
 FollowerKey = tuple[str, str]
@@ -49,6 +60,9 @@ class Batch:
     leaders: dict[str, tuple[OrderSnapshot, datetime]] = field(default_factory=dict)
     followers: dict[FollowerKey, FollowerOrderView] = field(default_factory=dict)
     limiters: dict[str, LimiterView] = field(default_factory=dict)
+    accounts: dict[str, AccountView] = field(default_factory=dict)
+    steps: dict[str, CopyStepView] = field(default_factory=dict)
+    positions: PositionsView | None = None
     connections: dict[str, ConnectionChanged] = field(default_factory=dict)
     alerts: dict[AlertKey, AlertOccurrence] = field(default_factory=dict)
     recoveries: list[RecoveryReport] = field(default_factory=list)
@@ -74,6 +88,15 @@ class Batch:
             self.followers[(view.follower, view.leader_order_id)] = view
         elif isinstance(event, LimiterChanged):
             self.limiters[event.view.account] = event.view
+        elif isinstance(event, AccountsChanged):
+            for account in event.views:
+                self.accounts[account.account] = account
+                self.limiters.pop(account.account, None)  # the account view is newer
+        elif isinstance(event, CopyStepsChanged):
+            for step in event.steps:
+                self.steps[step.leader_order_id] = step
+        elif isinstance(event, PositionsRead):
+            self.positions = event.view
         elif isinstance(event, StatsUpdated):
             self.stats = event.stats
         elif isinstance(event, AlertRaised):

@@ -14,7 +14,18 @@ from engine.clock import to_ist
 from engine.domain import Alert, MirrorState, OrderSnapshot, OrderStatus, OrderType, Severity
 from engine.secrets import MASK
 from engine.secrets import redact as engine_redact
-from engine.views import EngineStats, FollowerOrderView, LimiterView, LimitWindow
+from engine.views import (
+    AccountPnl,
+    AccountState,
+    AccountView,
+    CopyStepView,
+    EngineStats,
+    FollowerOrderView,
+    FollowerPositionView,
+    LimiterView,
+    LimitWindow,
+    PositionView,
+)
 
 Cell = tuple[str, str]
 """One table cell: its text and a Rich style string."""
@@ -44,6 +55,15 @@ def redact(text: str) -> str:
     out = _SECRET_PATTERNS[0].sub("[redacted]", out)
     out = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", out)
     return _SECRET_PATTERNS[2].sub("[redacted]", out)
+
+
+def plain_words(text: str, limit: int = 300) -> str:
+    """Our own words (a state, how a token renews): registered secrets, JWTs and long blobs
+    are still masked, but not every word after "token", which would mask "token 3h left"."""
+    out = engine_redact(text).replace(MASK, "[redacted]")
+    out = _SECRET_PATTERNS[2].sub("[redacted]", _SECRET_PATTERNS[0].sub("[redacted]", out))
+    flat = " ".join(out.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -120,7 +140,8 @@ ORDER_TYPE_SHORT: dict[OrderType, str] = {
 LEADER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("time", "Time", 8),
     ("order_id", "Order", 11),
-    ("symbol", "Symbol", 24),
+    ("symbol", "Symbol", 22),
+    ("copies", "Copies in step", 15),
     ("side", "Side", 4),
     ("type", "Type", 4),
     ("product", "Prod", 5),
@@ -141,7 +162,20 @@ def price_trigger(snapshot: OrderSnapshot) -> str:
     return base
 
 
-def leader_cells(snapshot: OrderSnapshot, seen_at: datetime) -> tuple[Cell, ...]:
+def copy_step_cell(step: CopyStepView | None, default: str) -> Cell:
+    """ "2/2" in the row's colour; a lagging copy stands out with its timer."""
+    if step is None:
+        return ("-", "dim")
+    if step.lagging:
+        return (step.label, "bold black on yellow")
+    if step.failed:
+        return (step.label, "bold red")
+    return (step.label, default if step.in_step == step.copies else "yellow")
+
+
+def leader_cells(
+    snapshot: OrderSnapshot, seen_at: datetime, step: CopyStepView | None = None
+) -> tuple[Cell, ...]:
     style = STATUS_STYLE.get(snapshot.status, "")
     symbol = snapshot.trading_symbol or snapshot.security_id
     if snapshot.amo:
@@ -150,6 +184,7 @@ def leader_cells(snapshot: OrderSnapshot, seen_at: datetime) -> tuple[Cell, ...]
         (hms(snapshot.created_at or snapshot.updated_at or seen_at), style),
         (snapshot.order_id, style),
         (one_line(symbol, 40), style),
+        copy_step_cell(step, style),
         (snapshot.side.value, style),
         (ORDER_TYPE_SHORT.get(snapshot.order_type, snapshot.order_type.value), style),
         (PRODUCT_SHORT.get(snapshot.product.value, snapshot.product.value), style),
@@ -204,8 +239,9 @@ def follower_status(view: FollowerOrderView) -> str:
     return view.mirror_state.value
 
 
-def follower_cells(view: FollowerOrderView) -> tuple[Cell, ...]:
-    style = follower_style(view)
+def follower_cells(view: FollowerOrderView, behind_s: float | None = None) -> tuple[Cell, ...]:
+    """A copy's row; a copy lagging its filled leader is highlighted with its timer."""
+    style = follower_style(view) if behind_s is None else "bold black on yellow"
     shows_reason = view.mirror_state in (MirrorState.SKIPPED, MirrorState.FAILED) or (
         view.broker_status.upper() == "REJECTED"
     )
@@ -213,7 +249,10 @@ def follower_cells(view: FollowerOrderView) -> tuple[Cell, ...]:
     return (
         (one_line(view.follower, 40), style),
         (short_id(view.leader_order_id, 11), style),
-        (follower_status(view), style),
+        (
+            follower_status(view) if behind_s is None else f"behind {behind_s:.0f} s",
+            style,
+        ),
         (str(view.quantity), style),
         (str(view.filled_qty), style),
         (price(view.avg_price), style),
@@ -327,3 +366,157 @@ def stats_cells(stats: EngineStats) -> tuple[Cell, ...]:
 
 def stats_text(stats: EngineStats) -> str:
     return "".join(text for text, _ in stats_cells(stats))
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+ACCOUNT_STATE_STYLE: dict[AccountState, str] = {
+    AccountState.ARMED: "bold black on green",
+    AccountState.FROZEN: "bold black on cyan",
+    AccountState.KILLED: "bold white on red",
+    AccountState.DRAINING: "bold black on yellow",
+    AccountState.STOPPED: "bold white on red",
+    AccountState.STARTING: "bold black on yellow",
+}
+
+WINDOW_BAR = 8
+
+
+def token_words(view: AccountView) -> tuple[str, str]:
+    """The token's time left and how it renews, and a colour when it needs the trader."""
+    if view.token_status in ("REFUSED", "EXPIRED", "NONE"):
+        return f"token {view.token_status.lower()}; {view.token_renewal}", "bold red"
+    left = view.token_left_s
+    if left is None:
+        head = "token: expiry unknown"
+    elif left <= 0:
+        head = "token expired"
+    else:
+        head = f"token {age(left)} left"
+    cannot = view.token_renewal.startswith("cannot") or "not renewed" in view.token_renewal
+    urgent = left is not None and left < 3600 and cannot
+    return f"{head}; {view.token_renewal}", "bold red" if urgent else ""
+
+
+def window_words(window: LimitWindow, bar_width: int = WINDOW_BAR) -> tuple[str, str]:
+    """`minute ███░░░░░ 40 of 250 used`: what a trader reads at a glance."""
+    used = min(max(window.used, 0), window.limit) if window.limit > 0 else 0
+    filled = 0 if window.limit <= 0 else round(bar_width * used / window.limit)
+    if used and filled == 0:
+        filled = 1
+    bar_text = "█" * filled + "░" * (bar_width - filled)
+    return f"{window.name:<6} {bar_text} {window.used} of {window.limit} used", window_style(window)
+
+
+def account_signature(view: AccountView) -> tuple[object, ...]:
+    left = None if view.token_left_s is None else int(view.token_left_s // 60)
+    return (
+        view.state,
+        view.why,
+        view.open_copies,
+        view.hand_managed,
+        left,
+        view.token_renewal,
+        view.token_status,
+        view.source_ip,
+        tuple((w.name, w.limit, w.used) for w in view.windows),
+        view.queue_depth,
+        view.throttled,
+        view.dhan_rate_refusals,
+    )
+
+
+def account_from_limiter(view: LimiterView, known: AccountView | None) -> AccountView:
+    """Fold a rate-limiter update into what the pane knows of the account."""
+    base = known or AccountView(view.account, AccountState.STARTING)
+    return AccountView(
+        base.account,
+        base.state,
+        base.why,
+        base.is_leader or view.account == "leader",
+        base.open_copies,
+        base.hand_managed,
+        base.token_left_s,
+        base.token_renewal,
+        base.token_status,
+        base.source_ip,
+        view.windows,
+        view.queue_depth,
+        view.throttled,
+        view.dh904,
+    )
+
+
+# --- positions ----------------------------------------------------------------------------------
+
+POSITION_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("symbol", "Instrument", 13),
+    ("account", "Account", 10),
+    ("net", "Net", 5),
+    ("target", "Target", 6),
+    ("diff", "Difference", 14),
+    ("realised", "Realised", 9),
+    ("unrealised", "Unrealised", 10),
+    ("avg", "Avg price", 9),
+)
+
+
+def money(value: float) -> str:
+    return f"{value:+,.2f}" if abs(value) < 1_000_000 else f"{value / 100_000:+,.1f} L"
+
+
+def _pnl_style(value: float) -> str:
+    if value > 0:
+        return "green"
+    if value < 0:
+        return "red"
+    return "dim"
+
+
+def difference_cell(fp: FollowerPositionView) -> Cell:
+    diff = fp.difference
+    if diff == 0:
+        return ("in line", "green")
+    if fp.closed_by_working_orders:
+        return (f"{diff:+d} closing", "yellow")
+    return (f"{diff:+d} not closing", "bold red")
+
+
+def position_leader_cells(row: PositionView) -> tuple[Cell, ...]:
+    symbol = one_line(f"{row.symbol} {PRODUCT_SHORT.get(row.product, row.product)}", 60)
+    return (
+        (symbol, "bold"),
+        ("leader", "bold"),
+        (f"{row.leader_net:+d}" if row.leader_net else "0", "bold"),
+        ("", ""),
+        ("", ""),
+        (money(row.leader_realized_pnl), _pnl_style(row.leader_realized_pnl)),
+        (money(row.leader_unrealized_pnl), _pnl_style(row.leader_unrealized_pnl)),
+        (price(row.leader_avg_price), ""),
+    )
+
+
+def position_follower_cells(fp: FollowerPositionView) -> tuple[Cell, ...]:
+    return (
+        ("", ""),
+        (one_line(fp.follower, 40), ""),
+        (f"{fp.net:+d}" if fp.net else "0", ""),
+        (f"{fp.target:+d}" if fp.target else "0", "dim"),
+        difference_cell(fp),
+        (money(fp.realized_pnl), _pnl_style(fp.realized_pnl)),
+        (money(fp.unrealized_pnl), _pnl_style(fp.unrealized_pnl)),
+        (price(fp.avg_price), ""),
+    )
+
+
+def position_total_cells(total: AccountPnl) -> tuple[Cell, ...]:
+    return (
+        ("Total P&L", "bold"),
+        (one_line(total.account, 40), "bold"),
+        ("", ""),
+        ("", ""),
+        (money(total.total), f"bold {_pnl_style(total.total)}"),
+        (money(total.realized), _pnl_style(total.realized)),
+        (money(total.unrealized), _pnl_style(total.unrealized)),
+        ("", ""),
+    )

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic import SecretStr
+
 from engine.clock import IST
+from engine.control.protocol import ResumeReport, UncopiedOrder
 from engine.domain import (
     Alert,
     ConnectionState,
@@ -23,23 +26,37 @@ from engine.domain import (
     Validity,
 )
 from engine.events import (
+    AccountsChanged,
     AlertRaised,
     ConnectionChanged,
+    CopyStepsChanged,
     EngineEvent,
     EngineStateChanged,
     EventBus,
     FollowerOrderChanged,
     LeaderOrderSeen,
     LimiterChanged,
+    PositionsRead,
     StatsUpdated,
 )
 from engine.views import (
+    AccountPnl,
+    AccountState,
+    AccountView,
+    CopyStepView,
     EngineStats,
     FollowerOrderView,
+    FollowerPositionView,
     KillPreview,
+    LaggingCopy,
     LimiterView,
     LimitWindow,
+    PositionsView,
+    PositionView,
     RecoveryReport,
+    SyncOrderView,
+    SyncPreview,
+    SyncReport,
     TimelineEntry,
 )
 
@@ -75,6 +92,12 @@ class FakeEngine:
     run_error: BaseException | None = None
     resync_gate: asyncio.Event | None = None  # when set, resync waits for it
     kill_gate: asyncio.Event | None = None  # when set, kill waits for it
+    accounts: list[AccountView] = field(default_factory=list)
+    positions: PositionsView = field(default_factory=lambda: PositionsView(read_at=None))
+    steps: list[CopyStepView] = field(default_factory=list)
+    uncopied: list[UncopiedOrder] = field(default_factory=list)
+    preview_sync: SyncPreview = field(default_factory=SyncPreview)
+    tokens_received: list[tuple[str, SecretStr]] = field(default_factory=list)
     calls: list[tuple[str, object]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -106,10 +129,13 @@ class FakeEngine:
         self.engine_state = EngineState.KILLED
         self.publish(EngineStateChanged(at=T0, state=EngineState.KILLED, reason=reason))
 
-    async def resume(self) -> None:
-        self.calls.append(("resume", None))
+    async def resume(self, replace_open: bool = False) -> ResumeReport | None:
+        self.calls.append(("resume", replace_open))
         self.engine_state = EngineState.ARMED
         self.publish(EngineStateChanged(at=T0, state=EngineState.ARMED, reason="resumed"))
+        replaced = tuple(o.leader_order_id for o in self.uncopied) if replace_open else ()
+        left = () if replace_open else tuple(self.uncopied)
+        return ResumeReport("ARMED", left, replaced)
 
     async def resync(self) -> RecoveryReport:
         self.calls.append(("resync", None))
@@ -135,6 +161,42 @@ class FakeEngine:
 
     def market_label(self) -> str:
         return self.market
+
+    def account_views(self) -> list[AccountView]:
+        return list(self.accounts)
+
+    def positions_view(self) -> PositionsView:
+        return self.positions
+
+    def copy_steps(self) -> list[CopyStepView]:
+        return list(self.steps)
+
+    async def uncopied_orders(self) -> list[UncopiedOrder]:
+        self.calls.append(("uncopied_orders", None))
+        return list(self.uncopied)
+
+    async def sync_preview(self) -> SyncPreview:
+        self.calls.append(("sync_preview", None))
+        return self.preview_sync
+
+    async def sync_positions(self, preview: SyncPreview) -> SyncReport:
+        self.calls.append(("sync_positions", preview))
+        return SyncReport(len(preview.orders))
+
+    async def clear_freeze(self, account: str) -> str:
+        self.calls.append(("clear_freeze", account))
+        self.accounts = [
+            AccountView(v.account, AccountState.ARMED, "", v.is_leader, v.open_copies)
+            if v.account == (account or "leader")
+            else v
+            for v in self.accounts
+        ]
+        return f"{account or 'the engine'}: freeze cleared"
+
+    async def replace_token(self, account: str, token: SecretStr) -> str:
+        self.calls.append(("replace_token", account))  # never the token itself
+        self.tokens_received.append((account, token))
+        return f"{account}: token replaced"
 
     # --- test helpers ----------------------------------------------------------------------
 
@@ -455,3 +517,137 @@ def populate(engine: FakeEngine) -> None:
             last_leader_event_at=T0 - timedelta(seconds=3),
         )
     )
+
+
+# --- the cockpit's views -------------------------------------------------------------------
+
+
+def account_views(frozen: str = "") -> list[AccountView]:
+    """The leader and two followers; `frozen` names a follower frozen by a refused token."""
+
+    def windows(used: tuple[int, int, int, int]) -> tuple[LimitWindow, ...]:
+        return tuple(
+            LimitWindow(name, limit, u)
+            for name, limit, u in zip(
+                ("second", "minute", "hour", "day"), (10, 250, 1000, 7000), used, strict=True
+            )
+        )
+
+    def state(name: str) -> tuple[AccountState, str]:
+        if name == frozen:
+            return AccountState.FROZEN, "Dhan refused the token (expired)"
+        return AccountState.ARMED, ""
+
+    a_state, a_why = state("follower-a")
+    b_state, b_why = state("follower-b")
+    return [
+        AccountView(
+            "leader",
+            AccountState.ARMED,
+            is_leader=True,
+            token_left_s=20 * 3600 + 12 * 60,
+            token_renewal="mints from PIN+TOTP",
+            token_status="VALID",
+        ),
+        AccountView(
+            "follower-a",
+            a_state,
+            a_why,
+            open_copies=2,
+            hand_managed=1,
+            token_left_s=50 * 60,
+            token_renewal="cannot renew: set a new token (copytrade token set)",
+            token_status="VALID",
+            source_ip="127.0.0.2",
+            windows=windows((3, 41, 120, 380)),
+            queue_depth=1,
+            throttled=2,
+        ),
+        AccountView(
+            "follower-b",
+            b_state,
+            b_why,
+            open_copies=1,
+            token_left_s=23 * 3600,
+            token_renewal="renews via Dhan",
+            token_status="VALID",
+            source_ip="127.0.0.3",
+            windows=windows((9, 231, 870, 2100)),
+            queue_depth=4,
+            throttled=17,
+            dhan_rate_refusals=1,
+        ),
+    ]
+
+
+def positions_view() -> PositionsView:
+    return PositionsView(
+        read_at=T0 - timedelta(seconds=4),
+        positions=(
+            PositionView(
+                "NSE_EQ",
+                "2885",
+                "RELIANCE",
+                "INTRADAY",
+                10,
+                2450.5,
+                0.0,
+                125.0,
+                (
+                    FollowerPositionView("follower-a", 5, 5, 0, 2450.55, 0.0, 62.25),
+                    FollowerPositionView("follower-b", 0, 10, 10, 0.0, 0.0, 0.0),
+                ),
+            ),
+            PositionView(
+                "NSE_EQ",
+                "1594",
+                "INFY",
+                "INTRADAY",
+                -15,
+                1580.0,
+                210.0,
+                -45.0,
+                (
+                    FollowerPositionView("follower-a", -5, -10, 0, 1580.1, 95.0, -15.0),
+                    FollowerPositionView("follower-b", 0, -15, 0, 0.0, 0.0, 0.0),
+                ),
+            ),
+        ),
+        totals=(
+            AccountPnl("leader", 210.0, 80.0),
+            AccountPnl("follower-a", 95.0, 47.25),
+            AccountPnl("follower-b", 0.0, 0.0),
+        ),
+    )
+
+
+def copy_steps() -> list[CopyStepView]:
+    return [
+        CopyStepView("1125112300001", 2, 2),
+        CopyStepView("1125112300002", 2, 0, (LaggingCopy("follower-a", 14.0, 5, 20),), failed=1),
+    ]
+
+
+def sync_preview() -> SyncPreview:
+    return SyncPreview(
+        (
+            SyncOrderView("follower-a", "NSE_EQ", "1594", "INFY", "INTRADAY", "SELL", 5, -5, -10),
+            SyncOrderView("follower-b", "NSE_EQ", "1594", "INFY", "INTRADAY", "SELL", 15, 0, -15),
+        ),
+        ("follower-c: positions unavailable (timeout)",),
+    )
+
+
+def uncopied() -> list[UncopiedOrder]:
+    return [
+        UncopiedOrder(
+            "1125112300002", "INFY", "SELL", "LIMIT", 25, 1580.0, 0.0, ("follower-a", "follower-b")
+        )
+    ]
+
+
+def populate_cockpit(engine: FakeEngine, frozen: str = "") -> None:
+    """The cockpit panes: accounts, positions and copies in step, as events."""
+    engine.publish(AccountsChanged(T0, tuple(account_views(frozen))))
+    engine.publish(PositionsRead(T0, positions_view()))
+    engine.publish(CopyStepsChanged(T0, tuple(copy_steps())))

@@ -48,6 +48,7 @@ async def test_leader_rows_are_keyed_and_updated_in_place(
             "10:15:00",
             "L1",
             "RELIANCE",
+            "-",
             "BUY",
             "LMT",
             "INTRA",
@@ -236,7 +237,7 @@ async def test_initial_views_are_seeded(engine: FakeEngine) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.follower_table.row_count == 1
-        assert "follower-a" in app.limiter_pane.cards
+        assert "follower-a" in app.accounts_pane.cards
 
 
 async def test_limiter_cards_update_in_place(app: CopyTradeApp, engine: FakeEngine) -> None:
@@ -244,16 +245,17 @@ async def test_limiter_cards_update_in_place(app: CopyTradeApp, engine: FakeEngi
         engine.publish(limiter_changed("follower-a", (3, 41, 120, 380), queue=2, throttled=5))
         engine.publish(limiter_changed("leader", (0, 1, 1, 1)))
         await settle(pilot, app)
-        pane = app.limiter_pane
+        pane = app.accounts_pane
         card = pane.cards["follower-a"]
-        assert "7/10" in card.plain() and "209/250" in card.plain()
-        assert "q  2" in card.plain() and "thr   5" in card.plain()
+        assert "second ██░░░░░░ 3 of 10 used" in card.plain()
+        assert "minute █░░░░░░░ 41 of 250 used" in card.plain()
+        assert "queue 2 · waited 5 · Dhan refusals 0" in card.plain()
         engine.publish(limiter_changed("follower-a", (10, 50, 130, 390), dh904=2))
         await settle(pilot, app)
         assert pane.cards["follower-a"] is card
         assert len(pane.children) == 2
-        assert pane.children[0] is pane.cards["leader"]  # the leader's bucket first
-        assert "0/10" in card.plain() and "904:2" in card.plain()
+        assert pane.children[0] is pane.cards["leader"]  # the leader's card first
+        assert "10 of 10 used" in card.plain() and "Dhan refusals 2" in card.plain()
 
 
 async def test_alerts_newest_first_and_merged(app: CopyTradeApp, engine: FakeEngine) -> None:

@@ -85,10 +85,17 @@ async def test_kill_no_yes_and_resume_with_the_real_engine(tmp_path: Path) -> No
         leader_buy(session, 147.0)  # nothing new while KILLED
         await pilot.pause(0.5)
         assert open_copies(session) == 0
-        await pilot.press("k")  # resume, confirmed
-        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("k")  # resume: the dialog lists the open leader orders without a copy
+        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the resume dialog")
+        assert app.screen.id == "confirm-resume"
+        listed = str(app.screen.query_one("#dialog-details-text").render())
+        assert listed.count("no copy in alpha, beta") == 4  # 3 cancelled by the kill, 1 new
         await pilot.click("#yes")
+        await until(lambda: app.screen.id == "confirm-replace", what="the re-place offer")
+        await pilot.press("enter")  # No has the focus: resume without re-placing
         await until(lambda: session.state is EngineState.ARMED, what="ARMED")
+        await pilot.pause(0.5)
+        assert open_copies(session) == 0  # nothing re-placed
         leader_buy(session, 146.0)
         await until(lambda: open_copies(session) == 2, what="copies after resume")
 

@@ -9,12 +9,13 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.screen import ModalScreen
+from textual.widgets import Static
 
 
-class HelpScreen(Screen[None]):
-    """A full screen (not modal): the kill switch still works while reading the help."""
+class HelpScreen(ModalScreen[None]):
+    """Over the dimmed main screen (the market stays in view); the app's keys, such as the
+    kill switch, still work while it is open."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="help.close"),
@@ -33,7 +34,6 @@ class HelpScreen(Screen[None]):
             yield Static("Keys", id="help-title")
             yield Static("\n".join(lines), id="help-keys", markup=True)
             yield Static("Esc closes this help.", id="help-foot")
-        yield Footer()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from itertools import islice
 
-from engine.views import FollowerOrderView
+from engine.views import CopyStepView, FollowerOrderView
 from tui.coalesce import FollowerKey
 from tui.format import FOLLOWER_COLUMNS, follower_cells
 from tui.widgets.keyed_table import KeyedTable
@@ -36,6 +36,8 @@ class FollowerOrdersTable(KeyedTable):
         self._seq = 0
         self._views: OrderedDict[str, tuple[int, FollowerOrderView]] = OrderedDict()
         self._by_leader: dict[str, set[str]] = {}
+        self._behind: dict[str, float] = {}  # lagging copies: row key -> seconds behind
+        self.new_above = 0
 
     def leader_of(self, key: str) -> str | None:
         entry = self._views.get(key)
@@ -54,6 +56,8 @@ class FollowerOrdersTable(KeyedTable):
                 self._seq += 1
                 self._views[key] = (self._seq, view)
                 self._by_leader.setdefault(view.leader_order_id, set()).add(key)
+                if self.cursor_row > 0:
+                    self.new_above += 1
             else:
                 self._views[key] = (entry[0], view)
             changed.add(key)
@@ -65,7 +69,26 @@ class FollowerOrdersTable(KeyedTable):
                 if not keys:
                     del self._by_leader[old_view.leader_order_id]
             changed.discard(old_key)
+            self._behind.pop(old_key, None)
         return self._sync(changed)
+
+    def behind_of(self, key: str) -> float | None:
+        return self._behind.get(key)
+
+    def apply_steps(self, steps: Mapping[str, CopyStepView]) -> int:
+        """Highlight the copies that lag their filled leader order, with their timer."""
+        changed: set[str] = set()
+        for leader_id, step in steps.items():
+            lagging = {row_key((c.follower, leader_id)): c.behind_s for c in step.lagging}
+            for key in self._by_leader.get(leader_id, set()):
+                behind = lagging.get(key)
+                if behind != self._behind.get(key):
+                    changed.add(key)
+                    if behind is None:
+                        self._behind.pop(key, None)
+                    else:
+                        self._behind[key] = behind
+        return self._sync(changed) if changed else 0
 
     def set_filter(self, leader_order_id: str | None) -> int:
         if leader_order_id == self.leader_filter:
@@ -83,9 +106,13 @@ class FollowerOrdersTable(KeyedTable):
         shown = set(self._cells)
         removals = shown - desired
         upserts = [
-            (key, follower_cells(self._views[key][1]), self._views[key][0])
+            (key, follower_cells(self._views[key][1], self._behind.get(key)), self._views[key][0])
             for key in desired
             if key not in shown or key in changed
         ]
         upserts.sort(key=lambda item: item[2])
         return self.apply(upserts, removals)
+
+    def on_data_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
+        if event.cursor_row == 0:
+            self.new_above = 0
