@@ -42,7 +42,7 @@ from engine.events import (
 )
 from engine.instance_lock import InstanceLock
 from engine.instruments import InstrumentBook
-from engine.live import startup
+from engine.live import scrip_loader, startup
 from engine.live.accounts import (
     LEADER,
     Accounts,
@@ -113,6 +113,10 @@ class Engine:
         self._use_follower_streams = follower_streams
         if instruments is None and settings.instruments_file is not None:
             instruments = InstrumentBook.from_scrip_master(settings.instruments_file)
+        # No book given and no file: Dhan's scrip master, loaded in the background.
+        self._fetch_instruments = instruments is None and scrip_loader.wanted(
+            settings.instruments_url, settings.dhan.rest_url
+        )
         self._instruments = instruments or InstrumentBook()
         self._calendar = MarketCalendar(override_path=settings.holiday_override_file)
         self._bus = EventBus()
@@ -528,6 +532,17 @@ class Engine:
         spawn(self._publish_stats_loop(), "stats")
         spawn(self._writes.run(), "store-flusher")
         spawn(self._positions.run(), "positions-flusher")
+        if self._fetch_instruments:
+            spawn(
+                scrip_loader.keep_loaded(
+                    self.settings.instruments_url,
+                    self.settings.db_path,
+                    self.clock,
+                    self._instruments,
+                    self._notifier,
+                ),
+                "scrip-master",
+            )
         spawn(self._lagging.run(), "lagging")
         spawn(self._supervisor.run(), "risk")
         spawn(self._cockpit.run(), "cockpit")

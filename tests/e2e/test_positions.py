@@ -247,3 +247,21 @@ async def test_pre_open_amo_is_not_copied_at_another_time(world: World) -> None:
     assert world.orders("alpha") == [] and world.orders("beta") == []
     texts = [a.message for a in world.eng.recent_alerts() if a.code == "UNSUPPORTED_ORDER"]
     assert leader_id in texts[0] and "PRE_OPEN" in texts[0]
+
+
+CRUDE = ("MCX_COMM", "458305")  # lot 100, tick 1.0
+
+
+async def test_mcx_protected_price_is_on_the_instruments_real_tick(world: World) -> None:
+    world.place(
+        key=CRUDE,
+        side="SELL",
+        qty=100,
+        order_type="STOP_LOSS_MARKET",
+        triggerPrice=5790.0,
+        productType="INTRADAY",
+    )
+    copy = (await world.follower_order("alpha"))[0]
+    assert copy["orderType"] == "STOP_LOSS" and copy["orderStatus"] == "PENDING"
+    assert copy["triggerPrice"] == 5790.0
+    assert copy["price"] == 5732.0  # 1% below 5790 is 5732.1: on crude's 1.0 tick, 5732
