@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +69,9 @@ class AttachPoint:
     # The leader's positions could not be read at attach: his net there is taken from the
     # history orders of the day's order book instead (misses positions carried overnight).
     derived: bool = False
+    # Leader orders refused as beyond the catch-up bound: a later restart, when the bound
+    # might read differently, does not trade them either.
+    refused: set[str] = field(default_factory=set)
 
 
 class Positions:
@@ -285,19 +288,27 @@ class Positions:
             if attach.derived and snap.filled_qty:
                 self._add_to_attach(f.name, snap)
             return snap.filled_qty
+        if snap.order_id in attach.refused:
+            return "not caught up: it ended while the engine was away, beyond the bound"
         if snap.status.is_terminal and snap.filled_qty > 0:
             ended = snap.updated_at or self._clock.now()
             age = (self._clock.now() - ended).total_seconds()
             if age > self._settings.catch_up_max_age_s:
                 self._note(f.name, "late", f"{_describe(snap)} (ended {age:.0f}s ago)")
+                self._refuse(f.name, attach, snap.order_id)
                 return f"ended {age:.0f}s ago while the engine was away: too late to catch up"
             market = snap.ref_ltp
             if market > 0 and snap.avg_price > 0:
                 move = abs(market - snap.avg_price) / snap.avg_price * 100
                 if move > self._settings.catch_up_max_move_pct:
                     self._note(f.name, "late", f"{_describe(snap)} (market moved {move:.1f}%)")
+                    self._refuse(f.name, attach, snap.order_id)
                     return f"the market moved {move:.1f}% from the leader's fill: not caught up"
         return 0
+
+    def _refuse(self, follower: str, attach: AttachPoint, order_id: str) -> None:
+        attach.refused.add(order_id)
+        self._dirty_attach.add(follower)
 
     def _add_to_attach(self, follower: str, snap: OrderSnapshot) -> None:
         """Derived attach (positions unreadable): the leader's history fills make his net."""
@@ -499,7 +510,7 @@ def _attach_row(name: str, attach: AttachPoint, enabled: bool, sizing: str) -> A
     net = [
         [k.segment.value, k.security_id, k.product.value, n] for k, n in attach.leader_net.items()
     ]
-    body = json.dumps({"net": net, "derived": attach.derived})
+    body = json.dumps({"net": net, "derived": attach.derived, "refused": sorted(attach.refused)})
     return AttachRow(name, format_datetime(attach.at), enabled, sizing, body)
 
 
@@ -508,7 +519,12 @@ def _attach_from(row: AttachRow) -> AttachPoint:
     net = {
         PositionKey(Segment(seg), sec, Product(prod)): int(n) for seg, sec, prod, n in body["net"]
     }
-    return AttachPoint(parse_datetime(row.attached_at), net, bool(body.get("derived")))
+    return AttachPoint(
+        parse_datetime(row.attached_at),
+        net,
+        bool(body.get("derived")),
+        {str(i) for i in body.get("refused", ())},
+    )
 
 
 def ledger_to_json(ledger: PositionLedger) -> str:

@@ -265,3 +265,22 @@ async def test_mcx_protected_price_is_on_the_instruments_real_tick(world: World)
     assert copy["orderType"] == "STOP_LOSS" and copy["orderStatus"] == "PENDING"
     assert copy["triggerPrice"] == 5790.0
     assert copy["price"] == 5732.0  # 1% below 5790 is 5732.1: on crude's 1.0 tick, 5732
+
+
+async def test_orders_ended_while_away_are_caught_up_only_within_the_bound(
+    make_world: WorldFactory,
+) -> None:
+    world = await make_world(followers=[follower("alpha")], catch_up_max_age_s="1")
+    await world.stop_engine()
+    market(world, "BUY", LOT)  # placed after the attach point, filled while the engine is away
+    await asyncio.sleep(BEFORE_ATTACH_S)
+    await world.start_engine()
+    await world.settle()
+    assert world.orders("alpha") == []
+    late = alert_texts(world, "CATCH_UP_REFUSED")
+    assert len(late) == 1 and "beyond the catch-up bound" in late[0]
+    await world.stop_engine()
+    world.extra = {}  # the default bound (300 s): a fill missed a moment ago is caught up
+    market(world, "BUY", LOT)
+    await world.start_engine()
+    await filled(world, "alpha", LOT)
