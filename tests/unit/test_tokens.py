@@ -478,3 +478,17 @@ async def test_keepers_built_from_the_settings(
     finally:
         for keeper in keepers.values():
             keeper.close()
+
+
+async def test_a_short_lived_token_is_renewed_at_a_third_of_its_life_not_at_once(
+    api: DhanAuthApi, clock: ManualClock, state: AuthState
+) -> None:
+    state.lifetime = timedelta(minutes=3)  # shorter than the 10 minutes renewed before
+    keeper, seen = keeper_for(api, clock)
+    await keeper.start()
+    await keeper.tick()
+    assert seen.kinds() == [TokenEventKind.MINTED]  # 3 min left: not renewed at once
+    assert 119 <= keeper.seconds_until_next_tick() <= 120  # due with a minute left
+    clock.advance(121)
+    await keeper.tick()
+    assert seen.kinds() == [TokenEventKind.MINTED, TokenEventKind.RENEWED]
