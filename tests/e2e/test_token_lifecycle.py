@@ -297,7 +297,8 @@ async def test_token_set_replaces_a_followers_token_while_headless_runs(
         {"name": "beta", "client_id": BETA[0], "access_token": BETA[1]},
     ]
     env = base_env(sim, db, followers)
-    env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
+    sim.enable_totp(LEADER[0], LEADER_PIN, LEADER_TOTP)  # the leader mints its own tokens
+    env |= {"COPYTRADE_LEADER__PIN": LEADER_PIN, "COPYTRADE_LEADER__TOTP_SECRET": LEADER_TOTP}
     env_file = tmp_path / "copytrade.env"
     env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
     env_file.chmod(0o600)
@@ -361,5 +362,10 @@ async def test_token_set_replaces_a_followers_token_while_headless_runs(
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 20)
     logs = out_path.read_text() + err_path.read_text()
-    no_secret_in([logs, out_text, err_text, database_text(db)], [new_token, BETA[1], ALPHA[1]])
+    minted = list(sim.exchange.accounts[LEADER[0]].minted)
+    assert minted
+    no_secret_in(
+        [logs, out_text, err_text, database_text(db), json.dumps(sim.requests, default=str)],
+        [new_token, BETA[1], ALPHA[1], LEADER_PIN, LEADER_TOTP, *minted],
+    )
     assert "TOKEN_REPLACED" in logs or "token replaced" in logs
