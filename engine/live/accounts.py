@@ -134,7 +134,7 @@ class GuardedBroker:
         return self.inner.token_in_use if isinstance(self.inner, TokenReporter) else None
 
     def _check(self, result: BrokerResult, token: str | None, *, order: bool) -> BrokerResult:
-        if result.kind is ResultKind.AUTH_FAILED and result.error_code in ("DH-901", ""):
+        if result.kind is ResultKind.AUTH_FAILED:  # DH-901 (DH-902, 807-810 too): keeper decides
             self._on_token_refused(self.account, token)
         elif (
             order
