@@ -355,6 +355,10 @@ class DhanSimulator:
                     "openOrders": sum(1 for o in a.orders if o.is_open),
                     "trades": len(a.trades),
                     "sockets": sum(1 for c in self._conns if c.client_id == a.client_id),
+                    # Where each logged-in order socket comes from (a static IP per account).
+                    "socketSources": sorted(
+                        {str(c.request.remote) for c in self._conns if c.client_id == a.client_id}
+                    ),
                     "funds": self.funds(a.client_id),
                 }
                 for a in ex.accounts.values()

@@ -8,7 +8,7 @@ simulator:
   subprocess): refused token -> that follower frozen -> new token from stdin -> copying again;
 - a follower whose source_ip is not whitelisted is frozen with an alert naming the address
   while the other, on its own 127.0.0.x, keeps copying; the simulator's request log shows each
-  follower's calls arriving from its own address;
+  follower's calls, and its order socket, arriving from its own address;
 - no PIN, TOTP secret or token in any output, alert, log line, the database or the
   simulator's log.
 """
@@ -250,6 +250,8 @@ async def test_a_follower_off_its_whitelisted_ip_is_frozen_while_the_other_copie
     assert alpha_calls and {r["source"] for r in alpha_calls} == {"127.0.0.2"}
     assert beta_calls and {r["source"] for r in beta_calls} == {"127.0.0.3"}
     assert [r["status"] for r in posts(sim, ALPHA[0])] == [200] * 4
+    sockets = {a["clientId"]: a["socketSources"] for a in sim.state()["accounts"]}
+    assert sockets[ALPHA[0]] == ["127.0.0.2"] and sockets[BETA[0]] == ["127.0.0.3"]
     assert [r["status"] for r in posts(sim, BETA[0])] == [403]
 
 
