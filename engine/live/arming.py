@@ -9,6 +9,7 @@ causes; it is lifted when its last cause is gone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.domain import EngineState, FreezeCause
@@ -23,6 +24,8 @@ class Arming:
     cancel_when_killed: bool = True
     # account ("" = the whole engine) -> cause -> the one-line reason the trader sees
     freezes: dict[str, dict[FreezeCause, str]] = field(default_factory=dict)
+    # Stores, publishes and alerts a new freeze (the supervisor's); in-memory takes effect first.
+    announce: Callable[[str, FreezeCause, str], None] | None = None
 
     @property
     def armed(self) -> bool:
@@ -62,6 +65,11 @@ class Arming:
         new = cause not in held
         held[cause] = reason
         return new
+
+    def freeze_now(self, account: str, cause: FreezeCause, reason: str) -> None:
+        """Freeze at once (the very next decision sees it); stored and told right after."""
+        if self.add(account, cause, reason) and self.announce is not None:
+            self.announce(account, cause, reason)
 
     def remove(self, account: str, cause: FreezeCause) -> bool:
         """True when the cause was held."""

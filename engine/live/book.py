@@ -13,6 +13,8 @@ from engine.clock import Clock
 from engine.domain import MirrorState, OrderSnapshot, Segment
 from engine.events import EngineEvent, FollowerOrderChanged
 from engine.records import MirrorRecord
+from engine.replication.correlation import correlation_generation
+from engine.replication.correlation import correlation_id as correlation_id_of
 from engine.transitions import follower_update_applies, unsent
 
 MirrorKey = tuple[str, str]  # (follower, leader order id)
@@ -80,6 +82,22 @@ class ReplicationBook:
             return None
         self._follower_progress[progress_key] = snap.progress_key()
         return mirror
+
+    def owns_correlation(self, follower: str, correlation_id: str) -> bool:
+        """Did this engine give `correlation_id` to one of `follower`'s copies (any of its
+        generations, including the ones before a restart)?"""
+        key = self._by_cid.get(correlation_id)
+        if key is not None:
+            return key[0] == follower
+        generation = correlation_generation(correlation_id)
+        if generation is None:
+            return False
+        return any(
+            m.follower == follower
+            and m.generation >= generation
+            and correlation_id_of(m.leader_order_id, follower, generation) == correlation_id
+            for m in self._mirrors.values()
+        )
 
     def open_copies(self, follower: str | None = None) -> list[MirrorRecord]:
         return [

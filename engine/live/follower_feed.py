@@ -1,5 +1,10 @@
 """The follower feed: each follower's own order updates (socket, or read back from Dhan) move
-its copy's record on (fills, status, rejection), and the dispatcher looks at it again."""
+its copy's record on (fills, status, rejection), and the dispatcher looks at it again.
+
+It also watches for another engine on the same account: an order under our correlationId
+scheme that this engine did not give out freezes that follower (CRITICAL), and every such id
+seen is remembered so that this engine never places a copy under an id already at Dhan.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ from collections.abc import Awaitable, Callable
 
 from engine.clock import Clock
 from engine.dhan.errors import BrokerError
-from engine.domain import OrderSnapshot, OrderStatus, Severity
+from engine.domain import FreezeCause, OrderSnapshot, OrderStatus, Severity
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.records import MirrorRecord
+from engine.replication.correlation import is_engine_correlation_id
 from engine.secrets import redact
 from engine.transitions import follower_update
 
@@ -35,6 +41,8 @@ class FollowerFeed:
         self._arming = arming
         self._notifier = notifier
         self._stats = stats
+        # follower -> our-scheme correlationIds seen in its book or stream -> the order id
+        self._seen_at_dhan: dict[str, dict[str, str]] = {}
 
     def handler_for(self, name: str) -> Callable[[OrderSnapshot], Awaitable[None]]:
         async def handler(snap: OrderSnapshot) -> None:
@@ -44,7 +52,17 @@ class FollowerFeed:
 
         return handler
 
+    def seen_at_dhan(self, follower: str, correlation_id: str) -> str:
+        """The order id already at Dhan under `correlation_id` in this follower ("" none)."""
+        return self._seen_at_dhan.get(follower, {}).get(correlation_id, "")
+
     def on_snapshot(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
+        if is_engine_correlation_id(snap.correlation_id):
+            seen = self._seen_at_dhan.setdefault(f.name, {})
+            if snap.correlation_id not in seen:
+                seen[snap.correlation_id] = snap.order_id
+                if not self._book.owns_correlation(f.name, snap.correlation_id):
+                    self.foreign_copy(f, snap.correlation_id, snap.order_id)
         mirror = self._book.accept_follower_update(f.name, snap)
         if mirror is None:
             return
@@ -56,6 +74,23 @@ class FollowerFeed:
         self._journal_update(f, mirror, updated, snap, leader)
         self._book.set_mirror(updated)
         f.dispatcher.mark(mirror.leader_order_id)
+
+    def foreign_copy(self, f: FollowerRuntime, correlation_id: str, order_id: str) -> None:
+        """A copy under one of our correlationIds that this engine did not send: another
+        engine works this account. Freeze the follower (its resting copies stay)."""
+        self._notifier.alert(
+            "DUPLICATE_ENGINE",
+            Severity.CRITICAL,
+            f"{f.name}: order {order_id} under correlationId {correlation_id} was not sent by "
+            "this engine: another engine is copying into this account. Stop the other one, "
+            "then clear the freeze (copytrade resume)",
+            f.name,
+        )
+        self._arming.freeze_now(
+            f.name,
+            FreezeCause.DUPLICATE_ENGINE,
+            f"another engine is copying into {f.name} (order {order_id} not sent by this one)",
+        )
 
     def _journal_update(
         self,

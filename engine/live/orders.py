@@ -109,6 +109,11 @@ class OrderActions:
             self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: frozen")
             self._book.forget(mirror)
             return
+        already = self._follower_feed.seen_at_dhan(f.name, params.correlation_id)
+        if already:  # not sent by us, yet at Dhan: another engine; never a second copy
+            self._writes.finish_intent(stored, IntentOutcome.REFUSED, f"already at Dhan: {already}")
+            self._follower_feed.foreign_copy(f, params.correlation_id, already)
+            return
         if f.circuit.state is CircuitState.OPEN:  # opened by another request meanwhile
             self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
             self._book.forget(mirror)

@@ -76,6 +76,7 @@ class Supervisor:
         self._leader_seen_connected = 0  # consecutive checks the leader's feed was up
         self._resync: Resync | None = None
         self._requeue: Callable[[str], None] | None = None
+        arming.announce = self._announce_soon
 
     def wire_recovery(self, resync: Resync, requeue: Callable[[str], None]) -> None:
         """The resync run before a freeze clears, and the re-queue of every leader order for
@@ -137,8 +138,19 @@ class Supervisor:
         """Freeze the engine (account "") or one follower: nothing new is opened, every copy
         at Dhan stays. Durable: a restart comes back frozen."""
         reason = redact(reason)
-        if not self._arming.add(account, cause, reason):
-            return
+        if self._arming.add(account, cause, reason):
+            await self._announce(account, cause, reason, alert=alert)
+
+    def freeze_soon(self, account: str, cause: FreezeCause, reason: str) -> None:
+        """Freeze now (in memory: the next decision sees it), stored and told in a task."""
+        self._arming.freeze_now(account, cause, redact(reason))
+
+    def _announce_soon(self, account: str, cause: FreezeCause, reason: str) -> None:
+        self._tasks.spawn(self._announce(account, cause, reason), f"freeze-{cause.value}")
+
+    async def _announce(
+        self, account: str, cause: FreezeCause, reason: str, *, alert: bool = True
+    ) -> None:
         try:
             await self._writes.require_store().set_freeze(account, cause.value, reason)
         except STORE_FAILURES as exc:
@@ -152,7 +164,7 @@ class Supervisor:
         self._publish_freeze(account, reason)
         log.warning("%s frozen (%s): %s", freeze_scope_label(account), cause.value, reason)
         if alert:
-            clears = _CLEARS_WHEN.get(cause, "when you clear it (copytrade unfreeze)")
+            clears = _CLEARS_WHEN.get(cause, "only when you clear it (copytrade resume)")
             self._notifier.alert(
                 "ENGINE_FROZEN" if account == ENGINE_SCOPE else "FOLLOWER_FROZEN",
                 Severity.CRITICAL,
@@ -179,9 +191,6 @@ class Supervisor:
                 f"{self._arming.frozen_reason(account)}",
                 account or None,
             )
-
-    def freeze_soon(self, account: str, cause: FreezeCause, reason: str) -> None:
-        self._tasks.spawn(self.freeze(account, cause, reason), f"freeze-{cause.value}")
 
     def stop_follower(self, f: FollowerRuntime, reason: str) -> None:
         """A follower's token refused on an order request: that follower is frozen (its
