@@ -32,7 +32,7 @@ from engine.domain import Alert, EngineState, Severity
 from engine.events import AlertRaised, EngineEvent
 from engine.views import AccountState, KillPreview, RecoveryReport, SyncPreview, SyncReport
 from tui.coalesce import Batch, EventCoalescer
-from tui.format import hms, one_line, short_id
+from tui.format import hms, one_line, plain_words, short_id
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.timeline import TimelineScreen
@@ -121,7 +121,7 @@ def resume_line(report: ResumeReport | None, replace_open: bool) -> str:
         still = _plural(len(report.uncopied), "open leader order")
         text += f" {still} still without a copy" + (" (re-placing asked)." if replace_open else ".")
     if report.message:
-        text += f" {one_line(report.message, 160)}"
+        text += f" {plain_words(report.message, 160)}"
     return text
 
 
@@ -726,7 +726,7 @@ class CopyTradeApp(App[None]):
             self.notify("Nothing is frozen.")
             return
         details = "\n".join(
-            f"{account or 'the engine (every follower)'}: {one_line(why, 200)}"
+            f"{account or 'the engine (every follower)'}: {plain_words(why, 200)}"
             for account, why in frozen
         )
         self.push_screen(
@@ -759,7 +759,7 @@ class CopyTradeApp(App[None]):
                 line = f"{account or 'engine'}: clearing failed ({type(exc).__name__}: {exc})"
                 self.notify(one_line(line, 200), severity="error", timeout=10)
             else:
-                self.notify(one_line(line, 200))
+                self.notify(plain_words(line, 200))
         self._after_command()
 
     def action_replace_token(self) -> None:
@@ -789,8 +789,8 @@ class CopyTradeApp(App[None]):
         except Exception as exc:  # the text goes through one_line (redacted) like any other
             line = f"{account}: token not replaced ({type(exc).__name__}: {exc})"
             self.notify(one_line(line, 200), severity="error", timeout=10)
-        else:
-            self.notify(one_line(line, 200))
+        else:  # the engine's own line: registered secrets, JWTs and blobs are still masked
+            self.notify(plain_words(line, 200))
 
     def _after_command(self) -> None:
         facts = self.status_line.facts
