@@ -320,6 +320,8 @@ class TokenKeeper:
             if self._token is None or self._status in (TokenStatus.REFUSED, TokenStatus.EXPIRED):
                 if self.can_mint:
                     await self._mint_locked(reason="retry")
+                elif self._token is not None:
+                    await self._recheck_locked(self._token)
                 return
             left = self.time_left()
             if left is None:
@@ -341,7 +343,8 @@ class TokenKeeper:
         if self._next_attempt_at is not None:
             candidates.append(self._next_attempt_at)
         elif self._token is None or self._status in (TokenStatus.REFUSED, TokenStatus.EXPIRED):
-            candidates.append(now + (self._retry_after if self.can_mint else IDLE_CHECK))
+            again = self.can_mint or self._token is not None  # mint, or ask Dhan again
+            candidates.append(now + (self._retry_after if again else IDLE_CHECK))
         if self._expires_at is not None:
             for edge in (
                 self._expires_at - self._renew_due(),
@@ -470,6 +473,24 @@ class TokenKeeper:
             return
         self._expires_at = profile.token_valid_until or jwt_expiry(token)
         self._status = TokenStatus.VALID
+
+    async def _recheck_locked(self, token: str) -> None:
+        """A refused or expired pasted token: does Dhan take it again (the user renewed it at
+        Dhan, or the refusal was Dhan's passing mistake)? Asked every ``retry_after``."""
+        profile = await asyncio.to_thread(self._auth.profile, token)
+        now = self._clock.now()
+        expires = None if isinstance(profile, AuthFailure) else profile.token_valid_until
+        if isinstance(profile, AuthFailure) or (expires is not None and expires <= now):
+            self._next_attempt_at = now + self._retry_after
+            return
+        self._expires_at = expires or jwt_expiry(token)
+        self._status = TokenStatus.VALID
+        self._emit(
+            TokenEventKind.RESTORED,
+            f"{self.account}: Dhan takes the access token again, valid until "
+            f"{_hhmm(self._expires_at)}",
+            self._expires_at,
+        )
 
     async def _refresh_locked(self) -> None:
         """Before expiry: renew at Dhan, else mint; on failure retry later, warn if < 1 h."""

@@ -492,3 +492,24 @@ async def test_a_short_lived_token_is_renewed_at_a_third_of_its_life_not_at_once
     clock.advance(121)
     await keeper.tick()
     assert seen.kinds() == [TokenEventKind.MINTED, TokenEventKind.RENEWED]
+
+
+async def test_a_refused_pasted_token_dhan_takes_again_is_restored(
+    api: DhanAuthApi, clock: ManualClock, state: AuthState
+) -> None:
+    pasted, expires = state.issue()
+    keeper, seen = keeper_for(api, clock, token=pasted, pin=None, totp=None)
+    await keeper.start()
+    del state.tokens[pasted]
+    assert await keeper.on_refused(pasted) is False
+    await keeper.tick()  # Dhan still refuses it: nothing changes
+    assert keeper.status is TokenStatus.REFUSED and seen.kinds()[-1] is TokenEventKind.REFUSED
+    assert keeper.seconds_until_next_tick() <= 30
+
+    state.tokens[pasted] = expires  # renewed at Dhan's end (or the refusal was a blip)
+    clock.advance(31)
+    await keeper.tick()
+    assert keeper.status.value == "VALID"
+    assert seen.kinds()[-1] is TokenEventKind.RESTORED and seen.events[-1].unfreezes
+    assert keeper.token() == pasted
+    assert_no_secret(seen.events[-1].message, pasted)
