@@ -403,6 +403,11 @@ class Engine:
     def copy_steps(self) -> list[CopyStepView]:
         return self._cockpit.copy_steps()
 
+    async def detach(self, follower: str, leader_order_id: str) -> str:
+        """The trader takes one copy over: the engine no longer touches it (not even to follow
+        the leader's cancel or the kill). One line saying what happened."""
+        return await self._supervisor.detach(follower, leader_order_id)
+
     async def uncopied_orders(self) -> list[UncopiedOrder]:
         """The leader's open orders some follower has no working copy of (after a kill)."""
         return uncopied_orders(self._book, self._accounts.followers)

@@ -36,6 +36,8 @@ class MirrorRecord:
     updated_at: datetime | None = None
     prior_filled: int = 0  # filled by earlier generations (cancelled to re-place)
     skip_code: str = ""  # why a SKIPPED copy was skipped (SkipCode), to know if it may be retried
+    by_hand: bool = False  # changed by hand at Dhan: never modified again, shown as it is
+    detached: bool = False  # the trader took it over: not even the leader's cancel touches it
 
     @property
     def total_filled(self) -> int:
@@ -67,6 +69,8 @@ class MirrorRecord:
             reason=self.reason,
             symbol=self.symbol,
             updated_at=self.updated_at,
+            by_hand=self.by_hand,
+            detached=self.detached,
         )
 
 

@@ -14,7 +14,7 @@ placement never reached Dhan), `skipped` and `killed_before_send` (SKIPPED).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from engine.domain import (
@@ -302,6 +302,48 @@ def follower_update(
         reason=snap.reason if snap.status is OrderStatus.REJECTED else mirror.reason,
         updated_at=now,
     )
+
+
+def managed_by_hand(
+    current: MirrorRecord, at_dhan: OrderSnapshot, now: datetime | None
+) -> MirrorRecord:
+    """The copy was changed by hand at Dhan: from now on it is shown as it is there and the
+    engine never modifies it again (the leader's cancel still cancels it)."""
+    sent = current.params
+    changes: list[str] = []
+    params = sent
+    if sent is not None:
+        for name, value in (
+            ("quantity", at_dhan.quantity),
+            ("price", at_dhan.price),
+            ("trigger_price", at_dhan.trigger_price),
+        ):
+            if getattr(sent, name) != value and (name == "quantity" or value > 0):
+                changes.append(f"{name} {getattr(sent, name)} -> {value}")
+        params = replace(
+            sent,
+            quantity=at_dhan.quantity,
+            price=at_dhan.price or sent.price,
+            trigger_price=at_dhan.trigger_price or sent.trigger_price,
+        )
+    return current.with_changes(
+        params=params,
+        by_hand=True,
+        reason="changed by hand at Dhan" + (f" ({', '.join(changes)})" if changes else ""),
+        updated_at=now,
+    )
+
+
+def detached(current: MirrorRecord, now: datetime | None) -> MirrorRecord:
+    """The trader takes the copy over: the engine no longer touches it at all."""
+    return current.with_changes(
+        by_hand=True, detached=True, reason="detached: managed by the trader", updated_at=now
+    )
+
+
+def hand_flags_restored(rec: MirrorRecord, is_detached: bool, reason: str) -> MirrorRecord:
+    """At start: a copy the store remembers as managed by hand (or detached) stays so."""
+    return rec.with_changes(by_hand=True, detached=is_detached, reason=reason or rec.reason)
 
 
 def restored(rec: MirrorRecord) -> MirrorRecord:

@@ -31,6 +31,8 @@ class FollowerOrderView:
     reason: str = ""
     symbol: str = ""
     updated_at: datetime | None = None
+    by_hand: bool = False  # changed by hand at Dhan: the engine no longer modifies it
+    detached: bool = False  # taken over by the trader: the engine leaves it alone
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from engine.domain import EngineState, FreezeCause
 from engine.live.accounts import FollowerRuntime
+from engine.records import MirrorRecord
 
 ENGINE_SCOPE = ""  # the freeze account that holds every follower
 
@@ -26,6 +27,8 @@ class Arming:
     freezes: dict[str, dict[FreezeCause, str]] = field(default_factory=dict)
     # Stores, publishes and alerts a new freeze (the supervisor's); in-memory takes effect first.
     announce: Callable[[str, FreezeCause, str], None] | None = None
+    # Stores that a copy is managed by hand (or detached), so a restart still respects it.
+    remember_hand_made: Callable[[MirrorRecord], None] | None = None
 
     @property
     def armed(self) -> bool:

@@ -20,6 +20,7 @@ from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
+from engine.live.hand_made import within_hand_rules
 from engine.live.lagging import Lagging
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
@@ -94,6 +95,11 @@ class Executor:
         )
 
     def decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> Decision:
+        # A copy changed by hand at Dhan is never modified again (engine.live.hand_made).
+        mirror = self._book.mirror(f.name, leader.order_id)
+        return within_hand_rules(mirror, self._decide(f, leader))
+
+    def _decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> Decision:
         mirror = self._book.mirror(f.name, leader.order_id)
         ctx = self.context(f, leader)
         if self._positions is not None:

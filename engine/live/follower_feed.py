@@ -17,12 +17,13 @@ from engine.domain import FreezeCause, OrderSnapshot, OrderStatus, Severity
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
+from engine.live.hand_made import changed_by_hand
 from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.records import MirrorRecord
 from engine.replication.correlation import is_engine_correlation_id
 from engine.secrets import redact
-from engine.transitions import follower_update
+from engine.transitions import follower_update, managed_by_hand
 
 
 class FollowerFeed:
@@ -43,6 +44,8 @@ class FollowerFeed:
         self._stats = stats
         # follower -> our-scheme correlationIds seen in its book or stream -> the order id
         self._seen_at_dhan: dict[str, dict[str, str]] = {}
+        self._modifying: set[tuple[str, str]] = set()  # (follower, leader id): ours on its way
+        self._confirming: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def handler_for(self, name: str) -> Callable[[OrderSnapshot], Awaitable[None]]:
         async def handler(snap: OrderSnapshot) -> None:
@@ -68,12 +71,62 @@ class FollowerFeed:
             return
         self._book.note_price(snap)
         leader = self._book.leader(mirror.leader_order_id)
+        ours_on_its_way = (f.name, mirror.leader_order_id) in self._modifying
+        if not ours_on_its_way and changed_by_hand(mirror, snap):
+            self._confirm_by_hand(f, mirror.leader_order_id)
         updated = follower_update(mirror, snap, leader, self._clock.now())
         if updated == mirror:
             return
         self._journal_update(f, mirror, updated, snap, leader)
         self._book.set_mirror(updated)
         f.dispatcher.mark(mirror.leader_order_id)
+
+    def modifying(self, follower: str, leader_order_id: str, on_its_way: bool) -> None:
+        """A modification of ours is on its way: a difference at Dhan is not a hand edit."""
+        key = (follower, leader_order_id)
+        if on_its_way:
+            self._modifying.add(key)
+        else:
+            self._modifying.discard(key)
+
+    def _confirm_by_hand(self, f: FollowerRuntime, leader_order_id: str) -> None:
+        """Read the order back before calling it a hand edit: an update from before our own
+        modification can arrive after it."""
+        key = (f.name, leader_order_id)
+        if key in self._confirming:
+            return
+        task = asyncio.get_running_loop().create_task(self._confirm(f, leader_order_id))
+        self._confirming[key] = task
+        task.add_done_callback(lambda _: self._confirming.pop(key, None))
+
+    async def _confirm(self, f: FollowerRuntime, leader_order_id: str) -> None:
+        mirror = self._book.mirror(f.name, leader_order_id)
+        if mirror is None or not mirror.follower_order_id:
+            return
+        try:
+            at_dhan = await f.broker.order_by_id(mirror.follower_order_id)
+        except BrokerError:
+            return  # the next update or reconcile tells again
+        current = self._book.mirror(f.name, leader_order_id)
+        if at_dhan is None or current is None or (f.name, leader_order_id) in self._modifying:
+            return
+        change = changed_by_hand(current, at_dhan)
+        if not change:
+            return
+        marked = managed_by_hand(current, at_dhan, self._clock.now())
+        self._book.set_mirror(marked)
+        if self._arming.remember_hand_made is not None:
+            self._arming.remember_hand_made(marked)
+        self._notifier.journal("hand", f"{f.name}: {marked.reason}", f.name, leader_order_id)
+        self._notifier.alert(
+            "COPY_CHANGED_BY_HAND",
+            Severity.WARNING,
+            f"{f.name}: order {at_dhan.order_id} (copy of leader {leader_order_id}) was changed "
+            f"by hand at Dhan ({change}); the engine will not modify it again, the leader's "
+            "cancel still cancels it (detach it to keep it)",
+            f.name,
+            leader_order_id,
+        )
 
     def foreign_copy(self, f: FollowerRuntime, correlation_id: str, order_id: str) -> None:
         """A copy under one of our correlationIds that this engine did not send: another

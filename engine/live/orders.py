@@ -245,7 +245,11 @@ class OrderActions:
             self._writes.finish_intent(stored, IntentOutcome.REFUSED, "held: circuit open")
             self._answers.hold_for_circuit(f, leader.order_id)
             return
-        result = await self._answers.call(f.broker.modify(decision.follower_order_id, params))
+        self._follower_feed.modifying(f.name, leader.order_id, True)  # not a hand edit
+        try:
+            result = await self._answers.call(f.broker.modify(decision.follower_order_id, params))
+        finally:
+            self._follower_feed.modifying(f.name, leader.order_id, False)
         self._answers.note(f, result)
         current = self._current(f, leader)
         if result.kind is ResultKind.OK:

@@ -7,10 +7,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from engine.clock import Clock
 from engine.dhan.errors import BrokerError
-from engine.domain import Severity
+from engine.domain import OrderSnapshot, OrderStatus, Severity
 from engine.events import RecoveryCompleted
 from engine.live.accounts import Accounts
 from engine.live.book import ReplicationBook
@@ -62,6 +63,40 @@ class Recovery:
             except Exception:  # unexpected: logged, and the next reconcile still runs
                 log.exception("periodic reconcile failed")
 
+    def _flag_ghosts(
+        self, book: list[OrderSnapshot], read_started: float, discrepancies: list[str]
+    ) -> None:
+        """A leader order seen on the stream before this read yet absent from the leader's
+        book is a ghost (Dhan's book knows every order of the day): flagged, and taken as
+        cancelled so that its copies are cancelled (fills already made are kept)."""
+        in_book = {snap.order_id for snap in book}
+        for known in self._book.leader_orders():
+            seen = self._book.seen_mono(known.order_id)
+            if (
+                known.order_id in in_book
+                or not known.is_open
+                or seen is None
+                or seen >= read_started
+            ):
+                continue
+            ghost = replace(
+                known,
+                status=OrderStatus.CANCELLED,
+                reason="ghost: on the order stream but not in the leader's order book",
+            )
+            self._book.put_leader(ghost)
+            discrepancies.append(f"leader order {known.order_id} is a ghost (not in the book)")
+            self._notifier.alert(
+                "GHOST_LEADER_ORDER",
+                Severity.CRITICAL,
+                f"Leader order {known.order_id} ({known.side.value} {known.quantity} "
+                f"{known.trading_symbol or known.security_id}) came on the order stream but "
+                "is not in the leader's order book: treated as cancelled, its copies are "
+                "being cancelled",
+                None,
+                known.order_id,
+            )
+
     def requeue(self, account: str) -> None:
         """Put every leader order that needs work for `account` ("" = every follower) in
         front of the executor (a freeze just cleared: what waited is copied now)."""
@@ -78,6 +113,7 @@ class Recovery:
         async with self._lock:
             started = time.monotonic()
             discrepancies: list[str] = []
+            read_started = self._clock.monotonic()
             try:
                 book = await self._accounts.leader().order_book()
             except BrokerError as exc:
@@ -91,6 +127,7 @@ class Recovery:
                 return report
             # Follower books first, so the decisions below see the followers as they are now.
             await self._follower_feed.refresh_books(discrepancies)
+            self._flag_ghosts(book, read_started, discrepancies)
             for snap in book:
                 known = self._book.leader(snap.order_id)
                 if known is None and not is_engine_correlation_id(snap.correlation_id):

@@ -27,8 +27,10 @@ from engine.live.notifier import Notifier
 from engine.live.tasks import TaskSet
 from engine.live.write_behind import STORE_FAILURES, WriteBehind
 from engine.market_hours import MarketCalendar
+from engine.records import MirrorRecord
 from engine.replication.risk import check_loss_limit
 from engine.secrets import redact
+from engine.transitions import detached, hand_flags_restored
 from engine.views import RecoveryReport
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Supervisor:
         self._resync: Resync | None = None
         self._requeue: Callable[[str], None] | None = None
         arming.announce = self._announce_soon
+        arming.remember_hand_made = self._remember_hand_made
 
     def wire_recovery(self, resync: Resync, requeue: Callable[[str], None]) -> None:
         """The resync run before a freeze clears, and the re-queue of every leader order for
@@ -175,9 +178,46 @@ class Supervisor:
                 account or None,
             )
 
+    # --- copies managed by hand ---------------------------------------------------------------
+
+    async def detach(self, follower: str, leader_order_id: str) -> str:
+        """The trader takes a copy over: the engine no longer touches it, not even to follow
+        the leader's cancel. One line saying what happened."""
+        mirror = self._book.mirror(follower, leader_order_id)
+        if mirror is None:
+            return f"{follower} has no copy of leader order {leader_order_id}"
+        if mirror.detached:
+            return f"{follower}'s copy of {leader_order_id} is already detached"
+        rec = detached(mirror, self._clock.now())
+        self._book.set_mirror(rec)
+        await self._store_hand_made(rec)
+        line = (
+            f"{follower}'s copy of leader order {leader_order_id} "
+            f"({mirror.follower_order_id or 'not at Dhan'}) detached: the engine leaves it alone"
+        )
+        self._notifier.alert("COPY_DETACHED", Severity.INFO, line, follower, leader_order_id)
+        return line
+
+    def _remember_hand_made(self, rec: MirrorRecord) -> None:
+        self._tasks.spawn(self._store_hand_made(rec), "hand-made")
+
+    async def _store_hand_made(self, rec: MirrorRecord) -> None:
+        try:
+            await self._writes.require_store().set_hand_managed(
+                rec.follower, rec.leader_order_id, detached=rec.detached, reason=rec.reason
+            )
+        except STORE_FAILURES:
+            log.exception("could not store a copy managed by hand")
+
     async def restore(self) -> None:
-        """The freezes a previous run left (a restart comes back frozen), shown and alerted."""
-        for account, cause, reason in await self._writes.require_store().freezes():
+        """The freezes a previous run left (a restart comes back frozen), shown and alerted;
+        the copies managed by hand stay so."""
+        store = self._writes.require_store()
+        for follower, leader_id, is_detached, reason in await store.hand_managed():
+            mirror = self._book.mirror(follower, leader_id)
+            if mirror is not None:
+                self._book.restore_mirror(hand_flags_restored(mirror, is_detached, reason))
+        for account, cause, reason in await store.freezes():
             try:
                 self._arming.add(account, FreezeCause(cause), reason)
             except ValueError:  # a cause from a newer program: kept frozen all the same

@@ -281,6 +281,21 @@ class DhanSimulator:
     def expire_token(self, client_id: str) -> None:
         self._expire_token(client_id)
 
+    def send_ghost_alert(self, client_id: str, like_order_id: str) -> str:
+        """Fault: an order alert on ``client_id``'s socket for an order its REST book does
+        not hold (a ghost), shaped as ``like_order_id``'s alert under a new order number.
+        Returns the ghost's order number."""
+        order = self.exchange.get_order(client_id, like_order_id)
+        message = order_alert(order, self.exchange.last_price(order.inst), self.profile)
+        ghost = str(int(order.order_id) + 900_000_000) if order.order_id.isdigit() else "GHOST"
+        data = message["Data"]
+        for key, value in list(data.items()):
+            if str(value) == order.order_id:
+                data[key] = ghost if isinstance(value, str) else int(ghost)
+        status = data["Status"] if "Status" in data else data["status"]
+        self._deliver(_Alert(client_id, ghost, status, json.dumps(message), message))
+        return ghost
+
     def set_price(self, segment: str, security_id: str | int, price: float) -> None:
         self.exchange.set_price(segment, str(security_id), float(price))
 
