@@ -118,6 +118,8 @@ class GuardedBroker:
         self.inner = inner
         self._on_token_refused = on_token_refused
         self._on_ip_refused = on_ip_refused
+        # Asked once: a runtime protocol check on every order call would cost microseconds.
+        self._reporter = inner if isinstance(inner, TokenReporter) else None
 
     def __repr__(self) -> str:
         return f"GuardedBroker({self.account!r}, {self.inner!r})"
@@ -131,7 +133,7 @@ class GuardedBroker:
 
     def _token(self) -> str | None:
         """The token a call starts with (None: this broker does not say)."""
-        return self.inner.token_in_use if isinstance(self.inner, TokenReporter) else None
+        return None if self._reporter is None else self._reporter.token_in_use
 
     def _check(self, result: BrokerResult, token: str | None, *, order: bool) -> BrokerResult:
         if result.kind is ResultKind.AUTH_FAILED:  # DH-901 (DH-902, 807-810 too): keeper decides
