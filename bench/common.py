@@ -196,7 +196,7 @@ class SubprocessSim(SimHandle):
     @classmethod
     async def start(cls, accounts: Sequence[Account]) -> SubprocessSim:
         args = [sys.executable, "-m", "engine.simulator", "--host", "127.0.0.1", "--port", "0"]
-        args += ["--profile", "classic"]  # TODO(issue 11): flip to live (see simulator())
+        args += ["--profile", os.environ.get("TEST_SIM_PROFILE", "") or "live"]
         args += ["--funds", str(FUNDS)]
         for a in accounts:
             args += ["--account", f"{a.client_id}:{a.token}"]
@@ -262,9 +262,10 @@ async def simulator(
     """A fresh simulator on 127.0.0.1 (any free port) holding `accounts`."""
     handle: SimHandle
     if in_process:
-        # TODO(issue 11): flip to live once the engine settles existence from the book
         sim = DhanSimulator(
-            accounts={a.client_id: a.token for a in accounts}, funds=FUNDS, profile="classic"
+            accounts={a.client_id: a.token for a in accounts},
+            funds=FUNDS,
+            profile=os.environ.get("TEST_SIM_PROFILE", "") or "live",
         )
         await sim.start(host="127.0.0.1", port=0)
         handle = InProcessSim(sim)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import sys
 import tempfile
@@ -278,9 +279,12 @@ class Soak:
         # order-API budgets (1000/h, 7000/day) are scaled up on both sides; the per-second and
         # per-minute limits stay Dhan's (10/s, 250/min).
         limits = ((1.0, 10), (60.0, 250), (3600.0, SCALED_PER_HOUR), (86400.0, SCALED_PER_DAY))
-        # TODO(issue 11): flip to live once the engine settles existence from the book
         sim = DhanSimulator(
-            accounts=accounts, funds=1e11, seed=self.seed, order_limits=limits, profile="classic"
+            accounts=accounts,
+            funds=1e11,
+            seed=self.seed,
+            order_limits=limits,
+            profile=os.environ.get("TEST_SIM_PROFILE", "") or "live",
         )
         await sim.start(host="127.0.0.1", port=0)
         leader = RandomLeader(sim, rng)

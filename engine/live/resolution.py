@@ -7,8 +7,9 @@ Existence is settled only positively (facts §8b L1: an error code alone means n
   follower's order stream showed an order with it (the copy's record then has its order id).
 - ABSENT: two reads of the whole order book, spaced by more than the send's own timeout, carry
   no order with it (an order still in flight may not be in the book at the first read).
-- UNKNOWN: neither; nothing is sent meanwhile. Past ``unresolved_alert_s`` an alert says so,
-  and the copy keeps waiting: never a blind re-send.
+- UNKNOWN: neither; nothing is sent meanwhile. Past six send timeouts (60 s with the default
+  10 s) an alert (PLACE_UNRESOLVED) says so, and the copy keeps waiting, read again at most
+  every 10 s: never a blind re-send.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from engine.live.write_behind import WriteBehind
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
 from engine.transitions import acknowledged, awaiting_answer, found_after_restart, found_at_broker
 
-UNRESOLVED_ALERT_S = 60.0  # an unclear placement still unsettled after this: alert (once)
-MAX_RECHECK_S = 30.0
+# An unclear placement still unsettled after this many send timeouts (at least 5 s): alert once.
+UNRESOLVED_ALERT_TIMEOUTS = 6
+MAX_RECHECK_S = 10.0
 
 
 @dataclass(slots=True)
@@ -53,7 +55,6 @@ class Resolver:
         tasks: TaskSet,
         *,
         send_timeout_s: float = 10.0,
-        unresolved_alert_s: float = UNRESOLVED_ALERT_S,
     ) -> None:
         self._clock = clock
         self._accounts = accounts
@@ -64,7 +65,7 @@ class Resolver:
         self._tasks = tasks
         # Two ABSENT reads must be further apart than a request can stay on the wire.
         self._absent_spacing_s = send_timeout_s + 0.5
-        self._unresolved_alert_s = max(unresolved_alert_s, self._absent_spacing_s * 2)
+        self._unresolved_alert_s = max(send_timeout_s * UNRESOLVED_ALERT_TIMEOUTS, 5.0)
 
     async def lookup(self, f: FollowerRuntime, cid: str) -> CorrelationLookup:
         """One positive look at Dhan (correlation lookup, then the order book); the orders found

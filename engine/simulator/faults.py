@@ -1,7 +1,8 @@
 """Faults the simulator can inject, to test a client against a misbehaving Dhan.
 
 REST faults apply to the next N requests under /v2 (optionally only those whose
-"METHOD /v2/path" starts with ``match``, e.g. ``match="POST /v2/orders"``):
+"METHOD /v2/path" starts with ``match``, e.g. ``match="POST /v2/orders"``; ``fail_next`` can
+and ``reset_next`` can also be limited to one account's requests with ``client_id``):
 - ``fail_next(n, status=500)``: answer with Dhan's error body (DH-908) without executing.
 - ``delay_next(n, seconds, after_accept=False)``: hold the request before handling it; if the
   client has hung up meanwhile (its timeout), the request is dropped unexecuted. With
@@ -41,8 +42,11 @@ class RequestFault:
     status: int = 500
     seconds: float = 0.0
     after_accept: bool = False
+    client_id: str | None = None  # only this account's requests (None: every account's)
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, client_id: str | None = None) -> bool:
+        if self.client_id is not None and client_id != self.client_id:
+            return False
         return self.match is None or f"{method} {path}".startswith(self.match)
 
 
@@ -61,8 +65,16 @@ class Faults:
         self.reorder_remaining = 0
 
     # ---- REST ---------------------------------------------------------------------------
-    def fail_next(self, n: int = 1, status: int = 500, match: str | None = None) -> None:
-        self.request_faults.append(RequestFault("fail", int(n), match, status=int(status)))
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        match: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.request_faults.append(
+            RequestFault("fail", int(n), match, status=int(status), client_id=client_id)
+        )
 
     def delay_next(
         self, n: int, seconds: float, after_accept: bool = False, match: str | None = None
@@ -71,13 +83,23 @@ class Faults:
             RequestFault("delay", int(n), match, seconds=float(seconds), after_accept=after_accept)
         )
 
-    def reset_next(self, n: int = 1, after_accept: bool = False, match: str | None = None) -> None:
-        self.request_faults.append(RequestFault("reset", int(n), match, after_accept=after_accept))
+    def reset_next(
+        self,
+        n: int = 1,
+        after_accept: bool = False,
+        match: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.request_faults.append(
+            RequestFault("reset", int(n), match, after_accept=after_accept, client_id=client_id)
+        )
 
-    def take_request_fault(self, method: str, path: str) -> RequestFault | None:
+    def take_request_fault(
+        self, method: str, path: str, client_id: str | None = None
+    ) -> RequestFault | None:
         """The fault (if any) that applies to this request; consumes one of its N."""
         for fault in self.request_faults:
-            if fault.remaining > 0 and fault.matches(method, path):
+            if fault.remaining > 0 and fault.matches(method, path, client_id):
                 fault.remaining -= 1
                 self.request_faults = [f for f in self.request_faults if f.remaining > 0]
                 return fault

@@ -696,7 +696,7 @@ class DhanSimulator:
             "error_code": None,
         }
         self.requests.append(record)
-        fault = self.faults.take_request_fault(request.method, request.path)
+        fault = self.faults.take_request_fault(request.method, request.path, client_id)
         if fault is not None and not fault.after_accept:
             if fault.kind == "reset":
                 record["status"] = "reset"

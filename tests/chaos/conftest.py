@@ -27,6 +27,7 @@ from engine.domain import EngineState
 from engine.events import EngineStateChanged
 from engine.simulator.server import DhanSimulator
 from tests.e2e.conftest import ALPHA, BETA, DEFAULT_FOLLOWERS, LEADER, World
+from tests.sim_profile import sim_profile
 
 FOLLOWERS = [FollowerSpec("alpha", ALPHA[0], 1.0), FollowerSpec("beta", BETA[0], 2.0)]
 CLIENT_OF = {"alpha": ALPHA[0], "beta": BETA[0]}
@@ -65,8 +66,7 @@ class ChaosWorld(World):
 @pytest.fixture
 async def sim() -> AsyncIterator[DhanSimulator]:
     accounts = {LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]}
-    # TODO(issue 11): flip to live once the engine settles existence from the book
-    simulator = DhanSimulator(accounts=accounts, funds=1_000_000_000.0, profile="classic")
+    simulator = DhanSimulator(accounts=accounts, funds=1_000_000_000.0, profile=sim_profile())
     await simulator.start(host="127.0.0.1", port=0)
     try:
         yield simulator

@@ -28,6 +28,7 @@ from bench.soak import RandomLeader
 from engine.simulator.server import DhanSimulator
 from tests.chaos.conftest import FOLLOWERS, record
 from tests.e2e.conftest import ALPHA, BETA, LEADER
+from tests.sim_profile import sim_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -75,8 +76,7 @@ class ProcWorld:
 @pytest.fixture
 async def proc_world(tmp_path: Path) -> AsyncIterator[ProcWorld]:
     accounts = {LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]}
-    # TODO(issue 11): flip to live once the engine settles existence from the book
-    sim = DhanSimulator(accounts=accounts, funds=1e11, profile="classic")
+    sim = DhanSimulator(accounts=accounts, funds=1e11, profile=sim_profile())
     await sim.start(host="127.0.0.1", port=0)
     followers = [
         {"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]},

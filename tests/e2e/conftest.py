@@ -23,6 +23,7 @@ from engine.domain import ConnectionState
 from engine.engine import BrokerFactory, Engine, default_broker_factory
 from engine.events import EngineEvent, RecoveryCompleted
 from engine.simulator.server import DhanSimulator
+from tests.sim_profile import sim_profile
 
 for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
     os.environ.pop(_var, None)
@@ -176,9 +177,9 @@ class World:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[DhanSimulator]:
-    # TODO(issue 11): flip to live once the engine settles existence from the book
     simulator = DhanSimulator(
-        accounts={LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]}, profile="classic"
+        accounts={LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]},
+        profile=sim_profile(),
     )
     await simulator.start(host="127.0.0.1", port=0)
     try:
