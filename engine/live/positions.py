@@ -29,12 +29,13 @@ from pydantic import TypeAdapter
 from engine.clock import Clock
 from engine.config import FollowerSettings, Settings
 from engine.dhan.errors import BrokerError
-from engine.domain import OrderSnapshot, Product, Segment, Severity, Side
+from engine.domain import MirrorState, OrderSnapshot, Product, Segment, Severity, Side
 from engine.instruments import InstrumentBook
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
 from engine.live.notifier import Notifier
+from engine.replication.replicator import POSITION_CANCEL
 from engine.replication.rules import OrderSizeBounds, SizingRule
 from engine.replication.targets import (
     Leg,
@@ -383,8 +384,22 @@ class Positions:
         if ledger is None:
             return
         for leg in ledger.legs:
-            if leg.leader_order_id != changed_id and (leg.leader_open or leg.copy_working):
+            if leg.leader_order_id == changed_id:
+                continue
+            if leg.leader_open or leg.copy_working or self._may_be_due(f.name, leg):
                 f.dispatcher.mark(leg.leader_order_id)
+
+    def _may_be_due(self, follower: str, leg: Leg) -> bool:
+        """A filled leader order whose copy the position did not need until now (sized to
+        zero, or cancelled by the engine as not needed): a later change may make it due."""
+        if not leg.leader_filled:
+            return False
+        mirror = self._book.mirror(follower, leg.leader_order_id)
+        return (
+            mirror is None
+            or mirror.state is MirrorState.SKIPPED
+            or (mirror.state is MirrorState.DONE and mirror.reason.startswith(POSITION_CANCEL))
+        )
 
     # --- read-outs -----------------------------------------------------------------------------
 

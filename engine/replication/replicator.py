@@ -29,6 +29,10 @@ from engine.replication.sizing import scale_disclosed, size_order, target_total
 from engine.replication.targets import PositionLedger, copy_order_total
 
 PRICE_EPSILON = 1e-6
+# A copy the engine cancelled because the follower's position needed nothing more from it
+# (position-true sizing). Unlike a copy cancelled by hand, it is placed again (its next
+# generation) if the position needs it later: a later order's fill may make it due again.
+POSITION_CANCEL = "position: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,12 @@ def decide(
     if not mirror.is_open_at_broker:
         if mirror.broker_status is OrderStatus.TRADED:
             return _decide_top_up(leader, mirror, rules, ctx)
+        if (
+            mirror.broker_status is OrderStatus.CANCELLED
+            and mirror.reason.startswith(POSITION_CANCEL)
+            and _in_ledger(leader, ctx)
+        ):
+            return _decide_top_up(leader, mirror, rules, ctx)
         return NoAction("follower order is no longer open at the broker")
     if not mirror.follower_order_id:
         return NoAction("follower order id not yet known")
@@ -214,6 +224,10 @@ def _decide_first_copy(
         return Skip(SkipCode.MARKET_CLOSED, ctx.market_reason or "market closed")
     params = desired_params(leader, rules.name, quantity, ctx.lot_size, generation=0)
     return Place(params, catch_up=catch_up)
+
+
+def _in_ledger(leader: OrderSnapshot, ctx: DecisionContext) -> bool:
+    return ctx.ledger is not None and ctx.ledger.leg(leader.order_id) is not None
 
 
 def _sized_total(
@@ -309,7 +323,8 @@ def _decide_after_leader_ended(
     if mirror.total_filled >= target:
         return Cancel(
             mirror.follower_order_id,
-            f"{ended} after {leader.filled_qty} filled; the follower has its share",
+            (POSITION_CANCEL if _in_ledger(leader, ctx) else "")
+            + f"{ended} after {leader.filled_qty} filled; the follower has its share",
         )
     order_qty = target - mirror.prior_filled
     wanted = desired_params(leader, rules.name, order_qty, ctx.lot_size, mirror.generation)
@@ -334,6 +349,11 @@ def _decide_follow_changes(
     filled = mirror.total_filled
     total = target_total(sized, filled)
     if total <= filled:
+        if _in_ledger(leader, ctx):
+            return Cancel(
+                mirror.follower_order_id,
+                f"{POSITION_CANCEL}the follower's position needs no more from this copy now",
+            )
         return Cancel(
             mirror.follower_order_id, "leader reduced the order to what is already filled"
         )

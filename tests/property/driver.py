@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from engine.clock import ManualClock
-from engine.domain import OrderSnapshot
+from engine.domain import OrderSnapshot, Product, Segment, Side
 from engine.live.book import ReplicationBook
 from engine.records import MirrorRecord
 from engine.replication.replicator import (
@@ -27,6 +27,13 @@ from engine.replication.replicator import (
     Place,
     Skip,
     decide,
+)
+from engine.replication.targets import (
+    PositionKey,
+    PositionLedger,
+    SizingTerms,
+    record_copy_progress,
+    register_leader_order,
 )
 from engine.transitions import (
     acknowledged,
@@ -192,3 +199,67 @@ class Driver:
             self.ingest(final)
             self.refresh_follower_book()
             self.work()
+
+
+@dataclass
+class PositionDriver(Driver):
+    """Many leader orders in one instrument for one follower, sized position-true: the
+    engine's own ledger functions (as engine.live.positions applies them) feed `decide` the
+    follower's ledger; copies are decided again earliest first after every change."""
+
+    ledger: PositionLedger = field(
+        default_factory=lambda: PositionLedger(
+            PositionKey(Segment.NSE_FNO, "48211", Product.INTRADAY)
+        )
+    )
+    terms: SizingTerms | None = None
+
+    def ingest(self, snap: OrderSnapshot) -> bool:
+        if not super().ingest(snap):
+            return False
+        current = self.book.leader(snap.order_id)
+        assert current is not None and self.terms is not None
+        self.ledger = register_leader_order(
+            self.ledger,
+            leader_order_id=current.order_id,
+            side=current.side,
+            quantity=current.quantity,
+            filled=current.filled_qty,
+            is_open=current.is_open,
+            terms=self.terms,
+        )
+        return True
+
+    def synced(self) -> PositionLedger:
+        """The copies' side of the ledger from the book, as Positions.ledger_for reads it."""
+        ledger = self.ledger
+        for leg in ledger.legs:
+            mirror = self.book.mirror(self.name, leg.leader_order_id)
+            filled = mirror.total_filled if mirror is not None else 0
+            working = 0
+            if mirror is not None and mirror.is_open_at_broker and mirror.params is not None:
+                working = max(mirror.params.quantity - mirror.filled_qty, 0)
+            ledger = record_copy_progress(
+                ledger, leader_order_id=leg.leader_order_id, filled=filled, working=working
+            )
+        self.ledger = ledger
+        return ledger
+
+    def decide(self) -> Decision:
+        assert self.leader is not None
+        ctx = replace(self.ctx, ledger=self.synced())
+        return decide(self.leader, self.mirror, self.rules, ctx)
+
+    def work_all(self) -> None:
+        """Every copy of the ledger that may still act, earliest first, until all rest."""
+        for _ in range(4):
+            for leg in self.synced().legs:
+                self.leader_id = leg.leader_order_id
+                self.work()
+
+    def follower_net(self) -> int:
+        """What the follower holds at the broker (every copy's fills, signed)."""
+        return sum(
+            o.filled if o.params.side is Side.BUY else -o.filled
+            for o in self.broker.orders.values()
+        )

@@ -11,7 +11,8 @@ in the state the leader's final state implies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -24,9 +25,11 @@ from engine.domain import (
     OrderSnapshot,
     OrderStatus,
     OrderType,
+    Side,
     SnapshotSource,
     Validity,
 )
+from engine.replication.correlation import correlation_id
 from engine.replication.replicator import (
     Cancel,
     DecisionContext,
@@ -45,8 +48,9 @@ from engine.replication.rules import (
     RiskLimits,
 )
 from engine.replication.sizing import size_order
-from tests.property.driver import Driver
-from tests.property.fixtures import MAX_MODIFICATIONS, Edit, base_order, leader_life
+from engine.replication.targets import SizingTerms, record_leader_progress, target_state
+from tests.property.driver import Driver, PositionDriver
+from tests.property.fixtures import MAX_MODIFICATIONS, T0, Edit, base_order, leader_life
 
 PROPS = settings(
     max_examples=250,
@@ -505,3 +509,216 @@ def test_outcome_does_not_depend_on_arrival_order_around_a_size_to_zero() -> Non
         driver.reconcile(life[-1].with_changes(source=SnapshotSource.ORDER_BOOK))
         outcomes.append([o.params.quantity for o in driver.broker.open_orders()])
     assert outcomes[0] == outcomes[1] == [50]  # fails: [] vs [50]
+
+
+# --- position-true sizing over many leader orders ------------------------------------------
+#
+# Many leader orders in one instrument, filled, partly filled and cancelled in any order; the
+# follower's copies fill whenever the market lets them and their updates arrive late. The
+# engine's `decide`, with the follower's position ledger, must never put the follower on the
+# other side of the leader (beyond what working copies are already closing) nor beyond its
+# sized target, at any step; once everything has settled, the follower holds its target's
+# side and no more, and nothing when the leader is flat.
+
+POS_LOT = 25
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    sell: bool
+    lots: int
+    fill_now: bool
+
+
+@dataclass(frozen=True)
+class FillLeader:
+    pick: int
+    lots: int
+
+
+@dataclass(frozen=True)
+class CancelLeader:
+    pick: int
+
+
+@dataclass(frozen=True)
+class FillCopy:
+    pick: int
+    lots: int
+
+
+@dataclass(frozen=True)
+class Deliver:
+    pass
+
+
+PosEvent = NewOrder | FillLeader | CancelLeader | FillCopy | Deliver
+
+pos_events = st.lists(
+    st.one_of(
+        st.builds(NewOrder, st.booleans(), st.integers(1, 4), st.booleans()),
+        st.builds(FillLeader, st.integers(0, 9), st.integers(1, 3)),
+        st.builds(CancelLeader, st.integers(0, 9)),
+        st.builds(FillCopy, st.integers(0, 9), st.integers(1, 4)),
+        st.just(Deliver()),
+    ),
+    min_size=1,
+    max_size=24,
+)
+pos_sizings = st.one_of(
+    st.sampled_from([0.5, 1.0, 1.5, 2.0]).map(lambda m: MultiplierSizing(multiplier=m)),
+    st.integers(min_value=1, max_value=2).map(lambda n: FixedLotsSizing(lots=n)),
+)
+
+
+class PositionWorld:
+    def __init__(self, sizing: MultiplierSizing | FixedLotsSizing) -> None:
+        rules = follower_rules(sizing)
+        self.driver = PositionDriver(rules=rules, ctx=context(POS_LOT))
+        self.driver.terms = SizingTerms(sizing, OrderSizeBounds(), POS_LOT, 2.5)
+        self.orders: list[OrderSnapshot] = []
+        self.tick = 0
+
+    def _put(self, snap: OrderSnapshot) -> OrderSnapshot:
+        self.tick += 1
+        snap = replace(snap, updated_at=T0 + timedelta(seconds=self.tick))
+        self.driver.ingest(snap)
+        return snap
+
+    def open_leader(self) -> list[int]:
+        return [i for i, o in enumerate(self.orders) if o.is_open]
+
+    def apply(self, event: PosEvent) -> None:
+        if isinstance(event, NewOrder):
+            side = Side.SELL if event.sell else Side.BUY
+            snap = replace(
+                base_order(POS_LOT, event.lots, side=side),
+                order_id=f"L{len(self.orders) + 1:03d}",
+            )
+            if event.fill_now:
+                snap = replace(snap, status=OrderStatus.TRADED, filled_qty=snap.quantity)
+            self.orders.append(self._put(snap))
+        elif isinstance(event, (FillLeader, CancelLeader)):
+            opened = self.open_leader()
+            if not opened:
+                return
+            i = opened[event.pick % len(opened)]
+            o = self.orders[i]
+            if isinstance(event, FillLeader):
+                filled = min(o.filled_qty + event.lots * POS_LOT, o.quantity)
+                status = OrderStatus.TRADED if filled == o.quantity else OrderStatus.PART_TRADED
+                self.orders[i] = self._put(replace(o, filled_qty=filled, status=status))
+            else:
+                self.orders[i] = self._put(replace(o, status=OrderStatus.CANCELLED))
+        elif isinstance(event, FillCopy):
+            working = self.driver.broker.open_orders()
+            if working:
+                order = working[event.pick % len(working)]
+                self.driver.broker.fill(order.order_id, event.lots * POS_LOT)
+            return  # the update arrives later (Deliver), as a socket would bring it
+        else:
+            self.driver.deliver_follower_stream()
+        self.driver.work_all()
+
+    def check(self) -> None:
+        """Never on the leader's other side beyond what working copies close; never beyond
+        the largest target the leader's orders can bring. Checked on what the engine has
+        been told (a fill whose update is still on its way is checked once it lands, and
+        at the end)."""
+        ledger = self.driver.synced()
+        leader, net = ledger.leader_net, ledger.follower_net
+        if net * leader < 0:
+            closing = ledger.working_sell if net > 0 else ledger.working_buy
+            assert closing >= abs(net), f"follower {net} against leader {leader}, unclosed"
+        reach = max(abs(ledger.target), abs(self._target_when_all_fill()))
+        # Beyond it only by what copies filled ahead of their leader, and by what exits
+        # already working will take off (a follower lags its leader's exit, never leads it).
+        closing = ledger.working_sell if net > 0 else ledger.working_buy
+        allowed = reach + self._ahead() + closing
+        assert abs(net) <= allowed, f"follower {net} beyond target {reach}"
+
+    def _target_when_all_fill(self) -> int:
+        done = self.driver.ledger
+        for leg in done.legs:
+            if leg.leader_open:
+                done = record_leader_progress(
+                    done,
+                    leader_order_id=leg.leader_order_id,
+                    quantity=leg.leader_qty,
+                    filled=leg.leader_qty,
+                    is_open=False,
+                )
+        return done.target
+
+    def broker_filled(self, leader_id: str) -> int:
+        """A copy's fills at the broker, every generation, delivered to the engine or not."""
+        mirror = self.driver.book.mirror(FOLLOWER, leader_id)
+        generations = mirror.generation + 1 if mirror is not None else 1
+        ids = {correlation_id(leader_id, FOLLOWER, g) for g in range(generations)}
+        return sum(o.filled for o in self.driver.broker.orders.values() if o.correlation_id in ids)
+
+    def _ahead(self, at_broker: bool = False) -> int:
+        """What copies filled beyond the target move their own leader's fills made: a copy
+        rests at its leader's price for the leader's projected step and the market may fill
+        it first (or the leader's order may then end without those fills). The engine
+        reports that as drift and never trades drift; the property bounds everything else."""
+        ledger = self.driver.ledger
+        moved = target_state(ledger).moved_by
+        return sum(
+            max(
+                (self.broker_filled(leg.leader_order_id) if at_broker else leg.copy_filled)
+                - abs(moved.get(leg.leader_order_id, 0)),
+                0,
+            )
+            for leg in ledger.legs
+        )
+
+    def settle(self) -> None:
+        """Every leader order still open fills; every copy fills all it is sized to."""
+        for i in self.open_leader():
+            o = self.orders[i]
+            done = replace(o, status=OrderStatus.TRADED, filled_qty=o.quantity)
+            self.orders[i] = self._put(done)
+        self.driver.work_all()
+        for _ in range(6):
+            for order in self.driver.broker.open_orders():
+                self.driver.broker.fill(order.order_id, order.params.quantity)
+            self.driver.deliver_follower_stream()
+            self.driver.work_all()
+        ledger = self.driver.synced()
+        leader, net = ledger.leader_net, self.driver.follower_net()
+        stranded = self._ahead(at_broker=True)
+        assert not self.driver.broker.open_orders(), "copies still working"
+        if not stranded:
+            assert net * leader >= 0, f"follower {net} against leader {leader}"
+            assert leader != 0 or net == 0, f"leader flat, follower {net}"
+        assert abs(net) <= abs(ledger.target) + stranded, (
+            f"follower {net} beyond target {ledger.target}"
+        )
+
+
+@PROPS
+@given(pos_sizings, pos_events)
+def test_position_true_copies_never_cross_or_exceed_the_leader(
+    sizing: MultiplierSizing | FixedLotsSizing, script: list[PosEvent]
+) -> None:
+    world = PositionWorld(sizing)
+    for event in script:
+        world.apply(event)
+        world.check()
+    world.settle()
+
+
+def test_half_size_follower_example() -> None:
+    """The issue's case: 0.5x, two 1-lot entries (the first sized to zero), one 2-lot exit."""
+    world = PositionWorld(MultiplierSizing(multiplier=0.5))
+    for event in (NewOrder(False, 1, True), NewOrder(False, 1, True)):
+        world.apply(event)
+    world.apply(FillCopy(0, 1))
+    world.apply(Deliver())
+    assert world.driver.follower_net() == POS_LOT
+    world.apply(NewOrder(True, 2, True))
+    world.settle()
+    assert world.driver.follower_net() == 0
+    sells = [o for o in world.driver.broker.orders.values() if o.params.side is Side.SELL]
+    assert [o.params.quantity for o in sells] == [POS_LOT]
