@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.clock import ManualClock
 from engine.domain import (
     MirrorState,
     OrderSnapshot,
@@ -29,6 +30,8 @@ from engine.domain import (
     SnapshotSource,
     Validity,
 )
+from engine.live.book import ReplicationBook
+from engine.live.positions import ledger_from_json, ledger_to_json
 from engine.replication.correlation import correlation_id
 from engine.replication.replicator import (
     Cancel,
@@ -49,6 +52,7 @@ from engine.replication.rules import (
 )
 from engine.replication.sizing import size_order
 from engine.replication.targets import SizingTerms, record_leader_progress, target_state
+from engine.transitions import restored
 from tests.property.driver import Driver, PositionDriver
 from tests.property.fixtures import MAX_MODIFICATIONS, T0, Edit, base_order, leader_life
 
@@ -552,7 +556,20 @@ class Deliver:
     pass
 
 
-PosEvent = NewOrder | FillLeader | CancelLeader | FillCopy | Deliver
+@dataclass(frozen=True)
+class Replay:
+    """An old leader snapshot arrives again (a reconnect, a duplicate alert)."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The engine restarts: ledger, leader orders and copies come back from what the store
+    keeps (the ledger as its stored text)."""
+
+
+PosEvent = NewOrder | FillLeader | CancelLeader | FillCopy | Deliver | Replay | Restart
 
 pos_events = st.lists(
     st.one_of(
@@ -561,6 +578,8 @@ pos_events = st.lists(
         st.builds(CancelLeader, st.integers(0, 9)),
         st.builds(FillCopy, st.integers(0, 9), st.integers(1, 4)),
         st.just(Deliver()),
+        st.builds(Replay, st.integers(0, 30)),
+        st.just(Restart()),
     ),
     min_size=1,
     max_size=24,
@@ -577,12 +596,14 @@ class PositionWorld:
         self.driver = PositionDriver(rules=rules, ctx=context(POS_LOT))
         self.driver.terms = SizingTerms(sizing, OrderSizeBounds(), POS_LOT, 2.5)
         self.orders: list[OrderSnapshot] = []
+        self.seen: list[OrderSnapshot] = []  # every leader snapshot sent, for replays
         self.tick = 0
 
     def _put(self, snap: OrderSnapshot) -> OrderSnapshot:
         self.tick += 1
         snap = replace(snap, updated_at=T0 + timedelta(seconds=self.tick))
         self.driver.ingest(snap)
+        self.seen.append(snap)
         return snap
 
     def open_leader(self) -> list[int]:
@@ -616,9 +637,32 @@ class PositionWorld:
                 order = working[event.pick % len(working)]
                 self.driver.broker.fill(order.order_id, event.lots * POS_LOT)
             return  # the update arrives later (Deliver), as a socket would bring it
+        elif isinstance(event, Replay):
+            if not self.seen:
+                return
+            self.driver.ingest(self.seen[event.pick % len(self.seen)])  # stale: ignored
+        elif isinstance(event, Restart):
+            self.restart()
         else:
             self.driver.deliver_follower_stream()
         self.driver.work_all()
+
+    def restart(self) -> None:
+        old = self.driver
+        book = ReplicationBook(ManualClock(T0), publish=lambda event: None, on_change=lambda: None)
+        for snap in old.book.leader_orders():
+            book.restore_leader(snap)
+        for rec in old.book.mirrors():
+            book.restore_mirror(restored(rec))
+        self.driver = PositionDriver(
+            rules=old.rules,
+            ctx=old.ctx,
+            broker=old.broker,  # Dhan keeps the follower's orders and pending updates
+            book=book,
+            ledger=ledger_from_json(old.ledger.key, ledger_to_json(old.ledger)),
+            terms=old.terms,
+        )
+        self.driver.refresh_follower_book()  # the startup recovery reads the follower's book
 
     def check(self) -> None:
         """Never on the leader's other side beyond what working copies close; never beyond
