@@ -96,16 +96,22 @@ class TokenReporter(Protocol):
     def token_in_use(self) -> str: ...
 
 
-OnTokenRefused = Callable[[str, str | None], None]
-"""(account, the token the refused call was sent with; None when unknown)."""
+OnTokenRefused = Callable[[str, str | None], Awaitable[bool]]
+"""(account, the token the refused call was sent with; None when unknown) -> True when another
+working token is in place now (minted, or it had already been replaced)."""
 OnIpRefused = Callable[[str, BrokerResult], None]
 """(account, the answer refusing an order for its source address)."""
 
 
 class GuardedBroker:
-    """An account's broker, watched: a call Dhan refuses for the token (DH-901) is told to
-    ``on_token_refused`` with the token it went with, and an order refused for its source
-    address (DH-911, or DH-905/906 saying IP) to ``on_ip_refused``. Forwards everything."""
+    """An account's broker, watched.
+
+    A call Dhan refuses for its token (DH-901; DH-902 and 807-810 alike) is told to
+    ``on_token_refused`` with the token it went with; when that gives a new working token (the
+    keeper minted one), the call is sent once more with it: refused at the door, it did
+    nothing at Dhan, so sending it again cannot double an order, and the copy is not lost to a
+    token that ran out. An order refused for its source address (DH-911, or DH-905/906 saying
+    IP) is told to ``on_ip_refused``. Everything else is forwarded untouched."""
 
     def __init__(
         self,
@@ -135,10 +141,20 @@ class GuardedBroker:
         """The token a call starts with (None: this broker does not say)."""
         return None if self._reporter is None else self._reporter.token_in_use
 
-    def _check(self, result: BrokerResult, token: str | None, *, order: bool) -> BrokerResult:
-        if result.kind is ResultKind.AUTH_FAILED:  # DH-901 (DH-902, 807-810 too): keeper decides
-            self._on_token_refused(self.account, token)
-        elif (
+    async def _send(
+        self, send: Callable[[], Awaitable[BrokerResult]], *, order: bool
+    ) -> BrokerResult:
+        token = self._token()
+        result = await send()
+        if result.kind is ResultKind.AUTH_FAILED:
+            if not await self._on_token_refused(self.account, token):
+                return result
+            token = self._token()
+            result = await send()  # once, with the new token
+            if result.kind is ResultKind.AUTH_FAILED:
+                await self._on_token_refused(self.account, token)
+                return result
+        if (
             order
             and result.kind is ResultKind.REFUSED
             and refused_for_ip(result.error_code, result.message)
@@ -146,41 +162,46 @@ class GuardedBroker:
             self._on_ip_refused(self.account, result)
         return result
 
-    async def _read(self, read: Awaitable[_T], token: str | None) -> _T:
+    async def _read(self, read: Callable[[], Awaitable[_T]]) -> _T:
+        token = self._token()
         try:
-            return await read
+            return await read()
         except BrokerError as exc:
-            self._check(exc.result, token, order=False)
+            if exc.result.kind is not ResultKind.AUTH_FAILED:
+                raise
+            if not await self._on_token_refused(self.account, token):
+                raise
+        token = self._token()
+        try:
+            return await read()  # once, with the new token
+        except BrokerError as exc:
+            if exc.result.kind is ResultKind.AUTH_FAILED:
+                await self._on_token_refused(self.account, token)
             raise
 
     async def place(self, params: OrderParams) -> BrokerResult:
-        token = self._token()
-        return self._check(await self.inner.place(params), token, order=True)
+        return await self._send(lambda: self.inner.place(params), order=True)
 
     async def place_sliced(self, params: OrderParams) -> BrokerResult:
-        token = self._token()
-        return self._check(await self.inner.place_sliced(params), token, order=True)
+        return await self._send(lambda: self.inner.place_sliced(params), order=True)
 
     async def modify(self, order_id: str, params: OrderParams, leg_name: str = "") -> BrokerResult:
-        token = self._token()
-        return self._check(await self.inner.modify(order_id, params, leg_name), token, order=True)
+        return await self._send(lambda: self.inner.modify(order_id, params, leg_name), order=True)
 
     async def cancel(self, order_id: str) -> BrokerResult:
-        token = self._token()
-        return self._check(await self.inner.cancel(order_id), token, order=True)
+        return await self._send(lambda: self.inner.cancel(order_id), order=True)
 
     async def kill_switch(self, activate: bool) -> BrokerResult:
-        token = self._token()
-        return self._check(await self.inner.kill_switch(activate), token, order=False)
+        return await self._send(lambda: self.inner.kill_switch(activate), order=False)
 
     async def order_book(self) -> list[OrderSnapshot]:
-        return await self._read(self.inner.order_book(), self._token())
+        return await self._read(self.inner.order_book)
 
     async def order_by_id(self, order_id: str) -> OrderSnapshot | None:
-        return await self._read(self.inner.order_by_id(order_id), self._token())
+        return await self._read(lambda: self.inner.order_by_id(order_id))
 
     async def order_by_correlation(self, correlation_id: str) -> OrderSnapshot | None:
-        return await self._read(self.inner.order_by_correlation(correlation_id), self._token())
+        return await self._read(lambda: self.inner.order_by_correlation(correlation_id))
 
     async def find_by_correlation(
         self, correlation_id: str, *, complete: bool = False
@@ -188,10 +209,10 @@ class GuardedBroker:
         return await self.inner.find_by_correlation(correlation_id, complete=complete)
 
     async def positions(self) -> list[Position]:
-        return await self._read(self.inner.positions(), self._token())
+        return await self._read(self.inner.positions)
 
     async def fund_limits(self) -> Funds:
-        return await self._read(self.inner.fund_limits(), self._token())
+        return await self._read(self.inner.fund_limits)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -115,17 +115,16 @@ class AccountTokens:
         """The account's broker, its token and IP refusals reported here."""
         return GuardedBroker(account, broker, self.token_refused, self.ip_refused)
 
-    def token_refused(self, account: str, token_used: str | None) -> None:
-        """Dhan refused the token a call of ``account`` went with (DH-901)."""
+    async def token_refused(self, account: str, token_used: str | None) -> bool:
+        """Dhan refused the token a call of ``account`` went with (DH-901). True when another
+        working token is in place now (the call may be sent again with it); False: the keeper
+        could not get one and said so (TOKEN_REFUSED, which freezes the account)."""
         keeper = self.keepers.get(account)
         if keeper is None:
             reason = f"Dhan refused {account}'s token (invalid or expired)"
-            self._tasks.spawn(
-                self._freeze(freeze_scope(account), FreezeCause.TOKEN_REFUSED, reason),
-                f"token-refused-{account}",
-            )
-            return
-        self._tasks.spawn(self._tell_keeper(keeper, token_used), f"token-refused-{account}")
+            await self._freeze(freeze_scope(account), FreezeCause.TOKEN_REFUSED, reason)
+            return False
+        return await keeper.on_refused(token_used)
 
     def stream_refused(self, account: str) -> None:
         """The order socket's login was refused: the token it sent is the refused one."""
@@ -134,13 +133,14 @@ class AccountTokens:
             if account == LEADER
             else getattr(self._accounts.followers.get(account), "stream", None)
         )
-        self.token_refused(account, None if stream is None else stream.token_in_login)
+        token = None if stream is None else stream.token_in_login
+        self._tasks.spawn(self._tell(account, token), f"socket-refused-{account}")
 
     def order_token_refused(self, f: FollowerRuntime, reason: str) -> None:
         """An order answer said DH-901: the guarded broker already told the keeper, which
         mints a new token or freezes the follower; nothing more to do here."""
         if f.name not in self.keepers:
-            self.token_refused(f.name, None)
+            self._tasks.spawn(self._tell(f.name, None), f"token-refused-{f.name}")
 
     def ip_refused(self, account: str, result: BrokerResult) -> None:
         """An order of ``account`` refused for the address it came from: freeze it."""
@@ -168,10 +168,8 @@ class AccountTokens:
 
     # --- internals ---------------------------------------------------------------------------
 
-    async def _tell_keeper(self, keeper: TokenKeeper, token_used: str | None) -> None:
-        # False: the keeper could not get a working token and said so (TOKEN_REFUSED event,
-        # which freezes the account through _on_event).
-        await keeper.on_refused(token_used)
+    async def _tell(self, account: str, token_used: str | None) -> None:
+        await self.token_refused(account, token_used)
 
     def _token_listener(self, account: str) -> Callable[[str], None]:
         def use(token: str) -> None:

@@ -4,6 +4,7 @@ simulator:
 - the leader known only by PIN + TOTP (no token) copies to two followers, one of which also
   mints its own; every token lives 4 s and is renewed while copying goes on: no copy late,
   refused or lost, the engine never frozen;
+- a follower's token Dhan revokes mid-session is re-minted and the refused copy sent again;
 - a follower's token replaced with `copytrade token set` while a headless engine runs (a
   subprocess): refused token -> that follower frozen -> new token from stdin -> copying again;
 - a follower whose source_ip is not whitelisted is frozen with an alert naming the address
@@ -211,6 +212,34 @@ async def test_pin_and_totp_leader_copies_while_short_tokens_renew_with_no_gap(
         ],
         secrets,
     )
+
+
+async def test_a_token_dhan_revokes_is_reminted_and_the_copy_still_goes(
+    sim: DhanSimulator, tmp_path: Path, running: Callable[[Engine], Running]
+) -> None:
+    sim.enable_totp(ALPHA[0], ALPHA_PIN, ALPHA_TOTP)
+    followers = [
+        {"name": "alpha", "client_id": ALPHA[0], "pin": ALPHA_PIN, "totp_secret": ALPHA_TOTP},
+        {"name": "beta", "client_id": BETA[0], "access_token": BETA[1]},
+    ]
+    env = base_env(sim, tmp_path / "engine.db", followers)
+    env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
+    run = running(Engine(load_settings(env_file=None, environ=env), instruments=instrument_book()))
+    await run.start()
+    leader_buy(sim, 100.0)
+    await until(copies_at_least(sim, 1, ALPHA[0], BETA[0]), 5, "first copies")
+    await run.engine.settle()
+
+    sim.expire_token(ALPHA[0])  # Dhan ends alpha's token hours early
+    await asyncio.sleep(0.1)  # sockets dropped
+    leader_buy(sim, 101.0)
+    await until(copies_at_least(sim, 2, ALPHA[0], BETA[0]), 5, "copies after the revocation")
+    alpha_posts = posts(sim, ALPHA[0])
+    assert [r["status"] for r in alpha_posts] == [200, 401, 200]  # refused, re-minted, sent
+    mints = [r for r in sim.requests if r["path"] == "/app/generateAccessToken"]
+    assert len(mints) == 2 and all(r["client_id"] == ALPHA[0] for r in mints)
+    assert not run.alerts("FOLLOWER_REFUSED") and not run.alerts("FOLLOWER_FROZEN")
+    assert {a.follower for a in run.alerts("TOKEN_MINTED")} == {"alpha"}
 
 
 async def test_a_follower_off_its_whitelisted_ip_is_frozen_while_the_other_copies(

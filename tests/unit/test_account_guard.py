@@ -1,6 +1,7 @@
 """The guard around each account's broker: a DH-901 is reported with the token the call went
-with (an older token's refusal is told apart), an order refused for its IP is reported, and
-everything else passes through untouched."""
+with (an older token's refusal is told apart) and, when the keeper has a new token, the call is
+sent once more with it; an order refused for its IP is reported; everything else passes
+through untouched."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ BAD_IP = BrokerResult(
 
 
 class FakeBroker:
-    """Answers what it is told; its token changes as the engine's keeper would change it."""
+    """Answers what it is told; with ``dead`` set, Dhan refuses that token (DH-901)."""
 
     def __init__(self) -> None:
         self.token_in_use = OLD
         self.answer = BrokerResult(ResultKind.OK, order_id="1")
         self.read_error: BrokerResult | None = None
+        self.dead: set[str] = set()
+        self.sent: list[str] = []  # the token of each place sent
         self.closed = False
         self.extra = "kept"
 
@@ -33,9 +36,10 @@ class FakeBroker:
         self.token_in_use = access_token
 
     async def place(self, params: OrderParams) -> BrokerResult:
-        result = self.answer
-        self.token_in_use = NEW  # renewed while the call was in flight
-        return result
+        self.sent.append(self.token_in_use)
+        if self.token_in_use in self.dead:
+            return REFUSED_TOKEN
+        return self.answer
 
     async def place_sliced(self, params: OrderParams) -> BrokerResult:
         return self.answer
@@ -50,6 +54,8 @@ class FakeBroker:
         return self.answer
 
     async def order_book(self) -> list[OrderSnapshot]:
+        if self.token_in_use in self.dead:
+            raise BrokerError(REFUSED_TOKEN)
         if self.read_error is not None:
             raise BrokerError(self.read_error)
         return []
@@ -87,32 +93,64 @@ PARAMS = OrderParams(
 )
 
 
-def guarded() -> tuple[GuardedBroker, FakeBroker, list[tuple[str, str | None]], list[str]]:
+def guarded(
+    *, can_mint: bool = True
+) -> tuple[GuardedBroker, FakeBroker, list[tuple[str, str | None]], list[str]]:
+    """A guard whose keeper mints NEW on a refusal of OLD (when it can), as the engine's."""
     inner = FakeBroker()
     tokens: list[tuple[str, str | None]] = []
     ips: list[str] = []
+
+    async def on_token_refused(account: str, token: str | None) -> bool:
+        tokens.append((account, token))
+        if token != inner.token_in_use:
+            return True  # already replaced: send again with the new one
+        if not can_mint:
+            return False
+        inner.use_token(NEW)
+        return True
+
     guard = GuardedBroker(
         "alpha",
         inner,
-        lambda account, token: tokens.append((account, token)),
+        on_token_refused,
         lambda account, result: ips.append(f"{account} {result.error_code}"),
     )
     return guard, inner, tokens, ips
 
 
-async def test_a_refused_token_is_reported_with_the_token_the_call_went_with() -> None:
+async def test_a_refused_token_is_reminted_and_the_order_sent_once_more() -> None:
     guard, inner, tokens, ips = guarded()
-    inner.answer = REFUSED_TOKEN
+    inner.dead = {OLD}
+    assert (await guard.place(PARAMS)).order_id == "1"
+    assert inner.sent == [OLD, NEW]  # refused at the door, then sent with the new token
+    assert tokens == [("alpha", OLD)] and ips == []
+
+
+async def test_with_no_new_token_the_refusal_is_the_answer_and_nothing_is_resent() -> None:
+    guard, inner, tokens, _ = guarded(can_mint=False)
+    inner.dead = {OLD}
     assert await guard.place(PARAMS) == REFUSED_TOKEN
-    assert tokens == [("alpha", OLD)]  # not NEW, which took its place meanwhile
-    assert ips == []
+    assert inner.sent == [OLD] and tokens == [("alpha", OLD)]
 
 
-async def test_a_read_refused_for_its_token_is_reported_and_still_raises() -> None:
+async def test_a_token_refused_again_after_the_new_one_is_not_resent_twice() -> None:
     guard, inner, tokens, _ = guarded()
-    inner.read_error = REFUSED_TOKEN
+    inner.dead = {OLD, NEW}  # e.g. DH-902: no token will do
+    assert await guard.place(PARAMS) == REFUSED_TOKEN
+    assert inner.sent == [OLD, NEW]
+    assert tokens == [("alpha", OLD), ("alpha", NEW)]
+
+
+async def test_a_read_refused_for_its_token_is_read_again_with_the_new_one() -> None:
+    guard, inner, tokens, _ = guarded()
+    inner.dead = {OLD}
+    assert await guard.order_book() == []
+    assert tokens == [("alpha", OLD)]
+    stuck, inner, tokens, _ = guarded(can_mint=False)
+    inner.dead = {OLD}
     with pytest.raises(BrokerError):
-        await guard.order_book()
+        await stuck.order_book()
     assert tokens == [("alpha", OLD)]
 
 
