@@ -115,6 +115,7 @@ class OrderStream:
         self._token = access_token
         register_secret(access_token)
         self.token_in_login = access_token  # the token the last login sent (for a refusal)
+        self._backoff_sleep: asyncio.Task[None] | None = None  # cut short by a new token
         # The account's whitelisted static IP: the socket leaves from it (engine.accounts).
         self._connect_kwargs = socket_connect_kwargs(source_ip)
         self.url = url
@@ -186,8 +187,10 @@ class OrderStream:
                     )
                 backoff = min(backoff * 2, self.backoff_max_s)
                 sleeper = asyncio.create_task(self._clock.sleep(delay))
+                self._backoff_sleep = sleeper
                 if not await self._until_stopped(sleeper):
                     break
+                self._backoff_sleep = None
         finally:
             self._emit(ConnectionState.DISCONNECTED, "stopped")
 
@@ -215,9 +218,13 @@ class OrderStream:
         return False
 
     def use_token(self, access_token: str) -> None:
-        """The next login (every reconnect) sends this token; a live session is kept."""
+        """The next login (every reconnect) sends this token; a live session is kept. A stream
+        waiting to reconnect (e.g. after its login was refused) tries at once."""
         register_secret(access_token)
         self._token = access_token
+        sleeper = self._backoff_sleep
+        if sleeper is not None and not sleeper.done():
+            sleeper.cancel()
 
     def _emit(self, state: ConnectionState, detail: str) -> None:
         self.state = state

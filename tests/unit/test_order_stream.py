@@ -492,3 +492,34 @@ async def test_frames_are_recorded_redacted_and_instruments_taught(
     # The login frame (with the token) is sent, never recorded; no client id lands anywhere.
     assert TOKEN not in text and CLIENT not in text
     assert not (tmp_path / "rest.jsonl").read_text()
+
+
+async def test_a_new_token_is_sent_at_the_next_login_at_once(
+    server: FakeOrderSocket, running: Any
+) -> None:
+    renewed = "tok-RENEWED-ws-51c9e0"
+    sources: list[str] = []
+
+    async def script(ws: ServerConnection, index: int) -> None:
+        sources.append(str(ws.remote_address[0]))
+        if server.logins[-1]["LoginReq"]["Token"] != renewed:
+            await ws.close(code=4001, reason="Invalid token")
+            return
+        await ws.wait_closed()
+
+    server.script = script
+    rec = Recorder()
+    # A long backoff: without the new token cutting it short, no second login in this test.
+    stream = make_stream(
+        server.url, rec, backoff_initial_s=60.0, backoff_max_s=60.0, source_ip="127.0.0.2"
+    )
+    running(stream)
+    await eventually(lambda: rec.count(ConnectionState.DISCONNECTED) >= 1)
+    assert [d for s, d in rec.states if s is ConnectionState.DISCONNECTED] == [LOGIN_REFUSED]
+    assert stream.token_in_login == TOKEN  # the refused one, for the keeper
+
+    stream.use_token(renewed)
+    await eventually(lambda: server.connections == 2, within=3.0)
+    assert server.logins[-1]["LoginReq"]["Token"] == renewed
+    await eventually(lambda: stream.token_in_login == renewed)
+    assert sources == ["127.0.0.2", "127.0.0.2"]  # the socket leaves from the account's address
