@@ -5,6 +5,7 @@ simulator:
   mints its own; every token lives 4 s and is renewed while copying goes on: no copy late,
   refused or lost, the engine never frozen;
 - a follower's token Dhan revokes mid-session is re-minted and the refused copy sent again;
+- a refused leader token freezes the whole engine until a new one is set (refused one first);
 - a follower's token replaced with `copytrade token set` while a headless engine runs (a
   subprocess): refused token -> that follower frozen -> new token from stdin -> copying again;
 - a follower whose source_ip is not whitelisted is frozen with an alert naming the address
@@ -28,6 +29,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from pydantic import SecretStr
 
 from engine.config import load_settings
 from engine.control.client import ControlClientError, send_command
@@ -240,6 +242,36 @@ async def test_a_token_dhan_revokes_is_reminted_and_the_copy_still_goes(
     assert len(mints) == 2 and all(r["client_id"] == ALPHA[0] for r in mints)
     assert not run.alerts("FOLLOWER_REFUSED") and not run.alerts("FOLLOWER_FROZEN")
     assert {a.follower for a in run.alerts("TOKEN_MINTED")} == {"alpha"}
+
+
+async def test_a_refused_leader_token_freezes_the_engine_until_a_new_one_is_set(
+    sim: DhanSimulator, tmp_path: Path, running: Callable[[Engine], Running]
+) -> None:
+    followers = [{"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]}]
+    env = base_env(sim, tmp_path / "engine.db", followers)
+    env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
+    run = running(Engine(load_settings(env_file=None, environ=env), instruments=instrument_book()))
+    await run.start()
+    new_token = "tok-leader-" + "fresh" * 3
+
+    sim.renew_token(LEADER[0], new_token)  # the pasted token no longer works at Dhan
+    sim.faults.drop_sockets(LEADER[0])  # the feed reconnects: its login is refused
+    await until(lambda: run.engine.state is EngineState.FROZEN, 10, "engine frozen")
+    assert run.alerts("TOKEN_REFUSED") and "copytrade token set leader" in (
+        run.alerts("TOKEN_REFUSED")[0].message
+    )
+    leader_buy(sim, 100.0)  # placed while frozen: not copied yet
+    await asyncio.sleep(0.5)
+    assert sim.orders(ALPHA[0]) == []
+
+    refused = await run.engine.set_token("leader", SecretStr("tok-leader-wrong"))
+    assert not refused.accepted and run.engine.state is EngineState.FROZEN
+    outcome = await run.engine.set_token("leader", SecretStr(new_token))
+    assert outcome.accepted and new_token not in outcome.message
+    await until(lambda: run.engine.state is EngineState.ARMED, 15, "freeze cleared")
+    await until(lambda: run.engine.leader_connection() is ConnectionState.CONNECTED, 5, "feed back")
+    await until(copies_at_least(sim, 1, ALPHA[0]), 10, "the order that waited, copied")
+    no_secret_in([a.message for a in run.alerts()], [new_token, LEADER[1]])
 
 
 async def test_a_follower_off_its_whitelisted_ip_is_frozen_while_the_other_copies(
