@@ -5,9 +5,11 @@ the command line, in an answer, a repr or the output; refusals are one line."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
 import sys
+import termios
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -189,3 +191,62 @@ def test_read_token_takes_the_first_piped_line() -> None:
     piped = io.StringIO(f"  {NEW_TOKEN}  \nsecond line\n")
     assert read_token(piped, io.StringIO(), "alpha") == NEW_TOKEN
     assert read_token(io.StringIO(""), io.StringIO(), "alpha") == ""
+
+
+PROMPT = b"(not shown): "
+
+
+def _read_until(fd: int, marker: bytes | None) -> bytes:
+    """What the terminal shows, up to ``marker`` (None: until the child closes it)."""
+    seen = b""
+    while marker is None or marker not in seen:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed its end of the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+async def test_on_a_terminal_the_token_is_typed_without_echo(
+    server: ControlServer, engine: TokenEngine, db: Path
+) -> None:
+    master, slave = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COPYTRADE_")}
+
+    def controlling_terminal() -> None:  # the pty is the child's /dev/tty, as in a shell
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tui.cli",
+        "token",
+        "set",
+        "alpha",
+        "--db-path",
+        str(db),
+        cwd=ROOT,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(slave)
+    try:
+        # Typed only once the prompt is up (echo is off by then, as for a person typing).
+        before = await asyncio.wait_for(asyncio.to_thread(_read_until, master, PROMPT), 30)
+        os.write(master, NEW_TOKEN.encode() + b"\n")
+        after = await asyncio.wait_for(asyncio.to_thread(_read_until, master, None), 30)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        shown = (before + after).decode(errors="replace")
+    finally:
+        os.close(master)
+    assert "New access token for alpha (not shown):" in shown
+    assert "alpha: token replaced" in shown
+    assert NEW_TOKEN not in shown  # typed, never echoed
+    assert engine.tokens == {"alpha": NEW_TOKEN}
