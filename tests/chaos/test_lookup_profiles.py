@@ -1,7 +1,8 @@
 """Ambiguous placements under every answer Dhan might give to a correlation-id lookup of an
 unknown id (facts §8b L1, still unsettled): DH-905 400 (live default), DH-907 404, an empty 200,
-an empty list. Placements that were executed but answered too late, and placements that never
-arrived, must each end with exactly one copy per follower: never zero, never two."""
+an empty list (the lookup-* profiles; under ``--sim-profile P``, each on top of P).
+Placements that were executed but answered too late, and placements that never arrived, must
+each end with exactly one copy per follower: never zero, never two."""
 
 from __future__ import annotations
 
@@ -14,21 +15,28 @@ import pytest
 
 from bench.soak import INSTRUMENTS, tick
 from engine.events import AlertRaised
+from engine.simulator.profile import load_profile
 from engine.simulator.server import DhanSimulator
 from tests.chaos.conftest import CLIENT_OF, ChaosFactory, ChaosWorld, assert_converged
 from tests.e2e.conftest import ALPHA, BETA, LEADER
+from tests.sim_profile import sim_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-LOOKUP_PROFILES = ["live", "lookup-dh907", "lookup-empty200", "lookup-emptylist"]
+# What GET /orders/external/{unknown correlationId} answers: each one, on top of the profile
+# the run uses (--sim-profile; live by default), as the lookup-* profiles do on top of live.
+LOOKUP_ANSWERS = ["dh905_400", "dh907_404", "empty_200", "empty_list_200"]
 LEADER_ORDERS = 6
 
 
-@pytest.fixture(params=LOOKUP_PROFILES)
+@pytest.fixture(params=LOOKUP_ANSWERS)
 async def sim(request: pytest.FixtureRequest) -> AsyncIterator[DhanSimulator]:
-    """Overrides the chaos harness's simulator: one per lookup dialect."""
+    """Overrides the chaos harness's simulator: one per lookup answer."""
     accounts = {LEADER[0]: LEADER[1], ALPHA[0]: ALPHA[1], BETA[0]: BETA[1]}
-    simulator = DhanSimulator(accounts=accounts, funds=1_000_000_000.0, profile=request.param)
+    profile = load_profile(sim_profile()).model_copy(
+        update={"unknown_correlation_id": request.param}
+    )
+    simulator = DhanSimulator(accounts=accounts, funds=1_000_000_000.0, profile=profile)
     await simulator.start(host="127.0.0.1", port=0)
     try:
         yield simulator
@@ -37,7 +45,7 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[DhanSimulator]:
 
 
 def profile_of(request: pytest.FixtureRequest) -> str:
-    return str(request.node.callspec.params["sim"])
+    return f"{sim_profile()}, lookup {request.node.callspec.params['sim']}"
 
 
 def copies_per_leader_order(world: ChaosWorld) -> dict[str, Counter[str]]:
@@ -103,7 +111,7 @@ async def test_truly_lost(chaos_world: ChaosFactory, request: pytest.FixtureRequ
 
 
 # The book is unreadable here, so the lookup's dialect plays no part: one profile suffices.
-@pytest.mark.parametrize("sim", ["live"], indirect=True)
+@pytest.mark.parametrize("sim", ["dh905_400"], indirect=True)
 async def test_unknown_holds_alerts_then_settles(
     chaos_world: ChaosFactory, request: pytest.FixtureRequest
 ) -> None:
