@@ -529,6 +529,7 @@ class Engine:
             follower_handler=self._follower_feed.handler_for,
             on_state=self._on_connection,
             on_malformed=self._on_malformed,
+            on_instrument=self._instruments.learn,
         )
         self._tokens.run()
         spawn = self._tasks.spawn

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from engine.clock import Clock
 from engine.config import Settings
+from engine.dhan.codec import InstrumentHint
 from engine.dhan.order_stream import OrderStream
 from engine.domain import ConnectionState, EngineState, OrderSnapshot, Severity
 from engine.events import EngineEvent, EngineStateChanged, FollowerOrderChanged, LeaderOrderSeen
@@ -124,9 +125,11 @@ def open_streams(
     follower_handler: Callable[[str], StreamSnapshots],
     on_state: Callable[[str, ConnectionState, str], None],
     on_malformed: Callable[[str, str, str], None],
+    on_instrument: Callable[[InstrumentHint], None] | None = None,
 ) -> None:
     """Every follower's dispatcher and order stream, then the leader's stream (whose first
-    connection runs the startup recovery)."""
+    connection runs the startup recovery). ``on_instrument``: what each order alert says of
+    its instrument (lot, tick, option type), where the scrip master is silent."""
 
     def build(
         account: str,
@@ -148,6 +151,7 @@ def open_streams(
             on_malformed=lambda raw, err: on_malformed(account, raw, err),
             clock=clock,
             idle_timeout_s=s.leader_idle_timeout_s,
+            on_instrument=on_instrument,
         )
 
     for f in accounts.all():

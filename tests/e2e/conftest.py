@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from engine.config import Settings, load_settings
-from engine.demo import instrument_book
 from engine.domain import ConnectionState
 from engine.engine import BrokerFactory, Engine, default_broker_factory
 from engine.events import EngineEvent, RecoveryCompleted
@@ -46,6 +45,10 @@ DEFAULT_FOLLOWERS: list[dict[str, Any]] = [
 ]
 
 
+def detailed_master_url(sim: DhanSimulator) -> str:
+    return sim.scrip_master_url.replace("api-scrip-master.csv", "api-scrip-master-detailed.csv")
+
+
 def make_settings(
     sim: DhanSimulator, db: Path, followers: list[dict[str, Any]] | None = None, **extra: str
 ) -> Settings:
@@ -59,6 +62,8 @@ def make_settings(
         "COPYTRADE_DB_PATH": str(db),
         "COPYTRADE_ENFORCE_MARKET_HOURS": "false",
         "COPYTRADE_RECONCILE_INTERVAL_S": "3600",
+        # Dhan's scrip master as the simulator serves it (lot, tick, freeze quantity).
+        "COPYTRADE_INSTRUMENTS_URL": detailed_master_url(sim),
     }
     env.update({f"COPYTRADE_{k.upper()}": v for k, v in extra.items()})
     return load_settings(env_file=None, environ=env)
@@ -82,9 +87,8 @@ class World:
 
     async def start_engine(self) -> Engine:
         settings = make_settings(self.sim, self.db, self.followers, **self.extra)
-        self.engine = Engine(
-            settings, instruments=instrument_book(), broker_factory=self.broker_factory
-        )
+        # No instrument book given: the engine loads the simulator's scrip master itself.
+        self.engine = Engine(settings, broker_factory=self.broker_factory)
         self.engine.subscribe(self.events.append)
         self.task = asyncio.create_task(self.engine.run())
         await asyncio.wait_for(self.engine.wait_started(), 10)
