@@ -26,6 +26,7 @@ from engine.config import Settings
 from engine.control.protocol import ResumeReport, UncopiedOrder
 from engine.control.server import ControlServer, ControlSocketError
 from engine.dhan.order_stream import LOGIN_REFUSED
+from engine.dhan.recorder import Recorder
 from engine.domain import (
     Alert,
     ConnectionState,
@@ -64,6 +65,7 @@ from engine.live.leader_feed import LeaderFeed
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
 from engine.live.positions import Positions
+from engine.live.recording import recording_broker_factory
 from engine.live.recovery import Recovery
 from engine.live.resolution import Resolver
 from engine.live.stats import Stats
@@ -106,9 +108,14 @@ class Engine:
         broker_factory: BrokerFactory = default_broker_factory,
         instruments: InstrumentBook | None = None,
         follower_streams: bool = True,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        # --record: every REST exchange and socket frame, redacted (engine.dhan.recorder).
+        self._recorder = recorder
+        if recorder is not None and broker_factory is default_broker_factory:
+            broker_factory = recording_broker_factory(recorder, settings)
         self._broker_factory = broker_factory
         self._use_follower_streams = follower_streams
         if instruments is None and settings.instruments_file is not None:
@@ -530,6 +537,7 @@ class Engine:
             on_state=self._on_connection,
             on_malformed=self._on_malformed,
             on_instrument=self._instruments.learn,
+            recorder=self._recorder,
         )
         self._tokens.run()
         spawn = self._tasks.spawn

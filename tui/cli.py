@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the replication engine (terminal UI by default)")
     run.add_argument("--headless", action="store_true", help="no screen; JSON-lines log on stdout")
     run.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    run.add_argument(
+        "--record",
+        metavar="DIR",
+        default=None,
+        help="write every Dhan REST exchange and order-socket frame to DIR (rest.jsonl, "
+        "socket.jsonl), tokens and client ids redacted, to show what Dhan really sent",
+    )
     demo = sub.add_parser("demo", help="the whole product against the built-in simulator")
     demo.add_argument("--seed", type=int, default=7, help="seed of the scripted leader session")
     demo.add_argument("--headless", action="store_true", help="no screen; JSON-lines log")
@@ -106,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from tui.launch import run_command
 
-        return run_command(env_file=args.env_file, headless=args.headless)
+        return run_command(env_file=args.env_file, headless=args.headless, record=args.record)
     if args.command == "demo":
         from tui.launch import demo_command
 

@@ -57,7 +57,7 @@ def _serve(engine: EngineHandle, *, headless: bool, demo: bool, minutes: float =
     return 0
 
 
-def run_command(*, env_file: str, headless: bool) -> int:
+def run_command(*, env_file: str, headless: bool, record: str | None = None) -> int:
     settings = _load(env_file)
     if settings is None:
         return 2
@@ -67,8 +67,18 @@ def run_command(*, env_file: str, headless: bool) -> int:
     from engine.market_hours import MarketCalendarError
 
     # The settings check these files; this catches one changed since then.
+    recorder = None
+    if record is not None:  # --record DIR: what Dhan sent, redacted (engine.dhan.recorder)
+        from engine.dhan.recorder import JsonlRecorder
+
+        client_ids = [settings.leader.client_id] + [f.client_id for f in settings.followers]
+        try:
+            recorder = JsonlRecorder(Path(record), client_ids)
+        except OSError as err:
+            print(f"copytrade: cannot record to {record}: {err.strerror}", file=sys.stderr)
+            return 2
     try:
-        engine = Engine(settings)
+        engine = Engine(settings, recorder=recorder)
     except MarketCalendarError as err:
         _config_error(f"COPYTRADE_HOLIDAY_OVERRIDE_FILE: {err}")
         return 2

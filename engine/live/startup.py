@@ -10,6 +10,7 @@ from engine.clock import Clock
 from engine.config import Settings
 from engine.dhan.codec import InstrumentHint
 from engine.dhan.order_stream import OrderStream
+from engine.dhan.recorder import Recorder
 from engine.domain import ConnectionState, EngineState, OrderSnapshot, Severity
 from engine.events import EngineEvent, EngineStateChanged, FollowerOrderChanged, LeaderOrderSeen
 from engine.instruments import InstrumentBook
@@ -126,6 +127,7 @@ def open_streams(
     on_state: Callable[[str, ConnectionState, str], None],
     on_malformed: Callable[[str, str, str], None],
     on_instrument: Callable[[InstrumentHint], None] | None = None,
+    recorder: Recorder | None = None,
 ) -> None:
     """Every follower's dispatcher and order stream, then the leader's stream (whose first
     connection runs the startup recovery). ``on_instrument``: what each order alert says of
@@ -152,6 +154,7 @@ def open_streams(
             clock=clock,
             idle_timeout_s=s.leader_idle_timeout_s,
             on_instrument=on_instrument,
+            recorder=recorder,
         )
 
     for f in accounts.all():
