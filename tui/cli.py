@@ -56,7 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_control_commands(sub.add_parser)
     _add_token_command(sub.add_parser)
+    _add_probe_command(sub.add_parser)
     return parser
+
+
+def _add_probe_command(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    probe = add_parser(
+        "probe",
+        help="ask one real account, harmlessly, how its Dhan answers the open questions; "
+        "writes a redacted report loadable as a simulator profile",
+    )
+    probe.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    probe.add_argument("--account", default="leader", help="leader or a follower's name")
+    probe.add_argument(
+        "--with-order",
+        metavar="SEGMENT:SECURITY_ID:PRICE",
+        default=None,
+        help="also place ONE LIMIT BUY of quantity 1 at PRICE (far from the market), modify "
+        "it once and cancel it at once",
+    )
+    probe.add_argument("--out", default="probe", help="directory for the report (default: probe)")
+    probe.add_argument("--yes", action="store_true", help="do not ask before starting")
 
 
 def _add_token_command(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
@@ -133,6 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_json=args.json,
             reason=getattr(args, "reason", ""),
             replace_open=getattr(args, "replace_open", False),
+        )
+    if args.command == "probe":
+        from tui.probe_command import probe_command
+
+        return probe_command(
+            env_file=args.env_file,
+            account=args.account,
+            with_order=args.with_order,
+            out_dir=args.out,
+            yes=args.yes,
         )
     if args.command == "token":
         from tui.token_command import token_set_command

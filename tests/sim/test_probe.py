@@ -4,7 +4,11 @@ profile gives the same report)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
@@ -74,4 +78,49 @@ async def test_probe_report_loads_as_the_profile_it_met(name: str, tmp_path: Pat
     again = await probe_simulator(loaded, tmp_path / "second")
     assert again == report
     written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "first").iterdir())
+    assert TOKEN not in written and CLIENT not in written
+
+
+async def test_probe_command_says_what_it_will_do_asks_and_writes(tmp_path: Path) -> None:
+    sim = DhanSimulator(accounts={CLIENT: TOKEN, "1100000002": "tok-probe-follower"})
+    await sim.start(host="127.0.0.1", port=0)
+    env = tmp_path / "probe.env"
+    env.write_text(
+        f"COPYTRADE_LEADER__CLIENT_ID={CLIENT}\n"
+        f"COPYTRADE_LEADER__ACCESS_TOKEN={TOKEN}\n"
+        'COPYTRADE_FOLLOWERS=[{"name": "alpha", "client_id": "1100000002", '
+        '"access_token": "tok-probe-follower"}]\n'
+        f"COPYTRADE_DHAN__REST_URL={sim.rest_url}\n"
+        f"COPYTRADE_DHAN__ORDER_WS_URL={sim.ws_url}\n"
+        f"COPYTRADE_DB_PATH={tmp_path / 'engine.db'}\n",
+        encoding="utf-8",
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COPYTRADE_")}
+    clean = {k: v for k, v in clean.items() if "proxy" not in k.lower()}
+    args = ["-m", "tui.cli", "probe", "--env-file", str(env), "--out"]
+    try:
+        refused = await asyncio.create_subprocess_exec(
+            sys.executable, *args, str(tmp_path / "no"), stdin=PIPE, stdout=PIPE, env=clean
+        )
+        said, _ = await refused.communicate(b"n\n")
+        assert refused.returncode == 3 and not (tmp_path / "no").exists()
+        assert b"look up a correlation id that cannot exist" in said
+        far = round(sim.price("NSE_EQ", "2885") * 0.9, 1)
+        agreed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            str(tmp_path / "out"),
+            "--with-order",
+            f"NSE_EQ:2885:{far}",
+            stdin=PIPE,
+            stdout=PIPE,
+            env=clean,
+        )
+        said, _ = await agreed.communicate(b"y\n")
+    finally:
+        await sim.stop()
+    assert agreed.returncode == 0, said.decode()
+    assert b"PLACE one LIMIT BUY of quantity 1" in said
+    assert load_profile(str(tmp_path / "out" / "probe-profile.json")) == load_profile("live")
+    written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir())
     assert TOKEN not in written and CLIENT not in written
