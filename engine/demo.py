@@ -42,6 +42,7 @@ from engine.views import (
 LEADER_ID, LEADER_TOKEN = "1100000001", "demo-leader-token"
 ALPHA_ID, ALPHA_TOKEN = "1100000002", "demo-alpha-token"
 BETA_ID, BETA_TOKEN = "1100000003", "demo-beta-token"
+BETA_RENEWED_TOKEN = "demo-beta-token-renewed"
 
 NIFTY_CE = ("NSE_FNO", "48211")  # NIFTY 26000 CE, lot 65
 NIFTY_PE = ("NSE_FNO", "48212")
@@ -73,11 +74,15 @@ def demo_settings(
 ) -> Settings:
     followers = [
         # alpha trades twice the leader's size; a big cash order exceeds its funds (a rejection).
+        # A copy the thin market leaves behind its filled leader is chased after 4 s.
         {
             "name": "alpha",
             "client_id": ALPHA_ID,
             "access_token": ALPHA_TOKEN,
             "sizing": {"kind": "multiplier", "multiplier": 2},
+            "lagging_policy": "chase",
+            "lagging_after_s": 4,
+            "max_chases": 2,
         },
         # beta sizes by capital: half the leader's funds, so half the leader's lots.
         {
@@ -147,8 +152,20 @@ class ScriptedLeader:
         self.sim.set_price(key[0], key[1], price)
         return price
 
+    def status(self, order_id: str) -> str:
+        """The leader's order status at the simulator ("" when not found)."""
+        for order in self.sim.orders(LEADER_ID):
+            if order.get("orderId") == order_id:
+                return str(order.get("orderStatus", ""))
+        return ""
+
     def ltp(self, key: tuple[str, str]) -> float:
         return self.sim.price(key[0], key[1])
+
+    def hold_before_start(self) -> None:
+        """A position the leader already holds when the engine starts (bought earlier that
+        day): history, never copied, so the followers are off target until a position sync."""
+        self.place(BANKNIFTY_PE, "BUY", 60, order_type="MARKET")
 
     async def drift(self) -> None:
         """A random walk of option prices, so resting orders fill now and then."""
@@ -206,11 +223,15 @@ class ScriptedLeader:
         # 4. Thin liquidity: a bigger order fills a lot at a time.
         self.sim.set_liquidity(*NIFTY_PE, 65)
         pe = self.ltp(NIFTY_PE)
-        self.place(NIFTY_PE, "BUY", 325, price=round(pe + 0.5, 1))
+        thin = self.place(NIFTY_PE, "BUY", 325, price=round(pe + 0.5, 1))
         for _ in range(4):
             await self.pause(1)
             self.tick(NIFTY_PE, self.ltp(NIFTY_PE) - 0.05)
-        self.sim.set_liquidity(*NIFTY_PE, None)
+            if self.status(thin) == "TRADED":
+                break
+        # The leader is filled; the market then runs away from the followers' bigger copies,
+        # which lag behind it: alpha's are chased (its lagging policy), beta's alerted.
+        self.tick(NIFTY_PE, self.ltp(NIFTY_PE) + 2.0)
         await self.pause(1.5)
         # 5. A burst of 14 orders in under a second: each follower meets Dhan's 10/s.
         ce2 = self.ltp(NIFTY_26100_CE)
@@ -233,6 +254,7 @@ class ScriptedLeader:
         await self.pause(4)
         self.sim.cancel_manual_order(LEADER_ID, missed)
         await self.pause(1.5)
+        self.sim.set_liquidity(*NIFTY_PE, None)  # the thin market of step 4 is over
         # 7. A cash order too big for alpha's funds: Dhan rejects alpha's copy.
         rel = self.ltp(RELIANCE)
         self.place(RELIANCE, "BUY", 400, price=round(rel * 0.97, 1))
@@ -280,25 +302,39 @@ class DemoSession:
 
     async def run(self) -> None:
         await self.sim.start(host="127.0.0.1", port=0)
-        script: asyncio.Task[None] | None = None
+        scripts: list[asyncio.Task[None]] = []
         try:
             self.engine.configure_endpoints(self.sim.rest_url, self.sim.ws_url)
+            if self._script:
+                self.leader.hold_before_start()
+                await asyncio.sleep(1.1)  # Dhan's times have whole seconds: before the attach
             engine_task = asyncio.create_task(self.engine.run(), name="demo-engine")
             await asyncio.wait(
                 {engine_task, asyncio.ensure_future(self.engine.wait_started())},
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if self._script and not engine_task.done():
-                script = asyncio.create_task(self.leader.run(), name="demo-leader")
+                scripts.append(asyncio.create_task(self.leader.run(), name="demo-leader"))
+                scripts.append(asyncio.create_task(self.token_story(), name="demo-token"))
             await engine_task
         finally:
-            if script is not None:
+            for script in scripts:
                 script.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await script
             await self.sim.stop()
             if self._tmp is not None:
                 self._tmp.cleanup()
+
+    async def token_story(self) -> None:
+        """Beta's token expires mid-session (beta freezes: nothing new opened, its resting
+        copies kept); 16 s later the trader pastes a new one (the T key), and it copies again."""
+        speed = self.leader.speed
+        await asyncio.sleep(24 / speed)
+        self.sim.expire_token(BETA_ID)
+        await asyncio.sleep(16 / speed)
+        self.sim.renew_token(BETA_ID, BETA_RENEWED_TOKEN)
+        await self.engine.set_token("beta", SecretStr(BETA_RENEWED_TOKEN))
 
     async def stop(self) -> None:
         await self.engine.stop()

@@ -764,14 +764,16 @@ class CopyTradeApp(App[None]):
 
     def action_replace_token(self) -> None:
         try:
-            accounts = [view.account for view in self.engine.account_views()]
+            views = self.engine.account_views()
         except Exception as exc:
             self.notify(f"Accounts unavailable: {one_line(str(exc), 120)}", severity="error")
             return
-        if not accounts:
+        if not views:
             self.notify("No account to replace a token for yet.")
             return
-        screen = TokenScreen(accounts)
+        # the account whose token Dhan refused (or that ran out) comes up first
+        refused = [v.account for v in views if v.token_status in ("REFUSED", "EXPIRED")]
+        screen = TokenScreen([v.account for v in views], selected=(refused or [""])[0])
         self.push_screen(screen, lambda yes: self._on_token_answer(yes, screen))
 
     def _on_token_answer(self, yes: bool | None, screen: TokenScreen) -> None:

@@ -35,14 +35,19 @@ Cell = tuple[str, str]
 _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     # JWTs (Dhan access tokens are JWTs): header.payload.signature, base64url.
     re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"),
-    # key=value / key: value pairs whose key names a secret.
+    # key=value / key: value pairs whose key names a secret ("Authorization Bearer x" too);
+    # a bare space after "token" is words ("Access token invalid"), not a value.
     re.compile(
         r"(?i)\b(access[_\-]?token|client[_\-]?secret|api[_\-]?secret|api[_\-]?key|token|"
-        r"password|secret|authorization)\b(\s*[:=]\s*|\s+)(['\"]?)[^\s'\",;}]+"
+        r"password|secret|authorization)\b(\s*[:=]\s*|(?<=authorization)\s+)"
+        r"(?:bearer\s+)?(['\"]?)[^\s'\",;}]+"
     ),
     # Long opaque base64/hex blobs.
     re.compile(r"\b[A-Za-z0-9+/_\-]{48,}={0,2}"),
 )
+
+
+_BEARER = re.compile(r"(?i)\bbearer\s+[^\s'\",;}]+")
 
 
 def redact(text: str) -> str:
@@ -54,6 +59,7 @@ def redact(text: str) -> str:
     out = engine_redact(text).replace(MASK, "[redacted]")
     out = _SECRET_PATTERNS[0].sub("[redacted]", out)
     out = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", out)
+    out = _BEARER.sub("Bearer [redacted]", out)
     return _SECRET_PATTERNS[2].sub("[redacted]", out)
 
 
@@ -450,8 +456,7 @@ def account_from_limiter(view: LimiterView, known: AccountView | None) -> Accoun
 # --- positions ----------------------------------------------------------------------------------
 
 POSITION_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("symbol", "Instrument", 13),
-    ("account", "Account", 10),
+    ("who", "Instrument · follower", 24),
     ("net", "Net", 5),
     ("target", "Target", 6),
     ("diff", "Difference", 14),
@@ -462,6 +467,8 @@ POSITION_COLUMNS: tuple[tuple[str, str, int], ...] = (
 
 
 def money(value: float) -> str:
+    if abs(value) < 0.005:
+        return "0.00"  # never "-0.00"
     return f"{value:+,.2f}" if abs(value) < 1_000_000 else f"{value / 100_000:+,.1f} L"
 
 
@@ -483,13 +490,13 @@ def difference_cell(fp: FollowerPositionView) -> Cell:
 
 
 def position_leader_cells(row: PositionView) -> tuple[Cell, ...]:
-    symbol = one_line(f"{row.symbol} {PRODUCT_SHORT.get(row.product, row.product)}", 60)
+    """The instrument's row: the leader's net, P&L and average price."""
+    product = "" if row.product == "INTRADAY" else f" {PRODUCT_SHORT.get(row.product, row.product)}"
     return (
-        (symbol, "bold"),
-        ("leader", "bold"),
+        (one_line(f"{row.symbol}{product}", 60), "bold"),
         (f"{row.leader_net:+d}" if row.leader_net else "0", "bold"),
         ("", ""),
-        ("", ""),
+        ("the leader", "dim"),
         (money(row.leader_realized_pnl), _pnl_style(row.leader_realized_pnl)),
         (money(row.leader_unrealized_pnl), _pnl_style(row.leader_unrealized_pnl)),
         (price(row.leader_avg_price), ""),
@@ -498,8 +505,7 @@ def position_leader_cells(row: PositionView) -> tuple[Cell, ...]:
 
 def position_follower_cells(fp: FollowerPositionView) -> tuple[Cell, ...]:
     return (
-        ("", ""),
-        (one_line(fp.follower, 40), ""),
+        (f"  {one_line(fp.follower, 40)}", ""),
         (f"{fp.net:+d}" if fp.net else "0", ""),
         (f"{fp.target:+d}" if fp.target else "0", "dim"),
         difference_cell(fp),
@@ -511,8 +517,7 @@ def position_follower_cells(fp: FollowerPositionView) -> tuple[Cell, ...]:
 
 def position_total_cells(total: AccountPnl) -> tuple[Cell, ...]:
     return (
-        ("Total P&L", "bold"),
-        (one_line(total.account, 40), "bold"),
+        (f"P&L {one_line(total.account, 40)}", "bold"),
         ("", ""),
         ("", ""),
         (money(total.total), f"bold {_pnl_style(total.total)}"),

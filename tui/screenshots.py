@@ -1,9 +1,11 @@
 """Screenshots of the demo for the README: `python -m tui.screenshots [--seed 7]`.
 
 Runs the real demo (simulator + scripted leader + engine) headless at a fixed seed and saves
-SVG and PNG of: the main screen, an order's timeline, the kill confirmation and the KILLED
-state. PNGs are rendered with cairosvg in DejaVu Sans Mono (Debian: fonts-dejavu-core), a
-monospace font with box-drawing glyphs, so the columns stay aligned.
+SVG and PNG of: the main screen with a lagging copy, the positions pane, a freeze, the
+clear-freeze, token and position-sync dialogs, an order's timeline, the kill confirmation, the
+KILLED state and the resume dialog. PNGs are rendered with cairosvg in DejaVu Sans Mono
+(Debian: fonts-dejavu-core), a monospace font with box-drawing glyphs, so the columns stay
+aligned.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from textual.screen import Screen
+
 from engine.clock import IST
 from engine.demo import DemoSession
 from engine.domain import EngineState
+from engine.views import AccountState
 from tui.app import CopyTradeApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.timeline import TimelineScreen
+from tui.screens.token import TokenScreen
 
-SIZE = (160, 46)
+SIZE = (120, 35)  # the size the terminal is made for (it reads at 100x30 too)
 PNG_FONT = "DejaVu Sans Mono"
 FIXED_CLOCK = IST.localize(datetime(2026, 11, 23, 10, 42, 5))
 
@@ -35,7 +41,7 @@ def svg_to_png(svg: str, target: Path) -> None:
     # Textual's SVG asks for Fira Code from the web; render with a local monospace font.
     local = re.sub(r"font-family:[^;\"]*", f"font-family: {PNG_FONT}", svg)
     local = re.sub(r"@font-face\s*\{[^}]*\}", "", local)
-    cairosvg.svg2png(bytestring=local.encode(), write_to=str(target), output_width=SIZE[0] * 11)
+    cairosvg.svg2png(bytestring=local.encode(), write_to=str(target), output_width=SIZE[0] * 12)
 
 
 async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -58,18 +64,42 @@ async def capture(seed: int, out: Path) -> list[Path]:
         svg_to_png(svg, out / f"{name}.png")
         saved.extend([out / f"{name}.svg", out / f"{name}.png"])
 
-    async with app.run_test(size=SIZE) as pilot:
-        # Far enough into the scripted session that every pane has something to say:
-        # fills, a burst against the rate limit, a socket drop, a rejection.
-        await _until(
-            lambda: session.leader.rounds > 0 or len(session.engine.leader_orders()) >= 24,
-            240,
-            "the rejected cash order",
-        )
-        await pilot.pause(1.5)
-        shot("main-screen")
+    def lagging() -> bool:  # as the screen shows it
         table = app.leader_table
-        table.focus()
+        shown = table.keys()
+        steps = [step for key in shown if (step := table.step_of(key)) is not None]
+        return any(copy.behind_s >= 3 for step in steps for copy in step.lagging)
+
+    def frozen(name: str) -> bool:
+        return any(
+            v.account == name and v.state is AccountState.FROZEN for v in session.account_views()
+        )
+
+    async def dialog(key: str, screen: type[Screen[bool]], name: str) -> None:
+        await pilot.press(key)
+        await _until(lambda: isinstance(app.screen, screen), 20, f"the {name}")
+        await pilot.pause(0.5)
+        shot(name)
+        await pilot.press("escape")  # No: nothing is sent
+        await _until(lambda: app.screen is app.screen_stack[0], 10, "the main screen")
+
+    async with app.run_test(size=SIZE) as pilot:
+        # Within the demo's first minute: positions read, a copy lagging its filled leader
+        # (alpha's chased, beta's alerted), then beta's token expires and beta freezes.
+        await _until(lambda: session.positions_view().read_at is not None, 60, "positions")
+        await _until(lagging, 60, "a lagging copy")
+        shot("main-screen")
+        app.positions_table.focus()
+        await pilot.pause(0.3)
+        shot("positions-pane")
+        app.leader_table.focus()
+        await _until(lambda: frozen("beta"), 60, "beta frozen by its expired token")
+        await pilot.pause(1.5)
+        shot("freeze")
+        await dialog("u", ConfirmScreen, "clear-freeze-dialog")
+        await dialog("T", TokenScreen, "replace-token-dialog")
+        await dialog("s", ConfirmScreen, "position-sync-dialog")
+        table = app.leader_table
         table.move_cursor(row=min(3, table.row_count - 1))
         await pilot.press("enter")
         await _until(lambda: isinstance(app.screen, TimelineScreen), 10, "the timeline")
@@ -84,10 +114,15 @@ async def capture(seed: int, out: Path) -> list[Path]:
         await pilot.click("#yes")
         await _until(lambda: session.state is EngineState.KILLED, 10, "KILLED")
         await _until(
-            lambda: session.kill_preview().open_follower_orders == 0, 20, "the cancels to complete"
+            lambda: session.kill_preview().open_follower_orders == 0, 30, "the cancels to complete"
         )
         await pilot.pause(1.0)
         shot("killed-state")
+        await pilot.press("k")
+        await _until(lambda: isinstance(app.screen, ConfirmScreen), 10, "the resume dialog")
+        await pilot.pause(0.3)
+        shot("resume-dialog")
+        await pilot.press("escape")
         app.exit()
     return saved
 

@@ -72,11 +72,14 @@ async def test_positions_pane_shows_targets_differences_and_pnl(
         keys = table.keys()
         assert keys[0] == "NSE_EQ:2885:INTRADAY|leader"  # instrument first, then its followers
         assert keys[-3:] == ["total|leader", "total|follower-a", "total|follower-b"]
-        assert table.cells_of("NSE_EQ:2885:INTRADAY|leader")[:3] == (
-            "RELIANCE INTRA",
-            "leader",
+        assert table.cells_of("NSE_EQ:2885:INTRADAY|leader")[:4] == (
+            "RELIANCE",
             "+10",
+            "",
+            "the leader",
         )
+        assert table.cell_text("NSE_EQ:2885:INTRADAY|follower-a", "who") == "  follower-a"
+        assert table.cell_text("total|follower-a", "who") == "P&L follower-a"
         assert table.cell_text("NSE_EQ:2885:INTRADAY|follower-a", "diff") == "in line"
         assert table.cell_text("NSE_EQ:2885:INTRADAY|follower-b", "diff") == "-10 closing"
         assert table.cell_text("NSE_EQ:1594:INTRADAY|follower-a", "diff") == "+5 not closing"

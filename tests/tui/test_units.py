@@ -60,6 +60,15 @@ def test_redact_masks_tokens() -> None:
     assert redact("RMS: insufficient margin") == "RMS: insufficient margin"
 
 
+def test_redact_keeps_words_about_tokens_and_masks_bearer_values() -> None:
+    assert redact("DH-901 Access token invalid or expired") == (
+        "DH-901 Access token invalid or expired"
+    )
+    assert redact("Dhan refused the token (expired)") == "Dhan refused the token (expired)"
+    for raw in ("Authorization: Bearer s3cr3t-value", "authorization s3cr3t-value", "token=s3cr3t"):
+        assert "s3cr3t" not in redact(raw)
+
+
 def test_coalescer_keeps_latest_per_key_and_alert_order() -> None:
     c = EventCoalescer()
     for filled in range(5):

@@ -27,9 +27,12 @@ class TokenScreen(ModalScreen[bool]):
         Binding("escape", "answer(False)", "No", id="token.no"),
     ]
 
-    def __init__(self, accounts: Sequence[str], *, id: str | None = "token-dialog") -> None:
+    def __init__(
+        self, accounts: Sequence[str], *, selected: str = "", id: str | None = "token-dialog"
+    ) -> None:
         super().__init__(id=id)
         self.accounts = list(accounts)
+        self.selected = selected if selected in self.accounts else ""
         self.chosen_account = ""
         self._token: SecretStr | None = None
 
@@ -41,11 +44,14 @@ class TokenScreen(ModalScreen[bool]):
                 "keeps the old one. The token is not shown, logged or stored.",
                 id="dialog-message",
             )
-            yield Select(
+            select: Select[str] = Select(
                 [(name, name) for name in self.accounts],
                 allow_blank=False,
                 id="token-account",
             )
+            if self.selected:
+                select.value = self.selected
+            yield select
             yield Input(password=True, placeholder="new access token", id="token-input")
             with Horizontal(id="dialog-buttons"):
                 yield Button("Replace", id="yes", variant="error")
