@@ -18,7 +18,15 @@ from engine.clock import Clock
 from engine.config import Settings
 from engine.dhan.broker import Position
 from engine.dhan.errors import BrokerError
-from engine.domain import EngineState, MirrorState, OrderSnapshot, OrderStatus, Segment, Side
+from engine.domain import (
+    EngineState,
+    MirrorState,
+    OrderSnapshot,
+    OrderStatus,
+    OrderType,
+    Segment,
+    Side,
+)
 from engine.events import AccountsChanged, CopyStepsChanged, EngineEvent, PositionsRead
 from engine.instruments import InstrumentBook
 from engine.live.accounts import LEADER, Accounts, FollowerRuntime
@@ -329,11 +337,16 @@ class Cockpit:
         return sized if leader_net >= 0 else -sized
 
     def _working(self, key: PositionKey) -> dict[str, int]:
-        """Per follower, the signed quantity its working copies in this instrument would add."""
+        """Per follower, the signed quantity its working copies in this instrument would add.
+
+        Stop-loss copies are left out: they protect a position and fill only if the market
+        turns against it, so they are not on their way to closing a difference."""
         out: dict[str, int] = {}
         for m in self._book.open_copies():
             p = m.params
             if p is None or (p.segment.value, p.security_id, p.product.value) != key:
+                continue
+            if p.order_type in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_MARKET):
                 continue
             left = max(p.quantity - m.filled_qty, 0)
             out[m.follower] = out.get(m.follower, 0) + (left if p.side is Side.BUY else -left)
