@@ -68,6 +68,19 @@ class EngineStateChanged(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CopySent(EngineEvent):
+    """An order request leaving for a follower's Dhan, as sent (the log's "copy sent" line):
+    `text` says side, type, quantity, price and trigger; `conversions` each change made for
+    Dhan's API rules (e.g. MARKET sent as a protected LIMIT)."""
+
+    follower: str
+    leader_order_id: str
+    action: str  # PLACE / MODIFY
+    text: str
+    conversions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class FreezeChanged(EngineEvent):
     """The engine ("" account) or one follower froze, or one of its freezes cleared.
     `causes` is every cause still holding it (empty: no longer frozen)."""

@@ -122,15 +122,18 @@ class BrokerError(Exception):
         self.result = result
 
 
-_ACCESS_TOKEN = re.compile(r"access[-_ ]?token", re.IGNORECASE)
+# The value given to an access-token key ('access-token': 'abc', access_token=abc), not the
+# words around it: Dhan's own error text ("Access token is invalid or expired") is kept.
+_ACCESS_TOKEN_VALUE = re.compile(
+    r"""(access[-_ ]?token['"]?\s*[:=]\s*['"]?)([^'"\s,;&})\]]+)""", re.IGNORECASE
+)
 
 
 def sanitize(text: object, token: str = "") -> str:
-    """Text safe to show or log: nothing after "access-token", no token, no JWT, bounded length."""
+    """Text safe to show or log: Dhan's words kept, no token value (after an access-token key,
+    the account's own, any registered secret or JWT), bounded length."""
     out = text if isinstance(text, str) else str(text)
-    match = _ACCESS_TOKEN.search(out)
-    if match:
-        out = out[: match.end()] + " " + MASK
+    out = _ACCESS_TOKEN_VALUE.sub(lambda m: m.group(1) + MASK, out)
     if token:
         out = out.replace(token, MASK)
     out = redact(out)

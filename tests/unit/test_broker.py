@@ -645,8 +645,12 @@ def test_classification_table(response: Any, mutating: bool, kind: ResultKind) -
 def test_sanitize() -> None:
     assert (
         sanitize("headers: {'access-token': 'abc', 'client-id': '1'}")
-        == "headers: {'access-token ***"
+        == "headers: {'access-token': '***', 'client-id': '1'}"
     )
+    assert sanitize("access_token=abc&x=1") == "access_token=***&x=1"
+    # Dhan's own words are kept: only a token's value is masked.
+    words = "DH-901: Client ID or user generated access token is invalid or expired."
+    assert sanitize(words) == words
     assert sanitize(f"x {TOKEN} y", TOKEN) == "x *** y"
     jwt = "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz"
     assert jwt not in sanitize(f"token was {jwt}")
