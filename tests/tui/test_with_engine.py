@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input, Select
 
 from engine.demo import ALPHA_ID, BETA_ID, LEADER_ID, DemoSession
 from engine.domain import ConnectionState, EngineState
@@ -16,6 +17,7 @@ from tests.tui.fakes import FixedClock
 from tui.app import CopyTradeApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.timeline import TimelineScreen
+from tui.screens.token import TokenScreen
 
 pytestmark = pytest.mark.e2e
 SIZE = (160, 46)
@@ -133,3 +135,126 @@ async def test_r_enter_and_q_with_the_real_engine(tmp_path: Path) -> None:
         await pilot.press("q")
         await pilot.pause(0.5)
     assert session.state is EngineState.STOPPED
+
+
+# --- the cockpit against the real engine ---------------------------------------------------
+
+
+def follower_orders(session: DemoSession) -> int:
+    return sum(len(session.sim.orders(cid)) for cid in (ALPHA_ID, BETA_ID))
+
+
+def position_keys(app: CopyTradeApp) -> list[str]:
+    return app.positions_table.keys()
+
+
+async def test_positions_pane_and_sync_preview_with_the_real_engine(tmp_path: Path) -> None:
+    session = DemoSession(db_path=tmp_path / "t.db", script=False)
+    # The leader bought before the engine started (Dhan's times have whole seconds): history,
+    # never copied.
+    session.leader.hold_before_start()
+    await asyncio.sleep(1.1)
+    app = CopyTradeApp(session, demo=True, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(session)
+        bank = "NSE_FNO:52875:INTRADAY"
+        await until(lambda: f"{bank}|alpha" in position_keys(app), what="the positions read")
+        table = app.positions_table
+        assert table.cells_of(f"{bank}|leader")[:2] == ("BANKNIFTY-Dec2026-59000-PE", "+60")
+        assert table.cells_of(f"{bank}|alpha")[1:4] == ("0", "+120", "-120 not closing")
+        assert "P&L alpha" in table.cell_text("total|alpha", "who")
+        accounts = app.accounts_pane
+        await until(lambda: {"leader", "alpha", "beta"} <= set(accounts.cards), what="accounts")
+        assert all("ARMED" in line for line in accounts.lines())
+        assert "second " in accounts.cards["alpha"].plain()
+        placed_before = follower_orders(session)
+        await pilot.press("s")  # the preview, then No
+        await until(lambda: app.screen.id == "confirm-sync", what="the sync preview")
+        preview = str(app.screen.query_one("#dialog-details-text").render())
+        assert "alpha      BUY     120  BANKNIFTY-Dec2026-59000-PE" in preview
+        assert "beta       BUY      30  BANKNIFTY-Dec2026-59000-PE" in preview
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        assert follower_orders(session) == placed_before
+        await pilot.press("s")  # again, and Yes: whatever the engine placed, it says so
+        await until(lambda: app.screen.id == "confirm-sync", what="the sync preview")
+        await pilot.press("y")
+        await until(
+            lambda: any("Position sync:" in line for line in app.alerts_pane.lines()),
+            what="the sync's answer",
+        )
+        line = next(x for x in app.alerts_pane.lines() if "Position sync:" in x)
+        placed = follower_orders(session) - placed_before
+        assert f"{placed} order" in line
+
+
+async def test_lagging_copy_is_shown_with_its_timer_with_the_real_engine(tmp_path: Path) -> None:
+    session = DemoSession(db_path=tmp_path / "t.db", script=False)
+    app = CopyTradeApp(session, demo=True, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(session)
+        session.sim.set_liquidity("NSE_FNO", "48211", 65)  # a thin market: a lot at a time
+        ltp = session.sim.price("NSE_FNO", "48211")
+        order_id = leader_buy(session, price=round(ltp + 1.0, 1))
+        await until(lambda: open_copies(session) >= 1, what="the copies")
+        session.sim.set_price("NSE_FNO", "48211", ltp)  # the leader gets the next lot: filled
+        table = app.leader_table
+        await until(
+            lambda: table.has_key(order_id) and "behind" in table.cell_text(order_id, "copies"),
+            what="the lag shown",
+        )
+        assert table.cell_text(order_id, "copies").startswith("1/2 behind")
+        lagging_row = f"alpha\x1f{order_id}"
+        await until(
+            lambda: (
+                app.follower_table.has_key(lagging_row)
+                and app.follower_table.cell_text(lagging_row, "status").startswith("behind")
+            ),
+            what="the lagging copy highlighted",
+        )
+        await pilot.pause(2.2)
+        app.flush_events()
+        assert int(table.cell_text(order_id, "copies").split()[2]) >= 2  # the timer runs
+
+
+async def test_freeze_and_token_replacement_with_the_real_engine(tmp_path: Path) -> None:
+    session = DemoSession(db_path=tmp_path / "t.db", script=False)
+    app = CopyTradeApp(session, demo=True, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(session)
+        session.sim.expire_token(BETA_ID)
+        leader_buy(session, 150.0)
+        beta = app.accounts_pane
+        await until(
+            lambda: "beta" in beta.cards and "FROZEN" in beta.cards["beta"].plain(),
+            timeout=15,
+            what="beta frozen",
+        )
+        await pilot.press("u")  # the freeze listed, and No
+        await until(lambda: app.screen.id == "confirm-unfreeze", what="the clear-freeze dialog")
+        listed = str(app.screen.query_one("#dialog-details-text").render())
+        assert listed.startswith("beta: ") and "token" in listed
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert "FROZEN" in beta.cards["beta"].plain()
+        new_token = "demo-beta-token-typed"
+        session.sim.renew_token(BETA_ID, new_token)
+        await pilot.press("T")
+        await until(lambda: isinstance(app.screen, TokenScreen), what="the token dialog")
+        screen = app.screen
+        assert isinstance(screen, TokenScreen)
+        assert screen.query_one("#token-account", Select).value == "beta"  # the refused one
+        screen.query_one("#token-input", Input).focus()
+        await pilot.press(*new_token)
+        await pilot.click("#yes")
+        await until(
+            lambda: "ARMED" in beta.cards["beta"].plain(), timeout=20, what="beta copying again"
+        )
+        assert any("beta: token replaced" in line for line in app.alerts_pane.lines()) or any(
+            "access token replaced" in line for line in app.alerts_pane.lines()
+        )
+        leader_buy(session, 149.0)
+        await until(
+            lambda: any(o["orderStatus"] == "PENDING" for o in session.sim.orders(BETA_ID)),
+            what="beta copies again",
+        )
