@@ -70,6 +70,7 @@ from engine.live.recovery import Recovery
 from engine.live.resolution import Resolver
 from engine.live.stats import Stats
 from engine.live.supervision import Supervisor
+from engine.live.sync import PositionSync
 from engine.live.tasks import TaskSet
 from engine.live.tokens import AccountTokens
 from engine.live.uncopied import release_for_replace, uncopied_orders
@@ -150,6 +151,9 @@ class Engine:
             s, clock, accounts, book, self._instruments, self._funds, notifier
         )
         self._lagging = Lagging(clock, accounts, book, self._instruments, notifier)
+        self._sync = PositionSync(
+            clock, s.leader.client_id, accounts, self._arming, book, self._positions
+        )
         self._drift = DriftCheck(
             accounts, self._instruments, self._funds, notifier, positions=self._positions
         )
@@ -420,16 +424,16 @@ class Engine:
         return uncopied_orders(self._book, self._accounts.followers)
 
     async def sync_preview(self) -> SyncPreview:
-        return await self._cockpit.sync_preview()
+        """Per follower and instrument, the order that would bring it to its target (the
+        leader's position at its attach point counted); nothing is placed."""
+        return await self._sync.preview()
+
+    async def sync_apply(self, preview: SyncPreview) -> SyncReport:
+        """Place the orders of a preview the trader confirmed, each checked again now."""
+        return await self._sync.apply(preview)
 
     async def sync_positions(self, preview: SyncPreview) -> SyncReport:
-        # Placing the sync orders belongs to the positions work (engine.live.sync); until it
-        # lands, nothing is placed and the answer says so.
-        return SyncReport(
-            0,
-            tuple(f"{o.follower} {o.side} {o.quantity} {o.symbol}" for o in preview.orders),
-            "position sync is not wired in this engine yet: nothing was placed",
-        )
+        return await self._sync.apply(preview)
 
     async def clear_freeze(self, account: str | None) -> str:
         """The trader clears the freezes of `account` ("" the engine's, None all) after a

@@ -103,6 +103,9 @@ class Executor:
         mirror = self._book.mirror(f.name, leader.order_id)
         ctx = self.context(f, leader)
         if self._positions is not None:
+            sync_rules = self._positions.sync_rules(f, leader)
+            if sync_rules is not None:  # an order of a position sync: its step, 1:1
+                return decide(leader, mirror, sync_rules, ctx)
             ledger = self._positions.ledger_for(f, leader)
             if ledger is None and mirror is None:
                 why = self._positions.untracked_reason(f.name, leader.order_id)

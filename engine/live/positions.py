@@ -35,14 +35,15 @@ from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
 from engine.live.notifier import Notifier
-from engine.replication.replicator import POSITION_CANCEL
-from engine.replication.rules import OrderSizeBounds, SizingRule
+from engine.replication.replicator import POSITION_CANCEL, FollowerRules
+from engine.replication.rules import CopyFilters, MultiplierSizing, OrderSizeBounds, SizingRule
 from engine.replication.targets import (
     Leg,
     PositionKey,
     PositionLedger,
     SizingTerms,
     drifts,
+    next_target,
     record_copy_progress,
     record_leader_progress,
     refresh_terms,
@@ -60,6 +61,32 @@ TIMESTAMP_RESOLUTION = timedelta(seconds=1)
 FLUSH_DELAY_S = 0.05
 
 LedgerId = tuple[str, PositionKey]  # (follower, position)
+SYNC_PREFIX = "SYNC-"  # the id of an order a position sync placed (not a leader order)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOrder:
+    """One order a confirmed position sync placed for a follower: it brings the follower
+    to its target, and what it fills counts in the follower's position (with what the
+    account held outside our copies when the sync was confirmed, `adopted`)."""
+
+    order_id: str
+    follower: str
+    key: PositionKey
+    adopted: int
+    side: Side
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    follower: str
+    key: PositionKey
+    net: int  # what the account holds now
+    target: int  # the follower's target once synced
+    step: int  # signed: the order that brings it there (beyond what copies already work)
+    synced: PositionLedger
+
+
 _RULE = TypeAdapter[Any](SizingRule)
 
 
@@ -106,6 +133,7 @@ class Positions:
         self._notes_scheduled = False
         self._store: Store | None = None
         self._flush_wanted = asyncio.Event()
+        self._syncs: dict[str, SyncOrder] = {}
 
     # --- start: attach points and ledgers from the store -------------------------------------
 
@@ -127,6 +155,8 @@ class Positions:
                         self._dropped.append(fs.name)  # re-enabled: starts again from now
                 continue
             self._attach[fs.name] = _attach_from(row)
+            for sync in _syncs_from(row):
+                self._syncs[sync.order_id] = sync
             if row.enabled != fs.enabled:
                 self._dirty_attach.add(fs.name)
             if row.sizing != sizing:
@@ -227,6 +257,9 @@ class Positions:
         """True when the follower's ledger changed."""
         order_key = (f.name, snap.order_id)
         if order_key in self._untracked:
+            return False
+        if snap.order_id.startswith(SYNC_PREFIX):
+            self._untracked[order_key] = "an order of a position sync, not a leader order"
             return False
         key = self._key_of.get(order_key)
         if key is not None:
@@ -359,6 +392,7 @@ class Positions:
                 after = record_copy_progress(
                     after, leader_order_id=leg.leader_order_id, filled=filled, working=working
                 )
+        after = self._with_sync_fills(f.name, after)
         this = after.leg(leader.order_id)
         if this is not None and this.terms.capital_ratio is None:
             ratio = self._funds.ratio(f)
@@ -369,6 +403,76 @@ class Positions:
         if self._put(lid, before, after):
             self._mark_peers(f, key, leader.order_id)
         return after
+
+    # --- position sync ------------------------------------------------------------------------
+
+    def plan_sync(self, f: FollowerRuntime, key: PositionKey, net: int) -> SyncPlan:
+        """What a sync would do to this follower's position: its target counting the
+        leader's position at the attach point (sized by the follower's rule now), the
+        account's holdings taken as the follower's, and the order between the two."""
+        attach = self._attach.get(f.name)
+        ledger = self._ledgers.get((f.name, key)) or PositionLedger(
+            key, leader_at_attach=attach.leader_net.get(key, 0) if attach else 0
+        )
+        ledger = self._with_sync_fills(f.name, ledger)
+        synced = replace(
+            ledger, follower_at_attach=ledger.follower_at_attach + net - ledger.follower_net
+        )
+        if ledger.leader_at_attach and not ledger.target_at_attach:
+            lot = self._instruments.lot_size(key.segment, key.security_id)
+            terms = SizingTerms(f.rules.sizing, f.rules.bounds, lot, self._funds.ratio(f))
+            start, _ = next_target(0, 0, ledger.leader_at_attach, terms)
+            synced = replace(synced, target_at_attach=start)
+        working = synced.working_buy - synced.working_sell
+        target = synced.target
+        return SyncPlan(f.name, key, net, target, target - net - working, synced)
+
+    def commit_sync(self, plan: SyncPlan) -> SyncOrder:
+        """The trader confirmed: the ledger takes the synced target and holdings, and the
+        order that goes out gets its id."""
+        lid = (plan.follower, plan.key)
+        existing = self._ledgers.get(lid)
+        before = existing or plan.synced
+        held_before = (
+            self._with_sync_fills(plan.follower, existing).follower_at_attach if existing else 0
+        )
+        adopted = plan.synced.follower_at_attach - held_before
+        order_id = f"{SYNC_PREFIX}{plan.follower}-{len(self._syncs) + 1}"
+        while order_id in self._syncs:
+            order_id += "x"
+        side = Side.BUY if plan.step > 0 else Side.SELL
+        self._syncs[order_id] = SyncOrder(order_id, plan.follower, plan.key, adopted, side)
+        self._put(lid, before, plan.synced)
+        self._dirty_attach.add(plan.follower)  # the syncs are kept with the attach point
+        return self._syncs[order_id]
+
+    def sync_rules(self, f: FollowerRuntime, leader: OrderSnapshot) -> FollowerRules | None:
+        """A sync order's copy is sized 1:1 (its quantity is the step itself) and goes to its
+        own follower only; None for every other order."""
+        sync = self._syncs.get(leader.order_id)
+        if sync is None or sync.follower != f.name:
+            return None
+        lid = (f.name, sync.key)
+        before = self._ledgers.get(lid)
+        if before is not None and self._put(lid, before, self._with_sync_fills(f.name, before)):
+            self._mark_peers(f, sync.key, leader.order_id)
+        return replace(
+            f.rules, sizing=MultiplierSizing(), bounds=OrderSizeBounds(), filters=CopyFilters()
+        )
+
+    def _with_sync_fills(self, follower: str, ledger: PositionLedger) -> PositionLedger:
+        """The follower's holdings from syncs: what each adopted, plus what its order filled."""
+        syncs = [s for s in self._syncs.values() if s.follower == follower and s.key == ledger.key]
+        if not syncs:
+            return ledger
+        held = 0
+        for sync in syncs:
+            mirror = self._book.mirror(follower, sync.order_id)
+            filled = mirror.total_filled if mirror is not None else 0
+            held += sync.adopted + (filled if sync.side is Side.BUY else -filled)
+        if held == ledger.follower_at_attach:
+            return ledger
+        return replace(ledger, follower_at_attach=held)
 
     def _put(self, lid: LedgerId, before: PositionLedger, after: PositionLedger) -> bool:
         if after == before and lid in self._ledgers:
@@ -499,6 +603,7 @@ class Positions:
                 self._attach[name],
                 self._enabled.get(name, True),
                 self._sizing_text.get(name, ""),
+                [x for x in self._syncs.values() if x.follower == name],
             )
             for name in attach_names
             if name in self._attach
@@ -521,11 +626,31 @@ def _sizing_text(fs: FollowerSettings) -> str:
     )
 
 
-def _attach_row(name: str, attach: AttachPoint, enabled: bool, sizing: str) -> AttachRow:
+def _attach_row(
+    name: str, attach: AttachPoint, enabled: bool, sizing: str, syncs: list[SyncOrder]
+) -> AttachRow:
     net = [
         [k.segment.value, k.security_id, k.product.value, n] for k, n in attach.leader_net.items()
     ]
-    body = json.dumps({"net": net, "derived": attach.derived, "refused": sorted(attach.refused)})
+    synced = [
+        [
+            x.order_id,
+            x.key.segment.value,
+            x.key.security_id,
+            x.key.product.value,
+            x.adopted,
+            x.side.value,
+        ]
+        for x in syncs
+    ]
+    body = json.dumps(
+        {
+            "net": net,
+            "derived": attach.derived,
+            "refused": sorted(attach.refused),
+            "syncs": synced,
+        }
+    )
     return AttachRow(name, format_datetime(attach.at), enabled, sizing, body)
 
 
@@ -540,6 +665,20 @@ def _attach_from(row: AttachRow) -> AttachPoint:
         bool(body.get("derived")),
         {str(i) for i in body.get("refused", ())},
     )
+
+
+def _syncs_from(row: AttachRow) -> list[SyncOrder]:
+    body = json.loads(row.leader_positions)
+    return [
+        SyncOrder(
+            str(oid),
+            row.follower,
+            PositionKey(Segment(seg), sec, Product(prod)),
+            int(n),
+            Side(side),
+        )
+        for oid, seg, sec, prod, n, side in body.get("syncs", ())
+    ]
 
 
 def ledger_to_json(ledger: PositionLedger) -> str:

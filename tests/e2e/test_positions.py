@@ -284,3 +284,30 @@ async def test_orders_ended_while_away_are_caught_up_only_within_the_bound(
     market(world, "BUY", LOT)
     await world.start_engine()
     await filled(world, "alpha", LOT)
+
+
+async def test_position_sync_is_previewed_then_placed_and_followed(
+    make_world: WorldFactory,
+) -> None:
+    world = await make_world(start=False)
+    market(world, "BUY", 10, RELIANCE)  # held before the attach point: not copied by itself
+    await asyncio.sleep(BEFORE_ATTACH_S)
+    await world.start_engine()
+    await world.settle()
+    preview = await world.eng.sync_preview()
+    assert sorted((o.follower, o.side, o.quantity, o.net, o.target) for o in preview.orders) == [
+        ("alpha", "BUY", 10, 0, 10),
+        ("beta", "BUY", 20, 0, 20),
+    ]
+    await asyncio.sleep(0.3)
+    assert world.orders("alpha") == [] and world.orders("beta") == []  # a preview places none
+    report = await world.eng.sync_apply(preview)
+    assert report.placed == 2 and not report.refused, report
+    await filled(world, "alpha", 10, RELIANCE)
+    await filled(world, "beta", 20, RELIANCE)
+    assert (await world.eng.sync_preview()).orders == ()  # at the target: nothing left to do
+    again = await world.eng.sync_apply(preview)  # a stale preview is not placed twice
+    assert again.placed == 0 and "no longer needed" in again.refused[0]
+    market(world, "SELL", 10, RELIANCE)  # the leader exits: the synced followers follow
+    await filled(world, "alpha", 0, RELIANCE)
+    await filled(world, "beta", 0, RELIANCE)
