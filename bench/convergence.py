@@ -11,11 +11,20 @@ For every leader order L and follower F (sized by an integer-ish multiplier):
   L's correlationIds, and the engine gave no reason (SKIPPED / FAILED / cancelled by a kill).
 - duplicates: two orders at F with one correlationId (one (L, F, generation)), or more than one
   open copy of L at F at once.
-- mismatched: F's open copy is not what L's final state implies (order type, price, trigger,
-  validity, total quantity per sizing, never below what F filled), or F's copy is still open
-  while L ended without filling (cancelled / rejected / expired), or open beyond F's share of
-  what L filled before it ended (the engine keeps that share working), or F's copy is gone while L
-  is still open and nothing explains it, or any copy is open while the engine is KILLED.
+- mismatched: F's open copy is not what L's order implies (order type, price, trigger,
+  validity, side), or F's copy is still open while L ended without filling (cancelled /
+  rejected / expired), or any copy is open while the engine is KILLED; or, per position
+  (segment, security, product), F is not where the leader's position takes it (below).
+- positions (sizing is position-true: each copy is the step between F's targets, so a copy's
+  quantity is judged through the position it builds, not order by order): with a multiplier
+  m the target for a leader net L is sign(L) x whole lots of |L| x m. What F holds plus what
+  its open copies still work (its heading H) must lie between the targets of the leader's
+  lowest and highest reachable nets (L less every open sell's remainder, L plus every open
+  buy's), widened only by the fills of copies whose leader's order has not filled (the
+  market took a copy resting at the leader's price first, at most the sized rest of that
+  order; the engine reports such drift and never trades it). When the leader has no open
+  order, F's heading must be exactly the target. A position whose copies the engine explained
+  otherwise (filtered, risk, failed, killed) is counted as explained, not judged.
 - sent_while_killed: a place or modify the engine started while KILLED (a cancel is fine).
 
 Everything here is plain data in, a `Report` out; `wait_converged` polls a snapshot function.
@@ -179,6 +188,12 @@ def _explanation(info: MirrorInfo | None) -> str | None:
     return None
 
 
+def _sized_by_position(info: MirrorInfo | None) -> bool:
+    """A copy skipped because the follower's position did not need it: the position check
+    judges whether that was right."""
+    return info is not None and info.state == "SKIPPED" and info.reason.startswith("target ")
+
+
 def check(
     snap: Snapshot,
     followers: Sequence[FollowerSpec],
@@ -195,6 +210,8 @@ def check(
     }
     for f in followers:
         orders = snap.follower_orders.get(f.name, [])
+        copies_of: dict[str, list[dict[str, Any]]] = {}
+        judged: dict[str, bool] = {}  # leader order id -> its copies are the engine's to judge
         by_cid: dict[str, list[dict[str, Any]]] = {}
         for o in orders:
             by_cid.setdefault(str(o.get("correlationId") or ""), []).append(o)
@@ -215,11 +232,22 @@ def check(
             why = _explanation(info)
             if why is None and any(str(o["orderId"]) in killed_cancels for o in copies):
                 why = "cancelled by the kill switch"
+            copies_of[lid] = copies
+            judged[lid] = why is None or _sized_by_position(info)
             n = len(rep.problems)
             _check_pair(rep, f, lo, copies, why, lot_sizes, snap.engine_killed, explained)
             if info is not None:
                 for i in range(n, len(rep.problems)):
                     rep.problems[i] += f" [engine: {info.state} {info.reason[:60]}]"
+        _check_positions(
+            rep,
+            f,
+            snap.leader_orders,
+            copies_of,
+            judged,
+            lot_sizes,
+            explained,
+        )
     # Sent while KILLED: a place or modify started inside a KILLED span.
     follower_names = {f.name for f in followers}
     for c in snap.calls.calls:
@@ -245,7 +273,6 @@ def _check_pair(
     lid = str(lo["orderId"])
     status = str(lo["orderStatus"])
     filled = int(lo.get("filledQty") or 0)
-    lot = lot_sizes.get((str(lo["exchangeSegment"]), str(lo["securityId"])), 1)
     leader_open = status in OPEN and status != "TRANSIT"
     needs_copy = leader_open or filled > 0
     open_copies = [o for o in copies if o["orderStatus"] in OPEN]
@@ -266,43 +293,93 @@ def _check_pair(
                 rep.problems.append(f"lost: {tag}: no copy and no reason")
         return
     if not leader_open:
-        # The leader's order is over: the follower keeps (only) its share of the leader's
-        # fills; a copy may work on for the rest of that share, nothing more.
-        if not open_copies or why is not None:
-            return
-        if filled == 0:
+        # The leader's order is over. A copy of an order that filled nothing is cancelled; a
+        # copy of one that filled may work on for its step (judged with the position).
+        if open_copies and why is None and filled == 0:
             rep.mismatched += 1
             rep.problems.append(f"mismatch: {tag}: copy {open_copies[0]['orderId']} still open")
-            return
-        done = sum(int(o.get("filledQty") or 0) for o in copies)
-        share = _qty_lots(filled, lot, f.multiplier)
-        o = open_copies[0]
-        prior = done - int(o.get("filledQty") or 0)
-        if done >= share or int(o["quantity"]) != max(share, done) - prior:
-            rep.mismatched += 1
-            rep.problems.append(
-                f"mismatch: {tag}: copy {o['orderId']} open for {o['quantity']}"
-                f" (filled {done}) but the share of the leader's fills is {share}"
-            )
         return
     if why is not None:
         explained[why] += 1
         return
-    copy_filled = sum(int(o.get("filledQty") or 0) for o in copies)
-    target = max(_qty_lots(int(lo["quantity"]), lot, f.multiplier), copy_filled)
     if not open_copies:
-        if copy_filled < target:
-            rep.mismatched += 1
-            rep.problems.append(f"mismatch: {tag}: no open copy, filled {copy_filled}/{target}")
-        return
+        return  # not needed by the position now: judged with the position
     o = open_copies[0]
-    prior = copy_filled - int(o.get("filledQty") or 0)
     wrong = _param_diffs(lo, o)
-    if int(o["quantity"]) != target - prior:
-        wrong.append(f"quantity {o['quantity']} != {target - prior}")
     if wrong:
         rep.mismatched += 1
         rep.problems.append(f"mismatch: {tag}: copy {o['orderId']}: " + ", ".join(wrong))
+
+
+PositionKey = tuple[str, str, str]  # segment, security id, product
+
+
+def _key(o: Mapping[str, Any]) -> PositionKey:
+    return (str(o["exchangeSegment"]), str(o["securityId"]), str(o.get("productType") or ""))
+
+
+def _signed(o: Mapping[str, Any], qty: int) -> int:
+    return qty if str(o["transactionType"]) == "BUY" else -qty
+
+
+def _target(leader_net: int, lot: int, multiplier: float) -> int:
+    size = _qty_lots(abs(leader_net), lot, multiplier)
+    return size if leader_net >= 0 else -size
+
+
+def _check_positions(
+    rep: Report,
+    f: FollowerSpec,
+    leader_orders: Sequence[dict[str, Any]],
+    copies_of: Mapping[str, list[dict[str, Any]]],
+    judged: Mapping[str, bool],
+    lot_sizes: Mapping[tuple[str, str], int],
+    explained: Counter[str],
+) -> None:
+    """F's position in each instrument and product against the leader's (see the module
+    docstring). `copies_of` maps a leader order id to F's orders under its correlationIds."""
+    by_key: dict[PositionKey, list[dict[str, Any]]] = {}
+    for lo in leader_orders:
+        by_key.setdefault(_key(lo), []).append(lo)
+    for key, orders in by_key.items():
+        lot = lot_sizes.get((key[0], key[1]), 1)
+        if not all(judged.get(str(lo["orderId"]), True) for lo in orders):
+            explained["position not judged: a copy explained otherwise"] += 1
+            continue
+        leader_net = low = high = 0
+        held = working = ahead = 0
+        for lo in orders:
+            status = str(lo["orderStatus"])
+            filled = int(lo.get("filledQty") or 0)
+            leader_net += _signed(lo, filled)
+            if status in OPEN and status != "TRANSIT":
+                rest = _signed(lo, max(int(lo["quantity"]) - filled, 0))
+                low += min(rest, 0)
+                high += max(rest, 0)
+            copies = copies_of.get(str(lo["orderId"]), [])
+            copy_filled = sum(int(o.get("filledQty") or 0) for o in copies)
+            held += _signed(lo, copy_filled)
+            for o in copies:
+                if o["orderStatus"] in OPEN:
+                    left = int(o["quantity"]) - int(o.get("filledQty") or 0)
+                    working += _signed(o, max(left, 0))
+            # A copy resting at its leader's price may fill before the leader's order does (or
+            # the leader's order may end without those fills): at most its leader's unfilled
+            # rest, sized (rounded up to a lot). A fully filled leader order allows nothing.
+            rest_sized = -(-int((int(lo["quantity"]) - filled) * f.multiplier) // lot) * lot
+            ahead += min(copy_filled, max(rest_sized, 0))
+        lowest = _target(leader_net + low, lot, f.multiplier)
+        highest = _target(leader_net + high, lot, f.multiplier)
+        heading = held + working
+        tag = f"{f.name} position {'/'.join(key)}"
+        if not (lowest - ahead <= heading <= highest + ahead):
+            rep.mismatched += 1
+            rep.problems.append(
+                f"mismatch: {tag}: holds {held:+d}, working {working:+d}, heading "
+                f"{heading:+d}; the leader's net {leader_net:+d} (reaching {leader_net + low:+d}"
+                f"..{leader_net + high:+d}) gives targets {lowest:+d}..{highest:+d}"
+                + (f" (+/-{ahead} filled ahead of the leader)" if ahead else "")
+            )
 
 
 def _param_diffs(lo: Mapping[str, Any], o: Mapping[str, Any]) -> list[str]:
