@@ -20,6 +20,7 @@ from tui.format import age, one_line, stats_cells
 _STATE_STYLE: dict[EngineState, str] = {
     EngineState.ARMED: "bold black on green",
     EngineState.KILLED: "bold red reverse",
+    EngineState.FROZEN: "bold black on dark_orange",  # automatic safety: copies kept
     EngineState.STARTING: "bold black on yellow",
     EngineState.STOPPED: "bold white on red",
 }
