@@ -20,7 +20,7 @@ No configuration found. Either:
   * check tokens, funds and calendar: copytrade check
 
 Other commands: copytrade sim --help (the Dhan paper exchange on loopback).
-Talk to a running engine: copytrade status | kill | resume | resync.
+Talk to a running engine: copytrade status | kill | resume | resync | sync.
 A new token for one account while it runs: copytrade token set ACCOUNT (reads it from stdin).
 """
 
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_control_commands(sub.add_parser)
     _add_token_command(sub.add_parser)
+    _add_sync_command(sub.add_parser)
     _add_probe_command(sub.add_parser)
     return parser
 
@@ -92,6 +93,22 @@ def _add_token_command(add_parser: Callable[..., argparse.ArgumentParser]) -> No
         "--env-file", default=".env", help="settings file naming the database (default: .env)"
     )
     token_set.add_argument("--db-path", default=None, help="the engine's database")
+
+
+def _add_sync_command(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    sync = add_parser(
+        "sync",
+        help="bring followers to their target positions (the leader's positions held when "
+        "they started copying): --dry-run shows the orders, --yes places them",
+    )
+    mode = sync.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="show the orders, place nothing")
+    mode.add_argument("--yes", action="store_true", help="place the orders now")
+    sync.add_argument(
+        "--env-file", default=".env", help="settings file naming the database (default: .env)"
+    )
+    sync.add_argument("--db-path", default=None, help="the engine's database")
+    sync.add_argument("--json", action="store_true", help="print the answer as JSON")
 
 
 CONTROL_COMMANDS = ("status", "kill", "resume", "resync")
@@ -153,6 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_json=args.json,
             reason=getattr(args, "reason", ""),
             replace_open=getattr(args, "replace_open", False),
+        )
+    if args.command == "sync":
+        from engine.control.protocol import Command
+        from tui.control_commands import control_command
+
+        return control_command(
+            Command.SYNC_APPLY if args.yes else Command.SYNC_PREVIEW,
+            env_file=args.env_file,
+            db_path=args.db_path,
+            as_json=args.json,
         )
     if args.command == "probe":
         from tui.probe_command import probe_command

@@ -189,10 +189,36 @@ def render_uncopied(console: Console, answer: Mapping[str, Any], _replace_open: 
         console.print("Every open leader order has its copies.")
 
 
+def render_sync(console: Console, answer: Mapping[str, Any], _replace_open: bool) -> None:
+    """A position sync: the orders (to place, or placed), notes, and what was not placed."""
+    orders = answer.get("orders") or []
+    applied = "placed" in answer
+    if orders:
+        title = "Position sync orders" if applied else "Position sync would place (nothing sent)"
+        rows = [
+            {k: o.get(k) for k in ("follower", "symbol", "product", "side", "quantity")}
+            | {"holds": o.get("net"), "target": o.get("target")}
+            for o in orders
+        ]
+        console.print(_rows_table(rows, title))
+    else:
+        console.print("Every follower is at its target: nothing to sync")
+    for note in answer.get("notes") or []:
+        console.print(f"note: {note}")
+    if applied:
+        console.print(str(answer.get("message") or f"{answer.get('placed', 0)} placed"))
+        for line in answer.get("refused") or []:
+            console.print(f"not placed: {line}")
+    elif orders:
+        console.print("Run `copytrade sync --yes` to place them.")
+
+
 _RENDERERS = {
     Command.STATUS: render_status,
     Command.KILL: render_kill,
     Command.RESUME: render_resume,
     Command.RESYNC: render_resync,
     Command.UNCOPIED: render_uncopied,
+    Command.SYNC_PREVIEW: render_sync,
+    Command.SYNC_APPLY: render_sync,
 }

@@ -32,6 +32,8 @@ TIMEOUTS_S: dict[Command, float] = {
     Command.RESUME: 120.0,
     Command.RESYNC: 120.0,
     Command.TOKEN_SET: 30.0,  # the engine checks the token with Dhan first
+    Command.SYNC_PREVIEW: 60.0,  # reads every account's positions
+    Command.SYNC_APPLY: 60.0,
 }
 _MAX_ANSWER_BYTES = 16 * 1024 * 1024
 

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from engine.accounts.tokens import ReplaceOutcome
 from engine.secrets import redact, register_secret
-from engine.views import RecoveryReport
+from engine.views import RecoveryReport, SyncPreview, SyncReport
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -62,6 +62,8 @@ class Command(StrEnum):
     RESYNC = "resync"
     UNCOPIED = "uncopied"
     TOKEN_SET = "token_set"  # a new access token for one account, used at once
+    SYNC_PREVIEW = "sync_preview"  # the orders a position sync would place (none placed)
+    SYNC_APPLY = "sync_apply"  # place them: the trader confirmed (`copytrade sync --yes`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,19 @@ class TokenSetting(Protocol):
 
     async def set_token(self, account: str, token: SecretStr) -> ReplaceOutcome:
         """Checked with Dhan first; refused: the old token stays. Never echoes the token."""
+        ...
+
+
+@runtime_checkable
+class PositionSyncing(Protocol):
+    """An engine that can sync followers to their target positions (`copytrade sync`)."""
+
+    async def sync_preview(self) -> SyncPreview:
+        """Per follower and instrument, the order that would bring it to its target."""
+        ...
+
+    async def sync_apply(self, preview: SyncPreview) -> SyncReport:
+        """Place a confirmed preview's orders, each checked again first."""
         ...
 
 

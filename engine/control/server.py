@@ -23,6 +23,7 @@ from engine.control.protocol import (
     Command,
     ControlledEngine,
     ControlRefused,
+    PositionSyncing,
     ProtocolError,
     Request,
     TokenSetting,
@@ -237,6 +238,8 @@ class ControlServer:
             return {"orders": await engine.uncopied_orders()}
         if request.command is Command.TOKEN_SET:
             return await self._set_token(request)
+        if request.command in (Command.SYNC_PREVIEW, Command.SYNC_APPLY):
+            return await self._sync(request.command is Command.SYNC_APPLY)
         raise ProtocolError(f"unhandled command {request.command.value}")  # pragma: no cover
 
     async def _set_token(self, request: Request) -> dict[str, Any]:
@@ -251,6 +254,17 @@ class ControlServer:
             "message": outcome.message,
             "expires_at": outcome.expires_at,
         }
+
+    async def _sync(self, apply: bool) -> dict[str, Any]:
+        if not isinstance(self._engine, PositionSyncing):
+            raise ControlRefused("this engine cannot sync positions")
+        preview = await self._engine.sync_preview()
+        answer: dict[str, Any] = {"orders": preview.orders, "notes": preview.notes}
+        if apply:
+            log.warning("control channel: position sync confirmed (%d orders)", len(preview.orders))
+            report = await self._engine.sync_apply(preview)
+            answer.update(placed=report.placed, refused=report.refused, message=report.message)
+        return answer
 
     def _status(self) -> dict[str, Any]:
         status = dict(self._engine.status())

@@ -5,6 +5,8 @@ simulator."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 from typing import Any
 
 import pytest
@@ -311,3 +313,32 @@ async def test_position_sync_is_previewed_then_placed_and_followed(
     market(world, "SELL", 10, RELIANCE)  # the leader exits: the synced followers follow
     await filled(world, "alpha", 0, RELIANCE)
     await filled(world, "beta", 0, RELIANCE)
+
+
+async def test_copytrade_sync_dry_run_then_yes(make_world: WorldFactory) -> None:
+    from tui.cli import main
+
+    world = await make_world(start=False)
+    market(world, "BUY", 10, RELIANCE)
+    await asyncio.sleep(BEFORE_ATTACH_S)
+    await world.start_engine()
+    await world.settle()
+    db = str(world.db)
+
+    def run(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["sync", *args, "--db-path", db])
+        return code, out.getvalue()
+
+    code, text = await asyncio.to_thread(run, "--dry-run")
+    assert code == 0 and "nothing sent" in text and "copytrade sync --yes" in text
+    assert "alpha" in text and "beta" in text
+    await asyncio.sleep(0.3)
+    assert world.orders("alpha") == []
+    code, text = await asyncio.to_thread(run, "--yes")
+    assert code == 0 and "2 sync order(s) sent" in text, text
+    await filled(world, "alpha", 10, RELIANCE)
+    await filled(world, "beta", 20, RELIANCE)
+    code, text = await asyncio.to_thread(run, "--dry-run")
+    assert "nothing to sync" in text
