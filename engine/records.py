@@ -14,6 +14,22 @@ from engine.views import FollowerOrderView
 
 
 @dataclass(frozen=True, slots=True)
+class SliceState:
+    """One order of a copy placed in slices (above the exchange's freeze quantity, through
+    ``POST /orders/slicing``): all carry the copy's correlationId."""
+
+    order_id: str
+    quantity: int = 0  # 0 until Dhan reports it
+    filled_qty: int = 0
+    avg_price: float = 0.0
+    status: OrderStatus | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is None or self.status.is_open
+
+
+@dataclass(frozen=True, slots=True)
 class MirrorRecord:
     """One follower's copy of one leader order (the leader->follower mapping)."""
 
@@ -36,6 +52,9 @@ class MirrorRecord:
     updated_at: datetime | None = None
     prior_filled: int = 0  # filled by earlier generations (cancelled to re-place)
     skip_code: str = ""  # why a SKIPPED copy was skipped (SkipCode), to know if it may be retried
+    # A copy made of several orders (sliced): each one; fills and status above are their sum.
+    # Empty for a copy placed as one order.
+    slices: tuple[SliceState, ...] = ()
     by_hand: bool = False  # changed by hand at Dhan: never modified again, shown as it is
     detached: bool = False  # the trader took it over: not even the leader's cancel touches it
 

@@ -25,7 +25,7 @@ from engine.domain import (
     Side,
     SnapshotSource,
 )
-from engine.records import Intent, MirrorRecord
+from engine.records import Intent, MirrorRecord, SliceState
 
 KILLED_SKIP_CODE = "ENGINE_KILLED"  # engine.replication.replicator.SkipCode.KILLED
 
@@ -289,6 +289,8 @@ def follower_update(
     now: datetime | None,
 ) -> MirrorRecord:
     """The follower's own order, as Dhan reports it (fills, status, rejection reason)."""
+    if mirror.slices or (mirror.follower_order_id and snap.order_id != mirror.follower_order_id):
+        return _slice_update(mirror, snap, leader, now)
     state = mirror.state
     if mirror.state is MirrorState.LIVE and snap.status.is_terminal:
         state = MirrorState.DONE
@@ -344,6 +346,111 @@ def detached(current: MirrorRecord, now: datetime | None) -> MirrorRecord:
 def hand_flags_restored(rec: MirrorRecord, is_detached: bool, reason: str) -> MirrorRecord:
     """At start: a copy the store remembers as managed by hand (or detached) stays so."""
     return rec.with_changes(by_hand=True, detached=is_detached, reason=reason or rec.reason)
+
+
+# --- copies made of several orders (sliced above the freeze quantity) -----------------------
+
+
+def _slices_so_far(rec: MirrorRecord) -> dict[str, SliceState]:
+    """The copy's slices; a copy seen as one order so far counts that order as its first."""
+    if rec.slices:
+        return {s.order_id: s for s in rec.slices}
+    if rec.follower_order_id:
+        first = SliceState(
+            rec.follower_order_id, 0, rec.filled_qty, rec.avg_price, rec.broker_status
+        )
+        return {first.order_id: first}
+    return {}
+
+
+def _slices_status(slices: tuple[SliceState, ...]) -> OrderStatus:
+    filled = sum(s.filled_qty for s in slices)
+    if any(s.is_open for s in slices):
+        return OrderStatus.PART_TRADED if filled else OrderStatus.PENDING
+    statuses = {s.status for s in slices}
+    if statuses == {OrderStatus.TRADED}:
+        return OrderStatus.TRADED
+    if statuses == {OrderStatus.REJECTED}:
+        return OrderStatus.REJECTED
+    return OrderStatus.CANCELLED  # some cancelled (or expired, rejected): like one such order
+
+
+def _summed(rec: MirrorRecord, slices: tuple[SliceState, ...]) -> MirrorRecord:
+    """The copy's fills and status as the sum of its slices."""
+    filled = sum(s.filled_qty for s in slices)
+    value = sum(s.filled_qty * s.avg_price for s in slices)
+    status = _slices_status(slices)
+    state = rec.state
+    if state in (MirrorState.LIVE, MirrorState.DONE):
+        state = MirrorState.DONE if status.is_terminal else MirrorState.LIVE
+    return rec.with_changes(
+        slices=slices,
+        follower_order_id=rec.follower_order_id or slices[0].order_id,
+        filled_qty=filled,
+        avg_price=value / filled if filled else 0.0,
+        broker_status=status,
+        state=state,
+    )
+
+
+def with_slices(current: MirrorRecord, order_ids: tuple[str, ...]) -> MirrorRecord:
+    """Dhan took the placement as several orders (sliced): each is tracked; what the stream
+    already said of one is kept."""
+    known = _slices_so_far(current)
+    slices = tuple(known.get(oid, SliceState(oid)) for oid in order_ids) + tuple(
+        s for oid, s in known.items() if oid not in order_ids
+    )
+    return _summed(current.with_changes(follower_order_id=order_ids[0]), slices)
+
+
+def _slice_update(
+    mirror: MirrorRecord, snap: OrderSnapshot, leader: OrderSnapshot | None, now: datetime | None
+) -> MirrorRecord:
+    slices = _slices_so_far(mirror)
+    slices[snap.order_id] = SliceState(
+        snap.order_id, snap.quantity, snap.filled_qty, snap.avg_price, snap.status
+    )
+    summed = _summed(mirror, tuple(slices.values()))
+    return summed.with_changes(
+        slippage=slippage_of(mirror, snap, leader),
+        reason=snap.reason if snap.status is OrderStatus.REJECTED else mirror.reason,
+        updated_at=now,
+    )
+
+
+def split_over_slices(
+    slices: tuple[SliceState, ...], total: int, freeze_qty: int
+) -> dict[str, int] | None:
+    """New quantities of the open slices so the copy totals ``total``: a reduction comes off
+    the last slices (never below what each filled), an increase goes to the first with room
+    under the freeze quantity. None when it cannot be spread (or a slice's size is unknown)."""
+    open_slices = [s for s in slices if s.is_open]
+    if not open_slices or any(s.quantity <= 0 for s in open_slices):
+        return None
+    closed = sum(s.filled_qty for s in slices if not s.is_open)
+    new = {s.order_id: s.quantity for s in open_slices}
+    delta = total - closed - sum(new.values())
+    for s in reversed(open_slices) if delta < 0 else open_slices:
+        if delta == 0:
+            break
+        if delta < 0:
+            cut = min(-delta, new[s.order_id] - max(s.filled_qty, 1))
+            new[s.order_id] -= max(cut, 0)
+            delta += max(cut, 0)
+        else:
+            room = min(delta, freeze_qty - new[s.order_id])
+            new[s.order_id] += max(room, 0)
+            delta -= max(room, 0)
+    return new if delta == 0 else None
+
+
+def slices_modified(current: MirrorRecord, quantities: dict[str, int]) -> MirrorRecord:
+    """The slices' new quantities after a modification of the whole copy."""
+    return current.with_changes(
+        slices=tuple(
+            replace(s, quantity=quantities.get(s.order_id, s.quantity)) for s in current.slices
+        )
+    )
 
 
 def restored(rec: MirrorRecord) -> MirrorRecord:

@@ -8,7 +8,7 @@ trader detached it; a detached copy is left entirely alone (even by the kill swi
 
 from __future__ import annotations
 
-from engine.domain import OrderSnapshot, OrderType
+from engine.domain import MirrorState, OrderSnapshot, OrderType
 from engine.records import MirrorRecord
 from engine.replication.replicator import Cancel, Decision, Modify, NoAction, Place
 
@@ -28,7 +28,10 @@ def changed_by_hand(mirror: MirrorRecord, at_dhan: OrderSnapshot) -> str:
         return ""
     if mirror.follower_order_id and at_dhan.order_id != mirror.follower_order_id:
         return ""
-    if at_dhan.quantity != sent.quantity:
+    # A sliced copy's orders each carry part of its quantity (and before the placement's
+    # answer the engine cannot tell a slice from the whole): only their prices compare.
+    one_order = not mirror.slices and mirror.state is not MirrorState.PLACING
+    if one_order and at_dhan.quantity != sent.quantity:
         return f"quantity {sent.quantity} -> {at_dhan.quantity}"
     if (
         sent.order_type in _PRICED_TYPES

@@ -8,12 +8,13 @@ new state (and is usually NoAction).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from engine.clock import Clock
 from engine.dhan.broker import Existence
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dispatch.circuit import CircuitState
-from engine.domain import OrderSnapshot, Severity
+from engine.domain import OrderParams, OrderSnapshot, Severity
 from engine.instruments import InstrumentBook
 from engine.live.accounts import FollowerRuntime
 from engine.live.answers import AnswerHandling
@@ -38,7 +39,10 @@ from engine.transitions import (
     placed,
     refused,
     regenerated,
+    slices_modified,
+    split_over_slices,
     view_was_behind,
+    with_slices,
 )
 
 log = logging.getLogger(__name__)
@@ -130,7 +134,11 @@ class OrderActions:
             notes,
             leader.trading_symbol,
         )
-        result = await self._answers.call(f.broker.place(params))
+        # Above the exchange's freeze quantity: one copy made of several orders (slices).
+        slicing = self._instruments.needs_slicing
+        sliced = slicing(params.segment, params.security_id, params.quantity)
+        send = f.broker.place_sliced if sliced else f.broker.place
+        result = await self._answers.call(send(params))
         self._answers.note(f, result)
         await self._placed(f, leader, mirror, stored, result, decision.catch_up)
 
@@ -146,7 +154,7 @@ class OrderActions:
         current = self._book.mirror(f.name, leader.order_id) or mirror
         if result.kind is ResultKind.AMBIGUOUS:
             # Settled only by what Dhan shows (facts §8b L1): the order book or the stream.
-            lookup = await self._resolver.lookup(f, mirror.correlation_id)
+            lookup = await self._resolver.lookup(f, mirror.correlation_id, complete=True)
             found = lookup.snapshot if lookup.existence is Existence.FOUND else None
             current = self._book.mirror(f.name, leader.order_id) or current
             if found is None and current.follower_order_id:
@@ -168,7 +176,12 @@ class OrderActions:
                 self._resolver.settle_later(f, leader.order_id, intent, lookup)
                 return
             else:
-                result = BrokerResult(ResultKind.OK, order_id=found.order_id, status=found.status)
+                result = BrokerResult(
+                    ResultKind.OK,
+                    order_id=found.order_id,
+                    status=found.status,
+                    order_ids=tuple(o.order_id for o in lookup.orders),
+                )
         if result.kind is ResultKind.OK:
             self._acknowledged(f, leader, mirror, current, intent, result, catch_up)
             return
@@ -214,6 +227,8 @@ class OrderActions:
         self._stats.replicated += 1
         f.limiter.note_success()
         live = acknowledged(current, result.order_id, result.status, latency, self._clock.now())
+        if len(result.order_ids) > 1:
+            live = with_slices(live, result.order_ids)
         self._book.set_mirror(live)
         self._writes.finish_intent(
             intent, IntentOutcome.ACKED, f"order {live.follower_order_id}", live
@@ -269,7 +284,9 @@ class OrderActions:
         )
         self._follower_feed.modifying(f.name, leader.order_id, True)  # not a hand edit
         try:
-            result = await self._answers.call(f.broker.modify(decision.follower_order_id, params))
+            result, quantities = await self._modify_all(
+                f, mirror, decision.follower_order_id, params
+            )
         finally:
             self._follower_feed.modifying(f.name, leader.order_id, False)
         self._answers.note(f, result)
@@ -277,6 +294,8 @@ class OrderActions:
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
             updated = modified(current, decision.params, self._clock.now())
+            if quantities:
+                updated = slices_modified(updated, quantities)
             self._book.set_mirror(updated)
             self._writes.finish_intent(
                 stored, IntentOutcome.ACKED, ",".join(decision.changed), updated
@@ -334,8 +353,7 @@ class OrderActions:
         # A cancel cannot double an order, so it goes even when its intent could not be
         # stored: the kill switch must win over a full or locked database.
         stored = await self._record_intent(f, intent, None) or intent
-        result = await self._answers.call(f.broker.cancel(decision.follower_order_id))
-        self._answers.note(f, result)
+        result = await self._cancel_all(f, mirror, decision.follower_order_id)
         current = self._current(f, leader)
         if result.kind is ResultKind.OK:
             f.limiter.note_success()
@@ -390,6 +408,51 @@ class OrderActions:
             return
         self._book.set_mirror(regenerated(done, final.filled_qty))
         f.dispatcher.mark(leader.order_id)
+
+    async def _cancel_all(
+        self, f: FollowerRuntime, mirror: MirrorRecord, order_id: str
+    ) -> BrokerResult:
+        """Cancel the copy: its one order, or every open slice of a sliced copy. OK when each
+        is cancelled (a slice that already ended counts as done); else the first failure."""
+        ids = [s.order_id for s in mirror.slices if s.is_open] if mirror.slices else [order_id]
+        failure: BrokerResult | None = None
+        for slice_id in ids or [order_id]:
+            result = await self._answers.call(f.broker.cancel(slice_id))
+            self._answers.note(f, result)
+            ended = (
+                result.kind is ResultKind.REFUSED
+                and bool(mirror.slices)
+                and result.status is not None
+                and result.status.is_terminal
+            )
+            if result.kind is not ResultKind.OK and not ended and failure is None:
+                failure = result
+        return failure or BrokerResult(ResultKind.OK, order_id=order_id)
+
+    async def _modify_all(
+        self, f: FollowerRuntime, mirror: MirrorRecord, order_id: str, params: OrderParams
+    ) -> tuple[BrokerResult, dict[str, int]]:
+        """Modify the copy: its one order, or each open slice of a sliced copy (the new total
+        spread over them). The first failure, else OK; and the slices' new quantities."""
+        if not mirror.slices:
+            return await self._answers.call(f.broker.modify(order_id, params)), {}
+        freeze = self._instruments.freeze_qty(params.segment, params.security_id)
+        quantities = split_over_slices(mirror.slices, params.quantity, freeze or params.quantity)
+        if quantities is None:
+            refusal = BrokerResult(
+                ResultKind.REFUSED,
+                order_id=order_id,
+                message=f"cannot spread {params.quantity} over the copy's slices",
+            )
+            return refusal, {}
+        failure: BrokerResult | None = None
+        for slice_id, quantity in quantities.items():
+            result = await self._answers.call(
+                f.broker.modify(slice_id, replace(params, quantity=quantity))
+            )
+            if result.kind is not ResultKind.OK and failure is None:
+                failure = result
+        return failure or BrokerResult(ResultKind.OK, order_id=order_id), quantities
 
     # --- helpers ---------------------------------------------------------------------------
 

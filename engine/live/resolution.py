@@ -27,7 +27,13 @@ from engine.live.notifier import Notifier
 from engine.live.tasks import TaskSet
 from engine.live.write_behind import WriteBehind
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
-from engine.transitions import acknowledged, awaiting_answer, found_after_restart, found_at_broker
+from engine.transitions import (
+    acknowledged,
+    awaiting_answer,
+    found_after_restart,
+    found_at_broker,
+    with_slices,
+)
 
 # An unclear placement still unsettled after this many send timeouts (at least 5 s): alert once.
 UNRESOLVED_ALERT_TIMEOUTS = 6
@@ -67,11 +73,14 @@ class Resolver:
         self._absent_spacing_s = send_timeout_s + 0.5
         self._unresolved_alert_s = max(send_timeout_s * UNRESOLVED_ALERT_TIMEOUTS, 5.0)
 
-    async def lookup(self, f: FollowerRuntime, cid: str) -> CorrelationLookup:
+    async def lookup(
+        self, f: FollowerRuntime, cid: str, *, complete: bool = True
+    ) -> CorrelationLookup:
         """One positive look at Dhan (correlation lookup, then the order book); the orders found
-        also move the copy's record on (fills, status)."""
+        also move the copy's record on (fills, status). ``complete``: every order carrying the
+        id (a sliced copy's slices), which always reads the book."""
         try:
-            found = await f.broker.find_by_correlation(cid)
+            found = await f.broker.find_by_correlation(cid, complete=complete)
         except BrokerError as exc:  # find_by_correlation answers UNKNOWN itself; belt and braces
             return CorrelationLookup(Existence.UNKNOWN, reason=exc.result.message)
         for snapshot in found.orders:
@@ -104,7 +113,7 @@ class Resolver:
                 return
             now = self._clock.monotonic()
             if found.existence is Existence.FOUND and found.snapshot is not None:
-                self._found(f, leader_id, intent, mirror, found.snapshot)
+                self._found(f, leader_id, intent, mirror, found.snapshot, found.orders)
                 return
             if mirror.follower_order_id:
                 self._found_on_stream(f, leader_id, intent, mirror)
@@ -148,8 +157,12 @@ class Resolver:
         intent: Intent,
         mirror: MirrorRecord,
         found: OrderSnapshot,
+        orders: tuple[OrderSnapshot, ...] = (),
     ) -> None:
         settled = found_at_broker(mirror, found)
+        ids = tuple(s.order_id for s in orders)
+        if len(ids) > 1:  # a sliced copy: each slice is tracked
+            settled = with_slices(settled, ids)
         self._book.set_mirror(settled)
         self._writes.finish_intent(intent, IntentOutcome.ACKED, f"found {found.order_id}", settled)
         self._notifier.journal(
@@ -231,6 +244,8 @@ class Resolver:
             mirror = self._book.mirror(intent.follower, intent.leader_order_id)
             if found.existence is Existence.FOUND and found.snapshot is not None:
                 rec = found_after_restart(mirror, intent, found.snapshot)
+                if len(found.orders) > 1:  # a sliced copy: each slice is tracked
+                    rec = with_slices(rec, tuple(s.order_id for s in found.orders))
                 self._book.set_mirror(rec)
                 await store.complete_intent(
                     intent.id,
