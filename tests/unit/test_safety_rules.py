@@ -23,7 +23,7 @@ def test_a_freeze_holds_until_its_last_cause_is_gone_and_the_engine_shows_frozen
     arming.freeze_now(ENGINE_SCOPE, FreezeCause.TOKEN_REFUSED, "token refused")  # once
     arming.freeze_now("alpha", FreezeCause.LOSS_LIMIT, "loss limit")
     assert len(told) == 2
-    assert arming.shown_state is EngineState.FROZEN and arming.armed  # not killed
+    assert arming.shown_state.value == "FROZEN" and arming.armed  # not killed
     assert arming.frozen_reason("alpha") == "token refused; loss limit"
     assert arming.frozen_reason("beta") == "token refused"
     assert arming.remove(ENGINE_SCOPE, FreezeCause.TOKEN_REFUSED)
