@@ -287,6 +287,14 @@ class OrderActions:
             result, quantities = await self._modify_all(
                 f, mirror, decision.follower_order_id, params
             )
+            # An unclear answer is settled by what Dhan shows: the order already carrying what
+            # we sent means the modification went through (and is not a hand edit).
+            if (
+                result.kind is ResultKind.AMBIGUOUS
+                and not mirror.slices
+                and await self._carries(f, decision.follower_order_id, params)
+            ):
+                result = BrokerResult(ResultKind.OK, order_id=decision.follower_order_id)
         finally:
             self._follower_feed.modifying(f.name, leader.order_id, False)
         self._answers.note(f, result)
@@ -468,6 +476,20 @@ class OrderActions:
             else IntentOutcome.REFUSED
         )
         self._writes.finish_intent(intent, outcome, result.message)
+
+    async def _carries(self, f: FollowerRuntime, order_id: str, params: OrderParams) -> bool:
+        """Does the order at Dhan carry these quantity, price and trigger?"""
+        at_dhan = await self._read_order(f, order_id)
+        if at_dhan is None:
+            return False
+        return (
+            at_dhan.quantity == params.quantity
+            and (params.price <= 0 or abs(at_dhan.price - params.price) < 0.005)
+            and (
+                params.trigger_price <= 0
+                or abs(at_dhan.trigger_price - params.trigger_price) < 0.005
+            )
+        )
 
     async def _read_order(self, f: FollowerRuntime, order_id: str) -> OrderSnapshot | None:
         try:
