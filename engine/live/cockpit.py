@@ -337,16 +337,20 @@ class Cockpit:
         return sized if leader_net >= 0 else -sized
 
     def _working(self, key: PositionKey) -> dict[str, int]:
-        """Per follower, the signed quantity its working copies in this instrument would add.
+        """Per follower, the signed quantity still to fill on copies whose leader order has
+        ended (lagging copies): what will close a difference when they fill.
 
-        Stop-loss copies are left out: they protect a position and fill only if the market
-        turns against it, so they are not on their way to closing a difference."""
+        Copies of the leader's open orders are left out (the leader's position moves with
+        them too), and so are stop-losses (they fill only if the market turns)."""
         out: dict[str, int] = {}
         for m in self._book.open_copies():
             p = m.params
             if p is None or (p.segment.value, p.security_id, p.product.value) != key:
                 continue
             if p.order_type in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_MARKET):
+                continue
+            leader = self._book.leader(m.leader_order_id)
+            if leader is None or leader.status.is_open:
                 continue
             left = max(p.quantity - m.filled_qty, 0)
             out[m.follower] = out.get(m.follower, 0) + (left if p.side is Side.BUY else -left)

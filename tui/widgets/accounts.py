@@ -36,7 +36,8 @@ def account_text(view: AccountView) -> Text:
         text.append(f" {plain_words(view.why, 120)}", style="bold")
     text.append("\n")
     if not view.is_leader:
-        text.append(f"{view.open_copies} open copies · ")
+        copies = "copy" if view.open_copies == 1 else "copies"
+        text.append(f"{view.open_copies} open {copies} · ")
         if view.hand_managed:
             text.append(f"{view.hand_managed} by hand · ", style="bold yellow")
     text.append(f"from {view.source_ip or 'default IP'}", style="dim")
