@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.clock import Clock
+from engine.dhan.errors import BrokerError
 from engine.domain import OrderSnapshot
 from engine.events import LeaderOrderSeen
 from engine.instruments import InstrumentBook
@@ -96,6 +97,8 @@ class LeaderFeed:
             try:
                 await self._clock.sleep(CONFIRM_DELAY_S)  # let alerts already in flight land
                 snap = await self._accounts.leader().order_by_id(order_id)
+            except BrokerError:
+                return  # unreadable now (a refused token...): the next reconcile settles it
             finally:
                 self._confirming.discard(order_id)
             if snap is not None:

@@ -36,6 +36,7 @@ from engine.views import RecoveryReport
 log = logging.getLogger(__name__)
 
 DHAN_KILL_WAIT_S = 60
+TOKEN_PROBE_EVERY_S = 3.0  # a read to see if a refused token works again, at most this often
 
 Resync = Callable[[str], Awaitable[RecoveryReport]]
 
@@ -77,6 +78,7 @@ class Supervisor:
         self._leader_dark_since: float | None = None
         self._leader_seen_connected = 0  # consecutive checks the leader's feed was up
         self._resync: Resync | None = None
+        self._last_probe: dict[str, float] = {}  # account -> monotonic time of its last probe
         self._requeue: Callable[[str], None] | None = None
         arming.announce = self._announce_soon
         arming.remember_hand_made = self._remember_hand_made
@@ -306,6 +308,10 @@ class Supervisor:
             )
             if broker is None:
                 return True
+            now = self._clock.monotonic()
+            if now - self._last_probe.get(scope, -1e9) < TOKEN_PROBE_EVERY_S:
+                return False
+            self._last_probe[scope] = now
             try:
                 await broker.order_book()
             except BrokerError:
