@@ -7,12 +7,13 @@ Free text is redacted on the way in; ``params`` and leader-order snapshots are J
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 
 from engine.domain import Alert, MirrorState, OrderParams, OrderSnapshot, OrderStatus, Severity
-from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
+from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord, SliceState
 from engine.secrets import redact, secrets_version
 from engine.store.serialization import (
     format_datetime,
@@ -26,9 +27,36 @@ from engine.store.serialization import (
 MIRROR_COLUMNS = (
     "follower, leader_order_id, correlation_id, state, generation, follower_order_id,"
     " broker_status, params, filled_qty, avg_price, modifications, reason, symbol,"
-    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled, skip_code"
+    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled, skip_code, slices"
 )
 MIRROR_COLUMN_COUNT = len(MIRROR_COLUMNS.split(","))
+
+
+def slices_json(slices: tuple[SliceState, ...]) -> str:
+    """The ``slices`` column: "" for a copy placed as one order."""
+    if not slices:
+        return ""
+    return json.dumps(
+        [
+            [
+                s.order_id,
+                s.quantity,
+                s.filled_qty,
+                s.avg_price,
+                s.status.value if s.status else None,
+            ]
+            for s in slices
+        ]
+    )
+
+
+def slices_from(text: str | None) -> tuple[SliceState, ...]:
+    if not text:
+        return ()
+    return tuple(
+        SliceState(str(oid), int(qty), int(filled), float(avg), OrderStatus(st) if st else None)
+        for oid, qty, filled, avg, st in json.loads(text)
+    )
 
 
 def params_json(params: OrderParams) -> str:
@@ -66,6 +94,7 @@ def mirror_row(rec: MirrorRecord) -> tuple[Any, ...]:
         format_optional_datetime(rec.updated_at),
         rec.prior_filled,
         rec.skip_code,
+        slices_json(rec.slices),
     )
 
 
@@ -90,6 +119,7 @@ def mirror_from(row: sqlite3.Row) -> MirrorRecord:
         updated_at=parse_optional_datetime(row["updated_at"]),
         prior_filled=row["prior_filled"],
         skip_code=row["skip_code"],
+        slices=slices_from(row["slices"]),
     )
 
 

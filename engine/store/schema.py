@@ -131,6 +131,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # v6: follower attach points and position ledgers (position-true sizing, issue 10).
     POSITIONS_MIGRATION,
+    # v7: the orders of a copy placed in slices (above the freeze quantity), as JSON.
+    ("ALTER TABLE mirrors ADD COLUMN slices TEXT NOT NULL DEFAULT ''",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

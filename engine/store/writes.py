@@ -35,7 +35,7 @@ UPSERT_MIRROR = (
     " symbol = excluded.symbol, leader_seen_mono = excluded.leader_seen_mono,"
     " latency_ms = excluded.latency_ms, slippage = excluded.slippage,"
     " updated_at = excluded.updated_at, prior_filled = excluded.prior_filled,"
-    " skip_code = excluded.skip_code"
+    " skip_code = excluded.skip_code, slices = excluded.slices"
 )
 DELETE_MIRROR = "DELETE FROM mirrors WHERE follower = ? AND leader_order_id = ?"
 UPSERT_LEADER = (

@@ -35,7 +35,7 @@ from engine.domain import (
     SnapshotSource,
     Validity,
 )
-from engine.records import Intent, IntentKind, IntentOutcome
+from engine.records import Intent, IntentKind, IntentOutcome, SliceState
 from engine.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, parse_datetime
 from engine.store.serialization import from_json, to_json
 from tests.store_helpers import (
@@ -189,6 +189,23 @@ async def test_mirror_round_trip_and_upsert(store: Store) -> None:
     assert await mirrors_for_leader(store, "L1") == [done, bare]
     assert await get_mirror(store, "alice", "L3") is None
     assert await mirror_by_correlation(store, "CPY-alice-L2") == mirror("alice", "L2")
+
+
+async def test_a_sliced_copys_orders_round_trip(store: Store) -> None:
+    sliced = mirror(
+        state=MirrorState.LIVE,
+        follower_order_id="S1",
+        broker_status=OrderStatus.PART_TRADED,
+        slices=(
+            SliceState("S1", 1755, 1755, 221.45, OrderStatus.TRADED),
+            SliceState("S2", 1755, 65, 221.5, OrderStatus.PART_TRADED),
+            SliceState("S3"),
+        ),
+    )
+    await save_mirror(store, sliced)
+    assert await get_mirror(store, "alice", "L1") == sliced
+    await save_mirror(store, sliced.with_changes(slices=()))
+    assert (await get_mirror(store, "alice", "L1")) == sliced.with_changes(slices=())
 
 
 # --- intents ---------------------------------------------------------------------------------
