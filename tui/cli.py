@@ -111,7 +111,7 @@ def _add_sync_command(add_parser: Callable[..., argparse.ArgumentParser]) -> Non
     sync.add_argument("--json", action="store_true", help="print the answer as JSON")
 
 
-CONTROL_COMMANDS = ("status", "kill", "resume", "resync")
+CONTROL_COMMANDS = ("status", "kill", "resume", "resync", "unfreeze")
 
 
 def _add_control_commands(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
@@ -121,6 +121,7 @@ def _add_control_commands(add_parser: Callable[..., argparse.ArgumentParser]) ->
         "kill": "kill the running engine: nothing new is sent, open copies are cancelled",
         "resume": "resume a killed engine and list leader orders left without a copy",
         "resync": "make the running engine read the leader's book and converge now",
+        "unfreeze": "clear the running engine's freezes (after a resync): all, or --account's",
     }
     for name in CONTROL_COMMANDS:
         cmd = add_parser(name, help=helps[name])
@@ -136,6 +137,12 @@ def _add_control_commands(add_parser: Callable[..., argparse.ArgumentParser]) ->
                 "--replace-open",
                 action="store_true",
                 help="also place copies of the leader's open orders that have none",
+            )
+        if name == "unfreeze":
+            cmd.add_argument(
+                "--account",
+                default="",
+                help="a follower's name, or \"engine\" for the engine's own freeze (default: all)",
             )
 
 
@@ -170,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_json=args.json,
             reason=getattr(args, "reason", ""),
             replace_open=getattr(args, "replace_open", False),
+            account=getattr(args, "account", ""),
         )
     if args.command == "sync":
         from engine.control.protocol import Command

@@ -37,13 +37,14 @@ def control_command(
     as_json: bool = False,
     reason: str = "",
     replace_open: bool = False,
+    account: str = "",
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     db = configured_db_path(explicit=db_path, env_file=env_file)
-    request = Request(command=command, reason=reason, replace_open=replace_open)
+    request = Request(command=command, reason=reason, replace_open=replace_open, account=account)
     try:
         result = send_command(db, request)
     except EngineNotRunning as exc:
@@ -213,7 +214,12 @@ def render_sync(console: Console, answer: Mapping[str, Any], _replace_open: bool
         console.print("Run `copytrade sync --yes` to place them.")
 
 
+def render_unfreeze(console: Console, answer: Mapping[str, Any], _replace_open: bool) -> None:
+    console.print(str(answer.get("message") or "done"))
+
+
 _RENDERERS = {
+    Command.UNFREEZE: render_unfreeze,
     Command.STATUS: render_status,
     Command.KILL: render_kill,
     Command.RESUME: render_resume,

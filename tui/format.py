@@ -241,8 +241,10 @@ def follower_style(view: FollowerOrderView) -> str:
 
 def follower_status(view: FollowerOrderView) -> str:
     if view.broker_status and view.mirror_state in (MirrorState.LIVE, MirrorState.DONE):
-        return f"{view.mirror_state.value} {view.broker_status}"
-    return view.mirror_state.value
+        text = f"{view.mirror_state.value} {view.broker_status}"
+    else:
+        text = view.mirror_state.value
+    return text
 
 
 def follower_cells(view: FollowerOrderView, behind_s: float | None = None) -> tuple[Cell, ...]:
@@ -252,6 +254,8 @@ def follower_cells(view: FollowerOrderView, behind_s: float | None = None) -> tu
         view.broker_status.upper() == "REJECTED"
     )
     reason = one_line(view.reason, 200) if shows_reason or view.reason else ""
+    if view.by_hand:  # changed at Dhan by hand: the engine no longer modifies it
+        reason = f"managed by hand; {reason}" if reason else "managed by hand"
     return (
         (one_line(view.follower, 40), style),
         (short_id(view.leader_order_id, 11), style),

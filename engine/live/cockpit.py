@@ -45,8 +45,6 @@ from engine.views import (
     LaggingCopy,
     PositionsView,
     PositionView,
-    SyncOrderView,
-    SyncPreview,
 )
 
 log = logging.getLogger(__name__)
@@ -171,7 +169,7 @@ class Cockpit:
             state,
             why,
             open_copies=len(copies),
-            hand_managed=sum(1 for m in copies if getattr(m, "hand_managed", False)),
+            hand_managed=sum(1 for m in copies if m.by_hand),
             token_left_s=left,
             token_renewal=renewal,
             token_status=status,
@@ -355,37 +353,6 @@ class Cockpit:
             left = max(p.quantity - m.filled_qty, 0)
             out[m.follower] = out.get(m.follower, 0) + (left if p.side is Side.BUY else -left)
         return out
-
-    async def sync_preview(self) -> SyncPreview:
-        """Per follower and instrument, the order that would bring it to its target."""
-        view = await self.read_positions()
-        orders: list[SyncOrderView] = []
-        notes = list(view.unavailable)
-        for row in view.positions:
-            for fp in row.followers:
-                f = self._accounts.followers.get(fp.follower)
-                if f is not None and f.rules.sizing.kind == "fixed_lots":
-                    continue
-                step = fp.target - fp.net - fp.working
-                if step == 0:
-                    continue
-                orders.append(
-                    SyncOrderView(
-                        fp.follower,
-                        row.segment,
-                        row.security_id,
-                        row.symbol,
-                        row.product,
-                        "BUY" if step > 0 else "SELL",
-                        abs(step),
-                        fp.net,
-                        fp.target,
-                    )
-                )
-        fixed = [f.name for f in self._accounts.all() if f.rules.sizing.kind == "fixed_lots"]
-        if fixed:
-            notes.append(f"left out (fixed lots follow orders, not positions): {', '.join(fixed)}")
-        return SyncPreview(tuple(orders), tuple(notes))
 
     # --- the loop ---------------------------------------------------------------------------
 

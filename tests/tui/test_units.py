@@ -127,3 +127,10 @@ def test_window_segment_bar() -> None:
     assert text.startswith("s█░░░")
     assert "1/10" in text
     assert style == "bold red"
+
+
+def test_a_copy_managed_by_hand_says_so_in_its_reason() -> None:
+    from dataclasses import replace
+
+    view = replace(follower_view("fa", "L1"), by_hand=True)
+    assert follower_cells(view)[8][0] == "managed by hand"
