@@ -26,7 +26,7 @@ from engine.live.resolution import Resolver
 from engine.live.sent_log import copy_sent, refused_by
 from engine.live.stats import Stats
 from engine.live.write_behind import STORE_FAILURES, WriteBehind
-from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
+from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord, SliceState
 from engine.replication.api_rules import adapt_for_dhan_api
 from engine.replication.replicator import Cancel, Modify, Place
 from engine.secrets import redact
@@ -445,7 +445,8 @@ class OrderActions:
         if not mirror.slices:
             return await self._answers.call(f.broker.modify(order_id, params)), {}
         freeze = self._instruments.freeze_qty(params.segment, params.security_id)
-        quantities = split_over_slices(mirror.slices, params.quantity, freeze or params.quantity)
+        slices = await self._slice_sizes(f, mirror.slices)
+        quantities = split_over_slices(slices, params.quantity, freeze or params.quantity)
         if quantities is None:
             refusal = BrokerResult(
                 ResultKind.REFUSED,
@@ -476,6 +477,20 @@ class OrderActions:
             else IntentOutcome.REFUSED
         )
         self._writes.finish_intent(intent, outcome, result.message)
+
+    async def _slice_sizes(
+        self, f: FollowerRuntime, slices: tuple[SliceState, ...]
+    ) -> tuple[SliceState, ...]:
+        """The slices, each open one's size read back from Dhan when not yet known (a slice
+        first seen before the placement's answer was taken for the whole copy)."""
+        sized = []
+        for s in slices:
+            if s.is_open and s.quantity <= 0:
+                at_dhan = await self._read_order(f, s.order_id)
+                if at_dhan is not None:
+                    s = replace(s, quantity=at_dhan.quantity)
+            sized.append(s)
+        return tuple(sized)
 
     async def _carries(self, f: FollowerRuntime, order_id: str, params: OrderParams) -> bool:
         """Does the order at Dhan carry these quantity, price and trigger?"""

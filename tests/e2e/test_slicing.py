@@ -1,5 +1,6 @@
 """A copy above the exchange's freeze quantity goes out through ``POST /orders/slicing`` and is
-tracked, modified and cancelled as one copy made of several orders."""
+tracked, modified (price, and a new total spread over the slices) and cancelled as one copy
+made of several orders."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ async def test_x2_copy_at_the_freeze_quantity_is_sliced_modified_and_cancelled_a
         lambda: all(float(str(o["price"])) == price - 1 for o in open_orders(world, "beta")),
         what="both slices at the new price",
     )
+
+    world.modify(leader_id, quantity=1300, price=price - 1)  # 20 lots: beta 2600 in all
+    await world.until(
+        lambda: sum(int(str(o["quantity"])) for o in open_orders(world, "beta")) == 2600,
+        what="the new total spread over the slices",
+    )
+    assert len(open_orders(world, "beta")) == 2
 
     world.cancel(leader_id)
     await world.until(lambda: not open_orders(world, "beta"), what="every slice cancelled")
