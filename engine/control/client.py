@@ -34,6 +34,7 @@ TIMEOUTS_S: dict[Command, float] = {
     Command.TOKEN_SET: 30.0,  # the engine checks the token with Dhan first
     Command.SYNC_PREVIEW: 60.0,  # reads every account's positions
     Command.SYNC_APPLY: 60.0,
+    Command.UNFREEZE: 120.0,  # a resync first
 }
 _MAX_ANSWER_BYTES = 16 * 1024 * 1024
 

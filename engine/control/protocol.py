@@ -64,6 +64,7 @@ class Command(StrEnum):
     TOKEN_SET = "token_set"  # a new access token for one account, used at once
     SYNC_PREVIEW = "sync_preview"  # the orders a position sync would place (none placed)
     SYNC_APPLY = "sync_apply"  # place them: the trader confirmed (`copytrade sync --yes`)
+    UNFREEZE = "unfreeze"  # the trader clears freezes: one account's ("engine"), or all
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,16 @@ class TokenSetting(Protocol):
 
 
 @runtime_checkable
+class FreezeClearing(Protocol):
+    """An engine whose freezes the trader can clear (`copytrade unfreeze`)."""
+
+    async def clear_freeze(self, account: str | None) -> str:
+        """Clear the freezes of `account` ("" the engine's, None all) after a resync; one
+        line saying what happened."""
+        ...
+
+
+@runtime_checkable
 class PositionSyncing(Protocol):
     """An engine that can sync followers to their target positions (`copytrade sync`)."""
 
@@ -152,7 +163,7 @@ class Request:
     command: Command
     reason: str = ""
     replace_open: bool = False
-    account: str = ""  # token_set: whose token
+    account: str = ""  # token_set: whose token; unfreeze: whose freezes ("" all)
     token: SecretStr | None = field(default=None, repr=False)  # token_set: the new token
 
 
@@ -192,6 +203,11 @@ def decode_request(line: bytes) -> Request:
     if command is Command.TOKEN_SET:
         account, token = _token_fields(body)
         return Request(command=command, account=account, token=token)
+    if command is Command.UNFREEZE:
+        account = body.get("account", "")
+        if not isinstance(account, str) or len(account) > MAX_ACCOUNT_CHARS:
+            raise ProtocolError("unfreeze: account must be a name (or empty for all)")
+        return Request(command=command, account=account.strip())
     return Request(command=command, reason=reason, replace_open=replace_open)
 
 
@@ -216,6 +232,8 @@ def encode_request(request: Request) -> bytes:
         body["reason"] = request.reason
     if request.command is Command.RESUME:
         body["replace_open"] = request.replace_open
+    if request.command is Command.UNFREEZE:
+        body["account"] = request.account
     if request.command is Command.TOKEN_SET:
         body["account"] = request.account
         token = request.token.get_secret_value() if request.token is not None else ""

@@ -23,6 +23,7 @@ from engine.control.protocol import (
     Command,
     ControlledEngine,
     ControlRefused,
+    FreezeClearing,
     PositionSyncing,
     ProtocolError,
     Request,
@@ -238,6 +239,13 @@ class ControlServer:
             return {"orders": await engine.uncopied_orders()}
         if request.command is Command.TOKEN_SET:
             return await self._set_token(request)
+        if request.command is Command.UNFREEZE:
+            if not isinstance(engine, FreezeClearing):
+                raise ControlRefused("this engine has no freezes to clear")
+            account = request.account
+            scope = None if not account else ("" if account == "engine" else account)
+            log.warning("control channel: unfreeze requested (%s)", account or "all")
+            return {"message": await engine.clear_freeze(scope)}
         if request.command in (Command.SYNC_PREVIEW, Command.SYNC_APPLY):
             return await self._sync(request.command is Command.SYNC_APPLY)
         raise ProtocolError(f"unhandled command {request.command.value}")  # pragma: no cover

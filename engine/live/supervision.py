@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import date
 
 from engine.clock import Clock
 from engine.config import Settings
@@ -44,6 +45,8 @@ _CLEARS_WHEN = {
     FreezeCause.TOKEN_REFUSED: "once the token works again",
     FreezeCause.LEADER_DARK: "once the leader's order feed is back",
     FreezeCause.CIRCUIT_OPEN: "once Dhan answers again",
+    FreezeCause.LOSS_LIMIT: "only when you clear it (copytrade unfreeze or resume); the loss "
+    "limit is then not checked again today",
 }
 
 
@@ -79,6 +82,9 @@ class Supervisor:
         self._leader_seen_connected = 0  # consecutive checks the leader's feed was up
         self._resync: Resync | None = None
         self._last_probe: dict[str, float] = {}  # account -> monotonic time of its last probe
+        # The trader cleared a loss-limit freeze: that limit is not checked again that day
+        # (else the same loss would freeze it again at the next check).
+        self._loss_cleared_on: dict[str, date] = {}
         self._requeue: Callable[[str], None] | None = None
         arming.announce = self._announce_soon
         arming.remember_hand_made = self._remember_hand_made
@@ -169,7 +175,9 @@ class Supervisor:
         self._publish_freeze(account, reason)
         log.warning("%s frozen (%s): %s", freeze_scope_label(account), cause.value, reason)
         if alert:
-            clears = _CLEARS_WHEN.get(cause, "only when you clear it (copytrade resume)")
+            clears = _CLEARS_WHEN.get(
+                cause, "only when you clear it (copytrade unfreeze or resume)"
+            )
             self._notifier.alert(
                 "ENGINE_FROZEN" if account == ENGINE_SCOPE else "FOLLOWER_FROZEN",
                 Severity.CRITICAL,
@@ -256,6 +264,8 @@ class Supervisor:
         await self._run_resync("unfreeze")
         for scope, cause in lifted:
             await self._lift(scope, cause)
+            if cause is FreezeCause.LOSS_LIMIT:
+                self._loss_cleared_on[scope] = self._clock.now().date()
         cleared = ", ".join(f"{freeze_scope_label(s)} {c.value}" for s, c in lifted)
         line = f"freeze cleared after a resync ({cleared})"
         still = "; ".join(
@@ -391,6 +401,8 @@ class Supervisor:
             scope = ENGINE_SCOPE if whole_engine else f.name
             if self._arming.has(scope, FreezeCause.LOSS_LIMIT):
                 continue
+            if self._loss_cleared_on.get(scope) == self._clock.now().date():
+                continue  # the trader cleared it today: his call
             try:
                 positions = await f.broker.positions()
             except BrokerError as exc:

@@ -16,7 +16,16 @@ import pytest
 
 from engine.domain import EngineState
 from engine.simulator.server import DhanSimulator
-from tests.e2e.conftest import ALPHA, BETA, DEFAULT_FOLLOWERS, LEADER, RELIANCE, World
+from tests.e2e.conftest import (
+    ALPHA,
+    BETA,
+    DEFAULT_FOLLOWERS,
+    LEADER,
+    NIFTY_CE,
+    RELIANCE,
+    World,
+    WorldFactory,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -201,3 +210,39 @@ async def test_copytrade_kill_and_resume_drive_a_running_headless_engine(
     # The control socket went with the engine.
     code, _, err = await copytrade("status", "--db-path", str(db))
     assert code == 2 and "no engine is running" in err
+
+
+async def test_copytrade_status_and_unfreeze_reach_the_engine_under_any_runner(
+    make_world: WorldFactory,
+) -> None:
+    followers = [
+        {
+            "name": "alpha",
+            "client_id": ALPHA[0],
+            "access_token": ALPHA[1],
+            "risk": {"daily_loss_limit": 100},
+        }
+    ]
+    world = await make_world(followers=followers, risk_check_interval_s="0.1")
+    ltp = world.sim.price(*NIFTY_CE)
+    world.place(price=ltp + 1, qty=65)
+    await world.until(lambda: any(o["filledQty"] == 65 for o in world.orders("alpha")))
+    world.sim.set_price(*NIFTY_CE, ltp - 10)  # past the loss limit: alpha frozen
+    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
+    waiting = world.place(price=ltp - 30, qty=65)
+    db = ("--db-path", str(world.db))
+
+    code, out, err = await copytrade("status", *db, "--json")
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["state"] == "ARMED"  # one follower frozen is not the engine
+    [alpha] = status["followers"]
+    assert "loss limit" in alpha["frozen"]
+
+    code, out, err = await copytrade("unfreeze", "--account", "alpha", *db)
+    assert code == 0, err
+    assert "freeze cleared" in out and "LOSS_LIMIT" in out
+    assert world.eng.follower_stop_reason("alpha") == ""
+    await world.until(lambda: world.eng.mirror("alpha", waiting) is not None, 10, "copied")
+    code, out, err = await copytrade("unfreeze", *db)
+    assert code == 0 and "nothing is frozen" in out
