@@ -41,6 +41,7 @@ TOKEN_PROBE_EVERY_S = 3.0  # a read to see if a refused token works again, at mo
 
 Resync = Callable[[str], Awaitable[RecoveryReport]]
 
+_CLEARED_BY_THE_TRADER = "only when you clear it (copytrade unfreeze or resume)"
 _CLEARS_WHEN = {
     FreezeCause.TOKEN_REFUSED: "once the token works again",
     FreezeCause.LEADER_DARK: "once the leader's order feed is back",
