@@ -121,3 +121,21 @@ async def test_stop_loss_copy_left_behind_by_a_gap_is_alerted(make_world: WorldF
     world.sim.set_price(*NIFTY_CE, round(trigger * 0.97, 1))
     await world.until(lambda: bool(lagging_alerts(world)), 5, "dead stop alerted")
     assert "STOP_LOSS" in lagging_alerts(world)[0]
+
+
+async def test_copy_expired_at_the_close_while_its_leader_filled_is_alerted(
+    make_world: WorldFactory,
+) -> None:
+    world = await make_world(followers=alpha("alert", lagging_after_s=600))
+    await thin_market_leaves_the_copy_behind(world)
+    world.sim.end_of_day()
+    await world.until(lambda: copy_of(world)["orderStatus"] == "EXPIRED", 5, "expired")
+
+    def expired_alerts() -> list[str]:
+        return [
+            a.message for a in world.eng.recent_alerts() if a.code == "COPY_EXPIRED_LEADER_FILLED"
+        ]
+
+    await world.until(lambda: bool(expired_alerts()), 5, "expiry alerted")
+    assert copy_of(world)["orderId"] in expired_alerts()[0]
+    assert "off the leader's position" in expired_alerts()[0]
