@@ -53,8 +53,8 @@ class AnswerHandling:
         if result.kind is ResultKind.AUTH_FAILED:
             self._stop_follower(
                 f,
-                f"Dhan refused the token ({result.error_code}): invalid or "
-                "expired; renew it and restart",
+                f"Dhan refused {f.name}'s token ({result.error_code}): invalid or expired; "
+                f"give it a new one (copytrade token set {f.name})",
             )
         if f.circuit.record_failure():
             self._notifier.alert(
