@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
@@ -30,7 +30,14 @@ from engine.clock import IST
 from engine.control.protocol import ResumeReport, UncopiedOrder
 from engine.domain import Alert, EngineState, Severity
 from engine.events import AlertRaised, EngineEvent
-from engine.views import AccountState, KillPreview, RecoveryReport, SyncPreview, SyncReport
+from engine.views import (
+    AccountState,
+    KillPreview,
+    RecoveryReport,
+    SyncOrderView,
+    SyncPreview,
+    SyncReport,
+)
 from tui.coalesce import Batch, EventCoalescer
 from tui.format import hms, one_line, plain_words, short_id
 from tui.screens.confirm import ConfirmScreen
@@ -86,10 +93,16 @@ def resync_summary(report: RecoveryReport) -> str:
     return text
 
 
-def sync_lines(preview: SyncPreview) -> str:
-    """The exact orders a position sync would place, one per line."""
+def sync_lines(preview: SyncPreview, symbols: Mapping[str, str] | None = None) -> str:
+    """The exact orders a position sync would place, one per line (`symbols`: names for
+    security ids the preview could not name, from the positions pane)."""
+    names = symbols or {}
+
+    def name(o: SyncOrderView) -> str:
+        return names.get(o.security_id, o.symbol) if o.symbol == o.security_id else o.symbol
+
     lines = [
-        f"{o.follower:<10} {o.side:<4} {o.quantity:>6}  {one_line(o.symbol, 30)} {o.product}"
+        f"{o.follower:<10} {o.side:<4} {o.quantity:>6}  {one_line(name(o), 30)} {o.product}"
         f"   (net {o.net:+d} -> target {o.target:+d})"
         for o in preview.orders
     ]
@@ -677,11 +690,15 @@ class CopyTradeApp(App[None]):
                 "prices? Exactly these:",
                 yes_label="Yes, place them",
                 no_label="No",
-                details=sync_lines(preview),
+                details=sync_lines(preview, self._symbols()),
                 id="confirm-sync",
             ),
             lambda yes: self._on_sync_answer(yes, preview),
         )
+
+    def _symbols(self) -> dict[str, str]:
+        """Security id -> trading symbol, as the last positions read named them."""
+        return {p.security_id: p.symbol for p in self.positions_table.view.positions}
 
     def _on_sync_answer(self, yes: bool | None, preview: SyncPreview) -> None:
         if not yes:

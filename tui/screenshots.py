@@ -87,6 +87,8 @@ async def capture(seed: int, out: Path) -> list[Path]:
         # Within the demo's first minute: positions read, a copy lagging its filled leader
         # (alpha's chased, beta's alerted), then beta's token expires and beta freezes.
         await _until(lambda: session.positions_view().read_at is not None, 60, "positions")
+        # The leader's position from before the start: what a sync would place for it.
+        await dialog("s", ConfirmScreen, "position-sync-dialog")
         await _until(lagging, 60, "a lagging copy")
         shot("main-screen")
         app.positions_table.focus()
@@ -98,7 +100,6 @@ async def capture(seed: int, out: Path) -> list[Path]:
         shot("freeze")
         await dialog("u", ConfirmScreen, "clear-freeze-dialog")
         await dialog("T", TokenScreen, "replace-token-dialog")
-        await dialog("s", ConfirmScreen, "position-sync-dialog")
         table = app.leader_table
         table.move_cursor(row=min(3, table.row_count - 1))
         await pilot.press("enter")

@@ -85,6 +85,7 @@ async def test_kill_no_yes_and_resume_with_the_real_engine(tmp_path: Path) -> No
         await pilot.pause(0.3)
         assert "KILLED" in app.status_line.plain
         leader_buy(session, 147.0)  # nothing new while KILLED
+        await until(lambda: len(session.engine.leader_orders()) == 4, what="the 4th order seen")
         await pilot.pause(0.5)
         assert open_copies(session) == 0
         await pilot.press("k")  # resume: the dialog lists the open leader orders without a copy
