@@ -63,6 +63,7 @@ class FakeEngine:
         self.refuse_resume = False
         self.crash_resync: Exception | None = None
         self.extra_status: dict[str, Any] = {}
+        self.unfreezes: list[str | None] = []
 
     def status(self) -> Mapping[str, Any]:
         return {
@@ -104,6 +105,10 @@ class FakeEngine:
 
     async def uncopied_orders(self) -> list[UncopiedOrder]:
         return [UNCOPIED]
+
+    async def clear_freeze(self, account: str | None) -> str:
+        self.unfreezes.append(account)
+        return "nothing is frozen" if account is None else f"{account or 'engine'}: cleared"
 
 
 @pytest.fixture(autouse=True)
@@ -250,6 +255,19 @@ async def test_resume_lists_or_replaces_the_uncopied_orders(
     report = await ask(db, Request(Command.RESUME, replace_open=True))
     assert report["replaced"] == ["L-77"]
     assert engine.resumes == [False, True]
+
+
+async def test_unfreeze_names_one_account_the_engine_or_all(
+    server: ControlServer, engine: FakeEngine, db: Path
+) -> None:
+    assert (await ask(db, Request(Command.UNFREEZE, account="alpha")))["message"] == (
+        "alpha: cleared"
+    )
+    assert (await ask(db, Request(Command.UNFREEZE, account="engine")))["message"] == (
+        "engine: cleared"
+    )
+    assert (await ask(db, Request(Command.UNFREEZE)))["message"] == "nothing is frozen"
+    assert engine.unfreezes == ["alpha", "", None]
 
 
 async def test_resync_and_uncopied(server: ControlServer, engine: FakeEngine, db: Path) -> None:
