@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from engine.clock import Clock
 from engine.dhan.errors import BrokerError
-from engine.domain import FreezeCause, OrderSnapshot, OrderStatus, Severity
+from engine.domain import FreezeCause, MirrorState, OrderSnapshot, OrderStatus, Severity
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
@@ -68,6 +68,9 @@ class FollowerFeed:
                     self.foreign_copy(f, snap.correlation_id, snap.order_id)
         mirror = self._book.accept_follower_update(f.name, snap)
         if mirror is None:
+            return
+        if _second_order_under(mirror, snap):  # the same id twice at Dhan: not ours
+            self.foreign_copy(f, snap.correlation_id, snap.order_id)
             return
         self._book.note_price(snap)
         leader = self._book.leader(mirror.leader_order_id)
@@ -223,3 +226,14 @@ class FollowerFeed:
                 self.on_snapshot(f, snap)
 
         await asyncio.gather(*(one(f) for f in self._accounts.all()))
+
+
+def _second_order_under(mirror: MirrorRecord, snap: OrderSnapshot) -> bool:
+    """An order under this copy's correlationId other than the one (or the slices) Dhan
+    acknowledged to us: another engine sent the same copy. (Before the acknowledgement the
+    orders under the id are not all known yet: a sliced copy's slices arrive first.)"""
+    if mirror.state is not MirrorState.LIVE or not mirror.follower_order_id:
+        return False
+    if snap.order_id == mirror.follower_order_id:
+        return False
+    return snap.order_id not in {s.order_id for s in mirror.slices}

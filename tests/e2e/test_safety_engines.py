@@ -133,3 +133,41 @@ async def test_a_second_engine_on_the_same_accounts_freezes_its_followers_and_se
         await second.stop()
         await asyncio.wait_for(task, 15)
     assert ALPHA[0] and BETA[0]
+
+
+async def test_two_engines_racing_on_the_same_accounts_stop_duplicating_after_the_first_order(
+    make_world: WorldFactory, tmp_path: Path
+) -> None:
+    """Both started before any order: the first leader order may reach a follower from both
+    (the same correlationId, the same names); the second sighting freezes that follower in
+    at least one engine, and no later leader order is copied twice."""
+    world = await make_world()
+    events: list[EngineEvent] = []
+    second = Engine(make_settings(world.sim, tmp_path / "other.db"), instruments=instrument_book())
+    second.subscribe(events.append)
+    task = asyncio.create_task(second.run())
+    try:
+        await asyncio.wait_for(second.wait_started(), 10)
+        await asyncio.sleep(0.3)  # both feeds up
+        world.place(price=200.0)
+        await world.follower_order("alpha")
+        await world.follower_order("beta")
+
+        def frozen_somewhere(name: str) -> bool:
+            return bool(world.eng.follower_stop_reason(name) or second.follower_stop_reason(name))
+
+        await world.until(
+            lambda: frozen_somewhere("alpha") and frozen_somewhere("beta"), 10, "a freeze each"
+        )
+        await world.settle()
+        await second.settle()
+        before = len(world.orders("alpha")), len(world.orders("beta"))
+        world.place(price=199.0)
+        await asyncio.sleep(1.0)
+        await world.settle()
+        await second.settle()
+        after = len(world.orders("alpha")), len(world.orders("beta"))
+        assert after[0] - before[0] <= 1 and after[1] - before[1] <= 1, (before, after)
+    finally:
+        await second.stop()
+        await asyncio.wait_for(task, 15)
