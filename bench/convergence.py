@@ -229,13 +229,14 @@ def check(
                 for o in by_cid.get(correlation_id(lid, f.name, g), [])
             ]
             info = snap.mirrors.get((f.name, lid))
-            why = _explanation(info)
+            by_position = _sized_by_position(info)
+            why = None if by_position else _explanation(info)
             if why is None and any(str(o["orderId"]) in killed_cancels for o in copies):
                 why = "cancelled by the kill switch"
             copies_of[lid] = copies
-            judged[lid] = why is None or _sized_by_position(info)
+            judged[lid] = why is None
             n = len(rep.problems)
-            _check_pair(rep, f, lo, copies, why, lot_sizes, snap.engine_killed, explained)
+            _check_pair(rep, f, lo, copies, why, by_position, snap.engine_killed, explained)
             if info is not None:
                 for i in range(n, len(rep.problems)):
                     rep.problems[i] += f" [engine: {info.state} {info.reason[:60]}]"
@@ -266,7 +267,7 @@ def _check_pair(
     lo: dict[str, Any],
     copies: list[dict[str, Any]],
     why: str | None,
-    lot_sizes: Mapping[tuple[str, str], int],
+    by_position: bool,
     killed: bool,
     explained: Counter[str],
 ) -> None:
@@ -285,7 +286,7 @@ def _check_pair(
         rep.duplicates += len(open_copies) - 1
         rep.problems.append(f"duplicate: {tag}: {len(open_copies)} open copies")
     if not copies:
-        if needs_copy:
+        if needs_copy and not by_position:  # a skip by the position: the position judges it
             if why is not None:
                 explained[why] += 1
             else:

@@ -55,6 +55,7 @@ def test_half_follower_with_skipped_entry_and_one_lot_exit_is_converged() -> Non
         LOTS,
     )
     assert report.ok, report.summary()
+    assert not report.explained  # a skip the position needed is judged, not excused
 
 
 def test_half_follower_sold_short_on_the_exit_is_a_mismatch() -> None:
