@@ -156,6 +156,12 @@ class CopyTradeApp(App[None]):
         (0, "-narrow"),
         (110, "-wide"),
     ]
+    # Under 28 rows, three tables stacked show no rows at all: the follower orders give way
+    # (a leader order's copies in step, and its timeline, still say how each copy is doing).
+    VERTICAL_BREAKPOINTS = [
+        (0, "-short"),
+        (28, "-tall"),
+    ]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k,K", "kill_switch", "Kill switch", id="kill_switch", key_display="K"),
