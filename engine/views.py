@@ -78,6 +78,7 @@ class RecoveryReport:
     actions_taken: int
     discrepancies: tuple[str, ...] = ()
     duration_s: float = 0.0
+    read_ok: bool = True  # False: the leader's order book could not be read (nothing done)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,9 @@ class Recovery:
                     f"{redact(str(exc))}"
                 )
                 self._notifier.alert("RECOVERY_FAILED", Severity.ERROR, msg)
-                report = RecoveryReport(trigger, 0, 0, (msg,), time.monotonic() - started)
+                report = RecoveryReport(
+                    trigger, 0, 0, (msg,), time.monotonic() - started, read_ok=False
+                )
                 self._notifier.publish(RecoveryCompleted(self._clock.now(), report))
                 return report
             # Follower books first, so the decisions below see the followers as they are now.

@@ -262,7 +262,12 @@ class Supervisor:
         ]
         if not lifted:
             return ""
-        await self._run_resync("unfreeze")
+        report = await self._run_resync("unfreeze")
+        if not report.read_ok:
+            return (
+                "not cleared: the resync could not read the leader's order book; "
+                "try again in a moment"
+            )
         for scope, cause in lifted:
             await self._lift(scope, cause)
             if cause is FreezeCause.LOSS_LIMIT:
@@ -289,6 +294,8 @@ class Supervisor:
         if not gone:
             return
         report = await self._run_resync("freeze cleared")
+        if not report.read_ok:
+            return  # cleared only after a resync that happened: tried again next round
         for scope, cause in gone:
             await self._lift(scope, cause)
             still = self._arming.frozen_reason(scope)
@@ -312,10 +319,11 @@ class Supervisor:
         if cause is FreezeCause.TOKEN_REFUSED:
             # A read answered is the proof the token works (the socket says CONNECTED before
             # Dhan has judged the login, so it proves nothing).
+            follower = self._accounts.followers.get(scope)
             broker = (
                 self._accounts.leader_broker
                 if scope == ENGINE_SCOPE
-                else getattr(self._accounts.followers.get(scope), "broker", None)
+                else (follower.broker if follower is not None else None)
             )
             if broker is None:
                 return True
