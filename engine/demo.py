@@ -232,7 +232,7 @@ class ScriptedLeader:
         # The leader is filled; the market then runs away from the followers' bigger copies,
         # which lag behind it: alpha's are chased (its lagging policy), beta's alerted.
         self.tick(NIFTY_PE, self.ltp(NIFTY_PE) + 2.0)
-        await self.pause(1.5)
+        await self.pause(6)  # the lag in view: alpha's copy chased after 4 s, beta's waits
         # 5. A burst of 14 orders in under a second: each follower meets Dhan's 10/s.
         ce2 = self.ltp(NIFTY_26100_CE)
         burst = [

@@ -460,10 +460,10 @@ def account_from_limiter(view: LimiterView, known: AccountView | None) -> Accoun
 # --- positions ----------------------------------------------------------------------------------
 
 POSITION_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("who", "Instrument · follower", 24),
+    ("who", "Instrument · follower", 23),
     ("net", "Net", 5),
     ("target", "Target", 6),
-    ("diff", "Difference", 14),
+    ("diff", "Difference", 15),
     ("realised", "Realised", 9),
     ("unrealised", "Unrealised", 10),
     ("avg", "Avg price", 9),

@@ -68,7 +68,7 @@ async def capture(seed: int, out: Path) -> list[Path]:
         table = app.leader_table
         shown = table.keys()
         steps = [step for key in shown if (step := table.step_of(key)) is not None]
-        return any(copy.behind_s >= 3 for step in steps for copy in step.lagging)
+        return any(copy.behind_s >= 1 for step in steps for copy in step.lagging)
 
     def frozen(name: str) -> bool:
         return any(
