@@ -30,6 +30,7 @@ from engine.domain import Segment
 from engine.market_hours import MarketCalendar
 from engine.secrets import redact
 from engine.store.positions import orphaned_copies
+from engine.store.safety import persisted_safety
 
 TOKEN_WARN_HOURS = 2.0
 
@@ -333,6 +334,36 @@ def check_orphaned_copies(settings: Settings) -> list[CheckResult]:
     return [CheckResult("config", "orphaned copies", Verdict.FAIL, line) for line in lines]
 
 
+def check_safety_state(settings: Settings) -> list[CheckResult]:
+    """What the engine would start with: KILLED, or frozen (a loss limit, another engine...),
+    so that the trader knows before the open rather than at the first leader order."""
+    try:
+        state, freezes = persisted_safety(settings.db_path)
+    except Exception as exc:  # unreadable: the engine itself will say more at start
+        return [CheckResult("engine", "safety state", Verdict.WARN, redact(str(exc)))]
+    out: list[CheckResult] = []
+    if state is not None and state[0] == "KILLED":
+        out.append(
+            CheckResult(
+                "engine",
+                "kill switch",
+                Verdict.WARN,
+                f"starts KILLED ({redact(state[1])}): `copytrade resume` once it runs",
+            )
+        )
+    for account, reason in freezes:
+        out.append(
+            CheckResult(
+                account or "engine",
+                "frozen",
+                Verdict.WARN,
+                f"starts frozen: {redact(reason)} (`copytrade unfreeze` once it runs, "
+                "unless it clears itself)",
+            )
+        )
+    return out or [CheckResult("engine", "safety state", Verdict.PASS, "not killed, not frozen")]
+
+
 async def collect(
     settings: Settings,
     clock: Clock | None = None,
@@ -351,6 +382,7 @@ async def collect(
     )
     results = check_config(settings) + check_calendar(settings, now)
     results += check_orphaned_copies(settings)
+    results += check_safety_state(settings)
     for rows in per_account:
         results.extend(rows)
     return results

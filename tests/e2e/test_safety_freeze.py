@@ -13,9 +13,10 @@ import contextlib
 
 import pytest
 
+from engine.check import Verdict, check_safety_state
 from engine.domain import EngineState
 from engine.events import AlertRaised, FreezeChanged
-from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory
+from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory, make_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +66,7 @@ async def test_leader_token_refused_keeps_the_stops_then_renewed_clears_after_a_
 
     world.sim.expire_token(LEADER[0])
     await world.until(lambda: world.eng.state is EngineState.FROZEN, 15, "engine frozen")
+    await world.until(lambda: bool(alerts(world, "ENGINE_FROZEN")), 5, "told")  # just after
     [frozen] = alerts(world, "ENGINE_FROZEN")
     assert "token" in frozen.alert.message and "stays" in frozen.alert.message
     assert any(isinstance(e, FreezeChanged) and e.account == "" for e in world.events)
@@ -158,6 +160,7 @@ async def test_leader_feed_dark_freezes_and_back_clears_then_copies_what_waited(
 
         gate.shut()
         await world.until(lambda: world.eng.state is EngineState.FROZEN, 10, "engine frozen")
+        await world.until(lambda: bool(alerts(world, "ENGINE_FROZEN")), 5, "told")
         assert "dark" in alerts(world, "ENGINE_FROZEN")[0].alert.message
         world.place(price=ltp - 40, qty=65)  # unseen while dark
         await asyncio.sleep(0.5)
@@ -193,6 +196,10 @@ async def test_a_loss_limit_freeze_survives_a_restart_and_only_the_trader_clears
     await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
 
     await world.stop_engine()
+    # The pre-open check says so before the engine starts again.
+    rows = check_safety_state(make_settings(world.sim, world.db, followers))
+    assert [(r.account, r.check, r.verdict) for r in rows] == [("alpha", "frozen", Verdict.WARN)]
+    assert "loss limit" in rows[0].detail
     world.events.clear()
     world.sim.set_price(*NIFTY_CE, ltp + 50)  # back in profit: the freeze stays all the same
     await world.start_engine()
