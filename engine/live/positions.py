@@ -22,6 +22,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -88,6 +89,23 @@ class SyncPlan:
 
 
 _RULE = TypeAdapter[Any](SizingRule)
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Only the copies of orders that arrived after this one."""
+
+    after: str
+
+
+class _Scope(Enum):
+    ALL = "all"  # every copy of the ledger
+    LATER = "later"  # the copies of orders after the changed one
+
+
+ALL = _Scope.ALL
+LATER = _Scope.LATER
+Peers = _Scope | Later
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,17 +268,18 @@ class Positions:
         """A leader snapshot entered the book: every follower's ledger takes its progress
         (in the order seen), and the other copies of a changed ledger are decided again."""
         for f in self._accounts.all():
-            if self._track(f, snap):
-                self._mark_peers(f, PositionKey.of(snap), snap.order_id)
+            changed = self._track(f, snap)
+            if changed is not None:
+                self._mark_peers(f, PositionKey.of(snap), snap.order_id, changed)
 
-    def _track(self, f: FollowerRuntime, snap: OrderSnapshot) -> bool:
-        """True when the follower's ledger changed."""
+    def _track(self, f: FollowerRuntime, snap: OrderSnapshot) -> Peers | None:
+        """Which other copies of the follower's ledger the change concerns (None: none)."""
         order_key = (f.name, snap.order_id)
         if order_key in self._untracked:
-            return False
+            return None
         if snap.order_id.startswith(SYNC_PREFIX):
             self._untracked[order_key] = "an order of a position sync, not a leader order"
-            return False
+            return None
         key = self._key_of.get(order_key)
         if key is not None:
             lid = (f.name, key)
@@ -272,7 +291,11 @@ class Positions:
                 filled=snap.filled_qty,
                 is_open=snap.is_open,
             )
-            return self._put(lid, before, after)
+            if not self._put(lid, before, after):
+                return None
+            # A fill moves the target (every copy); a new quantity or an end only what the
+            # copies of later orders project through this one.
+            return ALL if after.fills != before.fills else LATER
         attach = self._attach.get(f.name)
         if attach is None:  # a follower that load() did not see: attached from now
             attach = AttachPoint(self._clock.now(), {}, derived=True)
@@ -281,7 +304,7 @@ class Positions:
         verdict = self._classify(f, snap, attach)
         if isinstance(verdict, str):
             self._untracked[order_key] = verdict
-            return False
+            return None
         key = PositionKey.of(snap)
         lid = (f.name, key)
         before = self._ledgers.get(lid) or PositionLedger(
@@ -299,7 +322,8 @@ class Positions:
         )
         self._key_of[order_key] = key
         self._put(lid, before, after)
-        return True
+        # A new order is sized after every earlier one: unfilled, it changes none of them.
+        return ALL if after.fills != before.fills else None
 
     def _classify(self, f: FollowerRuntime, snap: OrderSnapshot, attach: AttachPoint) -> int | str:
         """The fills before the attach point (0 for an order placed after it), or why the
@@ -382,6 +406,7 @@ class Positions:
         lid = (f.name, key)
         before = self._ledgers[lid]
         after = before
+        scope: Peers | None = None
         for leg in before.legs:
             mirror = self._book.mirror(f.name, leg.leader_order_id)
             filled = mirror.total_filled if mirror is not None else 0
@@ -392,6 +417,12 @@ class Positions:
                 after = record_copy_progress(
                     after, leader_order_id=leg.leader_order_id, filled=filled, working=working
                 )
+                # A copy's fill moves the follower (every copy); what it works only the
+                # copies of later orders, which are sized after it.
+                if filled != leg.copy_filled:
+                    scope = ALL
+                elif scope is None:
+                    scope = Later(leg.leader_order_id)
         after = self._with_sync_fills(f.name, after)
         this = after.leg(leader.order_id)
         if this is not None and this.terms.capital_ratio is None:
@@ -400,8 +431,10 @@ class Positions:
                 after = refresh_terms(
                     after, this.leader_order_id, replace(this.terms, capital_ratio=ratio)
                 )
+        if after.follower_at_attach != before.follower_at_attach:
+            scope = ALL
         if self._put(lid, before, after):
-            self._mark_peers(f, key, leader.order_id)
+            self._mark_peers(f, key, leader.order_id, scope or ALL)
         return after
 
     # --- position sync ------------------------------------------------------------------------
@@ -455,7 +488,7 @@ class Positions:
         lid = (f.name, sync.key)
         before = self._ledgers.get(lid)
         if before is not None and self._put(lid, before, self._with_sync_fills(f.name, before)):
-            self._mark_peers(f, sync.key, leader.order_id)
+            self._mark_peers(f, sync.key, leader.order_id, ALL)
         return replace(
             f.rules, sizing=MultiplierSizing(), bounds=OrderSizeBounds(), filters=CopyFilters()
         )
@@ -482,13 +515,21 @@ class Positions:
         self._flush_wanted.set()
         return True
 
-    def _mark_peers(self, f: FollowerRuntime, key: PositionKey, changed_id: str) -> None:
-        """Decide again, earliest first, every other copy of the ledger that may still act."""
+    def _mark_peers(
+        self, f: FollowerRuntime, key: PositionKey, changed_id: str, scope: Peers
+    ) -> None:
+        """Decide again, earliest first, the other copies of the ledger the change concerns
+        that may still act."""
         ledger = self._ledgers.get((f.name, key))
         if ledger is None:
             return
+        after_id = changed_id if scope is LATER else scope.after if isinstance(scope, Later) else ""
+        reached = not after_id
         for leg in ledger.legs:
-            if leg.leader_order_id == changed_id:
+            if leg.leader_order_id == after_id:
+                reached = True
+                continue
+            if not reached or leg.leader_order_id == changed_id:
                 continue
             if leg.leader_open or leg.copy_working or self._may_be_due(f.name, leg):
                 f.dispatcher.mark(leg.leader_order_id)

@@ -450,8 +450,12 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     held_against = max(-s * holding, 0)  # what this copy's side reduces
     closable = max(held_against - others_this_way, 0)
     # When the leader is headed flat or to this copy's side, the follower keeps none of the
-    # old side, even what a copy that outran its leader left beyond this order's step.
-    closing = min(gap if s * projected >= 0 else min(gap, step_closing), closable)
+    # old side, even what a copy that outran its leader left beyond this order's step. Only
+    # the latest order on this side does that: a later one's copy may already be closing it
+    # (and filled), and an earlier order decided again must not close the same twice.
+    latest_this_side = all(x.side is not leg.side for x in ledger.legs[len(earlier) + 1 :])
+    beyond_step = s * projected >= 0 and latest_this_side
+    closing = min(gap if beyond_step else min(gap, step_closing), closable)
     flat_after = closable - closing == 0
     leader_on_other_side = s * now.leader_net < 0
     room = max(s * projected - max(s * holding + others_this_way + closing, 0), 0)

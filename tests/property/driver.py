@@ -11,6 +11,7 @@ that answer, and delivers follower order updates as the follower feed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from engine.clock import ManualClock
@@ -213,6 +214,12 @@ class PositionDriver(Driver):
         )
     )
     terms: SizingTerms | None = None
+    on_placed: Callable[[], None] | None = None  # checks the broker right after each place
+
+    def _place(self, decision: Place) -> None:
+        super()._place(decision)
+        if self.on_placed is not None:
+            self.on_placed()
 
     def ingest(self, snap: OrderSnapshot) -> bool:
         if not super().ingest(snap):

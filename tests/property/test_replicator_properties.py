@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from engine.clock import ManualClock
 from engine.domain import (
     MirrorState,
+    OrderParams,
     OrderSnapshot,
     OrderStatus,
     OrderType,
@@ -51,10 +52,17 @@ from engine.replication.rules import (
     RiskLimits,
 )
 from engine.replication.sizing import size_order
-from engine.replication.targets import SizingTerms, record_leader_progress, target_state
+from engine.replication.targets import Leg, SizingTerms, record_leader_progress, target_state
 from engine.transitions import restored
 from tests.property.driver import Driver, PositionDriver
-from tests.property.fixtures import MAX_MODIFICATIONS, T0, Edit, base_order, leader_life
+from tests.property.fixtures import (
+    MAX_MODIFICATIONS,
+    T0,
+    Edit,
+    FakeBroker,
+    base_order,
+    leader_life,
+)
 
 PROPS = settings(
     max_examples=250,
@@ -590,10 +598,25 @@ pos_sizings = st.one_of(
 )
 
 
+@dataclass
+class MarketableBroker(FakeBroker):
+    """Copies the market fills the moment they arrive (marketable limits in a liquid
+    market): a copy can be filled before any other copy of the ledger is decided again."""
+
+    def place(self, params: OrderParams) -> tuple[str, OrderStatus]:
+        order_id, status = super().place(params)
+        self.fill(order_id, params.quantity)
+        return order_id, status
+
+
 class PositionWorld:
-    def __init__(self, sizing: MultiplierSizing | FixedLotsSizing) -> None:
+    def __init__(
+        self, sizing: MultiplierSizing | FixedLotsSizing, marketable: bool = False
+    ) -> None:
         rules = follower_rules(sizing)
-        self.driver = PositionDriver(rules=rules, ctx=context(POS_LOT))
+        broker = MarketableBroker() if marketable else FakeBroker()
+        self.driver = PositionDriver(rules=rules, ctx=context(POS_LOT), broker=broker)
+        self.driver.on_placed = self.check_broker
         self.driver.terms = SizingTerms(sizing, OrderSizeBounds(), POS_LOT, 2.5)
         self.orders: list[OrderSnapshot] = []
         self.seen: list[OrderSnapshot] = []  # every leader snapshot sent, for replays
@@ -655,6 +678,7 @@ class PositionWorld:
         for rec in old.book.mirrors():
             book.restore_mirror(restored(rec))
         self.driver = PositionDriver(
+            on_placed=self.check_broker,
             rules=old.rules,
             ctx=old.ctx,
             broker=old.broker,  # Dhan keeps the follower's orders and pending updates
@@ -680,6 +704,27 @@ class PositionWorld:
         closing = ledger.working_sell if net > 0 else ledger.working_buy
         allowed = reach + self._ahead() + closing
         assert abs(net) <= allowed, f"follower {net} beyond target {reach}"
+
+    def check_broker(self) -> None:
+        """Right after any copy is placed (and, marketable, filled): the follower at the
+        broker is never on the other side of the leader, nor on a side of a flat leader,
+        beyond what copies of the leader's still-open orders on that side may have filled
+        ahead of them."""
+        ledger = self.driver.ledger
+        leader, net = ledger.leader_net, self.driver.follower_net()
+        if net == 0 or net * leader > 0:
+            return
+        side = Side.BUY if net > 0 else Side.SELL
+        room = sum(
+            self._sized_rest(leg) for leg in ledger.legs if leg.leader_open and leg.side is side
+        )
+        # Lagging the leader is allowed while copies already work to close it.
+        closing = sum(
+            o.params.quantity - o.filled
+            for o in self.driver.broker.open_orders()
+            if o.params.side is not side
+        )
+        assert abs(net) <= room + closing, f"follower {net} at the broker against leader {leader}"
 
     def _target_when_all_fill(self) -> int:
         done = self.driver.ledger
@@ -708,14 +753,24 @@ class PositionWorld:
         reports that as drift and never trades drift; the property bounds everything else."""
         ledger = self.driver.ledger
         moved = target_state(ledger).moved_by
-        return sum(
-            max(
-                (self.broker_filled(leg.leader_order_id) if at_broker else leg.copy_filled)
-                - abs(moved.get(leg.leader_order_id, 0)),
-                0,
-            )
-            for leg in ledger.legs
-        )
+        total = 0
+        for leg in ledger.legs:
+            fills = self.broker_filled(leg.leader_order_id) if at_broker else leg.copy_filled
+            beyond = max(fills - abs(moved.get(leg.leader_order_id, 0)), 0)
+            # Only a leader order that has not (fully) filled leaves room: a copy ahead by at
+            # most its sized rest. A fully filled leader order's copy has no excuse.
+            total += min(beyond, self._sized_rest(leg))
+        return total
+
+    def _sized_rest(self, leg: Leg) -> int:
+        rest = leg.leader_qty - leg.leader_filled
+        if rest <= 0:
+            return 0
+        rule = leg.terms.rule
+        if isinstance(rule, FixedLotsSizing):
+            return rule.lots * POS_LOT
+        multiplier = rule.multiplier if isinstance(rule, MultiplierSizing) else 1.0
+        return -(-int(rest * multiplier) // POS_LOT) * POS_LOT
 
     def settle(self) -> None:
         """Every leader order still open fills; every copy fills all it is sized to."""
@@ -742,11 +797,11 @@ class PositionWorld:
 
 
 @PROPS
-@given(pos_sizings, pos_events)
+@given(pos_sizings, pos_events, st.booleans())
 def test_position_true_copies_never_cross_or_exceed_the_leader(
-    sizing: MultiplierSizing | FixedLotsSizing, script: list[PosEvent]
+    sizing: MultiplierSizing | FixedLotsSizing, script: list[PosEvent], marketable: bool
 ) -> None:
-    world = PositionWorld(sizing)
+    world = PositionWorld(sizing, marketable)
     for event in script:
         world.apply(event)
         world.check()
@@ -766,3 +821,23 @@ def test_half_size_follower_example() -> None:
     assert world.driver.follower_net() == 0
     sells = [o for o in world.driver.broker.orders.values() if o.params.side is Side.SELL]
     assert [o.params.quantity for o in sells] == [POS_LOT]
+
+
+def test_an_earlier_order_decided_again_does_not_close_what_a_later_copy_closed() -> None:
+    """Fixed 2 lots; the leader buys 5, trims 1 (kept: the trim is skipped), sells 2 (one
+    lot goes), then sells the last 2. The last copy fills at once; the skipped trim, decided
+    again once the leader is flat, must not close the same lot a second time."""
+    world = PositionWorld(FixedLotsSizing(lots=2), marketable=True)
+    for event in (
+        NewOrder(False, 5, True),
+        Deliver(),
+        NewOrder(True, 1, True),
+        NewOrder(True, 2, True),
+        Deliver(),
+        NewOrder(True, 2, False),
+        FillLeader(0, 2),
+    ):
+        world.apply(event)
+        world.check()
+    world.settle()
+    assert world.driver.follower_net() == 0
