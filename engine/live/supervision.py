@@ -10,6 +10,7 @@ resync; the loss-limit, duplicate-engine and IP freezes only the trader clears.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -82,6 +83,7 @@ class Supervisor:
         self._leader_dark_since: float | None = None
         self._leader_seen_connected = 0  # consecutive checks the leader's feed was up
         self._resync: Resync | None = None
+        self._storing: set[asyncio.Task[None]] = set()  # freezes being written
         self._last_probe: dict[str, float] = {}  # account -> monotonic time of its last probe
         # The trader cleared a loss-limit freeze: that limit is not checked again that day
         # (else the same loss would freeze it again at the next check).
@@ -158,11 +160,20 @@ class Supervisor:
         self._arming.freeze_now(account, cause, redact(reason))
 
     def _announce_soon(self, account: str, cause: FreezeCause, reason: str) -> None:
-        self._tasks.spawn(self._announce(account, cause, reason), f"freeze-{cause.value}")
+        """Told at once; stored in a task of its own (not the engine's task set, which a
+        shutdown cancels: the store finishes every write already begun before it closes)."""
+        self._tell_freeze(account, cause, reason, alert=True)
+        task = asyncio.get_running_loop().create_task(self._store_freeze(account, cause, reason))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
 
     async def _announce(
         self, account: str, cause: FreezeCause, reason: str, *, alert: bool = True
     ) -> None:
+        await self._store_freeze(account, cause, reason)
+        self._tell_freeze(account, cause, reason, alert=alert)
+
+    async def _store_freeze(self, account: str, cause: FreezeCause, reason: str) -> None:
         try:
             await self._writes.require_store().set_freeze(account, cause.value, reason)
         except STORE_FAILURES as exc:
@@ -170,24 +181,25 @@ class Supervisor:
             self._notifier.alert(
                 "FREEZE_NOT_STORED",
                 Severity.CRITICAL,
-                f"{freeze_scope_label(account)} frozen but not stored ({redact(str(exc))})",
+                f"{freeze_scope_label(account)} frozen but not stored ({redact(str(exc))}): "
+                "a restart now would not come back frozen",
                 account or None,
             )
+
+    def _tell_freeze(self, account: str, cause: FreezeCause, reason: str, *, alert: bool) -> None:
         self._publish_freeze(account, reason)
         log.warning("%s frozen (%s): %s", freeze_scope_label(account), cause.value, reason)
-        if alert:
-            clears = _CLEARS_WHEN.get(
-                cause, "only when you clear it (copytrade unfreeze or resume)"
-            )
-            self._notifier.alert(
-                "ENGINE_FROZEN" if account == ENGINE_SCOPE else "FOLLOWER_FROZEN",
-                Severity.CRITICAL,
-                f"{freeze_scope_label(account)} frozen: {reason}. Nothing new is copied"
-                f"{'' if account == ENGINE_SCOPE else ' to ' + account}; every copy already "
-                f"at Dhan stays and keeps following the leader's cancels and exits. "
-                f"Clears {clears}",
-                account or None,
-            )
+        if not alert:
+            return
+        self._notifier.alert(
+            "ENGINE_FROZEN" if account == ENGINE_SCOPE else "FOLLOWER_FROZEN",
+            Severity.CRITICAL,
+            f"{freeze_scope_label(account)} frozen: {reason}. Nothing new is copied"
+            f"{'' if account == ENGINE_SCOPE else ' to ' + account}; every copy already "
+            "at Dhan stays and keeps following the leader's cancels and exits. "
+            f"Clears {_CLEARS_WHEN.get(cause, _CLEARED_BY_THE_TRADER)}",
+            account or None,
+        )
 
     # --- copies managed by hand ---------------------------------------------------------------
 
