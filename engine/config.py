@@ -360,6 +360,9 @@ class Settings(BaseSettings):
     # serves the same file at the same path. COPYTRADE_INSTRUMENTS_FILE overrides it.
     instruments_url: str = "https://images.dhan.co/api-data/api-scrip-master-detailed.csv"
     reconcile_interval_s: float = Field(default=30, gt=0)
+    # Seconds between reads of the leader's open orders (a modification may bring no alert of
+    # its own: facts §9); 0 turns it off.
+    leader_poll_s: float = Field(default=2.0, ge=0)
     leader_idle_timeout_s: float = Field(default=60, gt=0)
     leader_dark_kill_after_s: float | None = Field(default=None, gt=0)
     activate_dhan_kill_switch: bool = False

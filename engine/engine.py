@@ -62,6 +62,7 @@ from engine.live.follower_feed import FollowerFeed
 from engine.live.funds import FundsWatcher
 from engine.live.lagging import Lagging
 from engine.live.leader_feed import LeaderFeed
+from engine.live.leader_poll import poll_open_leader_orders
 from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
 from engine.live.positions import Positions
@@ -546,6 +547,17 @@ class Engine:
         self._tokens.run()
         spawn = self._tasks.spawn
         spawn(self._recovery.run_periodic(self.settings.reconcile_interval_s), "reconcile")
+        if self.settings.leader_poll_s > 0:
+            spawn(
+                poll_open_leader_orders(
+                    self.clock,
+                    self._accounts,
+                    self._book,
+                    self._leader_feed,
+                    self.settings.leader_poll_s,
+                ),
+                "leader-poll",
+            )
         spawn(self._funds.run(), "funds")
         spawn(self._publish_stats_loop(), "stats")
         spawn(self._writes.run(), "store-flusher")
