@@ -490,18 +490,21 @@ class Supervisor:
 
     def on_connection(self, account: str, state: ConnectionState, detail: str) -> None:
         self._notifier.publish(ConnectionChanged(self._clock.now(), account, state, redact(detail)))
-        if account == LEADER and detail == LOGIN_REFUSED:
-            self.freeze_soon(
-                ENGINE_SCOPE,
-                FreezeCause.TOKEN_REFUSED,
-                "Dhan refused the leader's token on the order feed (invalid or expired)",
-            )
-        elif account != LEADER and detail == LOGIN_REFUSED and account in self._accounts.followers:
-            self.freeze_soon(
-                account,
-                FreezeCause.TOKEN_REFUSED,
-                f"Dhan refused {account}'s token on its order feed (invalid or expired)",
-            )
+        # An account with a token keeper is the keeper's to judge: it mints or takes a new
+        # token when it can, and freezes the account only when it cannot.
+        if detail == LOGIN_REFUSED and account not in self._accounts.keepers:
+            if account == LEADER:
+                self.freeze_soon(
+                    ENGINE_SCOPE,
+                    FreezeCause.TOKEN_REFUSED,
+                    "Dhan refused the leader's token on the order feed (invalid or expired)",
+                )
+            elif account in self._accounts.followers:
+                self.freeze_soon(
+                    account,
+                    FreezeCause.TOKEN_REFUSED,
+                    f"Dhan refused {account}'s token on its order feed (invalid or expired)",
+                )
         if state is ConnectionState.DISCONNECTED and account == LEADER and detail != "stopped":
             self._notifier.alert(
                 "LEADER_DISCONNECTED",
