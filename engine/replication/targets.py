@@ -51,6 +51,7 @@ __all__ = [
     "TargetState",
     "copy_order_total",
     "drifts",
+    "forget_folds",
     "is_history",
     "next_target",
     "position_drift",
@@ -361,13 +362,33 @@ class TargetState:
     added_by: dict[str, int] = field(default_factory=dict)  # entry quantity added per order
 
 
+# The last fold of each ledger (by position): a ledger only grows by new fills, so the next
+# fold continues from the last one instead of starting over (a pure cache: the result is
+# the same; it only saves refolding a day's fills on every decision).
+_FOLDS: dict[tuple[PositionKey, int], tuple[PositionLedger, TargetState]] = {}
+_FOLDS_MAX = 1024
+
+
 def target_state(ledger: PositionLedger) -> TargetState:
     """Fold the leader's fills, in the order seen, through each order's frozen terms."""
     legs = {leg.leader_order_id: leg for leg in ledger.legs}
     leader, target = ledger.leader_at_attach, ledger.target_at_attach
     moved: dict[str, int] = {}
     added: dict[str, int] = {}
-    for order_id, qty in ledger.fills:
+    fills = ledger.fills
+    start = 0
+    # One entry per follower's ledger: its first leg's terms are that follower's own object.
+    slot = (ledger.key, id(ledger.legs[0].terms) if ledger.legs else 0)
+    cached = _FOLDS.get(slot)
+    if cached is not None:
+        old, state = cached
+        if old is ledger:
+            return state
+        if _continues(old, ledger, legs):
+            leader, target = state.leader_net, state.target
+            moved, added = dict(state.moved_by), dict(state.added_by)
+            start = len(old.fills)
+    for order_id, qty in fills[start:]:
         leg = legs[order_id]
         after = leader + leg.sign * qty
         new_target, added[order_id] = next_target(
@@ -375,7 +396,35 @@ def target_state(ledger: PositionLedger) -> TargetState:
         )
         moved[order_id] = moved.get(order_id, 0) + new_target - target
         leader, target = after, new_target
-    return TargetState(leader, target, moved, added)
+    result = TargetState(leader, target, moved, added)
+    if len(_FOLDS) >= _FOLDS_MAX:
+        _FOLDS.clear()
+    _FOLDS[slot] = (ledger, result)
+    return result
+
+
+def forget_folds() -> None:
+    """Drop the remembered folds (the next target_state folds every fill again)."""
+    _FOLDS.clear()
+
+
+def _continues(old: PositionLedger, new: PositionLedger, legs: dict[str, Leg]) -> bool:
+    """`new` is `old` with more fills after the same ones, through the same terms."""
+    n = len(old.fills)
+    if (
+        n > len(new.fills)
+        or old.leader_at_attach != new.leader_at_attach
+        or old.target_at_attach != new.target_at_attach
+        or new.fills[:n] != old.fills
+    ):
+        return False
+    # Legs are only ever appended, and a leg with fills keeps its terms object.
+    if len(old.legs) > len(new.legs):
+        return False
+    return all(
+        a.leader_order_id == b.leader_order_id and a.terms is b.terms
+        for a, b in zip(old.legs, new.legs, strict=False)
+    )
 
 
 # --- one copy: the step between targets --------------------------------------------------------
@@ -441,7 +490,7 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     # The follower without this copy: what it holds, and where the copies of earlier leader
     # orders take it. Earlier orders come first, so a copy whose leader has filled is never
     # left carrying the share of a later order its leader has not filled yet.
-    earlier = ledger.legs[: ledger.legs.index(leg)]
+    earlier = ledger.legs[: _position_of(ledger, leg)]
     holding = ledger.follower_net - s * leg.copy_filled
     others_this_way = sum(x.copy_working for x in earlier if x.side is leg.side)
     others_other_way = sum(x.copy_working for x in earlier if x.side is not leg.side)
@@ -488,13 +537,22 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     return CopyQuantity(total, closing, opening, target_after, reason)
 
 
+def _position_of(ledger: PositionLedger, leg: Leg) -> int:
+    """Where the leg is in the ledger, by identity (a field-by-field search costs a
+    comparison of every leg before it)."""
+    for i, x in enumerate(ledger.legs):
+        if x is leg:
+            return i
+    raise KeyError(f"leader order {leg.leader_order_id} is not in this ledger")
+
+
 def _projected_target(ledger: PositionLedger, now: TargetState, through: Leg) -> int:
     """The target once the remaining quantity of `through` and of every earlier open leader
     order on its side fills, in the order they arrived, each through its own terms. Orders
     on the other side are left out: a resting buy must not stop the copy of a filled short
     sale, nor a resting stop-loss the copy of a new entry."""
     leader, target = now.leader_net, now.target
-    for leg in ledger.legs[: ledger.legs.index(through) + 1]:
+    for leg in ledger.legs[: _position_of(ledger, through) + 1]:
         if leg.leader_remaining and leg.side is through.side:
             after = leader + leg.sign * leg.leader_remaining
             target, _ = next_target(

@@ -29,6 +29,7 @@ from engine.replication.targets import (
     SizingTerms,
     copy_order_total,
     drifts,
+    forget_folds,
     is_history,
     next_target,
     position_drift,
@@ -36,6 +37,7 @@ from engine.replication.targets import (
     record_leader_progress,
     refresh_terms,
     register_leader_order,
+    target_state,
 )
 
 LOT = 75
@@ -549,3 +551,30 @@ def test_drift_reports_copies_working_past_a_flat_target() -> None:
     assert drift.drift == 0 and drift.working_away == LOT and not drift.in_line
     acct.ledger = record_copy_progress(acct.ledger, leader_order_id=oid, filled=0, working=0)
     assert drifts([acct.ledger]) == []
+
+
+def test_a_continued_fold_equals_a_fold_from_scratch() -> None:
+    """target_state continues from its last fold of the same ledger; the result must be what
+    folding every fill from the start gives (here: a cleared cache)."""
+    half, two = times(0.5), times(2.0)
+    ledger = PositionLedger(KEY)
+    for n, (side, lots, terms) in enumerate(
+        [(Side.BUY, 3, half), (Side.BUY, 1, two), (Side.SELL, 2, half), (Side.SELL, 3, two)]
+    ):
+        oid = f"L{n}"
+        ledger = register_leader_order(
+            ledger,
+            leader_order_id=oid,
+            side=side,
+            quantity=lots * LOT,
+            filled=0,
+            is_open=True,
+            terms=terms,
+        )
+        for filled in range(1, lots + 1):
+            ledger = record_leader_progress(
+                ledger, leader_order_id=oid, quantity=lots * LOT, filled=filled * LOT, is_open=True
+            )
+            continued = target_state(ledger)
+            forget_folds()
+            assert continued == target_state(ledger)
