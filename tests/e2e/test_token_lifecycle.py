@@ -40,6 +40,7 @@ from engine.engine import Engine
 from engine.events import EngineEvent, FreezeChanged
 from engine.simulator.server import DhanSimulator
 from tests.e2e.conftest import ALPHA, BETA, LEADER, NIFTY_CE
+from tests.leaks import leaked_secrets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -93,8 +94,7 @@ def copies_at_least(sim: DhanSimulator, count: int, *client_ids: str) -> Callabl
 
 def no_secret_in(texts: Iterable[str], secrets: Iterable[str]) -> None:
     blob = "\n".join(texts)
-    for secret in secrets:
-        assert secret not in blob, "a secret leaked"
+    assert not leaked_secrets(secrets, blob), "a secret leaked"
 
 
 def database_text(db: Path) -> str:

@@ -29,6 +29,7 @@ from engine.clock import SystemClock
 from engine.config import load_settings
 from engine.simulator.server import DhanSimulator
 from tests.e2e.conftest import ALPHA, BETA, LEADER, NIFTY_CE
+from tests.leaks import leaked_secrets, secret_in
 
 PIN = "246810"
 TOTP_SECRET = pyotp.random_base32()
@@ -86,8 +87,7 @@ async def test_pin_and_totp_only_account_mints_and_trades(sim: DhanSimulator) ->
     mint = next(r for r in sim.requests if r["path"] == "/app/generateAccessToken")
     assert mint["status"] == 200 and mint["client_id"] == TOTP_ONLY
     log_text = json.dumps(sim.requests, default=str)
-    assert PIN not in log_text and TOTP_SECRET not in log_text
-    assert keeper.token() not in log_text
+    assert not leaked_secrets([PIN, TOTP_SECRET, keeper.token()], log_text)
 
 
 async def test_short_lived_token_is_renewed_with_no_gap(sim: DhanSimulator) -> None:
@@ -266,5 +266,5 @@ async def test_check_shows_token_renewal_and_fails_on_an_address_not_whitelisted
     text = console.export_text()
     assert "check(s) failed" in text
     for secret in (PIN, TOTP_SECRET, ALPHA[1], BETA[1], *settings.secret_values()):
-        assert secret not in text
-        assert secret not in json.dumps(sim.requests, default=str)
+        assert not secret_in(secret, text)
+        assert not secret_in(secret, json.dumps(sim.requests, default=str))

@@ -20,6 +20,7 @@ from engine.domain import ConnectionState, EngineState, Severity
 from engine.events import AccountsChanged
 from engine.secrets import register_secret
 from engine.views import AccountState, AccountView, SyncOrderView, SyncPreview
+from tests.leaks import secret_in
 from tests.tui.conftest import SIZE, commands_done, settle
 from tests.tui.fakes import T0, FakeEngine, FixedClock, alert_raised, populate, populate_cockpit
 from tui.app import CopyTradeApp
@@ -38,7 +39,7 @@ def screen_text(app: CopyTradeApp) -> str:
 def leaked(app: CopyTradeApp, canaries: tuple[str, ...] = CANARIES) -> list[str]:
     text = screen_text(app)
     flat = text.replace(" ", "")
-    return [c for c in canaries if c in text or c in flat]
+    return [c for c in canaries if secret_in(c, text) or secret_in(c, flat)]
 
 
 @pytest.fixture

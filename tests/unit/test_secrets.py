@@ -26,6 +26,7 @@ from engine.secrets import (
     register_secret,
 )
 from engine.store import Store, WriteBatch
+from tests.leaks import leaked_secrets, secret_in_bytes
 from tests.tui.fakes import FakeEngine, FixedClock, alert_raised
 from tui.app import CopyTradeApp
 
@@ -205,7 +206,7 @@ def canary_env(**overrides: str) -> dict[str, str]:
 
 
 def all_canaries_in(text: str) -> list[str]:
-    return [c for c in CANARIES if c in text]
+    return leaked_secrets(CANARIES, text)
 
 
 @pytest.mark.usefixtures("_restore_logging")
@@ -314,7 +315,7 @@ async def test_the_database_never_holds_them(tmp_path: Path) -> None:
         )
     for path in sorted(tmp_path.iterdir()):  # noqa: ASYNC240 (the store is closed)
         data = path.read_bytes()
-        assert [c for c in CANARIES if c.encode() in data] == [], path.name
+        assert [c for c in CANARIES if secret_in_bytes(c, data)] == [], path.name
 
 
 async def test_a_screenshot_never_shows_them() -> None:
