@@ -363,6 +363,9 @@ class Settings(BaseSettings):
     # Seconds between reads of the leader's open orders (a modification may bring no alert of
     # its own: facts §9); 0 turns it off.
     leader_poll_s: float = Field(default=2.0, ge=0)
+    # Seconds between reads of the order book of each follower with open copies (a hand edit
+    # of a copy may bring no alert either); 0 turns it off.
+    follower_poll_s: float = Field(default=2.0, ge=0)
     leader_idle_timeout_s: float = Field(default=60, gt=0)
     leader_dark_kill_after_s: float | None = Field(default=None, gt=0)
     activate_dhan_kill_switch: bool = False

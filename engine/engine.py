@@ -59,6 +59,7 @@ from engine.live.cockpit import Cockpit
 from engine.live.drift import DriftCheck
 from engine.live.executor import Executor
 from engine.live.follower_feed import FollowerFeed
+from engine.live.follower_poll import poll_open_follower_copies
 from engine.live.funds import FundsWatcher
 from engine.live.lagging import Lagging
 from engine.live.leader_feed import LeaderFeed
@@ -557,6 +558,17 @@ class Engine:
                     self.settings.leader_poll_s,
                 ),
                 "leader-poll",
+            )
+        if self.settings.follower_poll_s > 0:
+            spawn(
+                poll_open_follower_copies(
+                    self.clock,
+                    self._accounts,
+                    self._book,
+                    self._follower_feed,
+                    self.settings.follower_poll_s,
+                ),
+                "follower-poll",
             )
         spawn(self._funds.run(), "funds")
         spawn(self._publish_stats_loop(), "stats")

@@ -1,0 +1,47 @@
+"""Each follower's order book read back every few seconds while it has copies open at Dhan.
+
+A change made by hand to a copy in Dhan's app (quantity, price) reaches the engine on the
+follower's socket only if Dhan sends an alert for a modification, which is not settled (facts
+§9 q2; the simulator's ``no-modify-alert`` profile sends none). Without this the hand edit would
+be seen only at the next full reconcile (every 30 s), and meanwhile the engine would modify a
+copy the trader had taken over. Reading the book (a read, not an order API) of the followers
+with open copies brings such a change within ``interval_s``; every row goes through the same
+path as the socket's updates, so an unchanged order does nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from engine.clock import Clock
+from engine.dhan.errors import BrokerError
+from engine.live.accounts import Accounts, FollowerRuntime
+from engine.live.book import ReplicationBook
+from engine.live.follower_feed import FollowerFeed
+
+log = logging.getLogger(__name__)
+
+
+async def poll_open_follower_copies(
+    clock: Clock,
+    accounts: Accounts,
+    book: ReplicationBook,
+    follower_feed: FollowerFeed,
+    interval_s: float,
+) -> None:
+    while True:
+        await clock.sleep(interval_s)
+        with_open = {m.follower for m in book.open_copies() if m.follower_order_id}
+        wanted = [f for f in accounts.all() if f.name in with_open]
+        if wanted:
+            await asyncio.gather(*(_read_book(f, follower_feed) for f in wanted))
+
+
+async def _read_book(f: FollowerRuntime, follower_feed: FollowerFeed) -> None:
+    try:
+        rows = await f.broker.order_book()
+    except BrokerError as exc:  # the socket and the periodic reconcile still run
+        log.debug("%s: order book poll failed: %s", f.name, exc.result.message)
+        return
+    for snap in rows:
+        follower_feed.on_snapshot(f, snap)
