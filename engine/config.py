@@ -18,7 +18,6 @@ import csv
 import ipaddress
 import json
 import os
-import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -26,37 +25,32 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.accounts.credentials import normalise_totp_secret, pin_problem, totp_secret_problem
 from engine.accounts.secret_sources import (
     SecretSourceError,
     apply_secrets,
     keyring_secrets,
     read_secrets_file,
 )
-from engine.accounts.source_ip import SourceIpError, check_local_address
+from engine.config_errors import ConfigError, problem_line
+from engine.config_sections import (
+    AccountSettings,
+    DhanSettings,
+    FollowerSettings,
+    LimiterSettings,
+    SettingsSection,
+)
 from engine.market_hours import MarketCalendar, MarketCalendarError
 from engine.paths import default_db_path
-from engine.replication.rules import (
-    CopyFilters,
-    MultiplierSizing,
-    OrderSizeBounds,
-    RiskLimits,
-    SizingRule,
-)
-from engine.secrets import redact, register_secret
+from engine.secrets import register_secret
 from engine.settings_env import (
     ENV_PREFIX,
     NESTED,
@@ -78,234 +72,12 @@ __all__ = [
 ]
 
 _NESTED = NESTED
-_CLIENT_ID = re.compile(r"\d{6,20}")
-_FOLLOWER_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_SIZING_KINDS = frozenset({"multiplier", "capital_ratio", "fixed_lots"})
 # Dhan's order-API limits per account (dhan-api-facts §8b); a setting above them is refused.
 DHAN_ORDER_LIMITS = {"per_second": 10, "per_minute": 250, "per_hour": 1000, "per_day": 7000}
 _SQLITE_HEADER = b"SQLite format 3\x00"
 # Columns engine.instruments reads from Dhan's scrip master (the rest are optional).
 _SCRIP_MASTER_COLUMNS = ("SEM_EXM_EXCH_ID", "SEM_SEGMENT", "SEM_SMST_SECURITY_ID", "SEM_LOT_UNITS")
-# Settings that name a file: their errors show the path (it is not a secret).
-_FILE_SETTINGS = frozenset({"db_path", "holiday_override_file", "instruments_file"})
-
-
-class ConfigError(Exception):
-    """The settings cannot be used. ``str(err)`` is one line; ``problems`` lists each one."""
-
-    def __init__(self, problems: list[str] | str) -> None:
-        items = [problems] if isinstance(problems, str) else list(problems)
-        self.problems: list[str] = [redact(" ".join(p.split())) for p in items]
-        super().__init__("; ".join(self.problems))
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("client_id", mode="before", check_fields=False)
-    @classmethod
-    def _check_client_id(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str):
-            value = value.strip()
-            if not _CLIENT_ID.fullmatch(value):
-                raise ValueError("must be the Dhan client id: 6 to 20 digits")
-        return value
-
-    @field_validator("access_token", mode="before", check_fields=False)
-    @classmethod
-    def _check_token(cls, value: Any) -> Any:
-        """Register the raw token before anything else can fail; trim pasted whitespace."""
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, str):
-            value = value.strip()
-            register_secret(value)
-            if not value:
-                raise ValueError("must not be empty")
-        return value
-
-    @field_validator("pin", mode="before", check_fields=False)
-    @classmethod
-    def _check_pin(cls, value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, int) and not isinstance(value, bool):
-            raise ValueError("must be given as text (in quotes in JSON: a PIN may start with 0)")
-        if isinstance(value, str):
-            value = value.strip()
-            register_secret(value)
-            problem = pin_problem(value)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    @field_validator("totp_secret", mode="before", check_fields=False)
-    @classmethod
-    def _check_totp_secret(cls, value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, str):
-            register_secret(value.strip())
-            value = normalise_totp_secret(value)
-            register_secret(value)
-            if value is None:
-                raise ValueError("must not be empty")
-            problem = totp_secret_problem(value)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    @field_validator("totp_secret", check_fields=False)
-    @classmethod
-    def _pin_with_totp(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        if "pin" not in info.data:
-            return value  # the PIN itself was refused: that error says enough
-        if (info.data["pin"] is None) != (value is None):
-            raise ValueError(
-                "needs the pin as well"
-                if info.data["pin"] is None
-                else "is missing: the pin is set; tokens are minted from pin and totp_secret"
-            )
-        return value
-
-    @field_validator("source_ip", mode="before", check_fields=False)
-    @classmethod
-    def _check_source_ip(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if not value.strip():
-                return None
-            try:
-                return check_local_address(value)
-            except SourceIpError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("access_token", check_fields=False)
-    @classmethod
-    def _token_or_pin(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        """A pasted token, or a PIN + TOTP secret to mint one: one of the two is needed."""
-        if value is not None or "pin" not in info.data or "totp_secret" not in info.data:
-            return value
-        if info.data["pin"] is None and info.data["totp_secret"] is None:
-            raise PydanticCustomError("missing_token", "missing_token")
-        return value
-
-    def secret_values(self) -> list[str]:
-        """Every secret of this account (for redaction)."""
-        fields = (getattr(self, name, None) for name in ("access_token", "pin", "totp_secret"))
-        return [f.get_secret_value() for f in fields if isinstance(f, SecretStr)]
-
-
-class AccountSettings(_Section):
-    """One Dhan account: its client id and how it gets its (24-hour) access token.
-
-    A pasted ``access_token``, or ``pin`` + ``totp_secret`` (base32) from which tokens are
-    minted, or both. ``source_ip``: the local address this account's calls leave from (its
-    whitelisted static IP), on a machine that holds several; None: the system's choice.
-    Fields are validated in this order: the token's check reads the PIN and TOTP secret.
-    """
-
-    client_id: str
-    pin: SecretStr | None = None
-    totp_secret: SecretStr | None = Field(default=None, validate_default=True)
-    source_ip: str | None = None
-    access_token: SecretStr | None = Field(default=None, validate_default=True)
-
-
-class FollowerSettings(_Section):
-    """A follower account and its rules. With no ``sizing`` it copies 1:1."""
-
-    name: str
-    client_id: str
-    pin: SecretStr | None = None
-    totp_secret: SecretStr | None = Field(default=None, validate_default=True)
-    source_ip: str | None = None
-    access_token: SecretStr | None = Field(default=None, validate_default=True)
-    sizing: SizingRule = MultiplierSizing()
-    bounds: OrderSizeBounds = OrderSizeBounds()
-    filters: CopyFilters = CopyFilters()
-    risk: RiskLimits = RiskLimits()
-    enabled: bool = True
-    # A copy left behind by its filled leader (thin market, a stop gapping through its band):
-    # after `lagging_after_s`, alert (default), chase it with a protected marketable limit
-    # (within max_slippage_pct of the market, at most max_chases times, then alert), or cancel.
-    lagging_policy: Literal["alert", "chase", "cancel"] = "alert"
-    lagging_after_s: float = Field(default=10, gt=0, le=3600)
-    max_slippage_pct: float = Field(default=1.0, gt=0, le=20)
-    max_chases: int = Field(default=3, ge=0, le=20)
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _check_name(cls, value: Any) -> Any:
-        if isinstance(value, str) and not _FOLLOWER_NAME.fullmatch(value):
-            raise ValueError("must be 1 to 24 letters, digits, '_' or '-'")
-        if isinstance(value, str) and value.lower() == "leader":
-            # Alerts, logs and the terminal say "leader" for the leader account.
-            # (The text avoids the word itself: an echo of the input would be masked.)
-            raise ValueError("is reserved for the leading account; give the follower another name")
-        return value
-
-
-class DhanSettings(_Section):
-    """Where Dhan lives. Point both URLs at the simulator (``copytrade sim``) to paper-trade."""
-
-    rest_url: str = "https://api.dhan.co/v2"
-    order_ws_url: str = "wss://api-order-update.dhan.co"
-    timeout_s: float = Field(default=10, gt=0, le=120)
-    # Where tokens are minted from PIN + TOTP. None: Dhan's auth host for Dhan's REST URL,
-    # else the REST URL's own host (the simulator serves both on one port).
-    auth_url: str | None = None
-
-    @field_validator("auth_url")
-    @classmethod
-    def _auth_http(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @property
-    def auth_base_url(self) -> str:
-        if self.auth_url:
-            return self.auth_url
-        parts = urlsplit(self.rest_url)
-        if parts.hostname == "api.dhan.co":
-            return "https://auth.dhan.co"
-        return f"{parts.scheme}://{parts.netloc}"
-
-    @field_validator("rest_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @field_validator("order_ws_url")
-    @classmethod
-    def _ws(cls, value: str) -> str:
-        value = value.strip()
-        if not value.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        return value
-
-
-class LimiterSettings(_Section):
-    """Per-account order-API budget (Dhan: 10/s, 250/min, 1000/h, 7000/day).
-
-    ``headroom`` is the fraction of each window kept unused (0.1 = use at most 90%).
-    """
-
-    headroom: float = Field(default=0.0, ge=0, le=0.5)
-    per_second: int = Field(default=10, ge=1)
-    per_minute: int = Field(default=250, ge=1)
-    per_hour: int = Field(default=1000, ge=1)
-    per_day: int = Field(default=7000, ge=1)
 
 
 class _VariablesSource(PydanticBaseSettingsSource):
@@ -523,7 +295,7 @@ class Settings(BaseSettings):
 
     def tokens(self) -> list[SecretStr]:
         """The pasted tokens (accounts that mint theirs from PIN + TOTP have none here)."""
-        accounts: list[_Section] = [self.leader, *self.followers]
+        accounts: list[SettingsSection] = [self.leader, *self.followers]
         return [
             token
             for account in accounts
@@ -538,41 +310,6 @@ class Settings(BaseSettings):
         ]
 
 
-# --- errors ---------------------------------------------------------------------------------
-
-
-def _env_key(loc: tuple[int | str, ...]) -> str:
-    """The environment form of an error location.
-
-    ('leader', 'client_id') -> COPYTRADE_LEADER__CLIENT_ID
-    ('followers', 1, 'sizing', 'multiplier', 'multiplier')
-        -> COPYTRADE_FOLLOWERS[1].sizing.multiplier  (the union tag is dropped)
-    """
-    parts = list(loc)
-    # A discriminated union puts the tag in the location: sizing -> <kind> -> field.
-    cleaned: list[int | str] = []
-    i = 0
-    while i < len(parts):
-        part = parts[i]
-        cleaned.append(part)
-        if part == "sizing" and i + 2 < len(parts) and parts[i + 1] in _SIZING_KINDS:
-            i += 1  # skip the tag
-        i += 1
-    if not cleaned:
-        return ""
-    key = ENV_PREFIX + str(cleaned[0]).upper()
-    in_json = False
-    for part in cleaned[1:]:
-        if isinstance(part, int):
-            key += f"[{part}]"
-            in_json = True
-        elif in_json:
-            key += f".{part}"
-        else:
-            key += _NESTED + part.upper()
-    return key
-
-
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -583,74 +320,12 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def _is_secret_loc(loc: tuple[int | str, ...]) -> bool:
-    return any(
-        isinstance(p, str) and ("token" in p.lower() or "secret" in p.lower() or p == "pin")
-        for p in loc
-    )
-
-
-def _sibling_key(key: str, field: str) -> str:
-    """The key of another field of the same account: ...ACCESS_TOKEN -> ...PIN / ...pin."""
-    if key.endswith(f"{_NESTED}ACCESS_TOKEN"):
-        return key[: -len("ACCESS_TOKEN")] + field.upper()
-    return key[: -len("access_token")] + field
-
-
-def _problem(error: Mapping[str, Any]) -> str:
-    loc: tuple[int | str, ...] = tuple(error.get("loc", ()))
-    kind = str(error.get("type", ""))
-    msg = str(error.get("msg", "is invalid"))
-    key = _env_key(loc)
-    if kind == "missing_token":
-        return (
-            f"{key} is missing (or set {_sibling_key(key, 'pin')} and "
-            f"{_sibling_key(key, 'totp_secret')} to mint tokens)"
-        )
-    if kind == "missing":
-        if loc == ("leader",):
-            return (
-                f"{key} is missing (set {key}__CLIENT_ID and {key}__ACCESS_TOKEN)"
-                if key
-                else "leader is missing"
-            )
-        if loc == ("followers",):
-            return f"{key} is missing (a JSON list of followers; see .env.example)"
-        return f"{key} is missing"
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    if msg.startswith("Input should be "):
-        msg = "must be " + msg[len("Input should be ") :]
-    elif msg == "Extra inputs are not permitted":
-        msg = "is not a known setting (check the spelling)"
-    if _is_secret_loc(loc) and kind not in ("value_error", "extra_forbidden", "string_type"):
-        msg = "is invalid"  # pydantic's own message might quote the value
-    elif _is_secret_loc(loc) and kind == "string_type":
-        msg = "must be a string"
-    # Never echo an input value; a secret registered above is masked by redact() as well.
-    value = error.get("input")
-    names_a_file = len(loc) == 1 and loc[0] in _FILE_SETTINGS
-    # An address is not a secret, and the user needs to see which one this machine lacks
-    # (a secret pasted there by mistake is still masked by redact()).
-    names_an_address = bool(loc) and loc[-1] == "source_ip"
-    if (
-        isinstance(value, str)
-        and len(value) >= 4
-        and value in msg
-        and not (names_a_file or names_an_address)
-    ):
-        msg = msg.replace(value, "***")
-    msg = msg[0].lower() + msg[1:] if msg[:1].isupper() and not msg[:2].isupper() else msg
-    return f"{key}: {msg}" if key else msg
-
-
 def _sections() -> dict[str, tuple[str, ...]]:
     """The settings given as ``COPYTRADE_<SECTION>__<FIELD>``, with their field names."""
     return {
         name: tuple(section.model_fields)
         for name, field in Settings.model_fields.items()
-        if isinstance(section := field.annotation, type) and issubclass(section, _Section)
+        if isinstance(section := field.annotation, type) and issubclass(section, SettingsSection)
     }
 
 
@@ -678,7 +353,7 @@ def load_settings(
     try:
         settings = Settings()  # type: ignore[call-arg]  # the values come from the sources
     except ValidationError as exc:
-        raise ConfigError([_problem(e) for e in exc.errors(include_url=False)]) from None
+        raise ConfigError([problem_line(e) for e in exc.errors(include_url=False)]) from None
     finally:
         _loaded_variables.reset(loaded)
     for secret in settings.secret_values():
