@@ -49,6 +49,7 @@ from engine.replication.targets import (
     record_leader_progress,
     refresh_terms,
     register_leader_order,
+    sync_step,
 )
 from engine.secrets import redact
 from engine.store import Store, format_datetime, parse_datetime
@@ -84,7 +85,7 @@ class SyncPlan:
     key: PositionKey
     net: int  # what the account holds now
     target: int  # the follower's target once synced
-    step: int  # signed: the order that brings it there (beyond what copies already work)
+    step: int  # signed: the order that brings it there (targets.sync_step)
     synced: PositionLedger
 
 
@@ -405,24 +406,7 @@ class Positions:
             return None
         lid = (f.name, key)
         before = self._ledgers[lid]
-        after = before
-        scope: Peers | None = None
-        for leg in before.legs:
-            mirror = self._book.mirror(f.name, leg.leader_order_id)
-            filled = mirror.total_filled if mirror is not None else 0
-            working = 0
-            if mirror is not None and mirror.is_open_at_broker and mirror.params is not None:
-                working = max(mirror.params.quantity - mirror.filled_qty, 0)
-            if filled != leg.copy_filled or working != leg.copy_working:
-                after = record_copy_progress(
-                    after, leader_order_id=leg.leader_order_id, filled=filled, working=working
-                )
-                # A copy's fill moves the follower (every copy); what it works only the
-                # copies of later orders, which are sized after it.
-                if filled != leg.copy_filled:
-                    scope = ALL
-                elif scope is None:
-                    scope = Later(leg.leader_order_id)
+        after, scope = self._with_copy_progress(f.name, before)
         after = self._with_sync_fills(f.name, after)
         this = after.leg(leader.order_id)
         if this is not None and this.terms.capital_ratio is None:
@@ -437,6 +421,31 @@ class Positions:
             self._mark_peers(f, key, leader.order_id, scope or ALL)
         return after
 
+    def _with_copy_progress(
+        self, follower: str, before: PositionLedger
+    ) -> tuple[PositionLedger, Peers | None]:
+        """The ledger with its copies' fills and working quantities as the book has them now,
+        and which copies the change concerns."""
+        after = before
+        scope: Peers | None = None
+        for leg in before.legs:
+            mirror = self._book.mirror(follower, leg.leader_order_id)
+            filled = mirror.total_filled if mirror is not None else 0
+            working = 0
+            if mirror is not None and mirror.is_open_at_broker and mirror.params is not None:
+                working = max(mirror.params.quantity - mirror.filled_qty, 0)
+            if filled != leg.copy_filled or working != leg.copy_working:
+                after = record_copy_progress(
+                    after, leader_order_id=leg.leader_order_id, filled=filled, working=working
+                )
+                # A copy's fill moves the follower (every copy); what it works only the
+                # copies of later orders, which are sized after it.
+                if filled != leg.copy_filled:
+                    scope = ALL
+                elif scope is None:
+                    scope = Later(leg.leader_order_id)
+        return after, scope
+
     # --- position sync ------------------------------------------------------------------------
 
     def plan_sync(self, f: FollowerRuntime, key: PositionKey, net: int) -> SyncPlan:
@@ -447,6 +456,7 @@ class Positions:
         ledger = self._ledgers.get((f.name, key)) or PositionLedger(
             key, leader_at_attach=attach.leader_net.get(key, 0) if attach else 0
         )
+        ledger, _ = self._with_copy_progress(f.name, ledger)
         ledger = self._with_sync_fills(f.name, ledger)
         synced = replace(
             ledger, follower_at_attach=ledger.follower_at_attach + net - ledger.follower_net
@@ -456,9 +466,11 @@ class Positions:
             terms = SizingTerms(f.rules.sizing, f.rules.bounds, lot, self._funds.ratio(f))
             start, _ = next_target(0, 0, ledger.leader_at_attach, terms)
             synced = replace(synced, target_at_attach=start)
-        working = synced.working_buy - synced.working_sell
-        target = synced.target
-        return SyncPlan(f.name, key, net, target, target - net - working, synced)
+        # The rule (targets.sync_step): the follower's net to its target, less only what
+        # copies left behind by their filled leaders still work toward it; resting stops and
+        # exits that follow the leader's own working orders count nothing; never past the
+        # target, never across flat.
+        return SyncPlan(f.name, key, net, synced.target, sync_step(synced), synced)
 
     def commit_sync(self, plan: SyncPlan) -> SyncOrder:
         """The trader confirmed: the ledger takes the synced target and holdings, and the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,7 @@ from engine.replication.targets import (
     record_leader_progress,
     refresh_terms,
     register_leader_order,
+    sync_step,
     target_state,
 )
 
@@ -578,3 +580,62 @@ def test_a_continued_fold_equals_a_fold_from_scratch() -> None:
             continued = target_state(ledger)
             forget_folds()
             assert continued == target_state(ledger)
+
+
+# --- position sync: the follower's net to its target, never past it ------------------------------
+
+
+def test_sync_needs_nothing_while_a_protective_stop_rests() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 6, times(1))
+    _, stop = acct.order(Side.SELL, 6, times(1))  # the leader's stop-loss rests; so does its copy
+    assert stop == 6 * LOT
+    assert sync_step(acct.ledger) == 0  # not a sell to make up with a buy
+    assert position_drift(acct.ledger).in_line
+
+
+def test_sync_counts_an_entry_copy_left_behind_by_its_filled_leader() -> None:
+    acct = Account()
+    oid, _ = acct.order(Side.BUY, 2, times(1))
+    acct.leader_fills(oid, 2)  # the leader is done; the copy still works 2 lots
+    assert sync_step(acct.ledger) == 0
+    assert position_drift(acct.ledger).closing_by_working == 2 * LOT
+    acct.ledger = record_copy_progress(acct.ledger, leader_order_id=oid, filled=0, working=0)
+    assert sync_step(acct.ledger) == 2 * LOT  # cancelled: nothing closes it but a sync
+
+
+def test_sync_counts_only_the_filled_share_of_a_copy_whose_leader_still_works() -> None:
+    acct = Account()
+    oid, _ = acct.order(Side.BUY, 4, times(1))
+    acct.leader_fills(oid, 1)  # target 1 lot; the copy works 4 lots, 1 of them owed now
+    assert sync_step(acct.ledger) == 0
+    drift = position_drift(acct.ledger)
+    assert (drift.closing_by_working, drift.working_away) == (LOT, 0)
+
+
+def test_sync_counts_an_exit_copy_left_behind_and_never_sells_twice() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 2, times(1))
+    oid, _ = acct.order(Side.SELL, 2, times(1))
+    acct.leader_fills(oid, 2)  # the leader is flat; the exit copy still works
+    assert acct.ledger.target == 0 and acct.ledger.follower_net == 2 * LOT
+    assert sync_step(acct.ledger) == 0
+
+
+def test_sync_stops_at_flat_and_never_flips_the_follower() -> None:
+    acct = Account()
+    acct.trade(Side.SELL, 1, times(1))  # target -1 lot
+    acct.ledger = replace(acct.ledger, follower_at_attach=3 * LOT)  # but the account holds +2
+    assert acct.ledger.follower_net == 2 * LOT
+    assert sync_step(acct.ledger) == -2 * LOT  # to flat; the short side on a later sync
+    acct.ledger = replace(acct.ledger, follower_at_attach=0)  # holds its -1 lot
+    assert sync_step(acct.ledger) == 0
+
+
+def test_sync_never_goes_past_the_target() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 3, times(1))
+    acct.ledger = replace(acct.ledger, follower_at_attach=-LOT)  # holds 2 lots of its 3
+    assert sync_step(acct.ledger) == LOT
+    acct.ledger = replace(acct.ledger, follower_at_attach=LOT)  # holds 4 lots of its 3
+    assert sync_step(acct.ledger) == -LOT
