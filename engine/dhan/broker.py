@@ -32,12 +32,21 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from engine.clock import to_ist
+from engine.dhan.broker_answers import (
+    CorrelationLookup,
+    Existence,
+    Funds,
+    OrderBook,
+    Position,
+    Profile,
+    lenient_float,
+    lenient_whole,
+    lower_keys,
+    parse_token_validity,
+    row_correlation,
+)
 from engine.dhan.codec import (
     CodecError,
     decode_rest_order,
@@ -65,7 +74,7 @@ from engine.dhan.transport import (
     SdkRequest,
     request_building_sdk,
 )
-from engine.domain import OrderParams, OrderSnapshot, OrderStatus, Product, Segment
+from engine.domain import OrderParams, OrderSnapshot, OrderStatus
 from engine.secrets import register_secret
 
 __all__ = [
@@ -79,107 +88,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    segment: Segment
-    security_id: str
-    symbol: str
-    product: Product
-    net_qty: int
-    buy_avg: float
-    sell_avg: float
-    realized_pnl: float
-    unrealized_pnl: float
-
-
-@dataclass(frozen=True, slots=True)
-class Funds:
-    available: float  # Dhan's misspelled ``availabelBalance``
-    sod_limit: float
-    utilized: float
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    client_id: str
-    token_valid_until: datetime | None  # IST, tz-aware; None when Dhan did not say
-
-
-class Existence(StrEnum):
-    FOUND = "FOUND"  # Dhan showed the order(s) carrying the correlationId
-    ABSENT_FROM_BOOK = "ABSENT_FROM_BOOK"  # the whole book was read; no order carries it
-    UNKNOWN = "UNKNOWN"  # no safe answer: neither place again nor assume it exists
-
-
-@dataclass(frozen=True, slots=True)
-class CorrelationLookup:
-    """The answer of :meth:`DhanBroker.find_by_correlation`."""
-
-    existence: Existence
-    # FOUND: every order with the id (slices: several). UNKNOWN may carry the orders seen so
-    # far (an order exists, but a row that may be another slice was unreadable).
-    orders: tuple[OrderSnapshot, ...] = ()
-    reason: str = ""  # UNKNOWN: why; otherwise where the answer came from
-    from_book: bool = False  # True when the order book (not the lookup) settled it
-
-    @property
-    def snapshot(self) -> OrderSnapshot | None:
-        """The furthest-along order (FOUND), else None."""
-        if not self.orders:
-            return None
-        return max(self.orders, key=lambda s: s.progress_key())
-
-
-class OrderBook(list[OrderSnapshot]):
-    """The day's orders; ``errors`` lists the rows that could not be decoded (none are lost
-    silently, and one bad row never costs the others)."""
-
-    def __init__(self, snapshots: list[OrderSnapshot], errors: list[CodecError]) -> None:
-        super().__init__(snapshots)
-        self.errors: list[CodecError] = errors
-
-
-def _float(value: object) -> float:
-    try:
-        result = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-    return result if result == result and abs(result) != float("inf") else 0.0
-
-
-def _int(value: object) -> int:
-    return int(_float(value))
-
-
-def _folded(obj: Mapping[Any, Any]) -> dict[str, Any]:
-    return {str(k).lower(): v for k, v in obj.items()}
-
-
-_CORRELATION_KEY = "correlationid"
-_NO_CORRELATION = frozenset({"", "NA", "N/A", "NULL", "NONE"})
-
-
-def _row_correlation(row: Mapping[Any, Any]) -> str:
-    """A raw order-book row's correlationId ("" for Dhan's "NA" placeholder, L6)."""
-    for key, value in row.items():
-        if str(key).replace("_", "").lower() == _CORRELATION_KEY and isinstance(value, str):
-            text = value.strip()
-            return "" if text.upper() in _NO_CORRELATION else text
-    return ""
-
-
-def _parse_token_validity(text: object) -> datetime | None:
-    """Profile ``tokenValidity`` is "DD/MM/YYYY HH:MM" IST (unlike every other Dhan date)."""
-    if not isinstance(text, str) or not text.strip():
-        return None
-    for fmt in ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return to_ist(datetime.strptime(text.strip(), fmt))
-        except ValueError:
-            continue
-    return None
 
 
 class DhanBroker:
@@ -603,7 +511,7 @@ class DhanBroker:
             if not isinstance(row, Mapping):
                 unreadable_ours += 1  # cannot even tell whose it is
                 continue
-            if _row_correlation(row) != cid:
+            if row_correlation(row) != cid:
                 continue
             try:
                 snapshot = decode_rest_order(row)
@@ -648,18 +556,18 @@ class DhanBroker:
             try:
                 if not isinstance(row, Mapping):
                     raise CodecError(f"expected an object, got {type(row).__name__}")
-                d = _folded(row)
+                d = lower_keys(row)
                 out.append(
                     Position(
                         segment=parse_segment(d.get("exchangesegment")),
                         security_id=str(d.get("securityid") or ""),
                         symbol=str(d.get("tradingsymbol") or ""),
                         product=parse_product(d.get("producttype")),
-                        net_qty=_int(d.get("netqty")),
-                        buy_avg=_float(d.get("buyavg")),
-                        sell_avg=_float(d.get("sellavg")),
-                        realized_pnl=_float(d.get("realizedprofit")),
-                        unrealized_pnl=_float(d.get("unrealizedprofit")),
+                        net_qty=lenient_whole(d.get("netqty")),
+                        buy_avg=lenient_float(d.get("buyavg")),
+                        sell_avg=lenient_float(d.get("sellavg")),
+                        realized_pnl=lenient_float(d.get("realizedprofit")),
+                        unrealized_pnl=lenient_float(d.get("unrealizedprofit")),
                     )
                 )
             except CodecError as exc:
@@ -675,12 +583,12 @@ class DhanBroker:
             raise BrokerError(
                 BrokerResult(ResultKind.TRANSIENT, message="fund limits answer is not an object")
             )
-        d = _folded(data)
+        d = lower_keys(data)
         available = d.get("availabelbalance", d.get("availablebalance"))
         return Funds(
-            available=_float(available),
-            sod_limit=_float(d.get("sodlimit")),
-            utilized=_float(d.get("utilizedamount")),
+            available=lenient_float(available),
+            sod_limit=lenient_float(d.get("sodlimit")),
+            utilized=lenient_float(d.get("utilizedamount")),
         )
 
     async def kill_switch_status(self) -> bool | None:
@@ -691,7 +599,7 @@ class DhanBroker:
             return None
         if not isinstance(data, Mapping):
             return None
-        status = str(_folded(data).get("killswitchstatus") or "").strip().upper()
+        status = str(lower_keys(data).get("killswitchstatus") or "").strip().upper()
         if status.startswith("ACTIVATE") or status in ("ACTIVE", "ON", "TRUE"):
             return True
         if status.startswith("DEACTIVATE") or status in ("INACTIVE", "OFF", "FALSE"):
@@ -705,10 +613,10 @@ class DhanBroker:
             raise BrokerError(
                 BrokerResult(ResultKind.TRANSIENT, message="profile answer is not an object")
             )
-        d = _folded(data)
+        d = lower_keys(data)
         return Profile(
             client_id=str(d.get("dhanclientid") or self._client_id),
-            token_valid_until=_parse_token_validity(d.get("tokenvalidity")),
+            token_valid_until=parse_token_validity(d.get("tokenvalidity")),
         )
 
     async def close(self) -> None:
