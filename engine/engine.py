@@ -121,6 +121,7 @@ class Engine:
             broker_factory = recording_broker_factory(recorder, settings)
         self._broker_factory = broker_factory
         self._use_follower_streams = follower_streams
+        self._instruments_given = instruments is not None or settings.instruments_file is not None
         if instruments is None and settings.instruments_file is not None:
             instruments = InstrumentBook.from_scrip_master(settings.instruments_file)
         # No book given and no file: Dhan's scrip master, loaded in the background.
@@ -168,6 +169,7 @@ class Engine:
             self._instruments,
             self._funds,
             self._bus.publish,
+            positions=self._positions,
         )
         self._supervisor = Supervisor(
             s,
@@ -259,10 +261,16 @@ class Engine:
     def subscribe(self, listener: Callable[[EngineEvent], None]) -> Callable[[], None]:
         return self._bus.subscribe(listener)
 
-    def configure_endpoints(self, rest_url: str, ws_url: str) -> None:
-        """Point the engine at another Dhan (the demo's in-process simulator) before run()."""
+    def configure_endpoints(self, rest_url: str, ws_url: str, instruments_url: str = "") -> None:
+        """Point the engine at another Dhan (the demo's in-process simulator) before run();
+        ``instruments_url``: the scrip master that Dhan serves (loaded unless a book was given)."""
         dhan = self.settings.dhan.model_copy(update={"rest_url": rest_url, "order_ws_url": ws_url})
-        self.settings = self.settings.model_copy(update={"dhan": dhan})
+        update: dict[str, object] = {"dhan": dhan}
+        if instruments_url:
+            update["instruments_url"] = instruments_url
+        self.settings = self.settings.model_copy(update=update)
+        if instruments_url and not self._instruments_given:
+            self._fetch_instruments = True
         self._wire(self.settings)  # the parts hold the settings they were given
 
     def claim_database(self) -> None:

@@ -2,6 +2,10 @@
 copies in step, and every account's positions against its target. Read-only: it looks at the
 book, the accounts, the arming, the token keepers and Dhan's positions, and decides nothing.
 
+Each follower's target and the part of its difference working copies will close are read
+from its position ledgers (Positions.plan_sync): the same numbers as the sync preview and the
+drift check, so the three never disagree.
+
 Accounts and copy steps are rebuilt once a second and published only when they changed;
 positions are read from Dhan on a slower timer (never per order event), so a flood of orders
 costs the cockpit nothing extra.
@@ -23,9 +27,8 @@ from engine.domain import (
     MirrorState,
     OrderSnapshot,
     OrderStatus,
-    OrderType,
+    Product,
     Segment,
-    Side,
 )
 from engine.events import AccountsChanged, CopyStepsChanged, EngineEvent, PositionsRead
 from engine.instruments import InstrumentBook
@@ -33,8 +36,9 @@ from engine.live.accounts import LEADER, Accounts, FollowerRuntime
 from engine.live.arming import ENGINE_SCOPE, Arming
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
+from engine.live.positions import Positions
 from engine.records import MirrorRecord
-from engine.replication.sizing import size_order
+from engine.replication.targets import PositionKey as LedgerKey
 from engine.secrets import redact
 from engine.views import (
     AccountPnl,
@@ -86,6 +90,7 @@ class Cockpit:
         instruments: InstrumentBook,
         funds: FundsWatcher,
         publish: Callable[[EngineEvent], None],
+        positions: Positions | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -95,6 +100,9 @@ class Cockpit:
         self._instruments = instruments
         self._funds = funds
         self._publish = publish
+        # The position ledgers: a follower's target and drift read from them are the very
+        # numbers the sync preview and the drift check show.
+        self._ledgers = positions
         self.keepers: Mapping[str, TokenKeeper] = {}
         self._accounts_shown: dict[str, AccountView] = {}
         self._steps_shown: dict[str, CopyStepView] = {}
@@ -287,19 +295,18 @@ class Cockpit:
         leader_net = leader.net_qty if leader else 0
         symbol = leader.symbol if leader else ""
         followers: list[FollowerPositionView] = []
-        working = self._working(key)
         for name, mine in read.followers.items():
             f = self._accounts.followers.get(name)
             p = mine.get(key)
             symbol = symbol or (p.symbol if p else "")
             net = p.net_qty if p else 0
-            target = self._target(f, segment, security_id, leader_net) if f else net
+            target, working = self._standing(f, key, net) if f else (net, 0)
             followers.append(
                 FollowerPositionView(
                     name,
                     net,
-                    net if target is None else target,
-                    working.get(name, 0),
+                    target,
+                    working,
                     _avg(p) if p else 0.0,
                     p.realized_pnl if p else 0.0,
                     p.unrealized_pnl if p else 0.0,
@@ -317,42 +324,22 @@ class Cockpit:
             tuple(followers),
         )
 
-    def _target(
-        self, f: FollowerRuntime, segment: str, security_id: str, leader_net: int
-    ) -> int | None:
-        """The follower's target for the leader's net, by its sizing rule; None when the rule
-        implies no position ratio (fixed lots follow orders, not positions)."""
-        if f.rules.sizing.kind == "fixed_lots":
-            return None
-        lot = self._instruments.lot_size(Segment(segment), security_id) or 1
-        sized = size_order(
-            f.rules.sizing,
-            f.rules.bounds,
-            leader_qty=abs(leader_net),
-            lot_size=lot,
-            capital_ratio=self._funds.ratio(f),
-        ).quantity
-        return sized if leader_net >= 0 else -sized
-
-    def _working(self, key: PositionKey) -> dict[str, int]:
-        """Per follower, the signed quantity still to fill on copies whose leader order has
-        ended (lagging copies): what will close a difference when they fill.
-
-        Copies of the leader's open orders are left out (the leader's position moves with
-        them too), and so are stop-losses (they fill only if the market turns)."""
-        out: dict[str, int] = {}
-        for m in self._book.open_copies():
-            p = m.params
-            if p is None or (p.segment.value, p.security_id, p.product.value) != key:
-                continue
-            if p.order_type in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_MARKET):
-                continue
-            leader = self._book.leader(m.leader_order_id)
-            if leader is None or leader.status.is_open:
-                continue
-            left = max(p.quantity - m.filled_qty, 0)
-            out[m.follower] = out.get(m.follower, 0) + (left if p.side is Side.BUY else -left)
-        return out
+    def _standing(self, f: FollowerRuntime, key: PositionKey, net: int) -> tuple[int, int]:
+        """(target, signed quantity working copies will still move it toward the target),
+        from the follower's position ledger: the numbers of the sync preview and the drift
+        check (targets.position_drift over the same ledger). Without ledgers (an engine not
+        wired with them), the follower's net is shown as its own target."""
+        if self._ledgers is None:
+            return net, 0
+        segment, security_id, product = key
+        try:
+            ledger_key = LedgerKey(Segment(segment), security_id, Product(product))
+        except ValueError:  # an instrument kind the engine does not trade
+            return net, 0
+        plan = self._ledgers.plan_sync(f, ledger_key, net)
+        need = plan.target - net
+        toward = plan.drift.closing_by_working
+        return plan.target, toward if need > 0 else -toward if need < 0 else 0
 
     # --- the loop ---------------------------------------------------------------------------
 

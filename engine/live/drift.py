@@ -15,7 +15,7 @@ from engine.live.accounts import Accounts
 from engine.live.funds import FundsWatcher
 from engine.live.notifier import Notifier
 from engine.live.positions import Positions
-from engine.replication.targets import PositionKey, position_drift
+from engine.replication.targets import PositionKey
 from engine.secrets import redact
 
 
@@ -57,9 +57,11 @@ class DriftCheck:
                 actual[key] = actual.get(key, 0) + p.net_qty
                 symbols[key] = p.symbol
             for ledger in ledgers:
-                d = position_drift(ledger)
+                # The sync plan's numbers: the positions pane and a sync preview show these.
                 net = actual.get(ledger.key, 0)
-                outside = net - d.follower_net  # not from our copies
+                plan = self._positions.plan_sync(f, ledger.key, net)
+                d = plan.drift
+                outside = net - plan.from_copies  # not from our copies
                 if d.in_line and outside == 0:
                     continue
                 key = ledger.key
@@ -79,7 +81,15 @@ class DriftCheck:
                         f"; {outside:+d} not from copies (manual trades, or held before "
                         "the attach point)"
                     )
-                lines.append((text, bool(d.uncovered or d.working_away or outside)))
+                if plan.unsynced_share:
+                    text += (
+                        f"; {plan.unsynced_share:+d} of the target is the leader's position "
+                        "from before the attach point (copytrade sync copies it)"
+                    )
+                # The leader's position from before the attach point is not copied unless
+                # the trader syncs: that alone is information, not a warning.
+                unclosed = d.uncovered > abs(plan.unsynced_share) or d.working_away or outside
+                lines.append((text, bool(unclosed)))
         for text, unclosed in lines:
             self._notifier.alert(
                 "POSITION_DRIFT", Severity.WARNING if unclosed else Severity.INFO, text

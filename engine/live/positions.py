@@ -40,11 +40,13 @@ from engine.replication.replicator import POSITION_CANCEL, FollowerRules
 from engine.replication.rules import CopyFilters, MultiplierSizing, OrderSizeBounds, SizingRule
 from engine.replication.targets import (
     Leg,
+    PositionDrift,
     PositionKey,
     PositionLedger,
     SizingTerms,
     drifts,
     next_target,
+    position_drift,
     record_copy_progress,
     record_leader_progress,
     refresh_terms,
@@ -87,6 +89,11 @@ class SyncPlan:
     target: int  # the follower's target once synced
     step: int  # signed: the order that brings it there (targets.sync_step)
     synced: PositionLedger
+    # The follower's net against the target (the drift check's and the positions pane's
+    # numbers too): what working copies will close, and what nothing but a sync will.
+    drift: PositionDrift
+    from_copies: int  # of `net`, what our copies (and earlier syncs) gave the follower
+    unsynced_share: int  # of `target`, the leader's attach-point position not yet synced
 
 
 _RULE = TypeAdapter[Any](SizingRule)
@@ -470,7 +477,18 @@ class Positions:
         # copies left behind by their filled leaders still work toward it; resting stops and
         # exits that follow the leader's own working orders count nothing; never past the
         # target, never across flat.
-        return SyncPlan(f.name, key, net, synced.target, sync_step(synced), synced)
+        drift = position_drift(synced)
+        return SyncPlan(
+            f.name,
+            key,
+            net,
+            drift.target,
+            sync_step(synced),
+            synced,
+            drift,
+            ledger.follower_net,
+            drift.target - ledger.target,
+        )
 
     def commit_sync(self, plan: SyncPlan) -> SyncOrder:
         """The trader confirmed: the ledger takes the synced target and holdings, and the
