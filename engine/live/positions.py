@@ -13,19 +13,20 @@ follower's attach point, and both kept in the store.
   as snapshots arrive (in the order seen: the target is a fold over them); the copies' side
   is read from the book's copy records before each decision. When anything in a ledger
   changes, every copy in it that may still act is decided again, earliest first.
+- **Sync plans.** What a position sync would place, on the same numbers as the drift check
+  and the positions pane (targets.sync_step / position_drift over the ledger as it is now).
+
+Its records are in engine.live.position_records, their stored text in
+engine.live.position_codec, the alerts that sum up many orders in engine.live.position_notes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from enum import Enum
-from typing import Any
-
-from pydantic import TypeAdapter
 
 from engine.clock import Clock
 from engine.config import FollowerSettings, Settings
@@ -36,11 +37,26 @@ from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
 from engine.live.notifier import Notifier
+from engine.live.position_codec import (
+    attach_from,
+    attach_row,
+    ledger_from_json,
+    ledger_to_json,
+    sizing_text,
+    syncs_from,
+)
+from engine.live.position_notes import EXISTING, HISTORY, LATE, PositionNotes, describe
+from engine.live.position_records import (
+    SYNC_PREFIX,
+    AttachPoint,
+    LedgerId,
+    SyncOrder,
+    SyncPlan,
+)
 from engine.replication.replicator import POSITION_CANCEL, FollowerRules
-from engine.replication.rules import CopyFilters, MultiplierSizing, OrderSizeBounds, SizingRule
+from engine.replication.rules import CopyFilters, MultiplierSizing, OrderSizeBounds
 from engine.replication.targets import (
     Leg,
-    PositionDrift,
     PositionKey,
     PositionLedger,
     SizingTerms,
@@ -54,8 +70,8 @@ from engine.replication.targets import (
     sync_step,
 )
 from engine.secrets import redact
-from engine.store import Store, format_datetime, parse_datetime
-from engine.store.positions import AttachRow, LedgerRow
+from engine.store import Store, format_datetime
+from engine.store.positions import LedgerRow
 
 log = logging.getLogger(__name__)
 
@@ -63,40 +79,6 @@ log = logging.getLogger(__name__)
 # have come after it, so only orders stamped before that second count as before it.
 TIMESTAMP_RESOLUTION = timedelta(seconds=1)
 FLUSH_DELAY_S = 0.05
-
-LedgerId = tuple[str, PositionKey]  # (follower, position)
-SYNC_PREFIX = "SYNC-"  # the id of an order a position sync placed (not a leader order)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOrder:
-    """One order a confirmed position sync placed for a follower: it brings the follower
-    to its target, and what it fills counts in the follower's position (with what the
-    account held outside our copies when the sync was confirmed, `adopted`)."""
-
-    order_id: str
-    follower: str
-    key: PositionKey
-    adopted: int
-    side: Side
-
-
-@dataclass(frozen=True, slots=True)
-class SyncPlan:
-    follower: str
-    key: PositionKey
-    net: int  # what the account holds now
-    target: int  # the follower's target once synced
-    step: int  # signed: the order that brings it there (targets.sync_step)
-    synced: PositionLedger
-    # The follower's net against the target (the drift check's and the positions pane's
-    # numbers too): what working copies will close, and what nothing but a sync will.
-    drift: PositionDrift
-    from_copies: int  # of `net`, what our copies (and earlier syncs) gave the follower
-    unsynced_share: int  # of `target`, the leader's attach-point position not yet synced
-
-
-_RULE = TypeAdapter[Any](SizingRule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,18 +96,6 @@ class _Scope(Enum):
 ALL = _Scope.ALL
 LATER = _Scope.LATER
 Peers = _Scope | Later
-
-
-@dataclass(frozen=True, slots=True)
-class AttachPoint:
-    at: datetime
-    leader_net: dict[PositionKey, int]
-    # The leader's positions could not be read at attach: his net there is taken from the
-    # history orders of the day's order book instead (misses positions carried overnight).
-    derived: bool = False
-    # Leader orders refused as beyond the catch-up bound: a later restart, when the bound
-    # might read differently, does not trade them either.
-    refused: set[str] = field(default_factory=set)
 
 
 class Positions:
@@ -155,8 +125,7 @@ class Positions:
         self._dropped: list[str] = []
         self._enabled: dict[str, bool] = {}
         self._sizing_text: dict[str, str] = {}
-        self._pending_notes: dict[tuple[str, str], list[str]] = {}  # (follower, kind) -> lines
-        self._notes_scheduled = False
+        self._notes = PositionNotes(notifier)
         self._store: Store | None = None
         self._flush_wanted = asyncio.Event()
         self._syncs: dict[str, SyncOrder] = {}
@@ -171,7 +140,7 @@ class Positions:
         fresh: list[FollowerSettings] = []
         for fs in self._settings.followers:
             row = stored.get(fs.name)
-            sizing = _sizing_text(fs)
+            sizing = sizing_text(fs)
             self._sizing_text[fs.name] = sizing
             self._enabled[fs.name] = fs.enabled
             if row is None or (fs.enabled and not row.enabled):
@@ -180,8 +149,8 @@ class Positions:
                     if row is not None:
                         self._dropped.append(fs.name)  # re-enabled: starts again from now
                 continue
-            self._attach[fs.name] = _attach_from(row)
-            for sync in _syncs_from(row):
+            self._attach[fs.name] = attach_from(row)
+            for sync in syncs_from(row):
                 self._syncs[sync.order_id] = sync
             if row.enabled != fs.enabled:
                 self._dirty_attach.add(fs.name)
@@ -346,10 +315,10 @@ class Positions:
                 if attach.derived and snap.filled_qty:
                     self._add_to_attach(f.name, snap)
                 if snap.filled_qty:
-                    self._note(f.name, "history", _describe(snap))
+                    self._notes.note(f.name, HISTORY, describe(snap))
                 return "history: ended before the follower's attach point"
             if self._settings.copy_existing == "none":
-                self._note(f.name, "existing", _describe(snap))
+                self._notes.note(f.name, EXISTING, describe(snap))
                 return "open at the attach point (COPYTRADE_COPY_EXISTING=none)"
             if attach.derived and snap.filled_qty:
                 self._add_to_attach(f.name, snap)
@@ -360,14 +329,14 @@ class Positions:
             ended = snap.updated_at or self._clock.now()
             age = (self._clock.now() - ended).total_seconds()
             if age > self._settings.catch_up_max_age_s:
-                self._note(f.name, "late", f"{_describe(snap)} (ended {age:.0f}s ago)")
+                self._notes.note(f.name, LATE, f"{describe(snap)} (ended {age:.0f}s ago)")
                 self._refuse(f.name, attach, snap.order_id)
                 return f"ended {age:.0f}s ago while the engine was away: too late to catch up"
             market = snap.ref_ltp
             if market > 0 and snap.avg_price > 0:
                 move = abs(market - snap.avg_price) / snap.avg_price * 100
                 if move > self._settings.catch_up_max_move_pct:
-                    self._note(f.name, "late", f"{_describe(snap)} (market moved {move:.1f}%)")
+                    self._notes.note(f.name, LATE, f"{describe(snap)} (market moved {move:.1f}%)")
                     self._refuse(f.name, attach, snap.order_id)
                     return f"the market moved {move:.1f}% from the leader's fill: not caught up"
         return 0
@@ -597,43 +566,6 @@ class Positions:
                 lines.append(f"{name} {d.describe()}")
         return lines
 
-    # --- alerts that sum up many orders --------------------------------------------------------
-
-    def _note(self, follower: str, kind: str, line: str) -> None:
-        self._pending_notes.setdefault((follower, kind), []).append(line)
-        if not self._notes_scheduled:
-            self._notes_scheduled = True
-            # After the current pass (a recovery ingests a whole order book without awaiting):
-            # one alert per follower and kind, not one per order.
-            asyncio.get_running_loop().call_soon(self._publish_notes)
-
-    def _publish_notes(self) -> None:
-        self._notes_scheduled = False
-        notes, self._pending_notes = self._pending_notes, {}
-        for (follower, kind), lines in notes.items():
-            shown = "; ".join(lines[:20]) + (
-                f"; and {len(lines) - 20} more" if len(lines) > 20 else ""
-            )
-            if kind == "history":
-                code, severity = "HISTORY_NOT_TRADED", Severity.INFO
-                text = (
-                    f"{follower}: {len(lines)} leader order(s) filled before this follower's "
-                    f"attach point are history and not traded: {shown}"
-                )
-            elif kind == "existing":
-                code, severity = "EXISTING_NOT_COPIED", Severity.INFO
-                text = (
-                    f"{follower}: {len(lines)} leader order(s) open at the attach point are "
-                    f"not copied (COPYTRADE_COPY_EXISTING=none): {shown}"
-                )
-            else:
-                code, severity = "CATCH_UP_REFUSED", Severity.WARNING
-                text = (
-                    f"{follower}: {len(lines)} leader order(s) that ended while the engine "
-                    f"was away are beyond the catch-up bound and not traded: {shown}"
-                )
-            self._notifier.alert(code, severity, text, follower)
-
     # --- persistence ---------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -669,7 +601,7 @@ class Positions:
             for name, key in dirty
         ]
         attach = [
-            _attach_row(
+            attach_row(
                 name,
                 self._attach[name],
                 self._enabled.get(name, True),
@@ -686,135 +618,3 @@ class Positions:
             self._dirty_attach |= attach_names
             self._dropped[:0] = dropped
             raise
-
-
-# --- serialisation -------------------------------------------------------------------------------
-
-
-def _sizing_text(fs: FollowerSettings) -> str:
-    return json.dumps(
-        {"sizing": fs.sizing.model_dump(), "bounds": fs.bounds.model_dump()}, sort_keys=True
-    )
-
-
-def _attach_row(
-    name: str, attach: AttachPoint, enabled: bool, sizing: str, syncs: list[SyncOrder]
-) -> AttachRow:
-    net = [
-        [k.segment.value, k.security_id, k.product.value, n] for k, n in attach.leader_net.items()
-    ]
-    synced = [
-        [
-            x.order_id,
-            x.key.segment.value,
-            x.key.security_id,
-            x.key.product.value,
-            x.adopted,
-            x.side.value,
-        ]
-        for x in syncs
-    ]
-    body = json.dumps(
-        {
-            "net": net,
-            "derived": attach.derived,
-            "refused": sorted(attach.refused),
-            "syncs": synced,
-        }
-    )
-    return AttachRow(name, format_datetime(attach.at), enabled, sizing, body)
-
-
-def _attach_from(row: AttachRow) -> AttachPoint:
-    body = json.loads(row.leader_positions)
-    net = {
-        PositionKey(Segment(seg), sec, Product(prod)): int(n) for seg, sec, prod, n in body["net"]
-    }
-    return AttachPoint(
-        parse_datetime(row.attached_at),
-        net,
-        bool(body.get("derived")),
-        {str(i) for i in body.get("refused", ())},
-    )
-
-
-def _syncs_from(row: AttachRow) -> list[SyncOrder]:
-    body = json.loads(row.leader_positions)
-    return [
-        SyncOrder(
-            str(oid),
-            row.follower,
-            PositionKey(Segment(seg), sec, Product(prod)),
-            int(n),
-            Side(side),
-        )
-        for oid, seg, sec, prod, n, side in body.get("syncs", ())
-    ]
-
-
-def ledger_to_json(ledger: PositionLedger) -> str:
-    return json.dumps(
-        {
-            "leader_at_attach": ledger.leader_at_attach,
-            "target_at_attach": ledger.target_at_attach,
-            "follower_at_attach": ledger.follower_at_attach,
-            "legs": [_leg_json(leg) for leg in ledger.legs],
-            "fills": [[order_id, qty] for order_id, qty in ledger.fills],
-        }
-    )
-
-
-def _leg_json(leg: Leg) -> dict[str, Any]:
-    t = leg.terms
-    return {
-        "id": leg.leader_order_id,
-        "side": leg.side.value,
-        "rule": t.rule.model_dump(),
-        "bounds": t.bounds.model_dump(),
-        "lot": t.lot_size,
-        "capital_ratio": t.capital_ratio,
-        "qty": leg.leader_qty,
-        "filled": leg.leader_filled,
-        "open": leg.leader_open,
-        "baseline": leg.baseline_filled,
-        "copy_filled": leg.copy_filled,
-        "copy_working": leg.copy_working,
-    }
-
-
-def ledger_from_json(key: PositionKey, text: str) -> PositionLedger:
-    body = json.loads(text)
-    legs = tuple(
-        Leg(
-            leader_order_id=x["id"],
-            side=Side(x["side"]),
-            terms=SizingTerms(
-                rule=_RULE.validate_python(x["rule"]),
-                bounds=OrderSizeBounds.model_validate(x["bounds"]),
-                lot_size=int(x["lot"]),
-                capital_ratio=x["capital_ratio"],
-            ),
-            leader_qty=int(x["qty"]),
-            leader_filled=int(x["filled"]),
-            leader_open=bool(x["open"]),
-            baseline_filled=int(x["baseline"]),
-            copy_filled=int(x["copy_filled"]),
-            copy_working=int(x["copy_working"]),
-        )
-        for x in body["legs"]
-    )
-    return PositionLedger(
-        key=key,
-        leader_at_attach=int(body["leader_at_attach"]),
-        target_at_attach=int(body["target_at_attach"]),
-        follower_at_attach=int(body["follower_at_attach"]),
-        legs=legs,
-        fills=tuple((str(i), int(q)) for i, q in body["fills"]),
-    )
-
-
-def _describe(snap: OrderSnapshot) -> str:
-    return (
-        f"{snap.order_id} {snap.side.value} {snap.filled_qty} "
-        f"{snap.trading_symbol or snap.security_id}"
-    )

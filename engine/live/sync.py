@@ -15,7 +15,8 @@ from engine.domain import OrderSnapshot, OrderStatus, OrderType, Side, Validity
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
-from engine.live.positions import Positions, SyncPlan
+from engine.live.position_records import SyncPlan
+from engine.live.positions import Positions
 from engine.replication.targets import PositionKey
 from engine.secrets import redact
 from engine.views import SyncOrderView, SyncPreview, SyncReport

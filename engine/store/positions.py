@@ -1,8 +1,8 @@
 """Position ledgers and follower attach points (issue 10): the tables, their reads and writes.
 
-The store keeps them as text the engine made (``engine.live.positions`` serialises them), one
-row per follower per (segment, security, product), rewritten whole when it changed: a ledger
-is one instrument's day for one follower, a few legs.
+The store keeps them as text the engine made (``engine.live.position_codec`` serialises
+them), one row per follower per (segment, security, product), rewritten whole when it
+changed: a ledger is one instrument's day for one follower, a few legs.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from engine.domain import (
     Validity,
 )
 from engine.live.book import ReplicationBook
-from engine.live.positions import ledger_from_json, ledger_to_json
+from engine.live.position_codec import ledger_from_json, ledger_to_json
 from engine.replication.correlation import correlation_id
 from engine.replication.replicator import (
     Cancel,
