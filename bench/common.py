@@ -29,7 +29,6 @@ import aiohttp
 import psutil
 
 from engine.config import Settings, load_settings
-from engine.demo import instrument_book
 from engine.dhan.errors import BrokerResult
 from engine.domain import OrderParams
 from engine.engine import Broker, Engine, default_broker_factory
@@ -474,6 +473,13 @@ def print_stages(stages: dict[str, list[float]]) -> None:
 # --- the engine ----------------------------------------------------------------------------------
 
 
+def detailed_master_url(rest_url: str) -> str:
+    """Dhan's detailed scrip master as the simulator serves it, beside its REST API (the
+    engine loads its instruments from there, as from Dhan), wherever the simulator runs."""
+    base = rest_url.rstrip("/").removesuffix("/v2")
+    return f"{base}/api-data/api-scrip-master-detailed.csv"
+
+
 def build_settings(
     sim: SimHandle, followers: Sequence[Account], db: Path, **extra: str
 ) -> Settings:
@@ -486,6 +492,7 @@ def build_settings(
         "COPYTRADE_DHAN__REST_URL": sim.rest_url,
         "COPYTRADE_DHAN__ORDER_WS_URL": sim.ws_url,
         "COPYTRADE_DHAN__TIMEOUT_S": "10",
+        "COPYTRADE_INSTRUMENTS_URL": detailed_master_url(sim.rest_url),
         "COPYTRADE_DB_PATH": str(db),
         "COPYTRADE_ENFORCE_MARKET_HOURS": "false",
         "COPYTRADE_RECONCILE_INTERVAL_S": "3600",
@@ -513,9 +520,7 @@ async def running_engine(
     with tempfile.TemporaryDirectory(prefix="copytrade-bench-") as tmp:
         probe = Probe()
         settings = build_settings(sim, followers, Path(tmp) / "bench.db")
-        engine = Engine(
-            settings, instruments=instrument_book(), broker_factory=probe.broker_factory
-        )
+        engine = Engine(settings, broker_factory=probe.broker_factory)
         engine.subscribe(probe.on_event)
         t0, cpu0 = time.monotonic(), time.process_time()
         task = asyncio.create_task(engine.run(), name="bench-engine")

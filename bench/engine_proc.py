@@ -1,7 +1,7 @@
 """The engine in its own process, so a test can SIGKILL it at any point and start it again.
 
 Child side (``python -m bench.engine_proc``): builds `Engine` from the ``COPYTRADE_*``
-environment (the simulator's URLs included) with the simulator's instrument book and the real
+environment (the simulator's URLs included, its scrip master as the instruments) and the real
 ``DhanBroker`` wrapped by `RecordingBroker`, which appends every place/modify/cancel it starts,
 and every engine state change, to the JSONL file named by ``CHAOS_CALL_LOG`` (read by
 `bench.convergence.CallLog.read`). It prints ``{"ready": ...}`` once started and recovered,
@@ -93,16 +93,18 @@ async def _child() -> None:
     import logging
 
     from engine.config import load_settings
-    from engine.demo import instrument_book
     from engine.engine import Engine
     from engine.events import EngineEvent, EngineStateChanged, RecoveryCompleted
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     log = CallLog(path=Path(os.environ["CHAOS_CALL_LOG"]))
     settings = load_settings(env_file=None)
+    if "COPYTRADE_INSTRUMENTS_URL" not in os.environ:  # else no instrument book at all
+        raise SystemExit(
+            "bench.engine_proc: set COPYTRADE_INSTRUMENTS_URL (the simulator's master)"
+        )
     engine = Engine(
         settings,
-        instruments=instrument_book(),
         broker_factory=recording_factory(
             log,
             float(os.environ.get("CHAOS_HOLD_PLACE_S", "0") or 0),

@@ -20,11 +20,9 @@ from pydantic import SecretStr
 
 from engine.config import Settings, load_settings
 from engine.control.protocol import ResumeReport, UncopiedOrder
-from engine.domain import EngineState, Instrument, Segment
+from engine.domain import EngineState
 from engine.engine import Engine
 from engine.events import EngineEvent
-from engine.instruments import InstrumentBook
-from engine.simulator.instruments import DEFAULT_INSTRUMENTS, SimInstrument
 from engine.simulator.server import DhanSimulator
 from engine.views import (
     AccountView,
@@ -49,24 +47,6 @@ NIFTY_PE = ("NSE_FNO", "48212")
 NIFTY_26100_CE = ("NSE_FNO", "48215")
 BANKNIFTY_PE = ("NSE_FNO", "52875")  # lot 30
 RELIANCE = ("NSE_EQ", "2885")
-
-
-def instrument_book(instruments: tuple[SimInstrument, ...] = DEFAULT_INSTRUMENTS) -> InstrumentBook:
-    """The simulator's instrument master, as the engine's instrument book."""
-    book = InstrumentBook()
-    for i in instruments:
-        if i.tradable:
-            book.add(
-                Instrument(
-                    segment=Segment(i.segment),
-                    security_id=i.security_id,
-                    symbol=i.symbol,
-                    lot_size=i.lot_size,
-                    tick_size=i.tick_size,
-                    is_option=i.opt_type in ("CE", "PE"),
-                )
-            )
-    return book
 
 
 def demo_settings(
@@ -288,7 +268,9 @@ class DemoSession:
         )
         self.sim.add_account(ALPHA_ID, ALPHA_TOKEN, funds=1_000_000.0)
         self.sim.add_account(BETA_ID, BETA_TOKEN, funds=500_000.0)
-        self.engine = Engine(demo_settings(path), instruments=instrument_book())
+        # No instrument book given: the engine loads Dhan's scrip master as the simulator
+        # serves it (pointed there in run(), once the simulator has its port).
+        self.engine = Engine(demo_settings(path))
         self.leader = ScriptedLeader(self.sim, seed, speed)
         self._script = script
 
@@ -304,7 +286,9 @@ class DemoSession:
         await self.sim.start(host="127.0.0.1", port=0)
         scripts: list[asyncio.Task[None]] = []
         try:
-            self.engine.configure_endpoints(self.sim.rest_url, self.sim.ws_url)
+            self.engine.configure_endpoints(
+                self.sim.rest_url, self.sim.ws_url, self.sim.scrip_master_detailed_url
+            )
             if self._script:
                 self.leader.hold_before_start()
                 await asyncio.sleep(1.1)  # Dhan's times have whole seconds: before the attach

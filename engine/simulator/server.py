@@ -214,6 +214,11 @@ class DhanSimulator:
         return f"http://{self._host}:{self._port}/api-data/api-scrip-master.csv"
 
     @property
+    def scrip_master_detailed_url(self) -> str:
+        """Dhan's detailed scrip master (lot, tick, freeze quantity) on this server."""
+        return f"http://{self._host}:{self._port}/api-data/api-scrip-master-detailed.csv"
+
+    @property
     def control_url(self) -> str:
         return f"http://{self._host}:{self._port}/sim"
 

@@ -94,6 +94,7 @@ async def proc_world(tmp_path: Path) -> AsyncIterator[ProcWorld]:
         "COPYTRADE_DHAN__REST_URL": sim.rest_url,
         "COPYTRADE_DHAN__ORDER_WS_URL": sim.ws_url,
         "COPYTRADE_DHAN__TIMEOUT_S": "2",
+        "COPYTRADE_INSTRUMENTS_URL": sim.scrip_master_detailed_url,
         "COPYTRADE_DB_PATH": str(tmp_path / "engine.db"),
         "COPYTRADE_ENFORCE_MARKET_HOURS": "false",
         "COPYTRADE_RECONCILE_INTERVAL_S": "3600",

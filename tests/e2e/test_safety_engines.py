@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import instrument_book
 from engine.domain import FreezeCause
 from engine.engine import Engine
 from engine.events import AlertRaised, EngineEvent
@@ -44,7 +43,7 @@ async def test_a_second_engine_on_the_same_database_refuses_to_start(
     make_world: WorldFactory, tmp_path: Path
 ) -> None:
     world = await make_world()
-    second = Engine(make_settings(world.sim, world.db), instruments=instrument_book())
+    second = Engine(make_settings(world.sim, world.db))
     with pytest.raises(AnotherEngineRunning) as refused:
         await asyncio.wait_for(second.run(), 5)
     assert str(world.db.resolve()) in str(refused.value)
@@ -84,7 +83,7 @@ async def test_a_second_engine_on_the_same_accounts_freezes_its_followers_and_se
     await world.settle()
 
     events: list[EngineEvent] = []
-    second = Engine(make_settings(world.sim, tmp_path / "other.db"), instruments=instrument_book())
+    second = Engine(make_settings(world.sim, tmp_path / "other.db"))
     second.subscribe(events.append)
     task = asyncio.create_task(second.run())
     try:
@@ -143,7 +142,7 @@ async def test_two_engines_racing_on_the_same_accounts_stop_duplicating_after_th
     at least one engine, and no later leader order is copied twice."""
     world = await make_world()
     events: list[EngineEvent] = []
-    second = Engine(make_settings(world.sim, tmp_path / "other.db"), instruments=instrument_book())
+    second = Engine(make_settings(world.sim, tmp_path / "other.db"))
     second.subscribe(events.append)
     task = asyncio.create_task(second.run())
     try:

@@ -34,7 +34,6 @@ from pydantic import SecretStr
 from engine.config import load_settings
 from engine.control.client import ControlClientError, send_command
 from engine.control.protocol import Command, Request
-from engine.demo import instrument_book
 from engine.domain import Alert, ConnectionState, EngineState
 from engine.engine import Engine
 from engine.events import EngineEvent, FreezeChanged
@@ -62,6 +61,7 @@ def base_env(sim: DhanSimulator, db: Path, followers: list[dict[str, Any]]) -> d
         "COPYTRADE_ENFORCE_MARKET_HOURS": "false",
         "COPYTRADE_RECONCILE_INTERVAL_S": "3600",
         "COPYTRADE_RISK_CHECK_INTERVAL_S": "0.5",
+        "COPYTRADE_INSTRUMENTS_URL": sim.scrip_master_detailed_url,
     }
 
 
@@ -168,7 +168,7 @@ async def test_pin_and_totp_leader_copies_while_short_tokens_renew_with_no_gap(
     env = base_env(sim, tmp_path / "engine.db", followers)
     env |= {"COPYTRADE_LEADER__PIN": LEADER_PIN, "COPYTRADE_LEADER__TOTP_SECRET": LEADER_TOTP}
     assert "COPYTRADE_LEADER__ACCESS_TOKEN" not in env  # the leader has no token at all
-    run = running(Engine(load_settings(env_file=None, environ=env), instruments=instrument_book()))
+    run = running(Engine(load_settings(env_file=None, environ=env)))
     await run.start()
     minted = {r["client_id"] for r in sim.requests if r["path"] == "/app/generateAccessToken"}
     assert minted == {LEADER[0], ALPHA[0]}
@@ -226,7 +226,7 @@ async def test_a_token_dhan_revokes_is_reminted_and_the_copy_still_goes(
     ]
     env = base_env(sim, tmp_path / "engine.db", followers)
     env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
-    run = running(Engine(load_settings(env_file=None, environ=env), instruments=instrument_book()))
+    run = running(Engine(load_settings(env_file=None, environ=env)))
     await run.start()
     leader_buy(sim, 100.0)
     await until(copies_at_least(sim, 1, ALPHA[0], BETA[0]), 5, "first copies")
@@ -250,7 +250,7 @@ async def test_a_refused_leader_token_freezes_the_engine_until_a_new_one_is_set(
     followers = [{"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]}]
     env = base_env(sim, tmp_path / "engine.db", followers)
     env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
-    run = running(Engine(load_settings(env_file=None, environ=env), instruments=instrument_book()))
+    run = running(Engine(load_settings(env_file=None, environ=env)))
     await run.start()
     new_token = "tok-leader-" + "fresh" * 3
 
@@ -287,7 +287,7 @@ async def test_a_follower_off_its_whitelisted_ip_is_frozen_while_the_other_copie
     followers[1]["source_ip"] = "127.0.0.3"
     env = base_env(sim, tmp_path / "engine.db", followers)
     env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
-    run = running(Engine(load_settings(env_file=None, environ=env), instruments=instrument_book()))
+    run = running(Engine(load_settings(env_file=None, environ=env)))
     await run.start()
 
     leader_buy(sim, 100.0)
