@@ -19,6 +19,7 @@ from urllib3.poolmanager import PoolManager
 from engine.clock import IST, ManualClock
 from engine.simulator import DhanSimulator
 from engine.simulator.cli import main as sim_main
+from tests.leaks import leaked_secrets
 
 from .conftest import FOLLOWER, FOLLOWER_TOKEN, LEADER, LEADER_TOKEN, call, limit_buy, make_sdk
 
@@ -214,7 +215,7 @@ def test_cli_refuses_bad_totp_and_whitelist_without_echoing_secrets(
             sim_main(argv)
         assert exc.value.code == 2
         err = capsys.readouterr().err
-        assert PIN not in err and LEADER_TOKEN not in err and "not base32" not in err
+        assert not leaked_secrets([PIN, LEADER_TOKEN], err) and "not base32" not in err
         assert err.strip().splitlines()[-1].startswith("copytrade sim: error:")
 
 

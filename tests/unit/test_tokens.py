@@ -31,6 +31,7 @@ from engine.accounts.tokens import (
 from engine.clock import IST, ManualClock
 from engine.config import load_settings
 from engine.domain import Severity
+from tests.leaks import leaked_secrets
 from tests.unit.auth_server import AuthState, make_jwt, serve
 
 CLIENT_ID = "1000000001"
@@ -343,7 +344,7 @@ async def test_unreachable_auth_never_shows_the_pin_in_the_failure() -> None:
     api.close()
     assert isinstance(failure, AuthFailure)
     assert failure.kind is AuthFailureKind.UNREACHABLE
-    assert PIN not in str(failure) and code not in str(failure)
+    assert not leaked_secrets([PIN, code], str(failure))
 
 
 async def test_renew_answer_without_expiry_falls_back_to_the_jwt_claim(
