@@ -28,9 +28,12 @@ reversal opens the new side only once the leader's own fills have crossed flat.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from engine.domain import OrderSnapshot, Product, Segment, Side
 from engine.replication.rules import (
@@ -43,6 +46,7 @@ from engine.replication.sizing import position_ratio, size_position
 
 __all__ = [
     "CopyQuantity",
+    "LedgerShape",
     "Leg",
     "PositionDrift",
     "PositionKey",
@@ -130,6 +134,109 @@ class Leg:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerShape:
+    """Facts about a ledger's legs, found in one pass (a pure cache: derived, never stored)."""
+
+    where: dict[str, int]  # leader order id -> its leg's place
+    leader_fills: int  # signed sum of the leader's counted fills
+    copy_fills: int  # signed sum of the copies' fills
+    working: tuple[int, ...]  # places of the legs with a copy working
+    open: tuple[int, ...]  # places of the legs whose leader has quantity left
+    last_buy: int  # place of the last BUY leg (-1: none)
+    last_sell: int
+    # Changes whenever anything the leader's side of a leg holds changes (its fills, its
+    # quantity left, its terms): what a projection through the open legs depends on, with
+    # the fills. `parent`: the epoch this shape was made from by adding a leg (-1: none).
+    epoch: int = -1
+    parent: int = -1
+
+    @classmethod
+    def of(cls, legs: tuple[Leg, ...]) -> LedgerShape:
+        where: dict[str, int] = {}
+        leader = copies = 0
+        working: list[int] = []
+        still_open: list[int] = []
+        last_buy = last_sell = -1
+        for i, leg in enumerate(legs):
+            where[leg.leader_order_id] = i
+            if leg.side is Side.BUY:
+                leader += leg.leader_filled
+                copies += leg.copy_filled
+                last_buy = i
+            else:
+                leader -= leg.leader_filled
+                copies -= leg.copy_filled
+                last_sell = i
+            if leg.copy_working:
+                working.append(i)
+            if leg.leader_remaining:
+                still_open.append(i)
+        return cls(
+            where,
+            leader,
+            copies,
+            tuple(working),
+            tuple(still_open),
+            last_buy,
+            last_sell,
+            next(_EPOCHS),
+        )
+
+    def with_leg(self, place: int, old: Leg, new: Leg) -> LedgerShape:
+        """The same after the leg at `place` changed from `old` to `new` (same order)."""
+        return LedgerShape(
+            self.where,
+            self.leader_fills + new.sign * (new.leader_filled - old.leader_filled),
+            self.copy_fills + new.sign * (new.copy_filled - old.copy_filled),
+            _toggle(self.working, place, bool(new.copy_working)),
+            _toggle(self.open, place, bool(new.leader_remaining)),
+            self.last_buy,
+            self.last_sell,
+            *((self.epoch, self.parent) if _same_for_the_leader(old, new) else _fresh_epoch()),
+        )
+
+    def appended(self, leg: Leg) -> LedgerShape:
+        """The same with `leg` added last."""
+        place = len(self.where)
+        buy = leg.side is Side.BUY
+        return LedgerShape(
+            {**self.where, leg.leader_order_id: place},
+            self.leader_fills + leg.sign * leg.leader_filled,
+            self.copy_fills + leg.sign * leg.copy_filled,
+            (*self.working, place) if leg.copy_working else self.working,
+            (*self.open, place) if leg.leader_remaining else self.open,
+            place if buy else self.last_buy,
+            self.last_sell if buy else place,
+            next(_EPOCHS),
+            self.epoch,
+        )
+
+
+_EPOCHS = itertools.count()
+
+
+def _fresh_epoch() -> tuple[int, int]:
+    """A new epoch inheriting nothing (the leader's side of a leg changed)."""
+    return next(_EPOCHS), -1
+
+
+def _same_for_the_leader(old: Leg, new: Leg) -> bool:
+    return (
+        old.leader_filled == new.leader_filled
+        and old.leader_remaining == new.leader_remaining
+        and old.terms is new.terms
+    )
+
+
+def _toggle(places: tuple[int, ...], place: int, present: bool) -> tuple[int, ...]:
+    if (place in places) == present:
+        return places
+    if present:
+        return tuple(sorted((*places, place)))
+    return tuple(x for x in places if x != place)
+
+
+@dataclass(frozen=True, slots=True)
 class PositionLedger:
     """What one follower's position in one instrument and product follows."""
 
@@ -139,6 +246,7 @@ class PositionLedger:
     follower_at_attach: int = 0  # what a position sync gave the follower
     legs: tuple[Leg, ...] = ()
     fills: tuple[tuple[str, int], ...] = ()  # (leader order id, quantity), in the order seen
+    _shape: LedgerShape | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.target_at_attach * self.leader_at_attach < 0 or (
@@ -147,28 +255,40 @@ class PositionLedger:
             raise ValueError("a synced target must have the sign of the leader's position")
 
     def leg(self, leader_order_id: str) -> Leg | None:
-        for leg in self.legs:
-            if leg.leader_order_id == leader_order_id:
-                return leg
-        return None
+        i = self.shape.where.get(leader_order_id)
+        return None if i is None else self.legs[i]
+
+    @property
+    def shape(self) -> LedgerShape:
+        """What every decision asks of the legs, found in one pass and kept with this
+        (immutable) ledger: a decision then costs the same whatever the day's history."""
+        shape = self._shape
+        if shape is None:
+            shape = LedgerShape.of(self.legs)
+            object.__setattr__(self, "_shape", shape)
+        return shape
 
     @property
     def leader_net(self) -> int:
-        return self.leader_at_attach + sum(leg.sign * leg.leader_filled for leg in self.legs)
+        return self.leader_at_attach + self.shape.leader_fills
 
     @property
     def follower_net(self) -> int:
         """The follower's position from our copies (and a sync); the trader's own manual
         trades in the account are not ours to close."""
-        return self.follower_at_attach + sum(leg.sign * leg.copy_filled for leg in self.legs)
+        return self.follower_at_attach + self.shape.copy_fills
 
     @property
     def working_buy(self) -> int:
-        return sum(leg.copy_working for leg in self.legs if leg.side is Side.BUY)
+        return sum(
+            self.legs[i].copy_working for i in self.shape.working if self.legs[i].side is Side.BUY
+        )
 
     @property
     def working_sell(self) -> int:
-        return sum(leg.copy_working for leg in self.legs if leg.side is Side.SELL)
+        return sum(
+            self.legs[i].copy_working for i in self.shape.working if self.legs[i].side is Side.SELL
+        )
 
     @property
     def target(self) -> int:
@@ -222,7 +342,9 @@ def register_leader_order(
         leader_open=True,
         baseline_filled=baseline_filled,
     )
+    shape = ledger.shape.appended(leg)
     ledger = replace(ledger, legs=(*ledger.legs, leg))
+    object.__setattr__(ledger, "_shape", shape)
     return record_leader_progress(
         ledger,
         leader_order_id=leader_order_id,
@@ -257,7 +379,7 @@ def record_leader_progress(
         leader_filled=max(counted, leg.leader_filled),
         leader_open=leg.leader_open and is_open,
     )
-    return _with_leg(replace(ledger, fills=fills), updated)
+    return _with_leg(ledger, updated, fills=fills)
 
 
 def record_copy_progress(
@@ -284,9 +406,16 @@ def refresh_terms(
     return _with_leg(ledger, replace(leg, terms=terms))
 
 
-def _with_leg(ledger: PositionLedger, leg: Leg) -> PositionLedger:
-    legs = tuple(leg if x.leader_order_id == leg.leader_order_id else x for x in ledger.legs)
-    return replace(ledger, legs=legs)
+def _with_leg(ledger: PositionLedger, leg: Leg, **changes: Any) -> PositionLedger:
+    """The ledger with one leg changed (and other fields but the legs), its shape carried
+    over instead of found again."""
+    shape = ledger.shape
+    place = shape.where[leg.leader_order_id]
+    legs = list(ledger.legs)
+    old, legs[place] = legs[place], leg
+    updated = replace(ledger, legs=tuple(legs), **changes)
+    object.__setattr__(updated, "_shape", shape.with_leg(place, old, leg))
+    return updated
 
 
 # --- the target: a fold over the leader's fills ----------------------------------------------
@@ -373,7 +502,7 @@ _FOLDS_MAX = 1024
 
 def target_state(ledger: PositionLedger) -> TargetState:
     """Fold the leader's fills, in the order seen, through each order's frozen terms."""
-    legs = {leg.leader_order_id: leg for leg in ledger.legs}
+    legs, where = ledger.legs, ledger.shape.where
     leader, target = ledger.leader_at_attach, ledger.target_at_attach
     moved: dict[str, int] = {}
     added: dict[str, int] = {}
@@ -386,12 +515,12 @@ def target_state(ledger: PositionLedger) -> TargetState:
         old, state = cached
         if old is ledger:
             return state
-        if _continues(old, ledger, legs):
+        if _continues(old, ledger):
             leader, target = state.leader_net, state.target
             moved, added = dict(state.moved_by), dict(state.added_by)
             start = len(old.fills)
     for order_id, qty in fills[start:]:
-        leg = legs[order_id]
+        leg = legs[where[order_id]]
         after = leader + leg.sign * qty
         new_target, added[order_id] = next_target(
             target, leader, after, leg.terms, added.get(order_id, 0)
@@ -406,11 +535,13 @@ def target_state(ledger: PositionLedger) -> TargetState:
 
 
 def forget_folds() -> None:
-    """Drop the remembered folds (the next target_state folds every fill again)."""
+    """Drop the remembered folds and projections (the next decision folds everything
+    again)."""
     _FOLDS.clear()
+    _PROJECTIONS.clear()
 
 
-def _continues(old: PositionLedger, new: PositionLedger, legs: dict[str, Leg]) -> bool:
+def _continues(old: PositionLedger, new: PositionLedger) -> bool:
     """`new` is `old` with more fills after the same ones, through the same terms."""
     n = len(old.fills)
     if (
@@ -492,10 +623,18 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     # The follower without this copy: what it holds, and where the copies of earlier leader
     # orders take it. Earlier orders come first, so a copy whose leader has filled is never
     # left carrying the share of a later order its leader has not filled yet.
-    earlier = ledger.legs[: _position_of(ledger, leg)]
+    place = _position_of(ledger, leg)
+    shape = ledger.shape
     holding = ledger.follower_net - s * leg.copy_filled
-    others_this_way = sum(x.copy_working for x in earlier if x.side is leg.side)
-    others_other_way = sum(x.copy_working for x in earlier if x.side is not leg.side)
+    others_this_way = others_other_way = 0
+    for i in shape.working:  # the copies of earlier orders still working
+        if i >= place:
+            break
+        x = ledger.legs[i]
+        if x.side is leg.side:
+            others_this_way += x.copy_working
+        else:
+            others_other_way += x.copy_working
     heading = holding + s * (others_this_way - others_other_way)
     gap = max(s * (projected - heading), 0)  # what this side still lacks
     held_against = max(-s * holding, 0)  # what this copy's side reduces
@@ -504,7 +643,7 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
     # old side, even what a copy that outran its leader left beyond this order's step. Only
     # the latest order on this side does that: a later one's copy may already be closing it
     # (and filled), and an earlier order decided again must not close the same twice.
-    latest_this_side = all(x.side is not leg.side for x in ledger.legs[len(earlier) + 1 :])
+    latest_this_side = (shape.last_buy if leg.side is Side.BUY else shape.last_sell) == place
     beyond_step = s * projected >= 0 and latest_this_side
     closing = min(gap if beyond_step else min(gap, step_closing), closable)
     flat_after = closable - closing == 0
@@ -540,12 +679,28 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
 
 
 def _position_of(ledger: PositionLedger, leg: Leg) -> int:
-    """Where the leg is in the ledger, by identity (a field-by-field search costs a
-    comparison of every leg before it)."""
-    for i, x in enumerate(ledger.legs):
-        if x is leg:
-            return i
-    raise KeyError(f"leader order {leg.leader_order_id} is not in this ledger")
+    """Where the leg is in the ledger (it must be this very leg, not an older version)."""
+    i = ledger.shape.where.get(leg.leader_order_id)
+    if i is None or ledger.legs[i] is not leg:
+        raise KeyError(f"leader order {leg.leader_order_id} is not in this ledger")
+    return i
+
+
+@dataclass(slots=True)
+class _Projection:
+    """The fold of one side's open legs from the target now, for one ledger epoch: after
+    each open leg's place, the leader's position and the target once it fills."""
+
+    upto: int = -1  # the last place folded
+    places: list[int] = field(default_factory=list)
+    leaders: list[int] = field(default_factory=list)
+    targets: list[int] = field(default_factory=list)
+
+
+# (epoch, side) -> its projection: a decision folds only the open legs it has not folded
+# yet (a pure cache: a ledger's epoch changes with anything the fold reads).
+_PROJECTIONS: dict[tuple[int, Side], _Projection] = {}
+_PROJECTIONS_MAX = 4096
 
 
 def _projected_target(ledger: PositionLedger, now: TargetState, through: Leg) -> int:
@@ -553,15 +708,45 @@ def _projected_target(ledger: PositionLedger, now: TargetState, through: Leg) ->
     order on its side fills, in the order they arrived, each through its own terms. Orders
     on the other side are left out: a resting buy must not stop the copy of a filled short
     sale, nor a resting stop-loss the copy of a new entry."""
-    leader, target = now.leader_net, now.target
-    for leg in ledger.legs[: _position_of(ledger, through) + 1]:
-        if leg.leader_remaining and leg.side is through.side:
-            after = leader + leg.sign * leg.leader_remaining
-            target, _ = next_target(
-                target, leader, after, leg.terms, now.added_by.get(leg.leader_order_id, 0)
+    last = _position_of(ledger, through)
+    shape = ledger.shape
+    side = through.side
+    proj = _PROJECTIONS.get((shape.epoch, side))
+    if proj is None:
+        if len(_PROJECTIONS) >= _PROJECTIONS_MAX:
+            _PROJECTIONS.clear()
+        inherited = _PROJECTIONS.get((shape.parent, side))
+        proj = (
+            _Projection(
+                inherited.upto,
+                list(inherited.places),
+                list(inherited.leaders),
+                list(inherited.targets),
             )
-            leader = after
-    return target
+            if inherited is not None
+            else _Projection()
+        )
+        _PROJECTIONS[(shape.epoch, side)] = proj
+    if last > proj.upto:
+        leader = proj.leaders[-1] if proj.places else now.leader_net
+        target = proj.targets[-1] if proj.places else now.target
+        start = bisect.bisect_right(shape.open, proj.upto)
+        for i in shape.open[start:]:  # only legs whose leader has quantity left
+            if i > last:
+                break
+            leg = ledger.legs[i]
+            if leg.side is side:
+                after = leader + leg.sign * leg.leader_remaining
+                target, _ = next_target(
+                    target, leader, after, leg.terms, now.added_by.get(leg.leader_order_id, 0)
+                )
+                leader = after
+                proj.places.append(i)
+                proj.leaders.append(leader)
+                proj.targets.append(target)
+        proj.upto = last
+    folded = bisect.bisect_right(proj.places, last)
+    return proj.targets[folded - 1] if folded else now.target
 
 
 # --- drift -------------------------------------------------------------------------------------

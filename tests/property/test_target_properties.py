@@ -23,7 +23,7 @@ with him (or below the target where a minimum order size held an entry back).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,6 +36,7 @@ from engine.replication.rules import (
     OrderSizeBounds,
 )
 from engine.replication.targets import (
+    LedgerShape,
     Leg,
     PositionKey,
     PositionLedger,
@@ -246,6 +247,24 @@ class Model:
             assert self.ledger.working_sell <= max(net, 0), f"selling more than {net} held"
         if leader < 0:
             assert self.ledger.working_buy <= max(-net, 0), f"buying more than {net} held"
+        self.check_derived_from_scratch()
+
+    def check_derived_from_scratch(self) -> None:
+        """What the ledger carries over from one update to the next (its shape, the
+        projection of its open legs) is what a ledger built anew finds."""
+        fresh = replace(self.ledger, legs=self.ledger.legs)  # no carried-over facts
+        carried = self.ledger.shape
+        found = LedgerShape.of(fresh.legs)
+        assert (carried.where, carried.leader_fills, carried.copy_fills) == (
+            found.where,
+            found.leader_fills,
+            found.copy_fills,
+        )
+        assert (carried.working, carried.open) == (found.working, found.open)
+        assert (carried.last_buy, carried.last_sell) == (found.last_buy, found.last_sell)
+        for leg in self.ledger.legs:
+            oid = leg.leader_order_id
+            assert copy_order_total(self.ledger, oid) == copy_order_total(fresh, oid)
 
     def settle(self) -> None:
         """Every leader order ends as it is; every copy fills all it is sized to."""
