@@ -38,6 +38,7 @@ class ReplicationBook:
         self._last_price: dict[tuple[Segment, str], float] = {}
         self._dirty_leaders: set[str] = set()
         self._dirty_mirrors: set[MirrorKey] = set()
+        self._copy_watchers: list[Callable[[str, str], None]] = []
 
     # --- leader orders ---------------------------------------------------------------------
 
@@ -62,6 +63,15 @@ class ReplicationBook:
         self._leader[snap.order_id] = snap
 
     # --- follower copies -------------------------------------------------------------------
+
+    def watch_copies(self, watcher: Callable[[str, str], None]) -> None:
+        """`watcher(follower, leader order id)` after each change of a copy record (so a
+        reader keeping figures from copies looks again only at the ones that changed)."""
+        self._copy_watchers.append(watcher)
+
+    def _copy_changed(self, key: MirrorKey) -> None:
+        for watcher in self._copy_watchers:
+            watcher(*key)
 
     def mirror(self, follower: str, leader_order_id: str) -> MirrorRecord | None:
         return self._mirrors.get((follower, leader_order_id))
@@ -119,6 +129,7 @@ class ReplicationBook:
         self._mirrors[key] = rec
         self._by_cid[rec.correlation_id] = key
         self._dirty_mirrors.add(key)
+        self._copy_changed(key)
         self._on_change()
         self._publish(FollowerOrderChanged(self._clock.now(), rec.to_view()))
 
@@ -131,12 +142,14 @@ class ReplicationBook:
         key = (rec.follower, rec.leader_order_id)
         self._mirrors.pop(key, None)
         self._dirty_mirrors.add(key)
+        self._copy_changed(key)
         self._on_change()
 
     def restore_mirror(self, rec: MirrorRecord) -> None:
         key = (rec.follower, rec.leader_order_id)
         self._mirrors[key] = rec
         self._by_cid[rec.correlation_id] = key
+        self._copy_changed(key)
 
     # --- market prices ---------------------------------------------------------------------
 

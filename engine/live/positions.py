@@ -129,6 +129,12 @@ class Positions:
         self._store: Store | None = None
         self._flush_wanted = asyncio.Event()
         self._syncs: dict[str, SyncOrder] = {}
+        # Copies changed since their ledger last took them (follower -> leader order ids),
+        # and the ledgers read in full once: a decision then looks only at what changed,
+        # not at every copy of the day.
+        self._changed_copies: dict[str, set[str]] = {}
+        self._reconciled: set[LedgerId] = set()
+        book.watch_copies(self._copy_changed)
 
     # --- start: attach points and ledgers from the store -------------------------------------
 
@@ -298,6 +304,7 @@ class Positions:
             baseline_filled=verdict,
         )
         self._key_of[order_key] = key
+        self._copy_changed(f.name, snap.order_id)  # a copy of it may already exist
         self._put(lid, before, after)
         # A new order is sized after every earlier one: unfilled, it changes none of them.
         return ALL if after.fills != before.fills else None
@@ -382,7 +389,7 @@ class Positions:
             return None
         lid = (f.name, key)
         before = self._ledgers[lid]
-        after, scope = self._with_copy_progress(f.name, before)
+        after, scope = self._with_copy_progress(f.name, before, self._changed_in(lid))
         after = self._with_sync_fills(f.name, after)
         this = after.leg(leader.order_id)
         if this is not None and this.terms.capital_ratio is None:
@@ -397,14 +404,34 @@ class Positions:
             self._mark_peers(f, key, leader.order_id, scope or ALL)
         return after
 
+    def _copy_changed(self, follower: str, leader_order_id: str) -> None:
+        self._changed_copies.setdefault(follower, set()).add(leader_order_id)
+
+    def _changed_in(self, lid: LedgerId) -> list[Leg] | None:
+        """The legs of the ledger whose copies changed since it last took them, in ledger
+        order (taken now); None: read every leg (the ledger's first read)."""
+        follower, key = lid
+        pending = self._changed_copies.get(follower, set())
+        mine = [i for i in pending if self._key_of.get((follower, i)) == key]
+        # An order in no ledger yet is added again when a ledger takes it (see _track).
+        pending.difference_update([i for i in pending if (follower, i) not in self._key_of])
+        pending.difference_update(mine)
+        if lid not in self._reconciled:
+            self._reconciled.add(lid)
+            return None
+        ledger = self._ledgers[lid]
+        legs = [leg for leg in map(ledger.leg, mine) if leg is not None]
+        return sorted(legs, key=lambda leg: ledger.shape.where[leg.leader_order_id])
+
     def _with_copy_progress(
-        self, follower: str, before: PositionLedger
+        self, follower: str, before: PositionLedger, legs: list[Leg] | None = None
     ) -> tuple[PositionLedger, Peers | None]:
-        """The ledger with its copies' fills and working quantities as the book has them now,
-        and which copies the change concerns."""
+        """The ledger with its copies' fills and working quantities as the book has them now
+        (of `legs` only, when given: the ones whose copies changed), and which copies the
+        change concerns."""
         after = before
         scope: Peers | None = None
-        for leg in before.legs:
+        for leg in before.legs if legs is None else legs:
             mirror = self._book.mirror(follower, leg.leader_order_id)
             filled = mirror.total_filled if mirror is not None else 0
             working = 0
