@@ -421,6 +421,10 @@ class Engine:
     def positions_view(self) -> PositionsView:
         return self._cockpit.positions_view()
 
+    async def read_positions(self) -> PositionsView:
+        """Read every account's positions now (the pane's timer does it every few seconds)."""
+        return await self._cockpit.read_positions()
+
     def copy_steps(self) -> list[CopyStepView]:
         return self._cockpit.copy_steps()
 

@@ -52,3 +52,34 @@ async def test_resting_stop_copies_are_not_counted_as_buys_to_make_up(world: Wor
     assert (len(world.posts("alpha")), len(world.posts("beta"))) == posted  # nothing placed
     assert (net(world, ALPHA[0]), net(world, BETA[0])) == (HELD, 2 * HELD)
     assert await world.eng.check_drift() == []  # and the drift check agrees
+    (row,) = [r for r in (await world.eng.read_positions()).positions if r.security_id == "48211"]
+    shown = [(f.follower, f.net, f.target, f.difference) for f in row.followers]
+    assert sorted(shown) == [("alpha", HELD, HELD, 0), ("beta", 2 * HELD, 2 * HELD, 0)]  # the pane
+
+
+async def test_pane_preview_and_drift_show_the_same_target(world: World) -> None:
+    world.place(side="BUY", qty=HELD, order_type="MARKET")
+    await world.until(lambda: net(world, BETA[0]) == 2 * HELD, 8, "beta holds its target")
+    await world.settle()
+    # The trader sells 2 lots of alpha's by hand: alpha is 130 under its target.
+    world.sim.place_manual_order(
+        ALPHA[0],
+        transactionType="SELL",
+        exchangeSegment=NIFTY_CE[0],
+        securityId=NIFTY_CE[1],
+        quantity=2 * LOT,
+        orderType="MARKET",
+        price=0.0,
+        productType="INTRADAY",
+    )
+    await world.until(lambda: net(world, ALPHA[0]) == HELD - 2 * LOT, 8, "alpha sold by hand")
+    preview = await world.eng.sync_preview()
+    assert [(o.follower, o.side, o.quantity, o.net, o.target) for o in preview.orders] == [
+        ("alpha", "BUY", 2 * LOT, HELD - 2 * LOT, HELD)
+    ]
+    (row,) = [r for r in (await world.eng.read_positions()).positions if r.security_id == "48211"]
+    alpha = next(f for f in row.followers if f.follower == "alpha")
+    assert (alpha.net, alpha.target, alpha.difference) == (HELD - 2 * LOT, HELD, -2 * LOT)
+    assert not alpha.closed_by_working_orders  # nothing working will close it
+    (line,) = [text for text in await world.eng.check_drift() if text.startswith("alpha")]
+    assert f"net {HELD - 2 * LOT}" in line and f"implies {HELD}" in line, line
