@@ -114,9 +114,7 @@ class Store:
         await self._line.write(self._intents_db, lambda db: safety.set_freeze(db, row))
 
     async def clear_freeze(self, account: str, cause: str) -> None:
-        await self._line.write(
-            self._intents_db, lambda db: safety.clear_freeze(db, account, cause)
-        )
+        await self._line.write(self._intents_db, lambda db: safety.clear_freeze(db, account, cause))
 
     async def hand_managed(self) -> list[tuple[str, str, bool, str]]:
         """Copies the trader changed by hand: (follower, leader order id, detached, reason)."""
