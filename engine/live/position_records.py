@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.domain import Side
-from engine.replication.targets import PositionDrift, PositionKey, PositionLedger
+from engine.replication.position_drift import PositionDrift
+from engine.replication.targets import PositionKey, PositionLedger
 
 LedgerId = tuple[str, PositionKey]  # (follower, position)
 SYNC_PREFIX = "SYNC-"  # the id of an order a position sync placed (not a leader order)

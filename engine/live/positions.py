@@ -53,6 +53,7 @@ from engine.live.position_records import (
     SyncOrder,
     SyncPlan,
 )
+from engine.replication.position_drift import drifts, position_drift, sync_step
 from engine.replication.replicator import POSITION_CANCEL, FollowerRules
 from engine.replication.rules import CopyFilters, MultiplierSizing, OrderSizeBounds
 from engine.replication.targets import (
@@ -60,14 +61,11 @@ from engine.replication.targets import (
     PositionKey,
     PositionLedger,
     SizingTerms,
-    drifts,
     next_target,
-    position_drift,
     record_copy_progress,
     record_leader_progress,
     refresh_terms,
     register_leader_order,
-    sync_step,
 )
 from engine.secrets import redact
 from engine.store import Store, format_datetime

@@ -22,11 +22,12 @@ from engine.domain import (
     SnapshotSource,
 )
 from engine.records import MirrorRecord
+from engine.replication.copy_step import copy_order_total
 from engine.replication.correlation import correlation_id
 from engine.replication.filters import check_filters, unsupported_order_reason
 from engine.replication.rules import CopyFilters, OrderSizeBounds, RiskLimits, SizingRule
 from engine.replication.sizing import scale_disclosed, size_order, target_total
-from engine.replication.targets import PositionLedger, copy_order_total
+from engine.replication.targets import PositionLedger
 
 PRICE_EPSILON = 1e-6
 # A copy the engine cancelled because the follower's position needed nothing more from it

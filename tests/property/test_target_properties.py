@@ -29,6 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.domain import Product, Segment, Side
+from engine.replication.copy_step import copy_order_total
+from engine.replication.position_drift import position_drift
 from engine.replication.rules import (
     CapitalRatioSizing,
     FixedLotsSizing,
@@ -41,8 +43,6 @@ from engine.replication.targets import (
     PositionKey,
     PositionLedger,
     SizingTerms,
-    copy_order_total,
-    position_drift,
     record_copy_progress,
     record_leader_progress,
     register_leader_order,

@@ -17,6 +17,8 @@ from engine.domain import (
     Side,
     Validity,
 )
+from engine.replication.copy_step import copy_order_total
+from engine.replication.position_drift import drifts, position_drift, sync_step
 from engine.replication.rules import (
     CapitalRatioSizing,
     FixedLotsSizing,
@@ -28,17 +30,13 @@ from engine.replication.targets import (
     PositionKey,
     PositionLedger,
     SizingTerms,
-    copy_order_total,
-    drifts,
     forget_folds,
     is_history,
     next_target,
-    position_drift,
     record_copy_progress,
     record_leader_progress,
     refresh_terms,
     register_leader_order,
-    sync_step,
     target_state,
 )
 
