@@ -7,13 +7,13 @@ follower's dispatcher marks the order -> a worker runs `Executor.work` -> `decid
 written durably -> broker call (`OrderActions`) -> answer recorded through
 `engine.transitions` -> the order is marked again, so the next decision sees the new state
 (and is usually NoAction). Everything runs on one asyncio loop; broker calls run in each
-account's own threads. Each job lives in its own module under `engine.live`.
+account's own threads. Each job lives in its own module under `engine.live`;
+`engine.live.wiring` builds them and `engine.live.streams_and_loops` runs and stops them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -37,7 +37,6 @@ from engine.domain import (
 )
 from engine.events import (
     EngineEvent,
-    EngineStateChanged,
     EventBus,
     StatsUpdated,
 )
@@ -52,30 +51,17 @@ from engine.live.accounts import (
     default_broker_factory,
     source_bound_factory,
 )
-from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
-from engine.live.cockpit import Cockpit
-from engine.live.drift import DriftCheck
-from engine.live.executor import Executor
-from engine.live.follower_feed import FollowerFeed
-from engine.live.follower_poll import poll_open_follower_copies
-from engine.live.funds import FundsWatcher
-from engine.live.lagging import Lagging
-from engine.live.leader_feed import LeaderFeed
-from engine.live.leader_poll import poll_open_leader_orders
 from engine.live.notifier import Notifier
-from engine.live.orders import OrderActions
-from engine.live.positions import Positions
 from engine.live.recording import recording_broker_factory
-from engine.live.recovery import Recovery
-from engine.live.resolution import Resolver
+from engine.live.resuming import resume_replication
 from engine.live.stats import Stats
-from engine.live.supervision import Supervisor
-from engine.live.sync import PositionSync
+from engine.live.status_report import engine_status
+from engine.live.streams_and_loops import start_streams_and_loops, stop_streams_and_loops
 from engine.live.tasks import TaskSet
-from engine.live.tokens import AccountTokens
-from engine.live.uncopied import release_for_replace, uncopied_orders
+from engine.live.uncopied import uncopied_orders
+from engine.live.wiring import SharedState, wire_live_parts
 from engine.live.write_behind import WriteBehind
 from engine.market_hours import MarketCalendar
 from engine.records import MirrorRecord
@@ -148,109 +134,20 @@ class Engine:
         self._control: ControlServer | None = None
 
     def _wire(self, s: Settings) -> None:
-        clock, accounts, book, notifier = self.clock, self._accounts, self._book, self._notifier
-        self._funds = FundsWatcher(clock, accounts, notifier)
-        self._positions = Positions(
-            s, clock, accounts, book, self._instruments, self._funds, notifier
+        self._shared = SharedState(
+            clock=self.clock,
+            accounts=self._accounts,
+            arming=self._arming,
+            book=self._book,
+            instruments=self._instruments,
+            calendar=self._calendar,
+            publish=self._bus.publish,
+            notifier=self._notifier,
+            writes=self._writes,
+            tasks=self._tasks,
+            stats=self._stats,
         )
-        self._lagging = Lagging(clock, accounts, book, self._instruments, notifier)
-        self._sync = PositionSync(
-            clock, s.leader.client_id, accounts, self._arming, book, self._positions
-        )
-        self._drift = DriftCheck(
-            accounts, self._instruments, self._funds, notifier, positions=self._positions
-        )
-        self._cockpit = Cockpit(
-            s,
-            clock,
-            accounts,
-            book,
-            self._arming,
-            self._instruments,
-            self._funds,
-            self._bus.publish,
-            positions=self._positions,
-        )
-        self._supervisor = Supervisor(
-            s,
-            clock,
-            accounts,
-            book,
-            self._arming,
-            self._calendar,
-            self._writes,
-            notifier,
-            self._tasks,
-            self._drift.check,
-        )
-        self._tokens = AccountTokens(
-            s, clock, accounts, notifier, self._tasks, self._supervisor.freeze
-        )
-        self._cockpit.keepers = accounts.keepers  # filled in when the keepers start
-        self._leader_feed = LeaderFeed(
-            s.leader.client_id,
-            clock,
-            accounts,
-            book,
-            self._instruments,
-            notifier,
-            self._stats,
-            self._tasks,
-            on_leader=self._positions.on_leader,
-        )
-        self._follower_feed = FollowerFeed(
-            clock, accounts, book, self._arming, notifier, self._stats
-        )
-        self._resolver = Resolver(
-            clock,
-            accounts,
-            book,
-            self._follower_feed,
-            self._writes,
-            notifier,
-            self._tasks,
-            send_timeout_s=s.dhan.timeout_s,
-        )
-        self._answers = AnswerHandling(
-            clock, notifier, self._tasks, self._tokens.order_token_refused
-        )
-        orders = OrderActions(
-            clock,
-            book,
-            self._arming,
-            self._instruments,
-            self._writes,
-            notifier,
-            self._answers,
-            self._resolver,
-            self._follower_feed,
-            self._stats,
-        )
-        self._executor = Executor(
-            s,
-            clock,
-            book,
-            self._arming,
-            self._instruments,
-            self._calendar,
-            self._funds,
-            notifier,
-            self._answers,
-            orders,
-            positions=self._positions,
-            lagging=self._lagging,
-        )
-        self._recovery = recovery = Recovery(
-            clock,
-            accounts,
-            book,
-            self._leader_feed,
-            self._follower_feed,
-            self._executor,
-            notifier,
-            self._drift.check,
-        )
-        self._supervisor.wire_recovery(self.recover, recovery.requeue)
+        self._live = wire_live_parts(s, self._shared, self.recover)
 
     # --- EngineHandle -------------------------------------------------------------------
 
@@ -312,35 +209,13 @@ class Engine:
         self._stop.set()
 
     async def kill(self, reason: str) -> None:
-        await self._supervisor.kill(reason)
+        await self._live.supervisor.kill(reason)
 
     async def resume(self, replace_open: bool = False) -> ResumeReport:
         """Back from the trader's kill (and the freezes only the trader clears); lists the
         leader's open orders left without a copy and, with `replace_open`, places them again
         (each under a fresh correlationId)."""
-        resumed = await self._supervisor.resume()
-        if self._arming.freezes:  # the freezes only the trader clears (loss limit, ...)
-            cleared = await self._supervisor.clear_freeze(None, only_trader_cleared=True)
-            resumed = resumed or bool(cleared)
-        uncopied = await self.uncopied_orders()
-        replaced: list[str] = []
-        if replace_open and self._arming.armed:
-            for order in uncopied:
-                if release_for_replace(self._book, self._accounts.followers, order):
-                    replaced.append(order.leader_order_id)
-            uncopied = [o for o in uncopied if o.leader_order_id not in replaced]
-        frozen = self._arming.frozen_reason("")
-        if not resumed and self._arming.state is not EngineState.ARMED:
-            message = f"the engine is {self.state.value}, not resumed"
-        else:
-            message = (
-                ("resumed" if resumed else "not killed")
-                + (f"; {len(replaced)} open leader orders placed again" if replaced else "")
-                + (f"; {len(uncopied)} open leader orders have no copy" if uncopied else "")
-            )
-            if frozen:
-                message += f"; still frozen: {frozen}"
-        return ResumeReport(self.state.value, tuple(uncopied), tuple(replaced), message)
+        return await resume_replication(self._shared, self._live.supervisor, replace_open)
 
     async def resync(self) -> RecoveryReport:
         return await self.recover("manual")
@@ -349,40 +224,25 @@ class Engine:
         """A new access token for `account` ("leader" or a follower's name), used at once by
         its calls and its socket's next login; Dhan checks it first (refused: the old stays).
         The outcome's message never holds the token."""
-        return await self._tokens.replace(account, token)
+        return await self._live.tokens.replace(account, token)
 
     def status(self) -> dict[str, object]:
         """The control channel's `status`: secret-free, one look at the whole engine."""
-        stats = self.stats()
-        leader = self.leader_connection()
-        freezes = self._arming.freezes
-        return {
-            "state": self.state.value,
-            "frozen": self._arming.frozen_reason(""),
-            "leader_feed": leader.value if leader else "",
-            "market": self.market_label(),
-            "database": str(self.settings.db_path),
-            "replicated": stats.replicated,
-            "failed": stats.failed,
-            "open_copies": len(self._book.open_copies()),
-            "in_flight": self.in_flight(),
-            "followers": [
-                {
-                    "name": f.name,
-                    "frozen": "; ".join(freezes.get(f.name, {}).values()),
-                    "open_copies": self._book.count_open(f.name),
-                    "queued": f.dispatcher.queue_depth,
-                    "circuit": f.circuit.state.value,
-                }
-                for f in self._accounts.all()
-            ],
-        }
+        return engine_status(
+            self._shared,
+            state=self.state,
+            stats=self.stats(),
+            leader=self.leader_connection(),
+            market=self.market_label(),
+            database=self.settings.db_path,
+            in_flight=self.in_flight(),
+        )
 
     async def recover(self, trigger: str) -> RecoveryReport:
-        return await self._recovery.recover(trigger)
+        return await self._live.recovery.recover(trigger)
 
     async def check_drift(self) -> list[str]:
-        return await self._drift.check()
+        return await self._live.drift.check()
 
     def kill_preview(self) -> KillPreview:
         open_copies = self._book.open_copies()
@@ -393,7 +253,7 @@ class Engine:
         )
 
     def in_flight(self) -> int:
-        return self._answers.calls_in_flight + self._queued() + self._book.count_placing()
+        return self._live.answers.calls_in_flight + self._queued() + self._book.count_placing()
 
     async def timeline(self, leader_order_id: str) -> list[TimelineEntry]:
         store = self._writes.store
@@ -416,22 +276,22 @@ class Engine:
     # --- the cockpit ----------------------------------------------------------------------
 
     def account_views(self) -> list[AccountView]:
-        return self._cockpit.account_views()
+        return self._live.cockpit.account_views()
 
     def positions_view(self) -> PositionsView:
-        return self._cockpit.positions_view()
+        return self._live.cockpit.positions_view()
 
     async def read_positions(self) -> PositionsView:
         """Read every account's positions now (the pane's timer does it every few seconds)."""
-        return await self._cockpit.read_positions()
+        return await self._live.cockpit.read_positions()
 
     def copy_steps(self) -> list[CopyStepView]:
-        return self._cockpit.copy_steps()
+        return self._live.cockpit.copy_steps()
 
     async def detach(self, follower: str, leader_order_id: str) -> str:
         """The trader takes one copy over: the engine no longer touches it (not even to follow
         the leader's cancel or the kill). One line saying what happened."""
-        return await self._supervisor.detach(follower, leader_order_id)
+        return await self._live.supervisor.detach(follower, leader_order_id)
 
     async def uncopied_orders(self) -> list[UncopiedOrder]:
         """The leader's open orders some follower has no working copy of (after a kill)."""
@@ -440,19 +300,19 @@ class Engine:
     async def sync_preview(self) -> SyncPreview:
         """Per follower and instrument, the order that would bring it to its target (the
         leader's position at its attach point counted); nothing is placed."""
-        return await self._sync.preview()
+        return await self._live.sync.preview()
 
     async def sync_apply(self, preview: SyncPreview) -> SyncReport:
         """Place the orders of a preview the trader confirmed, each checked again now."""
-        return await self._sync.apply(preview)
+        return await self._live.sync.apply(preview)
 
     async def sync_positions(self, preview: SyncPreview) -> SyncReport:
-        return await self._sync.apply(preview)
+        return await self._live.sync.apply(preview)
 
     async def clear_freeze(self, account: str | None) -> str:
         """The trader clears the freezes of `account` ("" the engine's, None all) after a
         resync; one line saying what happened."""
-        line = await self._supervisor.clear_freeze(account)
+        line = await self._live.supervisor.clear_freeze(account)
         if line:
             return line
         return (
@@ -498,7 +358,7 @@ class Engine:
 
     def forget_capital(self, follower: str) -> None:
         """Read this follower's capital afresh before its next sizing."""
-        self._funds.forget(follower)
+        self._live.funds.forget(follower)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every dispatcher is idle and every write is stored."""
@@ -522,106 +382,41 @@ class Engine:
         store = await Store.open(self.settings.db_path, clock=self.clock)
         self._writes.attach(store)
         await startup.restore(store, self._book, self._arming, self._instruments)
-        await self._supervisor.restore()
-        await self._tokens.start()  # every account's token, before its broker and socket
+        await self._live.supervisor.restore()
+        await self._live.tokens.start()  # every account's token, before its broker and socket
         startup.open_accounts(
             self.settings,
             self.clock,
             self._account_broker_factory(),
             self._accounts,
-            self._executor.work,
-            guard=self._tokens.guard,
+            self._live.executor.work,
+            guard=self._live.tokens.guard,
             drained={m.follower for m in self._book.open_copies()},
         )
         await startup.preload_limiters(store, self._accounts, self.clock)
-        await self._positions.load(store)  # attach points: before the first leader order
+        await self._live.positions.load(store)  # attach points: before the first leader order
         startup.publish_restored(
             self.clock, self._bus.publish, self._book, self._arming, self._notifier
         )
-        await self._resolver.resolve_unfinished()
+        await self._live.resolver.resolve_unfinished()
         self._start_streams_and_loops()
         self._started.set()
 
     def _start_streams_and_loops(self) -> None:
-        startup.open_streams(
+        start_streams_and_loops(
             self.settings,
-            self.clock,
-            self._accounts,
-            self._tasks,
+            self._shared,
+            self._live,
             follower_streams=self._use_follower_streams,
-            on_leader_snapshot=self._leader_feed.on_snapshot,
-            on_leader_connected=self._recovery.on_leader_connected,
-            follower_handler=self._follower_feed.handler_for,
-            on_state=self._on_connection,
-            on_malformed=self._on_malformed,
-            on_instrument=self._instruments.learn,
             recorder=self._recorder,
+            fetch_instruments=self._fetch_instruments,
+            on_connection=self._on_connection,
+            on_malformed=self._on_malformed,
+            stats_loop=self._publish_stats_loop,
         )
-        self._tokens.run()
-        spawn = self._tasks.spawn
-        spawn(self._recovery.run_periodic(self.settings.reconcile_interval_s), "reconcile")
-        if self.settings.leader_poll_s > 0:
-            spawn(
-                poll_open_leader_orders(
-                    self.clock,
-                    self._accounts,
-                    self._book,
-                    self._leader_feed,
-                    self.settings.leader_poll_s,
-                ),
-                "leader-poll",
-            )
-        if self.settings.follower_poll_s > 0:
-            spawn(
-                poll_open_follower_copies(
-                    self.clock,
-                    self._accounts,
-                    self._book,
-                    self._follower_feed,
-                    self.settings.follower_poll_s,
-                ),
-                "follower-poll",
-            )
-        spawn(self._funds.run(), "funds")
-        spawn(self._publish_stats_loop(), "stats")
-        spawn(self._writes.run(), "store-flusher")
-        spawn(self._positions.run(), "positions-flusher")
-        if self._fetch_instruments:
-            spawn(
-                scrip_loader.keep_loaded(
-                    self.settings.instruments_url,
-                    self.settings.db_path,
-                    self.clock,
-                    self._instruments,
-                    self._notifier,
-                ),
-                "scrip-master",
-            )
-        spawn(self._lagging.run(), "lagging")
-        spawn(self._supervisor.run(), "risk")
-        spawn(self._cockpit.run(), "cockpit")
 
     async def _shutdown(self) -> None:
-        if self._accounts.leader_stream:
-            await self._accounts.leader_stream.stop()
-        for f in self._accounts.all():
-            if f.stream:
-                await f.stream.stop()
-            await f.dispatcher.stop()
-        await self._tasks.cancel_all()
-        self._tokens.close()
-        with contextlib.suppress(Exception):  # a last try; a refusal was logged and alerted
-            await asyncio.wait_for(self._writes.flush(), 5.0)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._positions.flush(), 5.0)
-        for f in self._accounts.all():
-            await f.broker.close()
-        if self._accounts.leader_broker:
-            await self._accounts.leader_broker.close()
-        if self._writes.store:
-            await self._writes.store.close()
-        self._arming.state = EngineState.STOPPED
-        self._bus.publish(EngineStateChanged(self.clock.now(), EngineState.STOPPED, "stopped"))
+        await stop_streams_and_loops(self._shared, self._live)
 
     # --- small wiring ----------------------------------------------------------------------
 
@@ -632,9 +427,9 @@ class Engine:
         return self._broker_factory
 
     def _on_connection(self, account: str, state: ConnectionState, detail: str) -> None:
-        self._supervisor.on_connection(account, state, detail)
+        self._live.supervisor.on_connection(account, state, detail)
         if detail == LOGIN_REFUSED:
-            self._tokens.stream_refused(account)
+            self._live.tokens.stream_refused(account)
 
     def _queued(self) -> int:
         return sum(f.dispatcher.queue_depth for f in self._accounts.all())
