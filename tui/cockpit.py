@@ -87,56 +87,67 @@ class CockpitShell(App[None]):
     def compose(self) -> ComposeResult:
         status = StatusLine(self.clock)
         status.facts.demo = self.demo
+        self._status_line = status
         yield status
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 leader = LeaderOrdersTable(cap=self._leader_rows)
+                self._leader_table = leader
                 leader.border_title = "Leader orders"
                 yield leader
                 positions = PositionsTable()
+                self._positions_table = positions
                 positions.border_title = "Positions · not read yet"
                 yield positions
                 follower = FollowerOrdersTable(cap=self._follower_rows)
+                self._follower_table = follower
                 follower.border_title = "Follower orders · all"
                 yield follower
             with Vertical(id="right"):
                 accounts = AccountsPane()
+                self._accounts_pane = accounts
                 accounts.border_title = "Accounts"
                 yield accounts
                 with Vertical(id="latency-box") as box:
                     box.border_title = "Copy latency p50, last 5 min"
-                    yield Static("no copies yet", id="latency-label")
+                    self._latency_label = Static("no copies yet", id="latency-label")
+                    yield self._latency_label
                     spark = Sparkline([], summary_function=max, id="latency-spark")
                     spark.display = False
+                    self._latency_spark = spark
                     yield spark
                 alerts = AlertsPane()
+                self._alerts_pane = alerts
                 alerts.border_title = "Alerts"
                 yield alerts
         yield Footer()
 
+    # The panes are held, not queried: a query runs on the active screen, and with a dialog
+    # or the help on top (or the main screen already gone at quit) the timers and the
+    # engine's events would find nothing.
     @property
     def status_line(self) -> StatusLine:
-        return self.query_one(StatusLine)
+        return self._status_line
 
     @property
     def leader_table(self) -> LeaderOrdersTable:
-        return self.query_one(LeaderOrdersTable)
+        return self._leader_table
 
     @property
     def follower_table(self) -> FollowerOrdersTable:
-        return self.query_one(FollowerOrdersTable)
+        return self._follower_table
 
     @property
     def accounts_pane(self) -> AccountsPane:
-        return self.query_one(AccountsPane)
+        return self._accounts_pane
 
     @property
     def positions_table(self) -> PositionsTable:
-        return self.query_one(PositionsTable)
+        return self._positions_table
 
     @property
     def alerts_pane(self) -> AlertsPane:
-        return self.query_one(AlertsPane)
+        return self._alerts_pane
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -314,11 +325,11 @@ class CockpitShell(App[None]):
         with self.batch_update():
             if p50 is not None:  # nothing to draw before the first copy
                 self.latency_history.append(p50)
-                spark = self.query_one("#latency-spark", Sparkline)
+                spark = self._latency_spark
                 spark.display = True
                 spark.data = list(self.latency_history)
                 peak = max(self.latency_history)
-                self.query_one("#latency-label", Static).update(
+                self._latency_label.update(
                     f"now {p50:.0f} ms · peak {peak:.0f} ms · p99 "
                     f"{stats.latency_p99_ms or 0:.0f} ms"
                 )
