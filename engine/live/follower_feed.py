@@ -46,6 +46,8 @@ class FollowerFeed:
         self._seen_at_dhan: dict[str, dict[str, str]] = {}
         self._modifying: set[tuple[str, str]] = set()  # (follower, leader id): ours on its way
         self._confirming: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # follower -> count of our modifications begun or ended (a book read spanning one is stale)
+        self._modify_epoch: dict[str, int] = {}
 
     def handler_for(self, name: str) -> Callable[[OrderSnapshot], Awaitable[None]]:
         async def handler(snap: OrderSnapshot) -> None:
@@ -87,10 +89,18 @@ class FollowerFeed:
     def modifying(self, follower: str, leader_order_id: str, on_its_way: bool) -> None:
         """A modification of ours is on its way: a difference at Dhan is not a hand edit."""
         key = (follower, leader_order_id)
+        self._modify_epoch[follower] = self._modify_epoch.get(follower, 0) + 1
         if on_its_way:
             self._modifying.add(key)
         else:
             self._modifying.discard(key)
+
+    def modify_epoch(self, follower: str) -> int:
+        """Changes whenever a modification of ours begins or ends in this follower."""
+        return self._modify_epoch.get(follower, 0)
+
+    def modifying_any(self, follower: str) -> bool:
+        return any(name == follower for name, _ in self._modifying)
 
     def _confirm_by_hand(self, f: FollowerRuntime, leader_order_id: str) -> None:
         """Read the order back before calling it a hand edit: an update from before our own

@@ -38,10 +38,15 @@ async def poll_open_follower_copies(
 
 
 async def _read_book(f: FollowerRuntime, follower_feed: FollowerFeed) -> None:
+    epoch = follower_feed.modify_epoch(f.name)
     try:
         rows = await f.broker.order_book()
     except BrokerError as exc:  # the socket and the periodic reconcile still run
         log.debug("%s: order book poll failed: %s", f.name, exc.result.message)
+        return
+    # A read that spans a modification of ours may show the order as it was before it, which
+    # would move the copy's record back: skip it, the next round reads again.
+    if follower_feed.modify_epoch(f.name) != epoch or follower_feed.modifying_any(f.name):
         return
     for snap in rows:
         follower_feed.on_snapshot(f, snap)
