@@ -131,6 +131,26 @@ class AccountView:
     throttled: int = 0  # requests that had to wait for the rate limiter
     dhan_rate_refusals: int = 0  # Dhan's own rate-limit refusals (DH-904 / 805)
 
+    def signature(self) -> tuple[object, ...]:
+        """What a redraw shows of the account (token time to the minute): two views with the
+        same signature look the same, so the engine publishes and the pane redraws only on a
+        change of it."""
+        left = None if self.token_left_s is None else int(self.token_left_s // 60)
+        return (
+            self.state,
+            self.why,
+            self.open_copies,
+            self.hand_managed,
+            left,
+            self.token_renewal,
+            self.token_status,
+            self.source_ip,
+            tuple((w.name, w.limit, w.used) for w in self.windows),
+            self.queue_depth,
+            self.throttled,
+            self.dhan_rate_refusals,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class FollowerPositionView:

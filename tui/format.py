@@ -418,24 +418,6 @@ def window_words(window: LimitWindow, bar_width: int = WINDOW_BAR) -> tuple[str,
     return f"{window.name:<6} {bar_text} {window.used} of {window.limit} used", window_style(window)
 
 
-def account_signature(view: AccountView) -> tuple[object, ...]:
-    left = None if view.token_left_s is None else int(view.token_left_s // 60)
-    return (
-        view.state,
-        view.why,
-        view.open_copies,
-        view.hand_managed,
-        left,
-        view.token_renewal,
-        view.token_status,
-        view.source_ip,
-        tuple((w.name, w.limit, w.used) for w in view.windows),
-        view.queue_depth,
-        view.throttled,
-        view.dhan_rate_refusals,
-    )
-
-
 def account_from_limiter(view: LimiterView, known: AccountView | None) -> AccountView:
     """Fold a rate-limiter update into what the pane knows of the account."""
     base = known or AccountView(view.account, AccountState.STARTING)

@@ -193,7 +193,7 @@ class Cockpit:
         for view in self.account_views():
             shown = self._accounts_shown.get(view.account)
             # the token's time left moves every second: compare it in whole minutes
-            if shown is None or _account_signature(shown) != _account_signature(view):
+            if shown is None or shown.signature() != view.signature():
                 changed.append(view)
                 self._accounts_shown[view.account] = view
         if changed:
@@ -356,24 +356,6 @@ class Cockpit:
             except Exception:  # a read model must never stop the engine; logged, next tick
                 log.exception("cockpit refresh failed")
             await self._clock.sleep(ACCOUNTS_EVERY_S)
-
-
-def _account_signature(view: AccountView) -> tuple[object, ...]:
-    left = None if view.token_left_s is None else int(view.token_left_s // 60)
-    return (
-        view.state,
-        view.why,
-        view.open_copies,
-        view.hand_managed,
-        left,
-        view.token_renewal,
-        view.token_status,
-        view.source_ip,
-        tuple((w.name, w.limit, w.used) for w in view.windows),
-        view.queue_depth,
-        view.throttled,
-        view.dhan_rate_refusals,
-    )
 
 
 def _pnl(account: str, positions: Iterable[Position]) -> AccountPnl:

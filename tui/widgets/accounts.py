@@ -19,7 +19,6 @@ from engine.views import AccountState, AccountView, LimiterView
 from tui.format import (
     ACCOUNT_STATE_STYLE,
     account_from_limiter,
-    account_signature,
     plain_words,
     token_words,
     window_words,
@@ -77,7 +76,7 @@ class AccountCard(Vertical):
     def __init__(self, view: AccountView) -> None:
         super().__init__()
         self.view = view
-        self.signature = account_signature(view)
+        self.signature = view.signature()
         self.history: deque[float] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
@@ -89,7 +88,7 @@ class AccountCard(Vertical):
 
     def show(self, view: AccountView) -> bool:
         self.view = view
-        signature = account_signature(view)
+        signature = view.signature()
         if signature == self.signature:
             return False
         self.signature = signature
