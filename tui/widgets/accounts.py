@@ -80,9 +80,7 @@ class AccountCard(Vertical):
         self.history: deque[float] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
-        # Held, not queried: a card can be mounted before its text is (a query then fails).
-        self._text = Static(account_text(self.view), classes="account-text")
-        yield self._text
+        yield Static(account_text(self.view), classes="account-text")
         spark = Sparkline([], summary_function=max, classes="rate-use")
         spark.display = False  # until the first sample
         spark.tooltip = "rate use, last five minutes"
@@ -94,9 +92,8 @@ class AccountCard(Vertical):
         if signature == self.signature:
             return False
         self.signature = signature
-        text = getattr(self, "_text", None)
-        if text is not None:  # before compose, compose draws self.view
-            text.update(account_text(view))
+        if self.is_mounted:
+            self.query_one(".account-text", Static).update(account_text(view))
         return True
 
     def sample(self) -> None:
