@@ -78,13 +78,16 @@ class AccountCard(Vertical):
         self.view = view
         self.signature = view.signature()
         self.history: deque[float] = deque(maxlen=HISTORY)
+        # Built here and held, not queried: a card can be updated after it is mounted but
+        # before its children are, when a query finds nothing.
+        self.words = Static(account_text(view), classes="account-text")
+        self.rate_spark = Sparkline([], summary_function=max, classes="rate-use")
+        self.rate_spark.display = False  # until the first sample
+        self.rate_spark.tooltip = "rate use, last five minutes"
 
     def compose(self) -> ComposeResult:
-        yield Static(account_text(self.view), classes="account-text")
-        spark = Sparkline([], summary_function=max, classes="rate-use")
-        spark.display = False  # until the first sample
-        spark.tooltip = "rate use, last five minutes"
-        yield spark
+        yield self.words
+        yield self.rate_spark
 
     def show(self, view: AccountView) -> bool:
         self.view = view
@@ -92,17 +95,15 @@ class AccountCard(Vertical):
         if signature == self.signature:
             return False
         self.signature = signature
-        if self.is_mounted:
-            self.query_one(".account-text", Static).update(account_text(view))
+        self.words.update(account_text(view))
         return True
 
     def sample(self) -> None:
         """One point of rate use (the app calls this once a second)."""
         self.history.append(rate_use(self.view))
-        if self.is_mounted and self.view.windows:
-            spark = self.query_one(Sparkline)
-            spark.display = True
-            spark.data = list(self.history)
+        if self.view.windows:
+            self.rate_spark.display = True
+            self.rate_spark.data = list(self.history)
 
     def plain(self) -> str:
         return account_text(self.view).plain
