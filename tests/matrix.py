@@ -54,6 +54,8 @@ async def run_one(profile: str, extra: list[str], log_dir: Path) -> Outcome:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n",
+            "0",  # the matrix runs its profiles side by side itself
             f"--sim-profile={profile}",
             *extra,
             cwd=ROOT,
