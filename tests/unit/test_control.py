@@ -203,13 +203,11 @@ async def test_a_file_in_the_sockets_place_is_refused(engine: FakeEngine, db: Pa
 
 
 async def test_a_long_database_path_serves_on_the_short_fallback(
-    engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: FakeEngine, tmp_path: Path, runtime_dir: Path
 ) -> None:
-    (tmp_path / "run").mkdir(mode=0o700)  # XDG wants it private, platformdirs checks
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     deep = tmp_path / ("d" * 70) / ("e" * 70) / "copytrade.db"
     async with ControlServer(engine, deep) as served:
-        assert served.path.parent == tmp_path / "run" / "copytrade"
+        assert served.path.parent == runtime_dir / "copytrade"
         assert stat.S_IMODE(served.path.parent.stat().st_mode) == 0o700
         assert stat.S_IMODE(served.path.stat().st_mode) == 0o600
         assert (await ask(deep, Request(Command.STATUS)))["database"] == str(deep)

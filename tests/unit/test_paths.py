@@ -92,15 +92,13 @@ def test_lock_and_socket_sit_beside_the_database(tmp_path: Path) -> None:
 
 
 def test_a_socket_path_too_long_falls_back_to_a_short_name_per_database(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    runtime_dir: Path, tmp_path: Path
 ) -> None:
-    (tmp_path / "run").mkdir(mode=0o700)  # XDG wants it private, platformdirs checks
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     deep = tmp_path / ("d" * 60) / ("e" * 60) / "c.db"
     other = tmp_path / ("d" * 60) / ("e" * 60) / "other.db"
     sock = control_socket_path(deep)
     assert len(os.fsencode(sock)) <= MAX_SOCKET_PATH_BYTES
-    assert sock.parent == tmp_path / "run" / "copytrade"
+    assert sock.parent == runtime_dir / "copytrade"
     assert sock.suffix == ".sock"
     assert sock == control_socket_path(deep)  # stable
     assert sock != control_socket_path(other)  # keyed by the database
