@@ -191,6 +191,14 @@ async def run(
     )
     for r in results:
         print(f"N={r['n']} engine/lean last copy {r['last_ms'] / r['lean_last_ms']:.2f}x")
+    print("where the engine's time goes: the LAST-served copy of each order, p50 ms per stage")
+    print_table(
+        ("N", *(name for name, _ in STAGES)),
+        [
+            (r["n"], *(summary(r["stages_last"][name])["p50"] for name, _ in STAGES))
+            for r in results
+        ],
+    )
     print("cost per N (orders phase; engine = this process, all threads)")
     print_table(
         (
