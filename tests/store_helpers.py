@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -251,8 +252,17 @@ async def durability(store: Store) -> dict[str, dict[str, Any]]:
             "busy_timeout": int(await one_value(db, "PRAGMA busy_timeout")),
         }
 
+    def pragmas_now(db: sqlite3.Connection) -> dict[str, Any]:
+        sync = int(db.execute("PRAGMA synchronous").fetchone()[0])
+        return {
+            "journal_mode": str(db.execute("PRAGMA journal_mode").fetchone()[0]),
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, sync),
+            "busy_timeout": int(db.execute("PRAGMA busy_timeout").fetchone()[0]),
+        }
+
     return {
-        "intents": await store._intents_db.run(pragmas),
+        "intents": await store._intent_writer.run(pragmas_now),
+        "state": await store._intents_db.run(pragmas),
         "main": await store._db.run(pragmas),
     }
 
@@ -266,3 +276,16 @@ async def cap_pages(db: aiosqlite.Connection) -> None:
 
 async def uncap_pages(db: aiosqlite.Connection) -> None:
     await db.execute_fetchall("PRAGMA max_page_count = 1073741823")
+
+
+async def cap_every_connection(store: Store, full: bool = True) -> None:
+    """`cap_pages` (or `uncap_pages`) on each of the store's connections: max_page_count is
+    per connection, and the intents have one of their own (engine.store.intent_writer)."""
+    for conn in (store._db, store._intents_db):
+        await conn.run(cap_pages if full else uncap_pages)
+
+    def pages_now(db: sqlite3.Connection) -> None:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages if full else 1073741823}").fetchall()
+
+    await store._intent_writer.run(pages_now)

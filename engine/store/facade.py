@@ -5,11 +5,13 @@ crash at any point after it leaves a PENDING intent that the engine resolves on 
 asking Dhan for the order's correlationId, instead of placing it again.
 
 - WAL mode, so readers never block the writer and a killed process loses nothing committed.
-- Two connections. Intents and the engine state go through one with ``synchronous=FULL``
-  (the commit is fsynced before the call returns); everything else, including an intent's
-  completion, goes through one with ``synchronous=NORMAL`` (safe against a process crash;
-  a power cut may drop the last few commits, which the engine re-derives: a PENDING intent
-  is looked up at the broker). Both set ``busy_timeout``.
+- Durable and lazy connections. Intents go through one with ``synchronous=FULL`` (the commit
+  is fsynced before the call returns), a plain sqlite3 one on its own thread so a group
+  commit is one hop (``engine.store.intent_writer``); the engine state, freezes and hand
+  marks through another FULL one; everything else, including an intent's completion, through
+  one with ``synchronous=NORMAL`` (safe against a process crash; a power cut may drop the
+  last few commits, which the engine re-derives: a PENDING intent is looked up at the
+  broker). All set ``busy_timeout``.
 - Writes go through one line, in call order, and concurrent intents share one commit
   (``engine.store.write_line``). Schema: ``engine.store.schema``; rows: ``engine.store.rows``;
   JSON: ``engine.store.serialization`` (every free text is redacted: no token is written).
@@ -29,6 +31,7 @@ from engine.secrets import redact
 from engine.store import positions, reads, safety, timeline, writes
 from engine.store.connection import Connection
 from engine.store.errors import StoreError
+from engine.store.intent_writer import IntentWriter
 from engine.store.rows import (
     alert_row,
     completion_row,
@@ -50,12 +53,19 @@ MALFORMED_MAX_CHARS = 20_000
 class Store:
     """Open with ``await Store.open(path)``; close when done."""
 
-    def __init__(self, intents_db: Connection, main_db: Connection, clock: Clock) -> None:
-        self._intents_db = intents_db  # synchronous=FULL: intents, engine state
+    def __init__(
+        self,
+        intents_db: Connection,
+        main_db: Connection,
+        intent_writer: IntentWriter,
+        clock: Clock,
+    ) -> None:
+        self._intents_db = intents_db  # synchronous=FULL: engine state, freezes, hand marks
         self._db = main_db  # synchronous=NORMAL: everything else
+        self._intent_writer = intent_writer  # synchronous=FULL: intents, one hop a commit
         self._clock = clock
         self._seq = itertools.count(1)  # orders journal and intents written at the same time
-        self._line = WriteLine(intents_db)
+        self._line = WriteLine(intent_writer)
         self._closed = False
 
     @classmethod
@@ -63,16 +73,20 @@ class Store:
         """Open (creating if needed) and migrate the database at ``path``."""
         target = str(path)
         if target == ":memory:" or target.startswith("file:"):
-            raise StoreError("the store needs a file path (two connections share it)")
+            raise StoreError("the store needs a file path (several connections share it)")
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         intents_db = await Connection.open(target, "FULL")
+        main_db: Connection | None = None
         try:
             await intents_db.run(migrate)
             main_db = await Connection.open(target, "NORMAL")
+            intent_writer = await IntentWriter.open(target)
         except BaseException:
+            if main_db is not None:
+                await main_db.close()
             await intents_db.close()
             raise
-        store = cls(intents_db, main_db, clock or SystemClock())
+        store = cls(intents_db, main_db, intent_writer, clock or SystemClock())
         store._seq = itertools.count(await main_db.run(reads.last_seq) + 1)
         return store
 
@@ -85,7 +99,10 @@ class Store:
         try:
             await self._db.close()
         finally:
-            await self._intents_db.close()
+            try:
+                await self._intent_writer.close()
+            finally:
+                await self._intents_db.close()
 
     async def __aenter__(self) -> Store:
         return self

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from engine.store.connection import Connection
-from engine.store.writes import Row, insert_intents
+from engine.store.intent_writer import IntentWriter, insert_intents
+from engine.store.writes import Row
 
 _T = TypeVar("_T")
 
@@ -65,8 +66,8 @@ class _PendingIntent:
 
 
 class WriteLine:
-    def __init__(self, intents_db: Connection) -> None:
-        self._intents_db = intents_db  # where group-committed intents go
+    def __init__(self, intents: IntentWriter) -> None:
+        self._intents = intents  # where group-committed intents go, in one hop
         self._last_write: asyncio.Future[None] | None = None
         self._open_batch: list[_PendingIntent] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
@@ -114,7 +115,9 @@ class WriteLine:
                 self._open_batch = None  # intents from now on go in the next commit
             rows = [(item.intent, item.mirror) for item in batch]
             try:
-                results = await self._intents_db.run(lambda db: insert_intents(db, rows))
+                job = self._intents.submit(lambda db: insert_intents(db, rows))
+                turn.hold_until(job)  # the next write waits for this commit, come what may
+                results = await asyncio.shield(job)
             except BaseException as exc:  # the commit itself failed: none is durable
                 for item in batch:
                     if not item.future.done():

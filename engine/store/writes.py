@@ -8,8 +8,6 @@ be durable before anything else happens.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -126,87 +124,6 @@ async def write_batch(db: aiosqlite.Connection, rows: BatchRows) -> None:
         ):
             if values:  # each statement is a hop to the database thread: skip the empty ones
                 await db.executemany(sql, values)
-
-
-async def insert_intents(
-    db: aiosqlite.Connection, intents: Sequence[tuple[Row, Row | None]]
-) -> list[int | Exception]:
-    """Each (intent row, mirror row or None) in one transaction; the new id, or the error of
-    the one that failed (a savepoint each, so one bad intent cannot fail the others)."""
-    if len(intents) == 1:
-        return [await _insert_one_intent(db, *intents[0])]
-    try:
-        return list(await _insert_intents_together(db, intents))
-    except (
-        _SeqsNotUnique,
-        sqlite3.IntegrityError,
-        sqlite3.InterfaceError,
-        sqlite3.ProgrammingError,
-    ):
-        pass  # one of them is refused (rolled back, nothing kept): each in its own savepoint
-    results: list[int | Exception] = []
-    async with transaction(db):
-        for intent, mirror in intents:
-            await db.execute("SAVEPOINT intent")
-            try:
-                intent_id = await _insert_intent(db, intent, mirror)
-            except Exception as exc:
-                await db.execute("ROLLBACK TO intent")
-                await db.execute("RELEASE intent")
-                results.append(exc)
-                continue
-            await db.execute("RELEASE intent")
-            results.append(intent_id)
-    return results
-
-
-class _SeqsNotUnique(Exception):
-    """Two intents of one batch carry the same seq: their new ids cannot be told apart."""
-
-
-async def _insert_intents_together(
-    db: aiosqlite.Connection, intents: Sequence[tuple[Row, Row | None]]
-) -> list[int]:
-    """All the intents in a few statements (a multi-row INSERT ... RETURNING, one executemany
-    for the mirrors): a leader order fanned out to 200 followers is a handful of hops to the
-    database thread, not 800. Raises if any row is refused; then nothing is kept."""
-    rows = [intent for intent, _ in intents]
-    mirrors = [mirror for _, mirror in intents if mirror is not None]
-    ids_by_seq: dict[Any, int] = {}
-    async with transaction(db):
-        for start in range(0, len(rows), INTENTS_PER_INSERT):
-            chunk = rows[start : start + INTENTS_PER_INSERT]
-            sql = (
-                INSERT_INTENTS_INTO + ", ".join([INTENT_VALUES] * len(chunk)) + " RETURNING id, seq"
-            )
-            values = [value for row in chunk for value in row]
-            for intent_id, seq in await db.execute_fetchall(sql, values):
-                ids_by_seq[seq] = intent_id
-        if len(ids_by_seq) != len(rows):  # seq not unique: the ids cannot be told apart
-            raise _SeqsNotUnique()
-        if mirrors:
-            await db.executemany(UPSERT_MIRROR, mirrors)
-    return [ids_by_seq[row[INTENT_SEQ_INDEX]] for row in rows]
-
-
-async def _insert_one_intent(
-    db: aiosqlite.Connection, intent: Row, mirror: Row | None
-) -> int | Exception:
-    """One intent alone: no other to protect, so no savepoint (two hops fewer); its failure
-    rolls back the whole transaction, which held nothing else."""
-    try:
-        async with transaction(db):
-            return await _insert_intent(db, intent, mirror)
-    except Exception as exc:
-        return exc
-
-
-async def _insert_intent(db: aiosqlite.Connection, intent: Row, mirror: Row | None) -> int:
-    cur = await db.execute(INSERT_INTENT, intent)
-    if mirror is not None:
-        await db.execute(UPSERT_MIRROR, mirror)
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 async def complete_intent(db: aiosqlite.Connection, completion: Row, mirror: Row | None) -> None:

@@ -17,7 +17,7 @@ from bench.soak import RandomLeader
 from engine.domain import EngineState
 from tests.chaos.conftest import ChaosFactory, ChaosWorld, assert_converged, start_engine
 from tests.e2e.conftest import LEADER
-from tests.store_helpers import cap_pages, uncap_pages
+from tests.store_helpers import cap_every_connection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -64,8 +64,7 @@ async def test_database_locked_by_another_process_loses_and_duplicates_nothing(
 async def fill_up(world: ChaosWorld, full: bool = True) -> None:
     store = world.eng.store
     assert store is not None
-    for conn in (store._db, store._intents_db):  # max_page_count is per connection
-        await conn.run(cap_pages if full else uncap_pages)
+    await cap_every_connection(store, full)
 
 
 async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFactory) -> None:

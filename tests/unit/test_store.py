@@ -464,6 +464,7 @@ async def test_alerts_and_malformed(store: Store) -> None:
 async def test_wal_and_synchronous_settings(store: Store, tmp_path: Path) -> None:
     d = await durability(store)
     assert d["intents"] == {"journal_mode": "wal", "synchronous": "FULL", "busy_timeout": 5000}
+    assert d["state"] == {"journal_mode": "wal", "synchronous": "FULL", "busy_timeout": 5000}
     assert d["main"] == {"journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": 5000}
     with sqlite3.connect(tmp_path / "copytrade.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent

@@ -141,10 +141,10 @@ async def test_batches_and_intents_land_in_call_order(store: Store, clock: Manua
 async def test_concurrent_intents_share_one_commit(store: Store) -> None:
     commits: list[str] = []
 
-    async def trace(db: aiosqlite.Connection) -> None:
-        await db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    def trace(db: sqlite3.Connection) -> None:
+        db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
 
-    await store._intents_db.run(trace)
+    await store._intent_writer.run(trace)
     stored = await asyncio.gather(
         *(store.record_intent(intent(f"f{n}"), mirror(f"f{n}")) for n in range(10))
     )
