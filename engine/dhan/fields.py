@@ -143,6 +143,13 @@ def as_time(value: object) -> datetime | None:
     """
     if not isinstance(value, str):
         return None
+    return _parse_time(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time(value: str) -> datetime | None:
+    # Cached: an order book read every few seconds repeats the same few hundred timestamps,
+    # and localising one (pytz) costs more than the rest of the row. datetimes are immutable.
     text = value.strip()
     if not text or text.upper().startswith(_NULL_DATES):
         return None

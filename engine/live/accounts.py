@@ -23,6 +23,7 @@ from engine.dispatch.rate_limiter import RateLimiter
 from engine.domain import OrderParams, OrderSnapshot
 from engine.replication.replicator import FollowerRules
 from engine.replication.risk import OrdersPerMinute
+from engine.replication.rules import CapitalRatioSizing
 
 LEADER = "leader"
 
@@ -243,7 +244,10 @@ class FollowerRuntime:
     @property
     def refresh_s(self) -> float:
         """How old its capital (for capital-ratio sizing) may get."""
-        return float(getattr(self.rules.sizing, "refresh_s", 60.0))
+        # isinstance, not getattr: a pydantic model's missing attribute costs an exception
+        # inside pydantic on every decision of every follower.
+        sizing = self.rules.sizing
+        return sizing.refresh_s if isinstance(sizing, CapitalRatioSizing) else 60.0
 
 
 @dataclass
