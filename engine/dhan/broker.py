@@ -49,6 +49,7 @@ from engine.dhan.broker_answers import (
 )
 from engine.dhan.codec import (
     CodecError,
+    DecodedRows,
     decode_rest_order,
     decode_rest_orders,
     encode_modify,
@@ -130,6 +131,7 @@ class DhanBroker:
         self._call_timeout_s = timeout_s * 3 + 5
         self._closed = False
         self.last_codec_errors: list[CodecError] = []
+        self._book_rows = DecodedRows()  # the last book read: unchanged rows are not decoded
 
     # --- identity (never the token) -------------------------------------------------------
 
@@ -378,7 +380,7 @@ class DhanBroker:
         """The day's orders (``GET /orders``). Raises BrokerError when the book is unreadable;
         rows that cannot be decoded are listed in ``.errors`` (and ``last_codec_errors``)."""
         data = await self._order_book_rows()
-        snapshots, errors = decode_rest_orders(data)
+        snapshots, errors = decode_rest_orders(data, self._book_rows)
         for error in errors:
             log.warning("%s order book: %s", self._client_id, sanitize(error, self._token))
         self.last_codec_errors = errors

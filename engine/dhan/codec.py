@@ -72,6 +72,7 @@ from engine.domain import OrderSnapshot, OrderStatus, Product, Segment, Snapshot
 __all__ = [
     "LEG_NAMES",
     "CodecError",
+    "DecodedRows",
     "InstrumentHint",
     "SocketDecodeKind",
     "SocketDecodeResult",
@@ -363,17 +364,43 @@ def _decode_rest_order(obj: Mapping[str, Any]) -> OrderSnapshot:
     )
 
 
+class DecodedRows:
+    """The rows of one account's last order-book read and their snapshots.
+
+    The book is read every few seconds while copies are open, and most of its rows have not
+    changed since the last read: a row equal to the one seen before (same order id, every
+    field the same) reuses its snapshot (immutable) instead of being decoded again.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[object, tuple[Mapping[str, Any], OrderSnapshot]] = {}
+
+    def decode(self, rows: Sequence[Any]) -> tuple[list[OrderSnapshot], list[CodecError]]:
+        seen: dict[object, tuple[Mapping[str, Any], OrderSnapshot]] = {}
+        snapshots: list[OrderSnapshot] = []
+        errors: list[CodecError] = []
+        for index, row in enumerate(rows):
+            key = row.get("orderId") if isinstance(row, Mapping) else None
+            known = self._seen.get(key) if isinstance(key, (str, int)) else None
+            if known is not None and known[0] == row:
+                snapshot = known[1]
+            else:
+                try:
+                    snapshot = decode_rest_order(row)
+                except CodecError as exc:
+                    errors.append(CodecError(f"row {index}: {exc}"))
+                    continue
+            if isinstance(key, (str, int)):
+                seen[key] = (row, snapshot)
+            snapshots.append(snapshot)
+        self._seen = seen  # only the rows of this read: the memo never outgrows the book
+        return snapshots, errors
+
+
 def decode_rest_orders(
-    rows: Sequence[Any] | object,
+    rows: Sequence[Any] | object, memo: DecodedRows | None = None
 ) -> tuple[list[OrderSnapshot], list[CodecError]]:
     """A whole order book; one bad row costs only itself. Never raises."""
     if not isinstance(rows, (list, tuple)):
         return [], [CodecError(f"expected a list of orders, got {type(rows).__name__}")]
-    snapshots: list[OrderSnapshot] = []
-    errors: list[CodecError] = []
-    for index, row in enumerate(rows):
-        try:
-            snapshots.append(decode_rest_order(row))
-        except CodecError as exc:
-            errors.append(CodecError(f"row {index}: {exc}"))
-    return snapshots, errors
+    return (memo or DecodedRows()).decode(rows)

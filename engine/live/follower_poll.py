@@ -30,11 +30,24 @@ async def poll_open_follower_copies(
     interval_s: float,
 ) -> None:
     while True:
-        await clock.sleep(interval_s)
         with_open = {m.follower for m in book.open_copies() if m.follower_order_id}
         wanted = [f for f in accounts.all() if f.name in with_open]
-        if wanted:
-            await asyncio.gather(*(_read_book(f, follower_feed) for f in wanted))
+        if not wanted:
+            await clock.sleep(interval_s)
+            continue
+        # Spread over the interval, each book read once: two hundred books read and decoded
+        # at one instant would hold the event loop for tens of milliseconds, and a leader
+        # order arriving then would wait for all of them before its copies are sent.
+        step = interval_s / len(wanted)
+        reads: list[asyncio.Task[None]] = []
+        try:
+            for f in wanted:
+                await clock.sleep(step)
+                reads.append(asyncio.create_task(_read_book(f, follower_feed)))
+            await asyncio.gather(*reads)
+        finally:
+            for read in reads:  # stopped mid-round: no read outlives the loop
+                read.cancel()
 
 
 async def _read_book(f: FollowerRuntime, follower_feed: FollowerFeed) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from engine.clock import to_ist
 from engine.dhan.codec import (
     CodecError,
+    DecodedRows,
     SocketDecodeKind,
     decode_rest_order,
     decode_rest_orders,
@@ -455,6 +456,21 @@ def test_rest_orders_one_bad_row_loses_nothing_else() -> None:
     assert "row 1" in str(errors[0]) and "row 2" in str(errors[1])
     snaps, errors = decode_rest_orders({"not": "a list"})
     assert snaps == [] and len(errors) == 1
+
+
+def test_a_book_read_again_decodes_only_the_rows_that_changed() -> None:
+    memo = DecodedRows()
+    first, _ = decode_rest_orders([REST_SAMPLE, dict(REST_SAMPLE, orderId="2")], memo)
+    moved = dict(REST_SAMPLE, orderId="2", filledQty=1, orderStatus="PART_TRADED")
+    again, errors = decode_rest_orders([dict(REST_SAMPLE), moved, "junk"], memo)
+    assert again[0] is first[0]  # equal row: the same (immutable) snapshot
+    assert again[1] is not first[1] and again[1].filled_qty == 1  # changed: decoded afresh
+    assert again[1] == decode_rest_order(moved)
+    assert len(errors) == 1 and "row 2" in str(errors[0])  # a bad row is said every read
+    # Only the last read is remembered: an order gone from the book is forgotten.
+    decode_rest_orders([moved], memo)
+    third, _ = decode_rest_orders([REST_SAMPLE], memo)
+    assert third[0] is not first[0] and third[0] == first[0]
 
 
 # --- encoding -----------------------------------------------------------------------------
