@@ -33,6 +33,10 @@ class ReplicationBook:
         self._leader: dict[str, OrderSnapshot] = {}
         self._leader_seen_mono: dict[str, float] = {}
         self._mirrors: dict[MirrorKey, MirrorRecord] = {}
+        # The copies open at Dhan, by follower: read on every account view, lagging scan and
+        # poll round, which would otherwise walk every copy of the day (200 followers x a few
+        # thousand copies, several times a second).
+        self._open: dict[str, dict[str, MirrorRecord]] = {}
         self._by_cid: dict[str, MirrorKey] = {}
         self._follower_progress: dict[tuple[str, str], tuple[int, int, float]] = {}
         self._last_price: dict[tuple[Segment, str], float] = {}
@@ -110,23 +114,33 @@ class ReplicationBook:
         )
 
     def open_copies(self, follower: str | None = None) -> list[MirrorRecord]:
-        return [
-            m
-            for m in self._mirrors.values()
-            if m.is_open_at_broker and (follower is None or m.follower == follower)
-        ]
+        if follower is not None:
+            return list(self._open.get(follower, {}).values())
+        return [m for copies in self._open.values() for m in copies.values()]
 
     def count_open(self, follower: str) -> int:
-        return sum(
-            1 for m in self._mirrors.values() if m.follower == follower and m.is_open_at_broker
-        )
+        return len(self._open.get(follower, ()))
+
+    def _store(self, key: MirrorKey, rec: MirrorRecord | None) -> None:
+        """The one place a copy record is put or removed, so the open index stays true."""
+        follower, leader_order_id = key
+        if rec is None:
+            self._mirrors.pop(key, None)
+        else:
+            self._mirrors[key] = rec
+        if rec is not None and rec.is_open_at_broker:
+            self._open.setdefault(follower, {})[leader_order_id] = rec
+        else:
+            open_of_follower = self._open.get(follower)
+            if open_of_follower is not None:
+                open_of_follower.pop(leader_order_id, None)
 
     def count_placing(self) -> int:
         return sum(1 for m in self._mirrors.values() if m.state is MirrorState.PLACING)
 
     def set_mirror(self, rec: MirrorRecord) -> None:
         key = (rec.follower, rec.leader_order_id)
-        self._mirrors[key] = rec
+        self._store(key, rec)
         self._by_cid[rec.correlation_id] = key
         self._dirty_mirrors.add(key)
         self._copy_changed(key)
@@ -140,14 +154,14 @@ class ReplicationBook:
             self.set_mirror(kept)
             return
         key = (rec.follower, rec.leader_order_id)
-        self._mirrors.pop(key, None)
+        self._store(key, None)
         self._dirty_mirrors.add(key)
         self._copy_changed(key)
         self._on_change()
 
     def restore_mirror(self, rec: MirrorRecord) -> None:
         key = (rec.follower, rec.leader_order_id)
-        self._mirrors[key] = rec
+        self._store(key, rec)
         self._by_cid[rec.correlation_id] = key
         self._copy_changed(key)
 
