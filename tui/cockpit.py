@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rich.markup import escape
+from textual import events
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Sparkline, Static
@@ -27,6 +28,7 @@ from engine.clock import IST
 from engine.domain import Alert, EngineState, Severity
 from engine.events import AlertRaised, EngineEvent
 from tui.coalesce import Batch, EventCoalescer
+from tui.collector import CollectorPolicy
 from tui.dialog_text import plural
 from tui.format import hms, one_line, short_id
 from tui.widgets.accounts import AccountsPane
@@ -37,6 +39,13 @@ from tui.widgets.positions import PositionsTable
 from tui.widgets.status_line import StatusLine
 
 STOP_TIMEOUT_S = 15.0
+# A key's effect (a dialog opening, the cursor moving) is drawn before the next flush: after a
+# key, flushes wait this long, but never more than INPUT_FLUSH_MAX_DELAY_S after the last one.
+INPUT_QUIET_S = 0.15
+INPUT_FLUSH_MAX_DELAY_S = 0.5
+# Under a dimmed dialog or the help, the panes below are redrawn twice per flush (their own
+# screen, then tinted under the dialog): flush them this many times less often.
+COVERED_FLUSH_FACTOR = 3
 LATENCY_HISTORY = 300  # one point a second: five minutes
 
 
@@ -72,6 +81,8 @@ class CockpitShell(App[None]):
         self.flush_seconds = 0.0  # total time spent applying batches (for the bench)
         self.last_flush_ms = 0.0
         self._flush_not_before = 0.0
+        self._last_flush_at = 0.0
+        self._input_quiet_until = 0.0
         self._unsubscribe: Callable[[], None] | None = None
         self._loop_thread = threading.get_ident()
         self._engine_worker: Worker[None] | None = None
@@ -81,6 +92,7 @@ class CockpitShell(App[None]):
         self._kill_busy = False
         self._sync_busy = False
         self.latency_history: deque[float] = deque(maxlen=LATENCY_HISTORY)
+        self.collector = CollectorPolicy()
 
     # --- layout --------------------------------------------------------------------------
 
@@ -163,6 +175,8 @@ class CockpitShell(App[None]):
         self.set_interval(self._sample_every, self.sample_sparklines, name="sparklines")
         self.leader_table.focus()
         self._tick()
+        # Once the panes exist: a full collection must not stall a key (see tui/collector.py).
+        self.call_after_refresh(self.collector.apply)
 
     def _seed(self) -> None:
         """What the engine already knows before the first event (a restart mid-session)."""
@@ -185,6 +199,7 @@ class CockpitShell(App[None]):
         self._show_state()
 
     async def on_unmount(self) -> None:
+        self.collector.restore()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -246,13 +261,25 @@ class CockpitShell(App[None]):
         A flush that took `t` is followed by at least `4t` before the next one (the repaint it
         causes costs about as much again, and input gets the rest), capped at one second. Key
         presses always get their turn; batches just get bigger (and coalesce more) instead of
-        the screen falling behind.
+        the screen falling behind. Right after a key, and under a dialog, flushes are spaced
+        further (INPUT_QUIET_S, COVERED_FLUSH_FACTOR).
         """
         now = time.perf_counter()
         if now < self._flush_not_before:
             return
+        if now < self._input_quiet_until and now - self._last_flush_at < INPUT_FLUSH_MAX_DELAY_S:
+            return
+        covered = len(self.screen_stack) > 1
+        if covered and now - self._last_flush_at < self.flush_interval * COVERED_FLUSH_FACTOR:
+            return
+        self._last_flush_at = now
         self.flush_events()
         self._flush_not_before = time.perf_counter() + min(self.last_flush_ms * 0.004, 1.0)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):  # input first: see INPUT_QUIET_S
+            self._input_quiet_until = time.perf_counter() + INPUT_QUIET_S
+        await super().on_event(event)
 
     def flush_events(self) -> int:
         """Fold everything received since the last flush and draw it; returns events applied."""
@@ -331,7 +358,8 @@ class CockpitShell(App[None]):
                 peak = max(self.latency_history)
                 self._latency_label.update(
                     f"now {p50:.0f} ms · peak {peak:.0f} ms · p99 "
-                    f"{stats.latency_p99_ms or 0:.0f} ms"
+                    f"{stats.latency_p99_ms or 0:.0f} ms",
+                    layout=False,  # one line, always (its CSS height)
                 )
             self.accounts_pane.sample()
 

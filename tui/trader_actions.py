@@ -504,7 +504,11 @@ class TraderActions(CockpitShell):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(self.HELP_KEYS))
+        # Built once and kept (installed): opening it again only shows it, no compose and
+        # mount of its widgets on every press.
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(self.HELP_KEYS), name="help")
+        self.push_screen("help")
 
     async def action_quit(self) -> None:
         if self._confirm_open():

@@ -80,7 +80,9 @@ class AccountCard(Vertical):
         self.history: deque[float] = deque(maxlen=HISTORY)
         # Built here and held, not queried: a card can be updated after it is mounted but
         # before its children are, when a query finds nothing.
-        self.words = Static(account_text(view), classes="account-text")
+        text = account_text(view)
+        self._lines = len(text.plain.splitlines())
+        self.words = Static(text, classes="account-text")
         self.rate_spark = Sparkline([], summary_function=max, classes="rate-use")
         self.rate_spark.display = False  # until the first sample
         self.rate_spark.tooltip = "rate use, last five minutes"
@@ -95,7 +97,12 @@ class AccountCard(Vertical):
         if signature == self.signature:
             return False
         self.signature = signature
-        self.words.update(account_text(view))
+        text = account_text(view)
+        # Its height is its line count (no wrapping): a re-layout only when that changes;
+        # the limiter's counts change on every flush under load, the line count rarely.
+        lines = len(text.plain.splitlines())
+        self.words.update(text, layout=lines != self._lines)
+        self._lines = lines
         return True
 
     def sample(self) -> None:

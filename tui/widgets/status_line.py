@@ -115,7 +115,9 @@ class StatusLine(Static):
         markup = text.markup
         if markup != self._last:
             self._last = markup
-            self.update(text)
+            # Two lines, always (its CSS height): a repaint suffices, not a re-layout of the
+            # whole screen on every flush.
+            self.update(text, layout=False)
 
     @property
     def plain(self) -> str:
