@@ -20,7 +20,7 @@ from rich.markup import escape
 from textual import events
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 from textual.worker import Worker, WorkerState
 
 from engine.api import EngineHandle
@@ -37,6 +37,7 @@ from tui.widgets.follower_orders import FollowerOrdersTable
 from tui.widgets.leader_orders import LeaderOrdersTable
 from tui.widgets.positions import PositionsTable
 from tui.widgets.status_line import StatusLine
+from tui.widgets.steady_footer import SteadyFooter
 
 STOP_TIMEOUT_S = 15.0
 # A key's effect (a dialog opening, the cursor moving) is drawn before the next flush: after a
@@ -132,7 +133,7 @@ class CockpitShell(App[None]):
                 self._alerts_pane = alerts
                 alerts.border_title = "Alerts"
                 yield alerts
-        yield Footer()
+        yield SteadyFooter()
 
     # The panes are held, not queried: a query runs on the active screen, and with a dialog
     # or the help on top (or the main screen already gone at quit) the timers and the

@@ -5,6 +5,7 @@ With the pane focused, ↑/↓ pick an alert and Enter opens it in full.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import ClassVar
@@ -19,6 +20,8 @@ from tui.coalesce import AlertKey, AlertOccurrence, merge_alert_count
 from tui.format import SEVERITY_SHORT, SEVERITY_STYLE, TIMES, alert_message, hms
 from tui.screens.alert_detail import AlertScreen
 
+_DIGITS = re.compile(r"\d")
+
 
 def alert_text(alert: Alert, count: int) -> Text:
     style = SEVERITY_STYLE.get(alert.severity, "")
@@ -26,6 +29,10 @@ def alert_text(alert: Alert, count: int) -> Text:
     if count > 1:
         head += f" {TIMES}{count}"
     return Text(f"{head} {alert_message(alert)}", style=style)
+
+
+def _shape(plain: str) -> str:
+    return _DIGITS.sub("0", plain)
 
 
 class AlertItem(Static):
@@ -41,9 +48,13 @@ class AlertItem(Static):
 
     def show(self, alert: Alert, count: int) -> None:
         if (alert, count) != (self.alert, self.count):
+            before = alert_text(self.alert, self.count).plain
+            text = alert_text(alert, count)
             self.alert = alert
             self.count = count
-            self.update(alert_text(alert, count))
+            # A repeat usually changes digits only (its time, its count): the same shape
+            # wraps the same, so a repaint suffices, not a re-layout of the screen.
+            self.update(text, layout=_shape(text.plain) != _shape(before))
 
     def plain(self) -> str:
         return alert_text(self.alert, self.count).plain
@@ -87,7 +98,9 @@ class AlertsPane(VerticalScroll):
                     self.mount(item)
             else:
                 item.show(occurrence.alert, count)
-                if item.parent is self:
+                # Already on top (a repeat of the newest alert): moving it would re-lay out
+                # the pane for nothing.
+                if item.parent is self and self.children[0] is not item:
                     self.move_child(item, before=0)
             self.items[key] = item
         while len(self.items) > self.cap:
