@@ -1,0 +1,114 @@
+"""What keeps a key fast under a flood: the collector's policy, the footer's rebuilds, the help
+screen kept, and flushes that yield to keys without ever starving the panes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from textual.widgets import Footer
+
+from tests.tui.conftest import SIZE, settle
+from tests.tui.fakes import FakeEngine, alert_raised, leader_seen
+from tui.app import CopyTradeApp
+from tui.cockpit import INPUT_FLUSH_MAX_DELAY_S
+from tui.collector import YOUNG_THRESHOLD, CollectorPolicy
+from tui.screens.help import HelpScreen
+
+
+def footer_keys(app: CopyTradeApp) -> list[str]:
+    footer = app.screen_stack[0].query_one(Footer)
+    return [str(getattr(key, "key", "")) for key in footer.children]
+
+
+def test_collector_policy_freezes_and_restores() -> None:
+    before = gc.get_threshold()
+    policy = CollectorPolicy()
+    policy.apply()
+    try:
+        assert policy.applied
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    finally:
+        policy.restore()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    policy.apply()  # after restore (the app unmounted): nothing is applied again
+    assert not policy.applied
+    assert gc.get_threshold() == before
+
+
+async def test_the_app_applies_the_policy_while_it_runs(app: CopyTradeApp) -> None:
+    before = gc.get_threshold()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.collector.applied
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+async def test_footer_is_not_rebuilt_when_its_keys_stay(app: CopyTradeApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        footer = app.screen.query_one(Footer)
+        keys_before = list(footer.children)
+        assert [str(getattr(k, "key", "")) for k in keys_before][:2] == ["k", "r"]
+        await pilot.press("tab")  # focus moves: the bindings refresh, the keys stay
+        await pilot.press("tab")
+        await pilot.pause()
+        assert list(footer.children) == keys_before  # the same widgets: no rebuild
+
+
+async def test_help_still_hides_the_keys_that_do_nothing_beneath_it(
+    app: CopyTradeApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        everything = footer_keys(app)
+        assert {"k", "s", "t", "f", "q"} <= set(everything)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        beneath = footer_keys(app)
+        assert "s" not in beneath and "t" not in beneath  # not from under the help
+        assert "k" in beneath and "q" in beneath  # the kill switch still works
+        await pilot.press("escape")
+        await pilot.pause()
+        assert footer_keys(app) == everything
+
+
+async def test_help_screen_is_built_once_and_shown_again(app: CopyTradeApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        first = app.screen
+        assert isinstance(first, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("f1")
+        assert app.screen is first
+        assert "kill switch" in str(first.query_one("#help-keys").render())
+        await pilot.press("escape")
+        assert len(app.screen_stack) == 1
+
+
+async def test_keys_pressed_without_pause_never_starve_the_panes(
+    app: CopyTradeApp, engine: FakeEngine
+) -> None:
+    """Each key defers the next flush; under keys pressed faster than that, the panes are
+    still drawn at least every INPUT_FLUSH_MAX_DELAY_S, and nothing is lost."""
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        flushes_before = app.flushes
+        published = 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 4 * INPUT_FLUSH_MAX_DELAY_S
+        while loop.time() < end:
+            engine.publish(leader_seen(f"L{published:05d}"))
+            engine.publish(alert_raised(f"alert {published % 3}"))
+            published += 1
+            await pilot.press("down")  # a key every ~50 ms, under the 150 ms quiet window
+            await asyncio.sleep(0.05)
+        assert app.flushes - flushes_before >= 2  # drawn meanwhile, not only at the end
+        await settle(pilot, app)
+        assert app.leader_table.has_key(f"L{published - 1:05d}")
+        assert app.events_applied == app.coalescer.received
