@@ -4,7 +4,8 @@ Runs the app headless (`run_test`) with the fake engine, publishes events at inc
 target rates for a few seconds each while pressing a key every ~200 ms (alternately `?` to
 open the help screen and Esc to close it), and measures the time from the key event entering
 the app to its effect being on screen. Prints, per rate: events/s published and absorbed
-(drawn by a flush), flushes, and median / p95 key latency. Finally it publishes 100,000
+(drawn by a flush), flushes, median / p95 key latency, and the full garbage collections (each
+a pause of the whole loop) with the longest. Finally it publishes 100,000
 events and reports the process RSS. No asserts: this is a measurement.
 
 Options: --seconds N (per rate, default 3), --rates 0,1000,5000,20000,50000 (0: idle baseline).
@@ -84,6 +85,7 @@ class PhaseResult:
     absorbed: int
     flushes: int
     key_ms: list[float] = field(default_factory=list)
+    gc_pauses_ms: list[float] = field(default_factory=list)  # full (oldest-generation) passes
 
     def row(self) -> str:
         label = "idle" if self.target == 0 else f"{self.target:,}"
@@ -94,13 +96,31 @@ class PhaseResult:
             f"{label:>10} {self.published / self.seconds:>14,.0f} "
             f"{self.absorbed / self.seconds:>13,.0f} {self.flushes / self.seconds:>10.1f} "
             f"{len(keys):>6} {p50:>10.1f} {p95:>10.1f} {max(keys, default=float('nan')):>10.1f}"
+            f" {len(self.gc_pauses_ms):>8} {max(self.gc_pauses_ms, default=0.0):>9.1f}"
         )
 
 
 HEADER = (
     f"{'target/s':>10} {'published/s':>14} {'absorbed/s':>13} {'flushes/s':>10} "
     f"{'keys':>6} {'key p50 ms':>10} {'key p95 ms':>10} {'key max ms':>10}"
+    f" {'full GCs':>8} {'GC max ms':>9}"
 )
+
+
+class FullCollections:
+    """Times each full garbage collection (a pause of the whole loop, keys included)."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses_ms.append((time.perf_counter() - self._started) * 1000)
 
 
 def send_key(app: CopyTradeApp, key: str, char: str | None) -> None:
@@ -132,9 +152,15 @@ async def press_and_wait(app: CopyTradeApp, opening: bool) -> float:
 
 
 async def run_phase(
-    app: CopyTradeApp, engine: FakeEngine, stream: Iterator[EngineEvent], rate: int, seconds: float
+    app: CopyTradeApp,
+    engine: FakeEngine,
+    stream: Iterator[EngineEvent],
+    rate: int,
+    seconds: float,
+    collections: FullCollections | None = None,
 ) -> PhaseResult:
     applied0, flushes0 = app.events_applied, app.flushes
+    pauses0 = len(collections.pauses_ms) if collections else 0
     published = 0
     stop = asyncio.Event()
 
@@ -171,6 +197,8 @@ async def run_phase(
     result.published = published
     result.absorbed = app.events_applied - applied0
     result.flushes = app.flushes - flushes0
+    if collections:
+        result.gc_pauses_ms = collections.pauses_ms[pauses0:]
     return result
 
 
@@ -185,9 +213,12 @@ async def main(rates: list[int], seconds: float) -> None:
         print(f"terminal flood bench: {seconds:.0f} s per rate, a key every ~200 ms\n")
         print(HEADER)
         print("-" * len(HEADER))
+        collections = FullCollections()
+        gc.callbacks.append(collections)
         for rate in rates:
-            result = await run_phase(app, engine, stream, rate, seconds)
+            result = await run_phase(app, engine, stream, rate, seconds, collections)
             print(result.row(), flush=True)
+        gc.callbacks.remove(collections)
 
         # memory after 100,000 more events, published as fast as possible (twice: it must
         # not grow with the number of events, only with the bounded tables)
