@@ -83,23 +83,27 @@ async def stop_streams_and_loops(shared: SharedState, live: LiveParts) -> None:
     """Streams and dispatchers first, then the loops; last writes stored, connections closed,
     and STOPPED told."""
     accounts = shared.accounts
-    if accounts.leader_stream:
-        await accounts.leader_stream.stop()
-    for f in accounts.all():
-        if f.stream:
-            await f.stream.stop()
-        await f.dispatcher.stop()
-    await shared.tasks.cancel_all()
-    live.tokens.close()
-    with contextlib.suppress(Exception):  # a last try; a refusal was logged and alerted
-        await asyncio.wait_for(shared.writes.flush(), 5.0)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(live.positions.flush(), 5.0)
-    for f in accounts.all():
-        await f.broker.close()
-    if accounts.leader_broker:
-        await accounts.leader_broker.close()
-    if shared.writes.store:
-        await shared.writes.store.close()
-    shared.arming.state = EngineState.STOPPED
-    shared.publish(EngineStateChanged(shared.clock.now(), EngineState.STOPPED, "stopped"))
+    try:
+        if accounts.leader_stream:
+            await accounts.leader_stream.stop()
+        for f in accounts.all():
+            if f.stream:
+                await f.stream.stop()
+            await f.dispatcher.stop()
+        await shared.tasks.cancel_all()
+        live.tokens.close()
+        with contextlib.suppress(Exception):  # a last try; a refusal was logged and alerted
+            await asyncio.wait_for(shared.writes.flush(), 5.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(live.positions.flush(), 5.0)
+        for f in accounts.all():
+            await f.broker.close()
+        if accounts.leader_broker:
+            await accounts.leader_broker.close()
+    finally:
+        # Whatever failed above, the store is closed: its connections' threads would
+        # otherwise keep the process from exiting after the engine has stopped.
+        if shared.writes.store:
+            await shared.writes.store.close()
+        shared.arming.state = EngineState.STOPPED
+        shared.publish(EngineStateChanged(shared.clock.now(), EngineState.STOPPED, "stopped"))
