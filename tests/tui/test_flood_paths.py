@@ -8,8 +8,9 @@ import gc
 
 from textual.widgets import Footer
 
+from engine.domain import OrderStatus
 from tests.tui.conftest import SIZE, settle
-from tests.tui.fakes import FakeEngine, alert_raised, leader_seen
+from tests.tui.fakes import FakeEngine, FixedClock, alert_raised, leader_seen
 from tui.app import CopyTradeApp
 from tui.cockpit import INPUT_FLUSH_MAX_DELAY_S
 from tui.collector import YOUNG_THRESHOLD, CollectorPolicy
@@ -112,3 +113,33 @@ async def test_keys_pressed_without_pause_never_starve_the_panes(
         await settle(pilot, app)
         assert app.leader_table.has_key(f"L{published - 1:05d}")
         assert app.events_applied == app.coalescer.received
+
+
+async def test_a_reused_row_shows_every_cell_of_its_new_order(engine: FakeEngine) -> None:
+    """A new order takes the row of one pushed out; only differing cells are rewritten, and
+    the row must still show exactly the new order's cells."""
+    app = CopyTradeApp(engine, clock=FixedClock(), leader_rows=4)
+    async with app.run_test(size=SIZE) as pilot:
+        for i in range(4):
+            engine.publish(leader_seen(f"L{i:03d}", status=OrderStatus.PENDING))
+        await settle(pilot, app)
+        # Two new orders push the two oldest out: one alike (PENDING), one not (TRADED).
+        engine.publish(leader_seen("L004", status=OrderStatus.PENDING))
+        engine.publish(leader_seen("L005", status=OrderStatus.TRADED, filled=10))
+        await settle(pilot, app)
+        table = app.leader_table
+        shown_keys = table.keys()
+        assert shown_keys == ["L005", "L004", "L003", "L002"]
+        columns = [str(column.value) for column in table.columns]
+        for key in shown_keys:
+            for column in columns:
+                shown = table.shown_cell(key, column).plain
+                wanted = table.cell_text(key, column)
+                assert shown == wanted or (shown.endswith("…") and wanted.startswith(shown[:-1])), (
+                    key,
+                    column,
+                    shown,
+                    wanted,
+                )
+        assert table.shown_cell("L005", "status").plain == "TRADED"
+        assert table.shown_cell("L004", "status").plain == "PENDING"

@@ -128,14 +128,14 @@ class KeyedTable(DataTable[Text]):
         touched = 0
         reordered = False
         with self.app.batch_update():
-            free: list[str] = []
+            free: list[tuple[str, tuple[Cell, ...]]] = []  # a freed slot and what it shows
             for key in removals:
                 if key in self._cells:
-                    del self._cells[key]
+                    shown = self._cells.pop(key)
                     del self._order[key]
                     slot = self._slot_of.pop(key)
                     del self._key_of[slot]
-                    free.append(slot)
+                    free.append((slot, shown))
                     touched += 1
             for key, cells, order in upserts:
                 old = self._cells.get(key)
@@ -143,7 +143,8 @@ class KeyedTable(DataTable[Text]):
                 if old is None:
                     self._order[key] = order
                     if free:
-                        self._fill_slot(free.pop(), key, cells, order)
+                        slot, shown = free.pop()
+                        self._fill_slot(slot, shown, key, cells)
                     else:
                         self._new_slot(key, cells, order)
                     reordered = True
@@ -163,7 +164,7 @@ class KeyedTable(DataTable[Text]):
                 self._rebuild()
                 reordered = True
             else:
-                for slot in free:
+                for slot, _ in free:
                     self.remove_row(slot)
                 if reordered:
                     self.sort(self._column_keys[0], key=_sort_order, reverse=True)
@@ -178,11 +179,17 @@ class KeyedTable(DataTable[Text]):
         self._key_of[slot] = key
         self.add_row(*self._render_row(cells, order), key=slot)
 
-    def _fill_slot(self, slot: str, key: str, cells: tuple[Cell, ...], order: int) -> None:
+    def _fill_slot(
+        self, slot: str, shown: tuple[Cell, ...], key: str, cells: tuple[Cell, ...]
+    ) -> None:
+        """A new key in a freed slot: only the cells that differ from what the slot shows are
+        written (a churning table's rows look alike: fewer `update_cell` calls per flush); the
+        first always is, as it carries the row's ordering number."""
         self._slot_of[key] = slot
         self._key_of[slot] = key
-        for index in range(len(cells)):
-            self._write_cell(key, index)
+        for index, (new_cell, old_cell) in enumerate(zip(cells, shown, strict=True)):
+            if index == 0 or new_cell != old_cell:
+                self._write_cell(key, index)
 
     def _write_cell(self, key: str, index: int) -> None:
         value = self._cell_text(self._cells[key][index], index, self._order[key])
