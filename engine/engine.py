@@ -53,6 +53,7 @@ from engine.live.accounts import (
 )
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
+from engine.live.collector import freeze_long_lived
 from engine.live.notifier import Notifier
 from engine.live.recording import recording_broker_factory
 from engine.live.resuming import resume_replication
@@ -400,6 +401,7 @@ class Engine:
         )
         await self._live.resolver.resolve_unfinished()
         self._start_streams_and_loops()
+        freeze_long_lived()  # what startup built lives all session: no full pass walks it
         self._started.set()
 
     def _start_streams_and_loops(self) -> None:

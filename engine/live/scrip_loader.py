@@ -11,6 +11,7 @@ from engine.clock import Clock
 from engine.dhan.scrip_master import DEFAULT_URL, LoadResult, ScripMaster
 from engine.domain import Severity
 from engine.instruments import InstrumentBook
+from engine.live.collector import freeze_long_lived
 from engine.live.notifier import Notifier
 
 
@@ -27,6 +28,7 @@ async def keep_loaded(
 
     def apply(result: LoadResult) -> None:
         book.apply_load(result)
+        freeze_long_lived()  # the day's instruments: kept out of every later full pass
         if result.needs_alert:
             notifier.alert("INSTRUMENTS", Severity.WARNING, f"Instrument master: {result.alert}")
 

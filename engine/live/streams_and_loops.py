@@ -15,6 +15,7 @@ from engine.dhan.recorder import Recorder
 from engine.domain import ConnectionState, EngineState
 from engine.events import EngineStateChanged
 from engine.live import scrip_loader, startup
+from engine.live.collector import thaw
 from engine.live.follower_poll import poll_open_follower_copies
 from engine.live.leader_poll import poll_open_leader_orders
 from engine.live.wiring import LiveParts, SharedState
@@ -105,5 +106,6 @@ async def stop_streams_and_loops(shared: SharedState, live: LiveParts) -> None:
         # otherwise keep the process from exiting after the engine has stopped.
         if shared.writes.store:
             await shared.writes.store.close()
+        thaw()
         shared.arming.state = EngineState.STOPPED
         shared.publish(EngineStateChanged(shared.clock.now(), EngineState.STOPPED, "stopped"))
