@@ -19,7 +19,7 @@ from tui.screens.help import HelpScreen
 
 def footer_keys(app: CopyTradeApp) -> list[str]:
     footer = app.screen_stack[0].query_one(Footer)
-    return [str(getattr(key, "key", "")) for key in footer.children]
+    return [str(getattr(key, "key", "")) for key in footer.children if key.display]
 
 
 def test_collector_policy_freezes_and_restores() -> None:
