@@ -68,6 +68,7 @@ async def test_help_still_hides_the_keys_that_do_nothing_beneath_it(
         await pilot.pause()
         everything = footer_keys(app)
         assert {"k", "s", "t", "f", "q"} <= set(everything)
+        widgets = list(app.screen_stack[0].query_one(Footer).children)
         await pilot.press("question_mark")
         await pilot.pause()
         beneath = footer_keys(app)
@@ -76,6 +77,8 @@ async def test_help_still_hides_the_keys_that_do_nothing_beneath_it(
         await pilot.press("escape")
         await pilot.pause()
         assert footer_keys(app) == everything
+        # hidden and shown again, never rebuilt: the same key widgets throughout
+        assert list(app.screen_stack[0].query_one(Footer).children) == widgets
 
 
 async def test_help_screen_is_built_once_and_shown_again(app: CopyTradeApp) -> None:
