@@ -55,7 +55,6 @@ from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.collector import freeze_long_lived
 from engine.live.notifier import Notifier
-from engine.live.recording import recording_broker_factory
 from engine.live.resuming import resume_replication
 from engine.live.stats import Stats
 from engine.live.status_report import engine_status
@@ -105,7 +104,7 @@ class Engine:
         # --record: every REST exchange and socket frame, redacted (engine.dhan.recorder).
         self._recorder = recorder
         if recorder is not None and broker_factory is default_broker_factory:
-            broker_factory = recording_broker_factory(recorder, settings)
+            broker_factory = source_bound_factory(settings, recorder)
         self._broker_factory = broker_factory
         self._use_follower_streams = follower_streams
         self._instruments_given = instruments is not None or settings.instruments_file is not None

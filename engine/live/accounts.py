@@ -17,6 +17,7 @@ from engine.config import FollowerSettings, Settings
 from engine.dhan.broker import CorrelationLookup, DhanBroker, Funds, Position
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dhan.order_stream import OrderStream
+from engine.dhan.recorder import Recorder
 from engine.dispatch.circuit import CircuitBreaker
 from engine.dispatch.dispatcher import AccountDispatcher
 from engine.dispatch.rate_limiter import RateLimiter
@@ -65,8 +66,9 @@ def source_ips(settings: Settings) -> dict[str, str]:
     return {name: ip for name, ip in ips.items() if ip}
 
 
-def source_bound_factory(settings: Settings) -> BrokerFactory:
-    """The default factory, each account's broker bound to its ``source_ip``."""
+def source_bound_factory(settings: Settings, recorder: Recorder | None = None) -> BrokerFactory:
+    """The default factory, each account's broker bound to its ``source_ip`` (and, with
+    ``copytrade run --record DIR``, writing every REST exchange to ``recorder``, redacted)."""
     ips = source_ips(settings)
 
     def factory(
@@ -79,6 +81,7 @@ def source_bound_factory(settings: Settings) -> BrokerFactory:
             timeout_s=timeout_s,
             account=account,
             source_ip=ips.get(account),
+            recorder=recorder,
         )
 
     return factory
