@@ -77,17 +77,21 @@ class Store:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         intents_db = await Connection.open(target, "FULL")
         main_db: Connection | None = None
+        intent_writer: IntentWriter | None = None
         try:
             await intents_db.run(migrate)
             main_db = await Connection.open(target, "NORMAL")
             intent_writer = await IntentWriter.open(target)
-        except BaseException:
+            last_seq = await main_db.run(reads.last_seq)
+        except BaseException:  # nothing opened is left behind (its thread would live on)
+            if intent_writer is not None:
+                await intent_writer.close()
             if main_db is not None:
                 await main_db.close()
             await intents_db.close()
             raise
         store = cls(intents_db, main_db, intent_writer, clock or SystemClock())
-        store._seq = itertools.count(await main_db.run(reads.last_seq) + 1)
+        store._seq = itertools.count(last_seq + 1)
         return store
 
     async def close(self) -> None:
