@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ class AccountDispatcher:
         self._dirty: dict[str, tuple[int, int]] = {}  # key -> (priority, sequence)
         self._claimed: set[str] = set()
         self._seq = itertools.count()
-        self._wakeup = asyncio.Event()
+        # One waiting future per idle worker: a mark wakes one of them, not all (at many
+        # followers, every leader alert would otherwise wake every worker of every account).
+        self._sleepers: deque[asyncio.Future[None]] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
         self._workers: list[asyncio.Task[None]] = []
@@ -43,7 +46,8 @@ class AccountDispatcher:
             seq = current[1] if current else next(self._seq)
             self._dirty[key] = (priority, seq)
         self._idle.clear()
-        self._wakeup.set()
+        if key not in self._claimed:  # a claimed key is taken again by its own worker
+            self._wake_one()
 
     @property
     def queue_depth(self) -> int:
@@ -74,6 +78,13 @@ class AccountDispatcher:
                 await task
         self._workers = []
 
+    def _wake_one(self) -> None:
+        while self._sleepers:
+            sleeper = self._sleepers.popleft()
+            if not sleeper.done():
+                sleeper.set_result(None)
+                return
+
     def _take(self) -> str | None:
         best: tuple[int, int] | None = None
         best_key: str | None = None
@@ -93,9 +104,12 @@ class AccountDispatcher:
             if key is None:
                 if not self._dirty and not self._claimed:
                     self._idle.set()
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                sleeper = asyncio.get_running_loop().create_future()
+                self._sleepers.append(sleeper)
+                await sleeper
                 continue
+            if self._dirty:  # more to take than this worker: another one takes it
+                self._wake_one()
             self._busy += 1
             try:
                 await self._work(key)
@@ -108,8 +122,7 @@ class AccountDispatcher:
             finally:
                 self._busy -= 1
                 self._claimed.discard(key)
-                # The key may have been marked while claimed; wake a worker for it.
-                if self._dirty:
-                    self._wakeup.set()
-                elif not self._claimed:
+                # This worker takes the next key itself (the key may have been marked again
+                # while claimed); when none is left, the account may be idle.
+                if not self._dirty and not self._claimed:
                     self._idle.set()
