@@ -10,12 +10,13 @@ from engine.dhan.errors import BrokerError
 from engine.domain import OrderSnapshot
 from engine.events import LeaderOrderSeen
 from engine.instruments import InstrumentBook
-from engine.live.accounts import Accounts, FollowerRuntime
+from engine.live.accounts import Accounts
 from engine.live.book import ReplicationBook
 from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.live.tasks import TaskSet
 from engine.replication.correlation import is_engine_correlation_id
+from engine.replication.replicator import awaits_exchange
 from engine.transitions import leader_update
 
 CONFIRM_DELAY_S = 0.15
@@ -81,12 +82,14 @@ class LeaderFeed:
         self._notifier.journal("leader", describe_snapshot(snap), None, snap.order_id)
         self._notifier.publish(LeaderOrderSeen(self._clock.now(), snap, is_new=known is None))
         for f in self._accounts.all():
-            f.dispatcher.mark(snap.order_id, urgent=self._is_urgent(f, snap))
+            mirror = self._book.mirror(f.name, snap.order_id)
+            if awaits_exchange(snap, mirror):
+                # Looked at once Dhan accepts it: at N followers, N needless decisions here
+                # would delay the alert that is copied.
+                continue
+            urgent = bool(mirror and mirror.is_open_at_broker and snap.status.is_terminal)
+            f.dispatcher.mark(snap.order_id, urgent=urgent)
         return True
-
-    def _is_urgent(self, f: FollowerRuntime, snap: OrderSnapshot) -> bool:
-        mirror = self._book.mirror(f.name, snap.order_id)
-        return bool(mirror and mirror.is_open_at_broker and snap.status.is_terminal)
 
     def _confirm(self, order_id: str) -> None:
         if order_id in self._confirming:

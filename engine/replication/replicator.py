@@ -120,6 +120,12 @@ Decision = NoAction | Skip | Place | Modify | Cancel
 _COMPARED_FIELDS = ("quantity", "price", "trigger_price", "order_type", "validity", "disclosed_qty")
 
 
+def awaits_exchange(leader: OrderSnapshot, mirror: MirrorRecord | None) -> bool:
+    """A leader order still in transit, with no copy yet: nothing to decide for that
+    follower until Dhan has accepted it (``decide`` answers NoAction)."""
+    return mirror is None and leader.status is OrderStatus.TRANSIT
+
+
 def decide(
     leader: OrderSnapshot,
     mirror: MirrorRecord | None,
@@ -179,7 +185,7 @@ def _within_freeze(decision: Decision, mirror: MirrorRecord, ctx: DecisionContex
 def _decide_first_copy(
     leader: OrderSnapshot, rules: FollowerRules, ctx: DecisionContext
 ) -> Decision:
-    if leader.status is OrderStatus.TRANSIT:
+    if awaits_exchange(leader, None):
         # Not yet accepted by the exchange: a MARKET copy placed now could fill while the
         # leader's own order is rejected by RMS, leaving the follower with a lone position.
         return NoAction("leader order still in transit")

@@ -31,6 +31,7 @@ from engine.replication.replicator import (
     Place,
     Skip,
     SkipCode,
+    awaits_exchange,
     decide,
 )
 from engine.replication.rules import (
@@ -158,6 +159,15 @@ def test_market_closed_skips_with_reason() -> None:
 
 def test_transit_waits_for_exchange_acceptance() -> None:
     assert isinstance(decide(leader(status=OrderStatus.TRANSIT), None, rules(), CTX), NoAction)
+
+
+def test_only_a_transit_order_without_a_copy_awaits_the_exchange() -> None:
+    """What the leader feed asks before waking a follower: a copy that exists is looked at
+    whatever the leader's status (a modification goes through TRANSIT too)."""
+    transit = leader(status=OrderStatus.TRANSIT)
+    assert awaits_exchange(transit, None)
+    assert not awaits_exchange(leader(), None)
+    assert not awaits_exchange(transit, placed(leader()))
 
 
 @pytest.mark.parametrize(
