@@ -46,7 +46,6 @@ from engine.dhan.codec import (
     InstrumentHint,
     SocketDecodeKind,
     decode_socket_message,
-    socket_instrument_hint,
 )
 from engine.dhan.errors import sanitize
 from engine.dhan.recorder import Recorder
@@ -109,6 +108,7 @@ class OrderStream:
         recorder: Recorder | None = None,
         on_instrument: Callable[[InstrumentHint], None] | None = None,
         source_ip: str | None = None,
+        hold: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.account = account
         self.client_id = str(client_id)
@@ -127,6 +127,9 @@ class OrderStream:
         self._recorder = recorder
         # What an order alert says about its instrument (LotSize, TickSize, OptType).
         self._on_instrument = on_instrument
+        # Awaited before each frame is decoded: the engine holds a follower's alerts while
+        # a fan-out's sends go out (engine.dispatch.send_line).
+        self._hold = hold
         self._clock: Clock = clock or SystemClock()
         self.idle_timeout_s = idle_timeout_s
         self.ping_interval_s = (
@@ -274,6 +277,8 @@ class OrderStream:
                 received_any = True
                 self.last_message_mono = self._clock.monotonic()
                 self._record(frame)
+                if self._hold is not None:
+                    await self._hold()
                 await self._handle(frame)
         except ConnectionClosed:
             pass
@@ -315,7 +320,7 @@ class OrderStream:
                 log.debug("%s: dropped an alert of another client", self.account)
                 return
             if self._on_instrument is not None:
-                hint = socket_instrument_hint(frame)
+                hint = result.hint
                 if hint is not None:
                     try:
                         self._on_instrument(hint)

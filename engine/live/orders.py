@@ -14,6 +14,7 @@ from engine.clock import Clock
 from engine.dhan.broker import Existence
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dispatch.circuit import CircuitState
+from engine.dispatch.send_line import SendLine
 from engine.domain import OrderParams, OrderSnapshot, Severity
 from engine.instruments import InstrumentBook
 from engine.live.accounts import FollowerRuntime
@@ -64,6 +65,7 @@ class OrderActions:
         resolver: Resolver,
         follower_feed: FollowerFeed,
         stats: Stats,
+        send_line: SendLine,
     ) -> None:
         self._clock = clock
         self._book = book
@@ -75,6 +77,7 @@ class OrderActions:
         self._resolver = resolver
         self._follower_feed = follower_feed
         self._stats = stats
+        self._send_line = send_line
 
     def _armed_now(self, f: FollowerRuntime, kind: IntentKind) -> bool:
         # Checked with no await between it and the broker call: the kill switch always wins.
@@ -104,6 +107,7 @@ class OrderActions:
         if stored is None:  # not durable, so not sent: decide again once the store takes it
             self._book.forget(mirror)
             return
+        await self._send_line.turn()  # no await from here to the send
         for note in notes:
             self._notifier.journal("intent", f"{f.name}: {note}", f.name, leader.order_id)
         if not self._armed_now(f, IntentKind.PLACE):
@@ -139,8 +143,10 @@ class OrderActions:
         sliced = slicing(params.segment, params.security_id, params.quantity)
         send = f.broker.place_sliced if sliced else f.broker.place
         result = await self._answers.call(send(params))
+        answered = self._clock.monotonic()
+        await self._send_line.clear()  # the other copies' sends go first
         self._answers.note(f, result)
-        await self._placed(f, leader, mirror, stored, result, decision.catch_up)
+        await self._placed(f, leader, mirror, stored, result, decision.catch_up, answered)
 
     async def _placed(
         self,
@@ -150,6 +156,7 @@ class OrderActions:
         intent: Intent,
         result: BrokerResult,
         catch_up: bool,
+        answered: float,
     ) -> None:
         current = self._book.mirror(f.name, leader.order_id) or mirror
         if result.kind is ResultKind.AMBIGUOUS:
@@ -183,7 +190,7 @@ class OrderActions:
                     order_ids=tuple(o.order_id for o in lookup.orders),
                 )
         if result.kind is ResultKind.OK:
-            self._acknowledged(f, leader, mirror, current, intent, result, catch_up)
+            self._acknowledged(f, leader, mirror, current, intent, result, catch_up, answered)
             return
         if result.kind is ResultKind.RATE_LIMITED or result.kind is ResultKind.TRANSIENT:
             self._writes.finish_intent(intent, IntentOutcome.REFUSED, result.message)
@@ -216,9 +223,11 @@ class OrderActions:
         intent: Intent,
         result: BrokerResult,
         catch_up: bool,
+        answered: float,
     ) -> None:
+        # Up to Dhan's answer (not to this bookkeeping, which may wait for other sends).
         latency = (
-            (self._clock.monotonic() - mirror.leader_seen_mono) * 1000.0
+            (answered - mirror.leader_seen_mono) * 1000.0
             if mirror.leader_seen_mono is not None
             else None
         )
@@ -264,6 +273,7 @@ class OrderActions:
         stored = await self._record_intent(f, intent, None)
         if stored is None:
             return
+        await self._send_line.turn()  # no await from here to the send
         if not self._armed_now(f, IntentKind.MODIFY):
             self._writes.finish_intent(stored, IntentOutcome.REFUSED, "engine killed before send")
             f.dispatcher.mark(leader.order_id, urgent=True)
@@ -297,6 +307,7 @@ class OrderActions:
                 result = BrokerResult(ResultKind.OK, order_id=decision.follower_order_id)
         finally:
             self._follower_feed.modifying(f.name, leader.order_id, False)
+        await self._send_line.clear()  # the other copies' sends go first
         self._answers.note(f, result)
         current = self._current(f, leader)
         if result.kind is ResultKind.OK:

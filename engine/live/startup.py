@@ -128,6 +128,7 @@ def open_streams(
     on_malformed: Callable[[str, str, str], None],
     on_instrument: Callable[[InstrumentHint], None] | None = None,
     recorder: Recorder | None = None,
+    follower_hold: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Every follower's dispatcher and order stream, then the leader's stream (whose first
     connection runs the startup recovery). ``on_instrument``: what each order alert says of
@@ -140,6 +141,7 @@ def open_streams(
         on_snapshot: StreamSnapshots,
         on_connected: Callable[[], Awaitable[None]] | None,
         source_ip: str | None = None,
+        hold: Callable[[], Awaitable[None]] | None = None,
     ) -> OrderStream:
         return OrderStream(
             account=account,
@@ -155,6 +157,7 @@ def open_streams(
             idle_timeout_s=s.leader_idle_timeout_s,
             on_instrument=on_instrument,
             recorder=recorder,
+            hold=hold,
         )
 
     for f in accounts.all():
@@ -168,6 +171,7 @@ def open_streams(
                 follower_handler(f.name),
                 None,
                 f.settings.source_ip,
+                follower_hold,
             )
             tasks.spawn(f.stream.run(), f"stream-{f.name}")
     leader_token = accounts.token_for(LEADER, s.leader.access_token)

@@ -50,6 +50,7 @@ def start_streams_and_loops(
         on_malformed=on_malformed,
         on_instrument=shared.instruments.learn,
         recorder=recorder,
+        follower_hold=live.send_line.clear,
     )
     live.tokens.run()
     spawn = shared.tasks.spawn

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from engine.clock import Clock
 from engine.config import Settings
+from engine.dispatch.send_line import SendLine
 from engine.events import EngineEvent
 from engine.instruments import InstrumentBook
 from engine.live.accounts import Accounts
@@ -75,6 +76,7 @@ class LiveParts:
     answers: AnswerHandling
     executor: Executor
     recovery: Recovery
+    send_line: SendLine
 
 
 def wire_live_parts(
@@ -139,6 +141,7 @@ def wire_live_parts(
         send_timeout_s=s.dhan.timeout_s,
     )
     answers = AnswerHandling(clock, notifier, tasks, tokens.order_token_refused)
+    send_line = SendLine()
     orders = OrderActions(
         clock,
         book,
@@ -150,6 +153,7 @@ def wire_live_parts(
         resolver,
         follower_feed,
         stats,
+        send_line,
     )
     executor = Executor(
         s,
@@ -191,4 +195,5 @@ def wire_live_parts(
         answers=answers,
         executor=executor,
         recovery=recovery,
+        send_line=send_line,
     )

@@ -1,0 +1,119 @@
+"""The send line: one send per loop turn, in order; bookkeeping waits until the line is empty."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from engine.dispatch.send_line import SendLine
+
+
+class TurnCounter:
+    """Counts event-loop turns: a callback that re-schedules itself once per turn."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self._handle: asyncio.Handle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.turn += 1
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+async def test_an_empty_line_lets_a_send_go_at_once() -> None:
+    line = SendLine()
+    counter = TurnCounter()
+    counter.start()
+    before = counter.turn
+    await line.turn()
+    assert counter.turn == before  # no loop turn spent
+    counter.stop()
+
+
+async def test_sends_go_in_the_order_asked_one_loop_turn_apart() -> None:
+    line = SendLine()
+    counter = TurnCounter()
+    counter.start()
+    went: list[tuple[int, int]] = []
+
+    async def sender(i: int) -> None:
+        await line.turn()
+        went.append((i, counter.turn))
+
+    await asyncio.gather(*(sender(i) for i in range(6)))
+    counter.stop()
+    assert [i for i, _ in went] == list(range(6))
+    turns = [t for _, t in went]
+    assert all(b > a for a, b in itertools.pairwise(turns)), turns
+    assert line.waiting == 0
+
+
+async def test_clear_returns_at_once_when_no_send_waits() -> None:
+    line = SendLine()
+    await asyncio.wait_for(line.clear(), 0.1)
+
+
+async def test_bookkeeping_waits_for_every_waiting_send() -> None:
+    line = SendLine()
+    order: list[str] = []
+
+    async def sender(i: int) -> None:
+        await line.turn()
+        order.append(f"send {i}")
+
+    async def bookkeeping() -> None:
+        await asyncio.sleep(0)  # asks while the line is busy
+        await line.clear()
+        order.append("bookkeeping")
+
+    await asyncio.gather(bookkeeping(), *(sender(i) for i in range(4)))
+    assert order == ["send 0", "send 1", "send 2", "send 3", "bookkeeping"]
+
+
+async def test_the_last_send_gets_a_turn_before_bookkeeping_resumes() -> None:
+    """What the last sender schedules when it sends (aiohttp's body write) runs before the
+    bookkeeping that waited for the line."""
+    line = SendLine()
+    order: list[str] = []
+
+    async def sender(i: int) -> None:
+        await line.turn()
+        asyncio.get_running_loop().call_soon(order.append, f"bytes {i}")
+
+    async def bookkeeping() -> None:
+        await asyncio.sleep(0)
+        await line.clear()
+        order.append("bookkeeping")
+
+    await asyncio.gather(bookkeeping(), *(sender(i) for i in range(3)))
+    assert order.index("bytes 2") < order.index("bookkeeping")
+
+
+async def test_a_cancelled_sender_gives_its_turn_to_the_next() -> None:
+    line = SendLine()
+    went: list[int] = []
+
+    async def sender(i: int) -> None:
+        await line.turn()
+        went.append(i)
+
+    first = asyncio.create_task(sender(0))
+    second = asyncio.create_task(sender(1))
+    third = asyncio.create_task(sender(2))
+    await asyncio.sleep(0)  # the first took the empty line at once; the others wait
+    assert went == [0] and line.waiting == 2
+    second.cancel()
+    await asyncio.gather(first, third)
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert went == [0, 2]
+    await asyncio.wait_for(line.clear(), 0.1)
