@@ -358,14 +358,20 @@ def record_leader_progress(
         raise KeyError(f"leader order {leader_order_id} is not in this ledger")
     counted = max(filled - leg.baseline_filled, 0)
     increment = counted - leg.leader_filled
+    leader_qty = max(quantity - leg.baseline_filled, counted)
+    leader_filled = max(counted, leg.leader_filled)
+    leader_open = leg.leader_open and is_open
+    if increment <= 0 and (leader_qty, leader_filled, leader_open) == (
+        leg.leader_qty,
+        leg.leader_filled,
+        leg.leader_open,
+    ):
+        return ledger  # nothing new (most alerts of an order): the very same ledger
     fills = ledger.fills
     if increment > 0:
         fills = (*fills, (leader_order_id, increment))
     updated = replace(
-        leg,
-        leader_qty=max(quantity - leg.baseline_filled, counted),
-        leader_filled=max(counted, leg.leader_filled),
-        leader_open=leg.leader_open and is_open,
+        leg, leader_qty=leader_qty, leader_filled=leader_filled, leader_open=leader_open
     )
     return _with_leg(ledger, updated, fills=fills)
 

@@ -418,6 +418,26 @@ def test_stale_and_replayed_snapshots_change_nothing() -> None:
     assert again.leg(oid) == acct.ledger.leg(oid)  # terms stay those it arrived under
 
 
+def test_a_snapshot_with_no_progress_returns_the_very_same_ledger() -> None:
+    """Most alerts of an order (TRANSIT then PENDING, a repeat) say nothing new: the ledger
+    is not rebuilt, so nothing downstream sees a change."""
+    acct = Account()
+    oid, _ = acct.order(Side.BUY, 2, times(1))
+    before = acct.ledger
+    same = record_leader_progress(
+        before, leader_order_id=oid, quantity=2 * LOT, filled=0, is_open=True
+    )
+    assert same is before
+    acct.leader_fills(oid, 1)
+    moved = acct.ledger
+    assert moved is not before and moved.fills != before.fills
+    ended = record_leader_progress(
+        moved, leader_order_id=oid, quantity=2 * LOT, filled=LOT, is_open=False
+    )
+    leg = ended.leg(oid)
+    assert ended is not moved and leg is not None and not leg.leader_open
+
+
 # --- attach point ----------------------------------------------------------------------------
 
 
