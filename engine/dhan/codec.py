@@ -97,12 +97,26 @@ class SocketDecodeKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class InstrumentHint:
+    """Instrument facts one order alert carries (0 / "" when the alert did not say)."""
+
+    segment: Segment
+    security_id: str
+    lot_size: int = 0
+    tick_size: float = 0.0  # rupees, as the socket sends it (unit unverified on live Dhan)
+    option_type: str = ""  # "CE" / "PE"; "" when not an option or not said ("XX", "NA")
+    instrument_type: str = ""  # EQUITY, OPTIDX, FUTCOM ...
+    symbol: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SocketDecodeResult:
     kind: SocketDecodeKind
     snapshot: OrderSnapshot | None = None
     message_type: str = ""  # the frame's Type (for IGNORED and ORDER)
     error: str = ""  # what is wrong (for MALFORMED)
     raw: str = ""  # the frame's text, kept for inspection (for MALFORMED)
+    hint: InstrumentHint | None = None  # what an ORDER frame says of its instrument
 
     @property
     def is_order(self) -> bool:
@@ -139,7 +153,11 @@ def _filled(data: Mapping[str, Any], quantity: int, status: OrderStatus, *filled
 
 
 def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
-    d = fold(data)
+    return _decode_socket_fields(fold(data))
+
+
+def _decode_socket_fields(d: Mapping[str, Any]) -> OrderSnapshot:
+    """An alert's Data, folded (``fields.fold``)."""
     order_id = id_text(pick(d, "OrderNo", "OrderId"), "OrderNo")
     if not order_id:
         raise CodecError("OrderNo is missing")
@@ -220,19 +238,6 @@ def decode_socket_message(raw: str | bytes | Mapping[str, Any]) -> SocketDecodeR
         )
 
 
-@dataclass(frozen=True, slots=True)
-class InstrumentHint:
-    """Instrument facts one order alert carries (0 / "" when the alert did not say)."""
-
-    segment: Segment
-    security_id: str
-    lot_size: int = 0
-    tick_size: float = 0.0  # rupees, as the socket sends it (unit unverified on live Dhan)
-    option_type: str = ""  # "CE" / "PE"; "" when not an option or not said ("XX", "NA")
-    instrument_type: str = ""  # EQUITY, OPTIDX, FUTCOM ...
-    symbol: str = ""
-
-
 def socket_instrument_hint(raw: str | bytes | Mapping[str, Any]) -> InstrumentHint | None:
     """What an ``order_alert`` frame says about its instrument; None when it says nothing
     usable (not an alert, no segment or security id). Never raises."""
@@ -243,21 +248,32 @@ def socket_instrument_hint(raw: str | bytes | Mapping[str, Any]) -> InstrumentHi
         data = fold(message).get("data")
         if not isinstance(data, Mapping):
             return None
-        d = fold(data)
-        segment = socket_segment(d)
-        security_id = id_text(pick(d, "SecurityId"), "SecurityId")
-        if not security_id:
-            return None
-        option = OPTION_TYPES.get(as_word(pick(d, "OptType", "OptionType")), "")
-        return InstrumentHint(
-            segment=segment,
-            security_id=security_id,
-            lot_size=lenient_int(pick(d, "LotSize")),
-            tick_size=positive_number(pick(d, "TickSize")),
-            option_type=option,
-            instrument_type=field_text(pick(d, "Instrument", "InstrumentType")).upper(),
-            symbol=field_text(pick(d, "Symbol", "DisplayName")),
-        )
+        return _hint_from(fold(data))
+    except Exception:  # a hint is a bonus: unreadable means no hint, never an error
+        return None
+
+
+def _hint_from(d: Mapping[str, Any]) -> InstrumentHint | None:
+    """The hint of an alert's folded Data; raises when a field cannot be read."""
+    segment = socket_segment(d)
+    security_id = id_text(pick(d, "SecurityId"), "SecurityId")
+    if not security_id:
+        return None
+    option = OPTION_TYPES.get(as_word(pick(d, "OptType", "OptionType")), "")
+    return InstrumentHint(
+        segment=segment,
+        security_id=security_id,
+        lot_size=lenient_int(pick(d, "LotSize")),
+        tick_size=positive_number(pick(d, "TickSize")),
+        option_type=option,
+        instrument_type=field_text(pick(d, "Instrument", "InstrumentType")).upper(),
+        symbol=field_text(pick(d, "Symbol", "DisplayName")),
+    )
+
+
+def _lenient_hint(d: Mapping[str, Any]) -> InstrumentHint | None:
+    try:
+        return _hint_from(d)
     except Exception:  # a hint is a bonus: unreadable means no hint, never an error
         return None
 
@@ -286,11 +302,17 @@ def _decode_socket_message(raw: object) -> SocketDecodeResult:
     data = top.get("data")
     if not isinstance(data, Mapping):
         return malformed("order_alert without a Data object")
+    d = fold(data)  # once, for the snapshot and the hint
     try:
-        snapshot = _decode_socket_data(data)
+        snapshot = _decode_socket_fields(d)
     except CodecError as exc:
         return malformed(f"order_alert: {exc}")
-    return SocketDecodeResult(SocketDecodeKind.ORDER, snapshot=snapshot, message_type=message_type)
+    return SocketDecodeResult(
+        SocketDecodeKind.ORDER,
+        snapshot=snapshot,
+        message_type=message_type,
+        hint=_lenient_hint(d),
+    )
 
 
 # --- REST dialect -------------------------------------------------------------------------

@@ -1008,3 +1008,14 @@ def test_socket_instrument_hint() -> None:
     assert hint.option_type == ""
     assert socket_instrument_hint("not json") is None
     assert socket_instrument_hint({"Type": "order_alert", "Data": {"securityId": "1"}}) is None
+
+
+def test_a_decoded_alert_carries_its_instrument_hint() -> None:
+    """The stream reads the hint off the decoded frame (parsed once), as the hint reader would."""
+    from engine.dhan.codec import socket_instrument_hint
+
+    frame = json.dumps({"Type": "order_alert", "Data": LIVE_SOCKET_DATA})
+    result = decode_socket_message(frame)
+    assert result.is_order and result.hint is not None
+    assert result.hint == socket_instrument_hint(frame)
+    assert decode_socket_message("not json").hint is None
