@@ -82,6 +82,10 @@ def _connect(path: str) -> sqlite3.Connection:
             raise StoreError(f"could not switch the database to WAL mode (got {mode})")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
+        # The commit that crosses the WAL's size limit copies it into the database (and
+        # fsyncs that too): never an intent's, which a copy waits for. The store's other
+        # connection, whose writes nothing waits on, does it.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
     except BaseException:
         db.close()
         raise
