@@ -127,8 +127,8 @@ class OrderStream:
         self._recorder = recorder
         # What an order alert says about its instrument (LotSize, TickSize, OptType).
         self._on_instrument = on_instrument
-        # Awaited before each frame is decoded: the engine holds a follower's alerts while
-        # a fan-out's sends go out (engine.dispatch.send_line).
+        # Awaited before each frame is taken: the engine holds a follower's alerts while a
+        # fan-out's sends go out (engine.dispatch.send_line).
         self._hold = hold
         self._clock: Clock = clock or SystemClock()
         self.idle_timeout_s = idle_timeout_s
@@ -273,12 +273,14 @@ class OrderStream:
                 except Exception:
                     log.exception("%s: on_connected callback failed", self.account)
             while True:
+                if self._hold is not None:
+                    await self._hold()  # frames wait in the socket's queue meanwhile
                 frame = await ws.recv()
                 received_any = True
                 self.last_message_mono = self._clock.monotonic()
                 self._record(frame)
                 if self._hold is not None:
-                    await self._hold()
+                    await self._hold()  # a hold that began while this frame was awaited
                 await self._handle(frame)
         except ConnectionClosed:
             pass

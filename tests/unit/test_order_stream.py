@@ -173,6 +173,36 @@ async def test_login_frame_and_snapshots(server: FakeOrderSocket, running: Any) 
     assert stream.reconnects == 0
 
 
+async def test_a_hold_keeps_frames_queued_then_all_are_handled_in_order(
+    server: FakeOrderSocket, running: Any
+) -> None:
+    """While the engine's sends go first (engine.dispatch.send_line), a follower's frames wait
+    in the socket's queue: none is lost, none reordered."""
+    released = asyncio.Event()
+    held = 0
+
+    async def hold() -> None:
+        nonlocal held
+        if not released.is_set():
+            held += 1
+            await released.wait()
+
+    async def script(ws: ServerConnection, index: int) -> None:
+        for i in range(5):
+            await ws.send(alert(str(i)))
+        await ws.wait_closed()
+
+    server.script = script
+    rec = Recorder()
+    running(make_stream(server.url, rec, hold=hold))
+    await eventually(lambda: held == 1)
+    await asyncio.sleep(0.05)  # the five frames have arrived by now
+    assert rec.snapshots == []
+    released.set()
+    await eventually(lambda: len(rec.snapshots) == 5)
+    assert [s.order_id for s in rec.snapshots] == ["0", "1", "2", "3", "4"]
+
+
 async def test_malformed_frame_does_not_end_the_connection(
     server: FakeOrderSocket, running: Any
 ) -> None:
