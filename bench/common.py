@@ -213,7 +213,7 @@ class SubprocessSim(SimHandle):
             await proc.wait()
             raise
         sim = cls(proc, found.group(1), found.group(2))
-        sim.pinned = pin_apart(proc.pid)
+        sim.pinned = pin_simulator(proc.pid)
         return sim
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -257,23 +257,24 @@ class SubprocessSim(SimHandle):
                 await self.proc.wait()
 
 
-def pin_apart(sim_pid: int) -> str:
-    """The simulator on a CPU of its own, this process (engine or lean copier) on the others.
+def pin_simulator(sim_pid: int) -> str:
+    """The simulator on a CPU of its own: it stands in for Dhan, whose servers never take a
+    CPU from the copier.
 
-    The simulator stands in for Dhan, whose servers never take a CPU from the copier. Left to
-    the scheduler on a small machine, the simulator, woken by each request on loopback, is
-    run on the sender's CPU and pre-empts it mid-fan-out (~1 ms per request seen on 2 CPUs)
-    while the other CPU idles. "" when the machine has a single CPU or cannot pin."""
+    Left to the scheduler on a small machine, the simulator, woken by each request on
+    loopback, is run on the sender's CPU and pre-empts it mid-fan-out (~1 ms a request, seen
+    on 2 CPUs) while the other CPU idles. The copier (engine or lean) is left free: confined
+    to the other CPUs, the engine's SQLite threads could not run beside its event loop.
+    "" when the machine has a single CPU or cannot pin."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2:
         return ""
-    sim_cpu, ours = cpus[-1], set(cpus[:-1])
+    sim_cpu = cpus[-1]
     try:
         os.sched_setaffinity(sim_pid, {sim_cpu})
-        os.sched_setaffinity(0, ours)
     except OSError:
         return ""
-    return f"simulator on CPU {sim_cpu}, this process on CPU {', '.join(map(str, sorted(ours)))}"
+    return f"simulator pinned to CPU {sim_cpu}"
 
 
 @contextlib.asynccontextmanager
@@ -305,9 +306,8 @@ def where_sim_runs(sim: SimHandle) -> str:
             "engine's event loop)"
         )
     pinned = sim.pinned if isinstance(sim, SubprocessSim) else ""
-    return (
-        "simulator: separate process (python -m engine.simulator), controlled over /sim/..."
-        + (f"; {pinned}" if pinned else "")
+    return "simulator: separate process (python -m engine.simulator), controlled over /sim/..." + (
+        f"; {pinned}" if pinned else ""
     )
 
 
