@@ -5,7 +5,9 @@ A leader order fanned out to N followers commits its N intents together, and the
 then wake in one loop turn. Sent in that one turn, no request would leave before the last was
 built: aiohttp (on Python 3.11) writes a request's bytes from a task of its own, run a turn
 later. Given one turn each, every request is on the wire while the next is being built, and
-Dhan works on the first copies while the engine still builds the last.
+Dhan works on the first copies while the engine still builds the last. Even the first waits
+for the others to join the line: sent alone ahead of them, it was followed by a pause of
+~1 ms (the others' own steps to the line) in which the receiving side went idle.
 
 Meanwhile the first answers and follower order alerts come back; handling them costs more
 than a send, and none of it makes a copy reach Dhan sooner. So it waits (``clear``) until no
@@ -37,13 +39,11 @@ class SendLine:
     async def turn(self) -> None:
         """Until this send may go: one per loop turn, in the order asked."""
         loop = asyncio.get_running_loop()
-        if not self._pumping:
-            # The line is empty: this send goes at once, the next one a turn later.
-            self._pumping = True
-            loop.call_soon(self._grant)
-            return
         ticket = loop.create_future()
         self._waiting.append(ticket)
+        if not self._pumping:
+            self._pumping = True
+            loop.call_soon(self._grant)
         await ticket
 
     async def clear(self) -> None:
