@@ -12,6 +12,11 @@ breakdown of the last-served copies shows which stage grows with N.
 Each N also runs the lean copier (bench.lean) on the same simulator after the engine stops: the
 leader's socket read and one aiohttp POST per follower on warm keep-alive connections, nothing
 else. One line per N gives ``N=200 engine/lean last copy 1.32x``, beside both CPU per copy.
+Then the durable lean copier: the same, after one fsync'd SQLite row per leader order (the
+least a copier that never places twice could do), to show what durability itself costs.
+
+The simulator stands for Dhan's servers: it is pinned to a CPU of its own
+(``bench.common.pin_simulator``), so it never pre-empts the copier it measures.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -70,13 +77,18 @@ async def one_count(n: int, orders: int, in_process: bool) -> dict[str, Any]:
             where = where_sim_runs(sim)
             startup_s, startup_cpu_s = run.startup_s, run.startup_cpu_s
             probe = run.probe
-        # The same simulator, the engine stopped: the lean copier's turn.
+        # The same simulator, the engine stopped: the lean copier's turn, then the durable one.
         lean_ids, lean_cpu_s = await lean_phase(sim, followers, orders, price)
+        with tempfile.TemporaryDirectory(prefix="copytrade-lean-") as tmp:
+            durable_ids, _ = await lean_phase(
+                sim, followers, orders, price, journal=str(Path(tmp) / "lean.db")
+            )
         alerts, requests = await sim.alerts(), await sim.requests()
 
     alert_at = first_alerts(alerts, LEADER.client_id)
     post_at = first_posts(requests)
     lean_lasts = [_last_copy_ms(alert_at, post_at, o, followers) for o in lean_ids]
+    durable_lasts = [_last_copy_ms(alert_at, post_at, o, followers) for o in durable_ids]
     firsts, lasts, medians = [], [], []
     last_pairs = []
     all_pairs = []
@@ -108,20 +120,22 @@ async def one_count(n: int, orders: int, in_process: bool) -> dict[str, Any]:
         "stages_last": stage_times(probe, alert_at, post_at, last_pairs),
         "where": where,
         "lean_last_ms": statistics.median(lean_lasts),
+        "durable_lean_last_ms": statistics.median(durable_lasts),
         "lean_cpu_ms_per_copy": lean_cpu_s * 1000 / (orders * n),
     }
 
 
 async def lean_phase(
-    sim: SimHandle, followers: list[Account], orders: int, price: float
+    sim: SimHandle, followers: list[Account], orders: int, price: float, journal: str | None = None
 ) -> tuple[list[str], float]:
-    """The lean copier (bench.lean) copies `orders` leader orders; their ids and its CPU."""
+    """The lean copier (bench.lean) copies `orders` leader orders; their ids and its CPU.
+    With a `journal`, the durable lean copier."""
     deadline = time.monotonic() + 30
     while await sim.sockets():  # the engine's sockets close first: count only the lean's
         if time.monotonic() > deadline:
             raise TimeoutError("the engine's order sockets are still open")
         await asyncio.sleep(0.05)
-    async with lean_copier(sim.rest_url, sim.ws_url, LEADER, followers, price) as lean:
+    async with lean_copier(sim.rest_url, sim.ws_url, LEADER, followers, price, journal) as lean:
         await sim.wait_sockets(1 + len(followers))
         cpu0 = time.process_time()
         order_ids: list[str] = []
@@ -176,13 +190,22 @@ async def run(
         ],
     )
     print("the engine beside the lean copier (bench.lean: socket read -> aiohttp POSTs only)")
+    print("and the durable lean copier (the same, after one fsync'd SQLite row per leader order)")
     print_table(
-        ("N", "engine LAST", "lean LAST", "engine CPU ms/copy", "lean CPU ms/copy"),
+        (
+            "N",
+            "engine LAST",
+            "lean LAST",
+            "durable lean LAST",
+            "engine CPU ms/copy",
+            "lean CPU ms/copy",
+        ),
         [
             (
                 r["n"],
                 r["last_ms"],
                 r["lean_last_ms"],
+                r["durable_lean_last_ms"],
                 _fmt(r["cpu_ms_per_copy"]),
                 _fmt(r["lean_cpu_ms_per_copy"]),
             )
@@ -190,7 +213,10 @@ async def run(
         ],
     )
     for r in results:
-        print(f"N={r['n']} engine/lean last copy {r['last_ms'] / r['lean_last_ms']:.2f}x")
+        print(
+            f"N={r['n']} engine/lean last copy {r['last_ms'] / r['lean_last_ms']:.2f}x"
+            f" (engine/durable lean {r['last_ms'] / r['durable_lean_last_ms']:.2f}x)"
+        )
     print("where the engine's time goes: the LAST-served copy of each order, p50 ms per stage")
     print_table(
         ("N", *(name for name, _ in STAGES)),

@@ -10,6 +10,11 @@ bytes a copier cannot avoid. Its timings are taken at the simulator like the eng
 Like the engine, it keeps every follower's order socket logged in (a copier must hear its
 fills), reading and dropping the frames: the simulator then does the same work per order in
 both runs (an alert to each follower's socket), and only the copier differs.
+
+With a ``journal`` it is the least a copier that never places twice could do: before its
+POSTs, one row naming the leader order and its copies' correlationIds, committed to SQLite
+with ``synchronous=FULL`` (one fsync per leader order, on the loop: it has nothing else to
+do meanwhile). The yardstick for what durability itself costs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -80,9 +86,12 @@ class _FollowerLine:
 class LeanCopier:
     """Open with :func:`lean_copier`; ``answered`` notes each leader order fully copied."""
 
-    def __init__(self, lines: list[_FollowerLine], price: float) -> None:
+    def __init__(
+        self, lines: list[_FollowerLine], price: float, journal: sqlite3.Connection | None = None
+    ) -> None:
         self._lines = lines
         self._price = price
+        self._journal = journal
         self._seen: set[str] = set()
         self.answered = Completions()
         self.statuses: list[int] = []
@@ -101,25 +110,44 @@ class LeanCopier:
                 await self._copy(order_id)
 
     async def _copy(self, order_id: str) -> None:
+        cids = [correlation_id(order_id, line.account.name, 0) for line in self._lines]
+        if self._journal is not None:  # durable before anything is sent
+            self._journal.execute("INSERT INTO sent VALUES (?, ?)", (order_id, json.dumps(cids)))
         posts = [
-            line.post(line.body(correlation_id(order_id, line.account.name, 0), self._price))
-            for line in self._lines
+            line.post(line.body(cid, self._price))
+            for line, cid in zip(self._lines, cids, strict=True)
         ]
         self.statuses += await asyncio.gather(*posts)
         self.answered.note(order_id)
 
 
+def open_journal(path: str) -> sqlite3.Connection:
+    """The durable lean copier's journal: WAL, ``synchronous=FULL``, each INSERT its own commit."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS sent (leader_order_id TEXT, correlation_ids TEXT)")
+    return db
+
+
 @contextlib.asynccontextmanager
 async def lean_copier(
-    rest_url: str, ws_url: str, leader: Account, followers: Sequence[Account], price: float
+    rest_url: str,
+    ws_url: str,
+    leader: Account,
+    followers: Sequence[Account],
+    price: float,
+    journal: str | None = None,
 ) -> AsyncIterator[LeanCopier]:
     """A started lean copier: every follower connection warm, every order socket logged in
-    (``1 + len(followers)`` sockets: wait for them at the simulator before placing)."""
+    (``1 + len(followers)`` sockets: wait for them at the simulator before placing).
+    ``journal``: a SQLite file to write durably before each leader order's POSTs."""
     lines = [_FollowerLine(f, rest_url) for f in followers]
     tasks: list[asyncio.Task[None]] = []
+    db = open_journal(journal) if journal else None
     try:
         await asyncio.gather(*(line.warm() for line in lines))
-        copier = LeanCopier(lines, price)
+        copier = LeanCopier(lines, price, db)
         async with contextlib.AsyncExitStack() as stack:
             sockets = [
                 await stack.enter_async_context(_order_socket(ws_url, a))
@@ -135,6 +163,8 @@ async def lean_copier(
                 await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await asyncio.gather(*(line.session.close() for line in lines))
+        if db is not None:
+            db.close()
 
 
 @contextlib.asynccontextmanager
