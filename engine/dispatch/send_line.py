@@ -11,8 +11,10 @@ for the others to join the line: sent alone ahead of them, it was followed by a 
 
 Meanwhile the first answers and follower order alerts come back; handling them costs more
 than a send, and none of it makes a copy reach Dhan sooner. So it waits (``clear``) until no
-send is waiting for its turn: a fan-out's sends go first. The wait is bounded by the line,
-which only ever shortens: a turn needs nothing but the loop.
+send is waiting for its turn: a fan-out's sends go first. A turn needs nothing but the loop,
+so one fan-out's line always empties (200 copies: ~50 ms); under a sustained burst that keeps
+it full, bookkeeping waits at most ``max_hold_s`` and then goes on beside the sends, so fills
+and answers are never left unread for long.
 
 Cancels never queue here: they go at once (cancels first, the kill switch always wins).
 """
@@ -22,14 +24,17 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ["SendLine"]
+__all__ = ["MAX_HOLD_S", "SendLine"]
+
+MAX_HOLD_S = 0.2  # the longest bookkeeping waits for a line kept full (a sustained burst)
 
 
 class SendLine:
-    def __init__(self) -> None:
+    def __init__(self, *, max_hold_s: float = MAX_HOLD_S) -> None:
         self._waiting: deque[asyncio.Future[None]] = deque()
-        self._clear_waiters: list[asyncio.Future[None]] = []
+        self._clear_waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._pumping = False
+        self._max_hold_s = max_hold_s
 
     @property
     def waiting(self) -> int:
@@ -47,24 +52,35 @@ class SendLine:
         await ticket
 
     async def clear(self) -> None:
-        """Until no send waits for its turn (at once when none does)."""
+        """Until no send waits for its turn (at once when none does), or ``max_hold_s``."""
         if not self._pumping:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._clear_waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._clear_waiters.append((loop.time() + self._max_hold_s, waiter))
         await waiter
 
     def _grant(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
             ticket = self._waiting.popleft()
             if not ticket.done():  # a cancelled sender gives its turn to the next one
                 ticket.set_result(None)
                 # Called again next turn, after the sender we just woke has sent; a last
                 # empty turn lets the last request's bytes leave before bookkeeping resumes.
-                asyncio.get_running_loop().call_soon(self._grant)
+                loop.call_soon(self._grant)
+                self._release_waiters(loop.time())
                 return
         self._pumping = False
-        waiters, self._clear_waiters = self._clear_waiters, []
-        for waiter in waiters:
+        self._release_waiters(None)
+
+    def _release_waiters(self, now: float | None) -> None:
+        """Every waiter (``now`` None: the line is empty), else those held past their bound
+        (they waited in order, so the first not yet due ends the scan)."""
+        while self._clear_waiters:
+            due, waiter = self._clear_waiters[0]
+            if now is not None and due > now:
+                return
+            self._clear_waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)

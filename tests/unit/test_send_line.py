@@ -119,3 +119,29 @@ async def test_a_cancelled_sender_gives_its_turn_to_the_next() -> None:
         await second
     assert went == [0, 2]
     await asyncio.wait_for(line.clear(), 0.1)
+
+
+async def test_bookkeeping_waits_no_longer_than_its_bound_for_a_line_kept_full() -> None:
+    """A sustained burst keeps the line full: fills and answers are still read, beside it."""
+    line = SendLine(max_hold_s=0.02)
+    stop = asyncio.Event()
+    sent = 0
+
+    async def sender() -> None:
+        nonlocal sent
+        while not stop.is_set():  # always one more send in the line
+            await line.turn()
+            sent += 1
+
+    senders = [asyncio.create_task(sender()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert line.waiting > 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(line.clear(), 1)
+    waited = loop.time() - started
+    assert 0.015 <= waited < 0.5
+    assert line.waiting > 0  # released by its bound, not by an empty line
+    stop.set()
+    await asyncio.gather(*senders)
+    assert sent > 0
