@@ -12,6 +12,7 @@ from engine.events import LeaderOrderSeen
 from engine.instruments import InstrumentBook
 from engine.live.accounts import Accounts
 from engine.live.book import ReplicationBook
+from engine.live.collector import CollectionPause
 from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.live.tasks import TaskSet
@@ -34,6 +35,7 @@ class LeaderFeed:
         stats: Stats,
         tasks: TaskSet,
         on_leader: Callable[[OrderSnapshot], None] | None = None,
+        gc_pause: CollectionPause | None = None,
     ) -> None:
         self._client_id = leader_client_id
         self._on_leader = on_leader  # the position ledgers take each snapshot in order seen
@@ -45,6 +47,7 @@ class LeaderFeed:
         self._stats = stats
         self._tasks = tasks
         self._confirming: set[str] = set()
+        self._gc_pause = gc_pause  # no collection while the woken followers decide
 
     async def on_snapshot(self, snap: OrderSnapshot) -> None:
         self.ingest(snap)
@@ -81,6 +84,7 @@ class LeaderFeed:
             self._on_leader(snap)
         self._notifier.journal("leader", describe_snapshot(snap), None, snap.order_id)
         self._notifier.publish(LeaderOrderSeen(self._clock.now(), snap, is_new=known is None))
+        woken = False
         for f in self._accounts.all():
             mirror = self._book.mirror(f.name, snap.order_id)
             if awaits_exchange(snap, mirror):
@@ -89,6 +93,9 @@ class LeaderFeed:
                 continue
             urgent = bool(mirror and mirror.is_open_at_broker and snap.status.is_terminal)
             f.dispatcher.mark(snap.order_id, urgent=urgent)
+            woken = True
+        if woken and self._gc_pause is not None:
+            self._gc_pause.hold_for_turns()
         return True
 
     def _confirm(self, order_id: str) -> None:

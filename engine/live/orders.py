@@ -8,6 +8,7 @@ new state (and is usually NoAction).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from engine.clock import Clock
@@ -21,6 +22,7 @@ from engine.live.accounts import FollowerRuntime
 from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
+from engine.live.collector import CollectionPause
 from engine.live.follower_feed import FollowerFeed
 from engine.live.notifier import Notifier
 from engine.live.resolution import Resolver
@@ -66,6 +68,7 @@ class OrderActions:
         follower_feed: FollowerFeed,
         stats: Stats,
         send_line: SendLine,
+        gc_pause: CollectionPause,
     ) -> None:
         self._clock = clock
         self._book = book
@@ -78,6 +81,7 @@ class OrderActions:
         self._follower_feed = follower_feed
         self._stats = stats
         self._send_line = send_line
+        self._gc_pause = gc_pause  # no collection from a copy's decision to its send
 
     def _armed_now(self, f: FollowerRuntime, kind: IntentKind) -> bool:
         # Checked with no await between it and the broker call: the kill switch always wins.
@@ -86,6 +90,16 @@ class OrderActions:
     # --- place -----------------------------------------------------------------------------
 
     async def place(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Place) -> None:
+        with self._gc_pause.held() as sending:
+            await self._place(f, leader, decision, sending)
+
+    async def _place(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        decision: Place,
+        sending: Callable[[], None],
+    ) -> None:
         params, notes = adapt_for_dhan_api(
             decision.params,
             leader,
@@ -142,6 +156,7 @@ class OrderActions:
         slicing = self._instruments.needs_slicing
         sliced = slicing(params.segment, params.security_id, params.quantity)
         send = f.broker.place_sliced if sliced else f.broker.place
+        sending()
         result = await self._answers.call(send(params))
         answered = self._clock.monotonic()
         await self._send_line.clear()  # the other copies' sends go first
@@ -256,6 +271,16 @@ class OrderActions:
     # --- modify ----------------------------------------------------------------------------
 
     async def modify(self, f: FollowerRuntime, leader: OrderSnapshot, decision: Modify) -> None:
+        with self._gc_pause.held() as sending:
+            await self._modify(f, leader, decision, sending)
+
+    async def _modify(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        decision: Modify,
+        sending: Callable[[], None],
+    ) -> None:
         mirror = self._current(f, leader)
         params, notes = adapt_for_dhan_api(
             decision.params,
@@ -293,6 +318,7 @@ class OrderActions:
             leader.trading_symbol,
         )
         self._follower_feed.modifying(f.name, leader.order_id, True)  # not a hand edit
+        sending()
         try:
             result, quantities = await self._modify_all(
                 f, mirror, decision.follower_order_id, params

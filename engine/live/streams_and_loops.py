@@ -107,6 +107,7 @@ async def stop_streams_and_loops(shared: SharedState, live: LiveParts) -> None:
         # otherwise keep the process from exiting after the engine has stopped.
         if shared.writes.store:
             await shared.writes.store.close()
+        live.gc_pause.end()
         thaw()
         shared.arming.state = EngineState.STOPPED
         shared.publish(EngineStateChanged(shared.clock.now(), EngineState.STOPPED, "stopped"))

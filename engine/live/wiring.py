@@ -18,6 +18,7 @@ from engine.live.answers import AnswerHandling
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.cockpit import Cockpit
+from engine.live.collector import CollectionPause
 from engine.live.drift import DriftCheck
 from engine.live.executor import Executor
 from engine.live.follower_feed import FollowerFeed
@@ -77,6 +78,7 @@ class LiveParts:
     executor: Executor
     recovery: Recovery
     send_line: SendLine
+    gc_pause: CollectionPause
 
 
 def wire_live_parts(
@@ -118,6 +120,7 @@ def wire_live_parts(
     )
     tokens = AccountTokens(s, clock, accounts, notifier, tasks, supervisor.freeze)
     cockpit.keepers = accounts.keepers  # filled in when the keepers start
+    gc_pause = CollectionPause()
     leader_feed = LeaderFeed(
         s.leader.client_id,
         clock,
@@ -128,6 +131,7 @@ def wire_live_parts(
         stats,
         tasks,
         on_leader=positions.on_leader,
+        gc_pause=gc_pause,
     )
     follower_feed = FollowerFeed(clock, accounts, book, arming, notifier, stats)
     resolver = Resolver(
@@ -154,6 +158,7 @@ def wire_live_parts(
         follower_feed,
         stats,
         send_line,
+        gc_pause,
     )
     executor = Executor(
         s,
@@ -196,4 +201,5 @@ def wire_live_parts(
         executor=executor,
         recovery=recovery,
         send_line=send_line,
+        gc_pause=gc_pause,
     )

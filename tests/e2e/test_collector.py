@@ -22,3 +22,4 @@ async def test_startup_objects_are_frozen_while_the_engine_runs(make_world: Worl
     await world.stop_engine()
     assert gc.get_freeze_count() == 0  # a process running several engines ends as it began
     assert gc.get_threshold() == before
+    assert gc.isenabled()  # no pause outlives the engine
