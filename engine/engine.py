@@ -53,7 +53,7 @@ from engine.live.accounts import (
 )
 from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
-from engine.live.collector import keep_off_the_path
+from engine.live.collector import freeze_long_lived
 from engine.live.notifier import Notifier
 from engine.live.resuming import resume_replication
 from engine.live.stats import Stats
@@ -401,7 +401,7 @@ class Engine:
         await self._live.resolver.resolve_unfinished()
         # What startup built lives all session: frozen, no full pass walks it again. Done
         # before the streams start, so the one collection it costs delays no leader alert.
-        keep_off_the_path()
+        freeze_long_lived()
         self._start_streams_and_loops()
         self._started.set()
 

@@ -13,13 +13,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 
 async def test_startup_objects_are_frozen_while_the_engine_runs(make_world: WorldFactory) -> None:
-    before = gc.get_threshold()
     world = await make_world()
     # Startup's objects (settings, libraries, the restored book, the instruments as loaded):
     # far more than the few objects a test makes by itself.
     assert gc.get_freeze_count() > 10_000
-    assert gc.get_threshold()[0] >= 20_000  # a fan-out's short-lived objects die young
     await world.stop_engine()
     assert gc.get_freeze_count() == 0  # a process running several engines ends as it began
-    assert gc.get_threshold() == before
     assert gc.isenabled()  # no pause outlives the engine
