@@ -15,6 +15,7 @@ import logging
 
 from engine.clock import Clock
 from engine.dhan.errors import BrokerError
+from engine.domain import OrderSnapshot
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.book import ReplicationBook
 from engine.live.follower_feed import FollowerFeed
@@ -29,6 +30,7 @@ async def poll_open_follower_copies(
     follower_feed: FollowerFeed,
     interval_s: float,
 ) -> None:
+    fed: dict[str, dict[str, OrderSnapshot]] = {}  # per follower: what its last read fed
     while True:
         with_open = {m.follower for m in book.open_copies() if m.follower_order_id}
         wanted = [f for f in accounts.all() if f.name in with_open]
@@ -43,14 +45,19 @@ async def poll_open_follower_copies(
         try:
             for f in wanted:
                 await clock.sleep(step)
-                reads.append(asyncio.create_task(_read_book(f, follower_feed)))
+                reads.append(
+                    asyncio.create_task(read_book(f, follower_feed, fed.setdefault(f.name, {})))
+                )
             await asyncio.gather(*reads)
         finally:
             for read in reads:  # stopped mid-round: no read outlives the loop
                 read.cancel()
 
 
-async def _read_book(f: FollowerRuntime, follower_feed: FollowerFeed) -> None:
+async def read_book(
+    f: FollowerRuntime, follower_feed: FollowerFeed, fed: dict[str, OrderSnapshot]
+) -> None:
+    """Feed the follower's book to its feed; ``fed``: what the previous read fed, by order."""
     epoch = follower_feed.modify_epoch(f.name)
     try:
         rows = await f.broker.order_book()
@@ -61,5 +68,12 @@ async def _read_book(f: FollowerRuntime, follower_feed: FollowerFeed) -> None:
     # would move the copy's record back: skip it, the next round reads again.
     if follower_feed.modify_epoch(f.name) != epoch or follower_feed.modifying_any(f.name):
         return
+    seen: dict[str, OrderSnapshot] = {}
     for snap in rows:
-        follower_feed.on_snapshot(f, snap)
+        seen[snap.order_id] = snap
+        # The decoder gives an unchanged row its very snapshot of the last read, fed then:
+        # a day's orders are not all fed again every few seconds (~30 us each).
+        if fed.get(snap.order_id) is not snap:
+            follower_feed.on_snapshot(f, snap)
+    fed.clear()
+    fed.update(seen)
