@@ -1,5 +1,5 @@
-"""The follower poll feeds each row that changed since its last read, and only those: an
-unchanged row comes back from the decoder as the very snapshot it fed last time."""
+"""The order-book polls (follower and leader) feed each row that changed since their last read,
+and only those: an unchanged row comes back from the decoder as the very snapshot fed last time."""
 
 from __future__ import annotations
 
@@ -76,3 +76,29 @@ async def test_a_read_spanning_a_modification_feeds_nothing_and_forgets_nothing(
     feed.busy = False
     await read_book(cast(FollowerRuntime, follower), cast(FollowerFeed, feed), fed_last)
     assert [s.order_id for s in feed.fed] == ["F1"]
+
+
+class LeaderFeedStub:
+    def __init__(self) -> None:
+        self.ingested: list[str] = []
+
+    def ingest(self, snap: OrderSnapshot) -> bool:
+        self.ingested.append(snap.order_id)
+        return True
+
+
+def test_the_leader_poll_ingests_only_open_orders_changed_since_its_last_read() -> None:
+    from engine.live.leader_feed import LeaderFeed
+    from engine.live.leader_poll import ingest_changed
+
+    feed = LeaderFeedStub()
+    leader = cast(LeaderFeed, feed)
+    a, b, done = snapshot("L1"), snapshot("L2"), snapshot("L3")
+    fed = ingest_changed(leader, [a, b, done], {"L1", "L2"}, {})
+    assert feed.ingested == ["L1", "L2"]  # L3 is not open: the socket and reconcile have it
+    feed.ingested.clear()
+    fed = ingest_changed(leader, [a, b, done], {"L1", "L2"}, fed)
+    assert feed.ingested == []
+    moved = dataclasses.replace(b, filled_qty=b.quantity)
+    ingest_changed(leader, [a, moved], {"L1", "L2"}, fed)
+    assert feed.ingested == ["L2"]
