@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
-from engine.dispatch.send_line import SendLine
+from engine.dispatch.send_line import SENDS_PER_TURN, SendLine
 
 
 class TurnCounter:
@@ -41,8 +40,9 @@ async def test_even_the_first_send_waits_one_loop_turn() -> None:
     counter.stop()
 
 
-async def test_sends_go_in_the_order_asked_one_loop_turn_apart() -> None:
-    line = SendLine()
+@pytest.mark.parametrize("per_turn", [1, SENDS_PER_TURN])
+async def test_sends_go_in_the_order_asked_a_few_per_loop_turn(per_turn: int) -> None:
+    line = SendLine(per_turn=per_turn)
     counter = TurnCounter()
     counter.start()
     went: list[tuple[int, int]] = []
@@ -51,11 +51,12 @@ async def test_sends_go_in_the_order_asked_one_loop_turn_apart() -> None:
         await line.turn()
         went.append((i, counter.turn))
 
-    await asyncio.gather(*(sender(i) for i in range(6)))
+    await asyncio.gather(*(sender(i) for i in range(10)))
     counter.stop()
-    assert [i for i, _ in went] == list(range(6))
-    turns = [t for _, t in went]
-    assert all(b > a for a, b in itertools.pairwise(turns)), turns
+    assert [i for i, _ in went] == list(range(10))
+    batches = [[i for i, t in went if t == turn] for turn in sorted({t for _, t in went})]
+    # Each loop turn lets go the next `per_turn` senders (the last batch may be smaller).
+    assert batches == [list(range(i, min(i + per_turn, 10))) for i in range(0, 10, per_turn)]
     assert line.waiting == 0
 
 
@@ -101,7 +102,7 @@ async def test_the_last_send_gets_a_turn_before_bookkeeping_resumes() -> None:
 
 
 async def test_a_cancelled_sender_gives_its_turn_to_the_next() -> None:
-    line = SendLine()
+    line = SendLine(per_turn=1)
     went: list[int] = []
 
     async def sender(i: int) -> None:
@@ -123,7 +124,7 @@ async def test_a_cancelled_sender_gives_its_turn_to_the_next() -> None:
 
 async def test_bookkeeping_waits_no_longer_than_its_bound_for_a_line_kept_full() -> None:
     """A sustained burst keeps the line full: fills and answers are still read, beside it."""
-    line = SendLine(max_hold_s=0.02)
+    line = SendLine(max_hold_s=0.02, per_turn=1)
     stop = asyncio.Event()
     sent = 0
 
