@@ -14,8 +14,9 @@ Meanwhile the first answers and follower order alerts come back; handling them c
 than a send, and none of it makes a copy reach Dhan sooner. So it waits (``clear``) until no
 send is waiting for its turn: a fan-out's sends go first. A turn needs nothing but the loop,
 so one fan-out's line always empties (200 copies: ~50 ms); under a sustained burst that keeps
-it full, bookkeeping waits at most ``max_hold_s`` and then goes on beside the sends, so fills
-and answers are never left unread for long.
+it full, bookkeeping waits at most ``max_hold_s``, and from then on goes beside the sends
+until the line has emptied once, so fills and answers are never left unread for long (nor
+read one frame per bound).
 
 Cancels never queue here: they go at once (cancels first, the kill switch always wins).
 """
@@ -39,6 +40,7 @@ class SendLine:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._clear_waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._pumping = False
+        self._shared = False  # the bound was reached: bookkeeping no longer waits, until empty
         self._max_hold_s = max_hold_s
         self._per_turn = max(1, per_turn)
 
@@ -59,7 +61,7 @@ class SendLine:
 
     async def clear(self) -> None:
         """Until no send waits for its turn (at once when none does), or ``max_hold_s``."""
-        if not self._pumping:
+        if not self._pumping or self._shared:
             return
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
@@ -81,6 +83,7 @@ class SendLine:
             self._release_waiters(loop.time())
             return
         self._pumping = False
+        self._shared = False
         self._release_waiters(None)
 
     def _release_waiters(self, now: float | None) -> None:
@@ -90,6 +93,8 @@ class SendLine:
             due, waiter = self._clear_waiters[0]
             if now is not None and due > now:
                 return
+            if now is not None:
+                self._shared = True
             self._clear_waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)

@@ -143,6 +143,16 @@ async def test_bookkeeping_waits_no_longer_than_its_bound_for_a_line_kept_full()
     waited = loop.time() - started
     assert 0.015 <= waited < 0.5
     assert line.waiting > 0  # released by its bound, not by an empty line
+    # From then on bookkeeping goes beside the sends (not one frame per bound)...
+    await asyncio.wait_for(line.clear(), 0.005)
     stop.set()
     await asyncio.gather(*senders)
     assert sent > 0
+    # ...until the line has emptied once: the next fan-out's sends go first again.
+    await asyncio.sleep(0.01)
+    assert line.waiting == 0
+    waiter = asyncio.ensure_future(line.turn())
+    bookkeeping = asyncio.ensure_future(line.clear())
+    await asyncio.sleep(0)
+    assert not bookkeeping.done()
+    await asyncio.wait_for(asyncio.gather(waiter, bookkeeping), 1)
