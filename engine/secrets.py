@@ -44,16 +44,30 @@ _QUERY_SECRET = r"(?P<param>[?&](?:pin|totp|PIN|TOTP)=)[^&\s\"'#]+"
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] = re.compile(f"{_JWT}|{_QUERY_SECRET}")
+_stale = False  # secrets changed since _pattern was built: rebuilt at the next redact
 _version = 0  # bumped whenever the set of secrets changes
 
 
-def _rebuild() -> None:
-    global _pattern, _version
+def _changed() -> None:
+    """The set changed: the pattern is built again when next needed, once for a whole batch
+    (startup registers every account's secrets one by one: 200 accounts built 200 tries)."""
+    global _stale, _version
     _version += 1
-    alternatives = [_trie_pattern(_secrets)] if _secrets else []
-    alternatives.append(_JWT)
-    alternatives.append(_QUERY_SECRET)
-    _pattern = re.compile("|".join(alternatives))
+    _stale = True
+
+
+def _current_pattern() -> re.Pattern[str]:
+    global _pattern, _stale
+    if not _stale:
+        return _pattern
+    with _lock:
+        if _stale:
+            alternatives = [_trie_pattern(_secrets)] if _secrets else []
+            alternatives.append(_JWT)
+            alternatives.append(_QUERY_SECRET)
+            _pattern = re.compile("|".join(alternatives))
+            _stale = False
+        return _pattern
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -97,7 +111,7 @@ def register_secret(value: str | None) -> None:
         if value in _secrets:
             return
         _secrets.add(value)
-        _rebuild()
+        _changed()
 
 
 def registered_secret_count() -> int:
@@ -115,7 +129,7 @@ def clear_secrets() -> None:
     """Forget every registered secret (for tests)."""
     with _lock:
         _secrets.clear()
-        _rebuild()
+        _changed()
 
 
 def redact(text: str) -> str:
@@ -123,7 +137,7 @@ def redact(text: str) -> str:
     ``pin=``/``totp=`` URL parameters replaced by ``***``."""
     if not text:
         return text
-    return _pattern.sub(_mask, text)
+    return _current_pattern().sub(_mask, text)
 
 
 def _mask(match: re.Match[str]) -> str:

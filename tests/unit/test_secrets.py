@@ -495,3 +495,35 @@ def test_many_secrets_each_masked_whole_even_when_one_is_a_prefix_of_another() -
         assert redact(f"before {token} after") == "before *** after"
     assert redact("tok-many-0001x tok-many-00 tok-many-") == "*** ***0 tok-many-"
     assert redact("a.b*c abbc") == "*** abbc"  # regex characters are literal
+
+
+def test_many_secrets_registered_at_once_are_all_masked_and_built_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Startup registers every account's secrets one by one: the pattern is built once, at
+    the first text redacted after them, and masks each of them."""
+    secrets.clear_secrets()
+    built: list[int] = []
+    original = secrets._trie_pattern
+
+    def counting(words: object) -> str:
+        built.append(1)
+        return original(words)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(secrets, "_trie_pattern", counting)
+    tokens = [f"tok-many-{i:04d}-abcdefghij" for i in range(300)]
+    try:
+        version = secrets.secrets_version()
+        for token in tokens:
+            secrets.register_secret(token)
+        assert secrets.secrets_version() > version  # cached redactions are not reused
+        assert built == []
+        text = " ".join(tokens[::37])
+        assert secrets.redact(text) == " ".join(["***"] * len(tokens[::37]))
+        assert secrets.redact(tokens[-1]) == "***"
+        assert len(built) == 1
+        secrets.register_secret("tok-one-more-abcdefghij")
+        assert secrets.redact("x tok-one-more-abcdefghij y") == "x *** y"
+        assert len(built) == 2
+    finally:
+        secrets.clear_secrets()
