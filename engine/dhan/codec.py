@@ -152,10 +152,6 @@ def _filled(data: Mapping[str, Any], quantity: int, status: OrderStatus, *filled
 # --- socket dialect -------------------------------------------------------------------
 
 
-def _decode_socket_data(data: Mapping[Any, Any]) -> OrderSnapshot:
-    return _decode_socket_fields(fold(data))
-
-
 def _decode_socket_fields(d: Mapping[str, Any]) -> OrderSnapshot:
     """An alert's Data, folded (``fields.fold``)."""
     order_id = id_text(pick(d, "OrderNo", "OrderId"), "OrderNo")
@@ -240,40 +236,27 @@ def decode_socket_message(raw: str | bytes | Mapping[str, Any]) -> SocketDecodeR
 
 def socket_instrument_hint(raw: str | bytes | Mapping[str, Any]) -> InstrumentHint | None:
     """What an ``order_alert`` frame says about its instrument; None when it says nothing
-    usable (not an alert, no segment or security id). Never raises."""
+    usable (not an order alert, no segment or security id). Never raises."""
+    return decode_socket_message(raw).hint
+
+
+def _hint_of(d: Mapping[str, Any]) -> InstrumentHint | None:
+    """The hint of an alert's folded Data; None when it has none or it cannot be read."""
     try:
-        message: object = json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else raw
-        if not isinstance(message, Mapping):
+        segment = socket_segment(d)
+        security_id = id_text(pick(d, "SecurityId"), "SecurityId")
+        if not security_id:
             return None
-        data = fold(message).get("data")
-        if not isinstance(data, Mapping):
-            return None
-        return _hint_from(fold(data))
-    except Exception:  # a hint is a bonus: unreadable means no hint, never an error
-        return None
-
-
-def _hint_from(d: Mapping[str, Any]) -> InstrumentHint | None:
-    """The hint of an alert's folded Data; raises when a field cannot be read."""
-    segment = socket_segment(d)
-    security_id = id_text(pick(d, "SecurityId"), "SecurityId")
-    if not security_id:
-        return None
-    option = OPTION_TYPES.get(as_word(pick(d, "OptType", "OptionType")), "")
-    return InstrumentHint(
-        segment=segment,
-        security_id=security_id,
-        lot_size=lenient_int(pick(d, "LotSize")),
-        tick_size=positive_number(pick(d, "TickSize")),
-        option_type=option,
-        instrument_type=field_text(pick(d, "Instrument", "InstrumentType")).upper(),
-        symbol=field_text(pick(d, "Symbol", "DisplayName")),
-    )
-
-
-def _lenient_hint(d: Mapping[str, Any]) -> InstrumentHint | None:
-    try:
-        return _hint_from(d)
+        option = OPTION_TYPES.get(as_word(pick(d, "OptType", "OptionType")), "")
+        return InstrumentHint(
+            segment=segment,
+            security_id=security_id,
+            lot_size=lenient_int(pick(d, "LotSize")),
+            tick_size=positive_number(pick(d, "TickSize")),
+            option_type=option,
+            instrument_type=field_text(pick(d, "Instrument", "InstrumentType")).upper(),
+            symbol=field_text(pick(d, "Symbol", "DisplayName")),
+        )
     except Exception:  # a hint is a bonus: unreadable means no hint, never an error
         return None
 
@@ -311,7 +294,7 @@ def _decode_socket_message(raw: object) -> SocketDecodeResult:
         SocketDecodeKind.ORDER,
         snapshot=snapshot,
         message_type=message_type,
-        hint=_lenient_hint(d),
+        hint=_hint_of(d),
     )
 
 
