@@ -24,17 +24,26 @@ class CodecError(ValueError):
 
 
 def norm_key(key: object) -> str:
-    if isinstance(key, str) and len(key) <= _CACHED_KEY_CHARS:
-        return _norm_known_key(key)
-    return str(key).replace("_", "").replace("-", "").replace(" ", "").lower()
+    if type(key) is str:
+        known = _KNOWN_KEYS.get(key)
+        if known is not None:
+            return known
+        normal = _normalise(key)
+        if len(key) <= _CACHED_KEY_CHARS and len(_KNOWN_KEYS) < _MAX_KNOWN_KEYS:
+            _KNOWN_KEYS[key] = normal
+        return normal
+    return _normalise(str(key))
 
 
-_CACHED_KEY_CHARS = 64  # field names; a long odd key is normalised each time, never kept
-
-
-@functools.lru_cache(maxsize=1024)  # every frame and row repeats the same ~80 field names
-def _norm_known_key(key: str) -> str:
+def _normalise(key: str) -> str:
     return key.replace("_", "").replace("-", "").replace(" ", "").lower()
+
+
+# Every frame and row repeats the same ~80 field names: a plain dict lookup each (this runs
+# ~90 times per socket frame). Bounded: a long or novel key beyond it is normalised each time.
+_KNOWN_KEYS: dict[str, str] = {}
+_CACHED_KEY_CHARS = 64
+_MAX_KNOWN_KEYS = 1024
 
 
 def fold(data: Mapping[Any, Any]) -> dict[str, Any]:
@@ -55,8 +64,9 @@ def pick(data: Mapping[str, Any], *keys: str) -> Any:
     """The first non-blank value among the (normalised) keys, else None."""
     for key in keys:
         value = data.get(norm_key(key))
-        if not is_blank(value):
-            return value
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            continue
+        return value
     return None
 
 

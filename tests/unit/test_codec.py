@@ -1019,3 +1019,23 @@ def test_a_decoded_alert_carries_its_instrument_hint() -> None:
     assert result.is_order and result.hint is not None
     assert result.hint == socket_instrument_hint(frame)
     assert decode_socket_message("not json").hint is None
+
+
+def test_field_names_read_alike_however_written_even_past_the_known_names() -> None:
+    """Keys are normalised through a bounded table of known names; a flood of novel or
+    long keys (a hostile or broken feed) neither grows it past its bound nor reads wrong."""
+    from engine.dhan import fields
+
+    assert fields.norm_key("filled_qty") == fields.norm_key("FilledQty") == "filledqty"
+    assert fields.norm_key("Disc-Qty Rem") == "discqtyrem"
+    assert fields.norm_key(42) == "42"
+    for i in range(fields._MAX_KNOWN_KEYS + 50):
+        assert fields.norm_key(f"Odd_Key-{i}") == f"oddkey{i}"
+    assert len(fields._KNOWN_KEYS) <= fields._MAX_KNOWN_KEYS
+    long_key = "X_" * 100
+    assert fields.norm_key(long_key) == "x" * 100
+    assert long_key not in fields._KNOWN_KEYS
+    # Still right for names seen before the table filled and for new ones after it.
+    assert fields.pick({"tradedqty": 5}, "TradedQty") == 5
+    assert fields.pick({"tradedqty": "  ", "filledqty": 3}, "TradedQty", "Filled_Qty") == 3
+    assert fields.fold({"Status": "", "status": "Pending"}) == {"status": "Pending"}
