@@ -17,7 +17,7 @@ from engine.live.notifier import Notifier
 from engine.live.stats import Stats
 from engine.live.tasks import TaskSet
 from engine.replication.correlation import is_engine_correlation_id
-from engine.replication.replicator import awaits_exchange
+from engine.replication.replicator import awaits_exchange, wakes_followers
 from engine.transitions import leader_update
 
 CONFIRM_DELAY_S = 0.15
@@ -84,6 +84,8 @@ class LeaderFeed:
             self._on_leader(snap)
         self._notifier.journal("leader", describe_snapshot(snap), None, snap.order_id)
         self._notifier.publish(LeaderOrderSeen(self._clock.now(), snap, is_new=known is None))
+        if not wakes_followers(known, snap):
+            return True
         woken = False
         for f in self._accounts.all():
             mirror = self._book.mirror(f.name, snap.order_id)

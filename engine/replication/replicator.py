@@ -126,6 +126,17 @@ def awaits_exchange(leader: OrderSnapshot, mirror: MirrorRecord | None) -> bool:
     return mirror is None and leader.status is OrderStatus.TRANSIT
 
 
+def wakes_followers(known: OrderSnapshot | None, snap: OrderSnapshot) -> bool:
+    """Whether a new leader state can change any follower's decision. One that differs from
+    what we knew only in what no decision reads (where it came from, Dhan's text about the
+    order, the instrument's price when Dhan sent it) cannot: the REST read that settles a tie
+    of socket alerts usually brings only that, and woke every follower to decide NoAction."""
+    if known is None:
+        return True
+    same_facts = snap.with_changes(source=known.source, reason=known.reason, ref_ltp=known.ref_ltp)
+    return same_facts != known
+
+
 def decide(
     leader: OrderSnapshot,
     mirror: MirrorRecord | None,

@@ -41,7 +41,9 @@ from engine.replication.replicator import (
     Modify,
     NoAction,
     Place,
+    decide,
     desired_params,
+    wakes_followers,
 )
 from engine.replication.rules import (
     CapitalRatioSizing,
@@ -342,6 +344,40 @@ def test_killed_engine_only_cancels(data: st.DataObject, life: Life, sizing: obj
     check_invariants(driver)
     check_converged(driver, life.final)
     check_idempotent(driver, life.final)
+
+
+@PROPS
+@given(
+    st.data(),
+    lives(),
+    sizings,
+    st.sampled_from(list(SnapshotSource)),
+    st.sampled_from(["", "CONFIRMED", "RMS: margin shortfall"]),
+    st.sampled_from([0.0, 151.35, 9999.95]),
+)
+def test_what_no_decision_reads_of_the_leader_changes_no_decision(
+    data: st.DataObject,
+    life: Life,
+    sizing: object,
+    source: SnapshotSource,
+    reason: str,
+    ref_ltp: float,
+) -> None:
+    """The leader feed wakes no follower for a snapshot that differs from what it knew only
+    in its source, Dhan's text and the price of the moment (``wakes_followers``): at every
+    point of any life, in any delivery order, the decision is the same either way."""
+    steps = data.draw(deliveries(len(life.snaps), fills=True))
+    driver = Driver(follower_rules(sizing), context(life.lot))
+    for step in steps:
+        driver.ingest(life.snaps[step.index])
+        driver.deliver_follower_stream(step.follower_updates)
+        leader = driver.leader
+        assert leader is not None
+        described = leader.with_changes(source=source, reason=reason, ref_ltp=ref_ltp)
+        assert not wakes_followers(leader, described)
+        assert decide(described, driver.mirror, driver.rules, driver.ctx) == driver.decide()
+        if step.work:
+            driver.work(limit=step.actions)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)

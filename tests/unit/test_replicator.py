@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -33,6 +33,7 @@ from engine.replication.replicator import (
     SkipCode,
     awaits_exchange,
     decide,
+    wakes_followers,
 )
 from engine.replication.rules import (
     CapitalRatioSizing,
@@ -168,6 +169,25 @@ def test_only_a_transit_order_without_a_copy_awaits_the_exchange() -> None:
     assert awaits_exchange(transit, None)
     assert not awaits_exchange(leader(), None)
     assert not awaits_exchange(transit, placed(leader()))
+
+
+def test_a_leader_state_wakes_followers_unless_only_its_description_changed() -> None:
+    """A REST read settling a tie of socket alerts brings the same order with Dhan's text,
+    another market price and its own source: nothing for a follower to decide."""
+    known = leader(reason="CONFIRMED", ref_ltp=151.35)
+    read = known.with_changes(source=SnapshotSource.ORDER_BOOK, reason="", ref_ltp=152.0)
+    assert wakes_followers(None, known)
+    assert not wakes_followers(known, read)
+    assert not wakes_followers(known, known)
+    for change in (
+        {"status": OrderStatus.CANCELLED},
+        {"filled_qty": 65},
+        {"quantity": 195},
+        {"price": 151.0},
+        {"trigger_price": 150.0},
+        {"updated_at": T0 + timedelta(seconds=1)},
+    ):
+        assert wakes_followers(known, read.with_changes(**change)), change
 
 
 @pytest.mark.parametrize(
