@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 import pytz
@@ -22,9 +22,22 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+def _ist_now_zone() -> tuple[timedelta, tzinfo]:
+    now = datetime.now(IST)
+    offset, zone = now.utcoffset(), now.tzinfo
+    assert offset is not None and zone is not None
+    return offset, zone
+
+
+# IST has had one offset (+05:30) since 1945, so the time now is UTC moved by it, tagged with
+# the very tzinfo pytz gives: the same datetime as datetime.now(IST) at half its cost (pytz
+# converts through its transition table every call; the engine reads the clock ~17 times a copy).
+_IST_OFFSET, _IST_ZONE = _ist_now_zone()
+
+
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(IST)
+        return (datetime.now(UTC) + _IST_OFFSET).replace(tzinfo=_IST_ZONE)
 
     def monotonic(self) -> float:
         return time.monotonic()
