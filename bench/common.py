@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,7 @@ class SubprocessSim(SimHandle):
 
     in_process = False
     pinned = ""  # how the simulator and this process share the CPUs ("" not pinned)
+    restore_affinity: Callable[[], None] | None = None  # undoes confine_copier at close
 
     def __init__(self, proc: asyncio.subprocess.Process, rest_url: str, ws_url: str) -> None:
         self.proc = proc
@@ -194,7 +195,7 @@ class SubprocessSim(SimHandle):
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     @classmethod
-    async def start(cls, accounts: Sequence[Account]) -> SubprocessSim:
+    async def start(cls, accounts: Sequence[Account], *, exclusive: bool = False) -> SubprocessSim:
         args = [sys.executable, "-m", "engine.simulator", "--host", "127.0.0.1", "--port", "0"]
         args += ["--profile", os.environ.get("TEST_SIM_PROFILE", "") or "live"]
         args += ["--funds", str(FUNDS)]
@@ -214,6 +215,9 @@ class SubprocessSim(SimHandle):
             raise
         sim = cls(proc, found.group(1), found.group(2))
         sim.pinned = pin_simulator(proc.pid)
+        if exclusive and sim.pinned:
+            sim.restore_affinity = confine_copier(proc.pid)
+            sim.pinned += "; this process (the copier) kept off it"
         return sim
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -248,6 +252,8 @@ class SubprocessSim(SimHandle):
 
     async def close(self) -> None:
         await self._http.close()
+        if self.restore_affinity is not None:
+            self.restore_affinity()
         if self.proc.returncode is None:
             self.proc.terminate()
             try:
@@ -277,9 +283,32 @@ def pin_simulator(sim_pid: int) -> str:
     return f"simulator pinned to CPU {sim_cpu}"
 
 
+def confine_copier(sim_pid: int) -> Callable[[], None]:
+    """Every thread of this process (the copier) on the CPUs the simulator does not use, so
+    that the simulator's CPU is its own both ways; returns what undoes it.
+
+    On loopback each answer from the simulator wakes the copier on the simulator's CPU (the
+    kernel places a woken task beside its waker), where the two then take turns while another
+    CPU may idle; across a network to Dhan that cannot happen. On a 2-CPU machine this leaves
+    the copier (engine or lean) a single CPU, its helper threads included."""
+    before = os.sched_getaffinity(0)
+    others = before - os.sched_getaffinity(sim_pid)
+    threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that just ended
+            os.sched_setaffinity(tid, others)
+
+    def restore() -> None:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), before)
+
+    return restore
+
+
 @contextlib.asynccontextmanager
 async def simulator(
-    accounts: Sequence[Account], *, in_process: bool = False
+    accounts: Sequence[Account], *, in_process: bool = False, exclusive: bool = False
 ) -> AsyncIterator[SimHandle]:
     """A fresh simulator on 127.0.0.1 (any free port) holding `accounts`."""
     handle: SimHandle
@@ -292,7 +321,7 @@ async def simulator(
         await sim.start(host="127.0.0.1", port=0)
         handle = InProcessSim(sim)
     else:
-        handle = await SubprocessSim.start(accounts)
+        handle = await SubprocessSim.start(accounts, exclusive=exclusive)
     try:
         yield handle
     finally:

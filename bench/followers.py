@@ -55,9 +55,9 @@ from engine.replication.correlation import correlation_id
 SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
 
 
-async def one_count(n: int, orders: int, in_process: bool) -> dict[str, Any]:
+async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> dict[str, Any]:
     followers = follower_accounts(n)
-    async with simulator([LEADER, *followers], in_process=in_process) as sim:
+    async with simulator([LEADER, *followers], in_process=in_process, exclusive=exclusive) as sim:
         async with running_engine(sim, followers) as run:
             price = await passive_price(sim)
             cpu0, wall0, sim_cpu0 = time.process_time(), time.monotonic(), sim.cpu_seconds()
@@ -165,10 +165,13 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 async def run(
-    counts: tuple[int, ...] = (1, 10, 50, 200), orders: int = 5, in_process: bool = False
+    counts: tuple[int, ...] = (1, 10, 50, 200),
+    orders: int = 5,
+    in_process: bool = False,
+    exclusive: bool = False,
 ) -> dict[str, Any]:
     print(f"bench.followers: 1 leader -> N followers, {orders} leader orders per N")
-    results = [await one_count(n, orders, in_process) for n in counts]
+    results = [await one_count(n, orders, in_process, exclusive) for n in counts]
     print(results[0]["where"])
     single = next((r["last_ms"] for r in results if r["n"] == 1), None)
     print(
@@ -291,9 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--in-process", action="store_true", help="run the simulator in this process"
     )
+    parser.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="keep the copiers off the simulator's CPU too (bench.common.confine_copier)",
+    )
     args = parser.parse_args(argv)
     counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
-    asyncio.run(run(counts, args.orders, args.in_process))
+    asyncio.run(run(counts, args.orders, args.in_process, args.exclusive))
     return 0
 
 
