@@ -1,4 +1,5 @@
-"""Fan-out: `python -m bench.followers [--counts 1,10,50,200] [--orders 5] [--in-process]`.
+"""Fan-out: `python -m bench.followers [--counts 1,10,50,200] [--orders 5] [--in-process]
+[--exclusive]`.
 
 One leader, N followers (each its own account and token on one simulator). For each N, a fresh
 simulator and engine; the leader places a few buy limits one at a time (each waits for every
@@ -16,7 +17,10 @@ Then the durable lean copier: the same, after one fsync'd SQLite row per leader 
 least a copier that never places twice could do), to show what durability itself costs.
 
 The simulator stands for Dhan's servers: it is pinned to a CPU of its own
-(``bench.common.pin_simulator``), so it never pre-empts the copier it measures.
+(``bench.common.pin_simulator``), so it never pre-empts the copier it measures. With
+``--exclusive`` the copiers (engine and lean alike) are kept off that CPU too
+(``bench.common.confine_copier``): on loopback an answer from the simulator wakes the copier
+beside it, which Dhan across a network cannot do. On a 2-CPU machine that leaves the copier one.
 """
 
 from __future__ import annotations
