@@ -16,7 +16,7 @@ L6/L8/L12) and ``remainingQuantity`` 0 on a cancelled, unfilled order (L7: fills
 ``filledQty``/``TradedQty``, never from the remainder of an order that ended).
 
 The socket also teaches instrument facts (``LotSize``, ``TickSize``, ``OptType``,
-``Instrument``): :func:`socket_instrument_hint` returns them for the instrument book.
+``Instrument``): a decoded order alert carries them as its ``hint``, for the instrument book.
 
 The field readers live in :mod:`engine.dhan.fields`, the short codes and names in
 :mod:`engine.dhan.vocabulary`, the reverse direction (our enums -> the SDK's keyword
@@ -84,7 +84,6 @@ __all__ = [
     "parse_order_status",
     "parse_product",
     "parse_segment",
-    "socket_instrument_hint",
 ]
 
 _MAX_RAW_CHARS = 20_000
@@ -232,12 +231,6 @@ def decode_socket_message(raw: str | bytes | Mapping[str, Any]) -> SocketDecodeR
         return SocketDecodeResult(
             SocketDecodeKind.MALFORMED, error=f"cannot decode frame: {exc}", raw=_raw_text(raw)
         )
-
-
-def socket_instrument_hint(raw: str | bytes | Mapping[str, Any]) -> InstrumentHint | None:
-    """What an ``order_alert`` frame says about its instrument; None when it says nothing
-    usable (not an order alert, no segment or security id). Never raises."""
-    return decode_socket_message(raw).hint
 
 
 def _hint_of(d: Mapping[str, Any]) -> InstrumentHint | None:

@@ -15,6 +15,7 @@ from engine.clock import to_ist
 from engine.dhan.codec import (
     CodecError,
     DecodedRows,
+    InstrumentHint,
     SocketDecodeKind,
     decode_rest_order,
     decode_rest_orders,
@@ -989,9 +990,11 @@ def test_socket_pascal_and_camel_keys_decode_the_same() -> None:
     assert _snap({"Type": "order_alert", "Data": both}) == camel
 
 
-def test_socket_instrument_hint() -> None:
-    from engine.dhan.codec import InstrumentHint, socket_instrument_hint
+def socket_instrument_hint(raw: str | dict[str, Any]) -> InstrumentHint | None:
+    return decode_socket_message(raw).hint
 
+
+def test_socket_instrument_hint() -> None:
     frame = json.dumps({"Type": "order_alert", "Data": LIVE_SOCKET_DATA})
     assert socket_instrument_hint(frame) == InstrumentHint(
         segment=Segment.NSE_FNO,
@@ -1011,13 +1014,11 @@ def test_socket_instrument_hint() -> None:
 
 
 def test_a_decoded_alert_carries_its_instrument_hint() -> None:
-    """The stream reads the hint off the decoded frame (parsed once), as the hint reader would."""
-    from engine.dhan.codec import socket_instrument_hint
-
-    frame = json.dumps({"Type": "order_alert", "Data": LIVE_SOCKET_DATA})
-    result = decode_socket_message(frame)
+    """The stream reads the hint off the decoded frame (parsed once), from text or a mapping."""
+    message = {"Type": "order_alert", "Data": LIVE_SOCKET_DATA}
+    result = decode_socket_message(json.dumps(message))
     assert result.is_order and result.hint is not None
-    assert result.hint == socket_instrument_hint(frame)
+    assert result.hint == socket_instrument_hint(message)
     assert decode_socket_message("not json").hint is None
 
 
