@@ -483,10 +483,10 @@ class Probe:
 
 
 STAGES = (
-    ("alert->ingest", "socket read + decode + ingest"),
-    ("ingest->placing", "dispatcher + decide + rate limiter"),
-    ("placing->call", "durable intent write (SQLite fsync)"),
-    ("call->POST", "executor thread + dhanhq SDK + HTTP"),
+    ("alert->ingest", "socket read + decode + the TRANSIT and PENDING updates"),
+    ("ingest->placing", "decisions (of the copies decided before this one too)"),
+    ("placing->call", "the intents' durable commit (one fsync) + the send line"),
+    ("call->POST", "dhanhq request + aiohttp + the simulator's queue"),
     ("POST->return", "simulator answer back to the engine"),
 )
 

@@ -10,6 +10,12 @@ simulator's CPU when it runs apart (the default: a subprocess, so its CPU is not
 When the last follower takes more than 2x the single-follower time, the engine-side stage
 breakdown of the last-served copies shows which stage grows with N.
 
+For both copiers the last copy is split into the first copy and the pace of the others
+(last = first + (N-1) x pace): the first is what every copy waits for before any is on the
+wire (for the engine: both leader updates, every follower's decision and the one durable
+commit), the pace is set by the slower of the copier's sends and the simulator's answers.
+The engine's first-served copy is also shown stage by stage.
+
 Each N also runs the lean copier (bench.lean) on the same simulator after the engine stops: the
 leader's socket read and one aiohttp POST per follower on warm keep-alive connections, nothing
 else. One line per N gives ``N=200 engine/lean last copy 1.32x``, beside both CPU per copy.
@@ -30,6 +36,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +98,11 @@ async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> d
 
     alert_at = first_alerts(alerts, LEADER.client_id)
     post_at = first_posts(requests)
-    lean_lasts = [_last_copy_ms(alert_at, post_at, o, followers) for o in lean_ids]
-    durable_lasts = [_last_copy_ms(alert_at, post_at, o, followers) for o in durable_ids]
+    lean_lasts = [_copy_ms(alert_at, post_at, o, followers, max) for o in lean_ids]
+    lean_firsts = [_copy_ms(alert_at, post_at, o, followers, min) for o in lean_ids]
+    durable_lasts = [_copy_ms(alert_at, post_at, o, followers, max) for o in durable_ids]
     firsts, lasts, medians = [], [], []
-    last_pairs = []
+    first_pairs, last_pairs = [], []
     all_pairs = []
     for order_id in order_ids:
         pairs = [(order_id, f.name, correlation_id(order_id, f.name, 0)) for f in followers]
@@ -104,6 +112,7 @@ async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> d
         firsts.append((times[0][0] - start) * 1000)
         lasts.append((times[-1][0] - start) * 1000)
         medians.append((statistics.median(t for t, _ in times) - start) * 1000)
+        first_pairs.append(times[0][1])
         last_pairs.append(times[-1][1])
     return {
         "n": n,
@@ -121,9 +130,11 @@ async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> d
         "startup_s": startup_s,
         "startup_cpu_s": startup_cpu_s,
         "stages_all": stage_times(probe, alert_at, post_at, all_pairs),
+        "stages_first": stage_times(probe, alert_at, post_at, first_pairs),
         "stages_last": stage_times(probe, alert_at, post_at, last_pairs),
         "where": where,
         "lean_last_ms": statistics.median(lean_lasts),
+        "lean_first_ms": statistics.median(lean_firsts),
         "durable_lean_last_ms": statistics.median(durable_lasts),
         "lean_cpu_ms_per_copy": lean_cpu_s * 1000 / (orders * n),
     }
@@ -154,14 +165,21 @@ async def lean_phase(
     return order_ids, cpu_s
 
 
-def _last_copy_ms(
+def _copy_ms(
     alert_at: dict[str, float],
     post_at: dict[str, float],
     order_id: str,
     followers: list[Account],
+    which: Callable[[Iterable[float]], float],
 ) -> float:
-    last = max(post_at[correlation_id(order_id, f.name, 0)] for f in followers)
-    return (last - alert_at[order_id]) * 1000
+    """The leader's alert -> the first (``min``) or last (``max``) copy's POST received, ms."""
+    at = which(post_at[correlation_id(order_id, f.name, 0)] for f in followers)
+    return (at - alert_at[order_id]) * 1000
+
+
+def _pace_ms(first_ms: float, last_ms: float, n: int) -> float | None:
+    """What each copy after the first added to the last copy's time, ms."""
+    return (last_ms - first_ms) / (n - 1) if n > 1 else None
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -227,6 +245,32 @@ async def run(
             f" (engine/durable lean {r['last_ms'] / r['durable_lean_last_ms']:.2f}x;"
             f" durable lean/lean {r['durable_lean_last_ms'] / r['lean_last_ms']:.2f}x)"
         )
+    # The last copy = the first + (N - 1) x the pace at which the others follow it. The first
+    # is what every copy pays before any is on the wire (for the engine: both leader updates,
+    # every follower's decision, the durable commit); the pace is set by the slower of the
+    # copier's sends and the simulator's answers.
+    print("the last copy = the first copy + (N-1) x the pace of the others (ms, medians)")
+    print_table(
+        ("N", "engine first", "engine pace", "lean first", "lean pace"),
+        [
+            (
+                r["n"],
+                r["first_ms"],
+                _fmt(_pace_ms(r["first_ms"], r["last_ms"], r["n"])),
+                r["lean_first_ms"],
+                _fmt(_pace_ms(r["lean_first_ms"], r["lean_last_ms"], r["n"])),
+            )
+            for r in results
+        ],
+    )
+    print("where the engine's time goes: the FIRST-served copy of each order, p50 ms per stage")
+    print_table(
+        ("N", *(name for name, _ in STAGES)),
+        [
+            (r["n"], *(summary(r["stages_first"][name])["p50"] for name, _ in STAGES))
+            for r in results
+        ],
+    )
     print("where the engine's time goes: the LAST-served copy of each order, p50 ms per stage")
     print_table(
         ("N", *(name for name, _ in STAGES)),

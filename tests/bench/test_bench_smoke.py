@@ -8,6 +8,8 @@ import math
 import pytest
 
 from bench import burst, followers, latency
+from bench.common import Account
+from engine.replication.correlation import correlation_id
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,7 +36,23 @@ async def test_followers_reports_each_count(capsys: pytest.CaptureFixture[str]) 
     figures = await followers.run(counts=(1, 3), orders=2)
     assert [c["n"] for c in figures["counts"]] == [1, 3]
     for row in figures["counts"]:
-        for key in ("first_ms", "last_ms", "cpu_s", "rss_mib", "sim_cpu_s"):
+        for key in ("first_ms", "last_ms", "lean_first_ms", "cpu_s", "rss_mib", "sim_cpu_s"):
             assert key in row
+        assert row["first_ms"] <= row["last_ms"]
+        assert row["lean_first_ms"] <= row["lean_last_ms"]
     assert figures["single_ms"] is not None and figures["scaling"] is not None
-    assert "LAST" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "LAST" in out
+    assert "the pace of the others" in out and "FIRST-served copy" in out
+
+
+def test_first_and_last_copy_and_the_pace_between() -> None:
+    alert_at = {"L1": 10.0}
+    post_at = {correlation_id("L1", name, 0): at for name, at in (("a", 10.004), ("b", 10.010))}
+    accounts = [Account(name, f"10{i}", f"tok{i}") for i, name in enumerate(("a", "b"))]
+    first = followers._copy_ms(alert_at, post_at, "L1", accounts, min)
+    last = followers._copy_ms(alert_at, post_at, "L1", accounts, max)
+    assert math.isclose(first, 4.0) and math.isclose(last, 10.0)
+    pace = followers._pace_ms(first, last, 2)
+    assert pace is not None and math.isclose(pace, 6.0)
+    assert followers._pace_ms(first, first, 1) is None  # one follower: no pace
