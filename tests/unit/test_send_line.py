@@ -1,4 +1,5 @@
-"""The send line: one send per loop turn, in order; bookkeeping waits until the line is empty."""
+"""The send line: the first send alone, then a few per loop turn, in order; bookkeeping waits
+until the line is empty."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from engine.dispatch.send_line import SENDS_PER_TURN, SendLine
+from engine.dispatch.send_line import FIRST_SENDS, SENDS_PER_TURN, SendLine
 
 
 class TurnCounter:
@@ -40,9 +41,15 @@ async def test_even_the_first_send_waits_one_loop_turn() -> None:
     counter.stop()
 
 
-@pytest.mark.parametrize("per_turn", [1, SENDS_PER_TURN])
-async def test_sends_go_in_the_order_asked_a_few_per_loop_turn(per_turn: int) -> None:
-    line = SendLine(per_turn=per_turn)
+def expected_batches(n: int, first: int, per_turn: int) -> list[list[int]]:
+    """The senders 0..n-1 let go per loop turn: `first`, then `per_turn` at a time."""
+    batches = [list(range(min(first, n)))]
+    batches += [list(range(i, min(i + per_turn, n))) for i in range(first, n, per_turn)]
+    return batches
+
+
+async def batches_of(line: SendLine, n: int) -> list[list[int]]:
+    """n senders join the line together; which of them went in each loop turn, in order."""
     counter = TurnCounter()
     counter.start()
     went: list[tuple[int, int]] = []
@@ -51,13 +58,33 @@ async def test_sends_go_in_the_order_asked_a_few_per_loop_turn(per_turn: int) ->
         await line.turn()
         went.append((i, counter.turn))
 
-    await asyncio.gather(*(sender(i) for i in range(10)))
+    await asyncio.gather(*(sender(i) for i in range(n)))
     counter.stop()
-    assert [i for i, _ in went] == list(range(10))
-    batches = [[i for i, t in went if t == turn] for turn in sorted({t for _, t in went})]
-    # Each loop turn lets go the next `per_turn` senders (the last batch may be smaller).
-    assert batches == [list(range(i, min(i + per_turn, 10))) for i in range(0, 10, per_turn)]
+    assert [i for i, _ in went] == list(range(n))
+    return [[i for i, t in went if t == turn] for turn in sorted({t for _, t in went})]
+
+
+@pytest.mark.parametrize(("first", "per_turn"), [(1, 1), (FIRST_SENDS, SENDS_PER_TURN), (4, 4)])
+async def test_sends_go_in_the_order_asked_the_first_alone_then_a_few_per_turn(
+    first: int, per_turn: int
+) -> None:
+    line = SendLine(first=first, per_turn=per_turn)
+    assert await batches_of(line, 10) == expected_batches(10, first, per_turn)
     assert line.waiting == 0
+
+
+async def test_by_default_the_first_copy_of_a_fan_out_goes_alone() -> None:
+    """Dhan works on the first copy while the next few are built: its bytes do not wait for
+    theirs."""
+    assert FIRST_SENDS == 1 < SENDS_PER_TURN
+    assert (await batches_of(SendLine(), 6))[:2] == [[0], [1, 2, 3, 4]]
+
+
+async def test_the_next_fan_out_starts_alone_again_once_the_line_has_emptied() -> None:
+    line = SendLine()
+    first = await batches_of(line, 6)
+    await asyncio.wait_for(line.clear(), 0.1)  # the line has emptied
+    assert await batches_of(line, 6) == first == expected_batches(6, FIRST_SENDS, SENDS_PER_TURN)
 
 
 async def test_clear_returns_at_once_when_no_send_waits() -> None:
