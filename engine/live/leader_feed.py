@@ -3,11 +3,12 @@ through here into the book, and every follower's dispatcher is told to look at t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from engine.clock import Clock
 from engine.dhan.errors import BrokerError
-from engine.domain import OrderSnapshot
+from engine.domain import OrderSnapshot, OrderStatus
 from engine.events import LeaderOrderSeen
 from engine.instruments import InstrumentBook
 from engine.live.accounts import Accounts
@@ -48,9 +49,30 @@ class LeaderFeed:
         self._tasks = tasks
         self._confirming: set[str] = set()
         self._gc_pause = gc_pause  # no collection while the woken followers decide
+        self._held: OrderSnapshot | None = None  # a socket TRANSIT, taken a loop turn later
 
     async def on_snapshot(self, snap: OrderSnapshot) -> None:
+        """A snapshot from the leader's order socket.
+
+        One still in transit wakes no follower, so it is taken a loop turn later: Dhan sends
+        the alert that settles it (PENDING, REJECTED) right behind it, and when that one is
+        already in the socket's buffer it supersedes the TRANSIT, which is then never taken.
+        At N followers taking a TRANSIT costs N position-ledger entries: the PENDING that
+        every copy waits for no longer waits behind them.
+        """
+        held, self._held = self._held, None
+        if held is not None and not supersedes(snap, held):
+            self.ingest(held)  # not made pointless by this one: each in the order it came
+        if snap.status is OrderStatus.TRANSIT:
+            self._held = snap
+            asyncio.get_running_loop().call_soon(self._take_held, snap)
+            return
         self.ingest(snap)
+
+    def _take_held(self, snap: OrderSnapshot) -> None:
+        if self._held is snap:  # not superseded meanwhile
+            self._held = None
+            self.ingest(snap)
 
     def ingest(self, snap: OrderSnapshot) -> bool:
         """Take a leader snapshot from any source; True when it changed what we know."""
@@ -117,6 +139,12 @@ class LeaderFeed:
                 self.ingest(snap)
 
         self._tasks.spawn(confirm(), f"confirm-{order_id}")
+
+
+def supersedes(later: OrderSnapshot, held: OrderSnapshot) -> bool:
+    """Whether ``later``, arriving right behind ``held``, makes it pointless: the same order,
+    no less progressed, so that taken first ``held`` would at once give way to it."""
+    return later.order_id == held.order_id and later.progress_key() >= held.progress_key()
 
 
 def describe_snapshot(s: OrderSnapshot) -> str:
