@@ -317,7 +317,9 @@ class TraderActions(CockpitShell):
             self.notify("Nothing is frozen.")
             return
         details = "\n".join(
-            f"{account or 'the engine (every follower)'}: {plain_words(why, 200)}"
+            f"{account or 'the engine (every follower)'}: "
+            # Most reasons already open with the account's name (they are alert texts too).
+            + plain_words(why.removeprefix(f"{account}: ") if account else why, 200)
             for account, why in frozen
         )
         self.push_screen(

@@ -207,6 +207,21 @@ async def beta_frozen_by_expired_token(pilot: Pilot[None], session: DemoSession)
     await until(lambda: account_state(session, "beta") is AccountState.FROZEN, what="beta frozen")
 
 
+async def test_the_clear_freeze_dialog_names_the_follower_once(tmp_path: Path) -> None:
+    """The freeze's reason opens with the follower's name (it is an alert text too); the
+    dialog's line, which starts with the name, does not say it twice."""
+    session = DemoSession(db_path=tmp_path / "t.db", script=False)
+    app = RecordingApp(session, demo=True, clock=FixedClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await beta_frozen_by_expired_token(pilot, session)
+        await pilot.press("u")
+        await until(lambda: app.screen.id == "confirm-unfreeze", what="the clear-freeze dialog")
+        listed = details(app)
+        assert listed.startswith("beta: Dhan refused the access token"), listed
+        assert "beta: beta:" not in listed
+        await pilot.press("enter")
+
+
 async def test_clear_freeze_no_keeps_it_and_yes_clears_it(tmp_path: Path) -> None:
     session = DemoSession(db_path=tmp_path / "t.db", script=False)
     app = RecordingApp(session, demo=True, clock=FixedClock())
