@@ -115,7 +115,8 @@ def intent(follower: str = "alice", leader: str = "L1", **changes: object) -> In
 
 
 async def read(store: Store, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
-    """``fn(db)`` on the store's main connection (it sees every committed write)."""
+    """``fn(db)`` on the store's main connection, once every write already called is done."""
+    await store.written()
     return await store._db.run(fn)
 
 

@@ -5,15 +5,17 @@ crash at any point after it leaves a PENDING intent that the engine resolves on 
 asking Dhan for the order's correlationId, instead of placing it again.
 
 - WAL mode, so readers never block the writer and a killed process loses nothing committed.
-- Durable and lazy connections. Intents go through one with ``synchronous=FULL`` (the commit
-  is fsynced before the call returns), a plain sqlite3 one on its own thread so a group
-  commit is one hop (``engine.store.intent_writer``); the engine state, freezes and hand
-  marks through another FULL one; everything else, including an intent's completion, through
-  one with ``synchronous=NORMAL`` (safe against a process crash; a power cut may drop the
-  last few commits, which the engine re-derives: a PENDING intent is looked up at the
-  broker). All set ``busy_timeout``.
-- Writes go through one line, in call order, and concurrent intents share one commit
-  (``engine.store.write_line``). Schema: ``engine.store.schema``; rows: ``engine.store.rows``;
+- Intents are durable through their journal (``engine.store.intent_journal``: one fdatasynced
+  append for all the intents of a fan-out) and reach the database right after, through a plain
+  sqlite3 connection on the journal's own thread (``engine.store.intent_writer``), which puts
+  back from the journal, when the store opens, whatever the database lost.
+- Durable and lazy connections: the engine state, freezes and hand marks through one with
+  ``synchronous=FULL``; everything else, including an intent's completion, through one with
+  ``synchronous=NORMAL`` (safe against a process crash; a power cut may drop the last few
+  commits, which the engine re-derives: a PENDING intent is looked up at the broker). All set
+  ``busy_timeout``.
+- Writes go through one line, in call order (``engine.store.write_line``); a read first waits
+  for the writes already called. Schema: ``engine.store.schema``; rows: ``engine.store.rows``;
   JSON: ``engine.store.serialization`` (every free text is redacted: no token is written).
 """
 
@@ -21,8 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
 
 from engine.clock import Clock, SystemClock
 from engine.domain import EngineState, OrderSnapshot
@@ -49,6 +56,10 @@ from engine.views import TimelineEntry
 
 MALFORMED_MAX_CHARS = 20_000
 
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
 
 class Store:
     """Open with ``await Store.open(path)``; close when done."""
@@ -62,7 +73,7 @@ class Store:
     ) -> None:
         self._intents_db = intents_db  # synchronous=FULL: engine state, freezes, hand marks
         self._db = main_db  # synchronous=NORMAL: everything else
-        self._intent_writer = intent_writer  # synchronous=FULL: intents, one hop a commit
+        self._intent_writer = intent_writer  # intents: their journal, then their rows
         self._clock = clock
         self._seq = itertools.count(1)  # orders journal and intents written at the same time
         self._line = WriteLine(intent_writer)
@@ -94,12 +105,26 @@ class Store:
         store._seq = itertools.count(last_seq + 1)
         return store
 
+    async def written(self) -> None:
+        """Until every write already called is done (intents: their rows too)."""
+        await self._line.drain()
+
+    async def _read(self, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """``fn(db)`` once every write already called is done: a caller reads what it wrote."""
+        await self.written()
+        return await self._db.run(fn)
+
     async def close(self) -> None:
         """Let the writes already called finish, then close both connections."""
         if self._closed:
             return
         self._closed = True
         await self._line.drain()
+        if self._line.unstored:
+            log.warning(
+                "%d intents are in the intents journal only: put back when the store next opens",
+                self._line.unstored,
+            )
         try:
             await self._db.close()
         finally:
@@ -117,7 +142,7 @@ class Store:
     # --- engine state ---------------------------------------------------------------------
 
     async def get_engine_state(self) -> tuple[EngineState, str] | None:
-        return await self._db.run(reads.engine_state)
+        return await self._read(reads.engine_state)
 
     async def set_engine_state(self, state: EngineState, reason: str) -> None:
         """Durable on return (the kill switch must survive a crash)."""
@@ -128,7 +153,7 @@ class Store:
 
     async def freezes(self) -> list[tuple[str, str, str]]:
         """Every freeze held: (account, "" for the engine; cause; reason)."""
-        return await self._db.run(safety.freezes)
+        return await self._read(safety.freezes)
 
     async def set_freeze(self, account: str, cause: str, reason: str) -> None:
         row = (account, cause, redact(reason), format_datetime(self._clock.now()))
@@ -139,7 +164,7 @@ class Store:
 
     async def hand_managed(self) -> list[tuple[str, str, bool, str]]:
         """Copies the trader changed by hand: (follower, leader order id, detached, reason)."""
-        return await self._db.run(safety.hand_managed)
+        return await self._read(safety.hand_managed)
 
     async def set_hand_managed(
         self, follower: str, leader_order_id: str, *, detached: bool, reason: str
@@ -207,13 +232,13 @@ class Store:
 
     async def unfinished_intents(self) -> list[Intent]:
         """Intents whose outcome is PENDING or AMBIGUOUS, oldest first."""
-        return await self._db.run(reads.unfinished_intents)
+        return await self._read(reads.unfinished_intents)
 
     async def intent_times(self, since: datetime) -> dict[str, list[datetime]]:
         """When each follower's intents (order requests) were written, since ``since``: what a
         restarted engine counts against Dhan's hourly and daily order-API budgets."""
         times: dict[str, list[datetime]] = {}
-        for follower, created in await self._db.run(lambda db: reads.intent_times_since(db, since)):
+        for follower, created in await self._read(lambda db: reads.intent_times_since(db, since)):
             times.setdefault(follower, []).append(parse_datetime(created))
         return times
 
@@ -221,16 +246,16 @@ class Store:
 
     async def leader_orders(self) -> list[OrderSnapshot]:
         """Every stored leader order, in the order they were first stored."""
-        return [snapshot_from(t) for t in await self._db.run(reads.leader_order_texts)]
+        return [snapshot_from(t) for t in await self._read(reads.leader_order_texts)]
 
     async def mirrors(self) -> list[MirrorRecord]:
-        return await self._db.run(reads.mirrors)
+        return await self._read(reads.mirrors)
 
     # --- read side ------------------------------------------------------------------------
 
     async def timeline(self, leader_order_id: str) -> list[TimelineEntry]:
         """Journal entries and intents of one leader order, oldest first."""
-        rows = await self._db.run(lambda db: timeline.timeline_rows(db, leader_order_id))
+        rows = await self._read(lambda db: timeline.timeline_rows(db, leader_order_id))
         return timeline.in_order(rows)
 
     # --- malformed input ------------------------------------------------------------------
@@ -247,10 +272,10 @@ class Store:
     # --- position ledgers and attach points (engine.live.positions) ------------------------
 
     async def attach_points(self) -> list[positions.AttachRow]:
-        return await self._db.run(positions.attach_rows)
+        return await self._read(positions.attach_rows)
 
     async def position_ledgers(self) -> list[positions.LedgerRow]:
-        return await self._db.run(positions.ledger_rows)
+        return await self._read(positions.ledger_rows)
 
     async def save_positions(
         self,

@@ -1,75 +1,190 @@
-"""The intents' group commit, in one hop to a database thread of our own.
+"""The intents' thread: their journal, and their rows in the database, on one thread of our own.
 
-Every copy of a leader order waits for its intent to be durable (``synchronous=FULL``) before
-it is sent, so this commit sits on the critical path of every copy. Through aiosqlite a
-transaction costs a hop to its thread, and back through the event loop, per statement (BEGIN,
-the INSERT ... RETURNING, the mirrors, COMMIT); the loop is busiest exactly then, deciding the
-other followers' copies, so each hop waits its turn. Here the whole transaction is one plain
-``sqlite3`` function run on a single thread that owns the connection: one hop.
+Every copy of a leader order waits for its intent to be durable before it is sent, so that
+write sits on the critical path of every copy. It is one append to the intents' journal
+(``engine.store.intent_journal``), fdatasynced: a fan-out's intents in one record. Their rows
+(and the mirror rows written with them) go into the database afterwards, on the same thread,
+through a plain ``sqlite3`` connection: one hop for the whole transaction, where aiosqlite
+would take one per statement while the loop is busiest.
 
-The rest of the store stays on aiosqlite; this connection only inserts intents (and their
-mirror rows), in the write line's order (``engine.store.write_line``).
+That connection commits with ``synchronous=NORMAL``: the journal, not the commit, is what
+makes an intent durable. When the store opens, the journal is read back and every intent the
+database lacks (a crash or a power cut between the append and the commit) is put back, with
+its mirror row, in one fsynced transaction; then the journal starts empty. The write line
+keeps every later write behind an intent's rows, so an intent the database lacks is one that
+nothing written after it reached either: its mirror row is then the newest one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from engine.store.connection import BUSY_TIMEOUT_MS
 from engine.store.errors import StoreError
+from engine.store.intent_journal import IntentJournal, JournalEntry, journal_path
+from engine.store.rows import MIRROR_COLUMNS
 from engine.store.writes import (
     INSERT_INTENT,
-    INSERT_INTENTS_INTO,
-    INTENT_SEQ_INDEX,
-    INTENT_VALUES,
-    INTENTS_PER_INSERT,
+    INSERT_INTENT_IF_MISSING,
+    INTENT_COLUMNS,
     UPSERT_MIRROR,
-    Row,
 )
 
+log = logging.getLogger(__name__)
+
 _T = TypeVar("_T")
+
+# The journal is emptied, once the database durably holds all of it, past this size (about a
+# thousand intents): it is also read back whole whenever the store opens.
+COMPACT_AT_BYTES = 1 << 20
 
 
 class IntentWriter:
     """Open with ``await IntentWriter.open(path)``; ``close`` when done."""
 
-    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
-        self._executor = executor  # one thread: the connection is only ever used on it
+    def __init__(
+        self,
+        executor: ThreadPoolExecutor,
+        db: sqlite3.Connection,
+        journal: IntentJournal,
+        next_id: int,
+        required: RequiredColumns,
+        wal_path: str,
+    ) -> None:
+        self._executor = executor  # one thread: the connection and the file are only used on it
         self._db = db
+        self._journal = journal
+        self.next_id = next_id  # the id the next intent gets (ids are never reused)
+        self.required = required
         self._closed = False
+        self._wal_path = wal_path
+        self._uninserted = 0  # journaled, not yet in the database (used on the thread only)
 
     @classmethod
     async def open(cls, path: str) -> IntentWriter:
+        """Connect, and put back into the database whatever of the journal it lacks."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copytrade-intents")
+        loop = asyncio.get_running_loop()
         try:
-            db = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
+            return await loop.run_in_executor(executor, _open_on_thread, executor, path)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(executor, db)
 
-    def submit(self, fn: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
-        """Start ``fn(db)`` on the connection's thread, after what was submitted before."""
-        if self._closed:
-            raise StoreError("the intents connection is closed")
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db)
+    def journal(self, entries: Sequence[JournalEntry]) -> asyncio.Future[None]:
+        """Append ``entries`` to the journal; done once they are on disk."""
+        return self._submit(lambda: self._append(entries))
 
-    async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``fn(db)`` to its end even if the caller is cancelled."""
-        return await asyncio.shield(self.submit(fn))
+    def insert(self, entries: Sequence[JournalEntry]) -> asyncio.Future[None]:
+        """Write journaled intents (and their mirror rows) into the database, in one
+        transaction. Raises, writing nothing, when the database cannot take them now (locked,
+        full); a row the database refuses for itself is logged and left out."""
+        return self._submit(lambda: self._insert(entries))
+
+    def run(self, fn: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
+        """``fn(db)`` on the connection's thread, after what was submitted before."""
+        return self._submit(lambda: fn(self._db))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         # Queued behind whatever was submitted: those run first.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_on_thread)
         self._executor.shutdown(wait=False)  # idle now: its thread ends at once
+
+    def _submit(self, fn: Callable[[], _T]) -> asyncio.Future[_T]:
+        if self._closed:
+            raise StoreError("the intents connection is closed")
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # --- on the thread ---------------------------------------------------------------------
+
+    def _append(self, entries: Sequence[JournalEntry]) -> None:
+        self._journal.append(entries)
+        self._uninserted += len(entries)
+
+    def _insert(self, entries: Sequence[JournalEntry]) -> None:
+        insert_journaled(self._db, entries)
+        self._uninserted -= len(entries)
+        if self._uninserted == 0 and self._journal.size > COMPACT_AT_BYTES:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Empty the journal once every intent in it is durably in the database: an fsync of
+        the WAL, which holds every commit since the last checkpoint (a checkpoint fsyncs what
+        it copies into the database file)."""
+        try:
+            wal = os.open(self._wal_path, os.O_RDONLY)
+        except FileNotFoundError:
+            wal = -1  # checkpointed and removed: all of it is in the database file, synced
+        try:
+            if wal >= 0:
+                os.fsync(wal)
+            self._journal.reset()
+        except (OSError, StoreError):
+            log.exception("the intents journal could not be emptied (kept as it is)")
+        finally:
+            if wal >= 0:
+                os.close(wal)
+
+    def _close_on_thread(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            self._journal.close()
+
+
+class RequiredColumns:
+    """What the database would refuse in a row for itself (a NOT NULL column left empty),
+    checked before the row is journaled: a copy is sent only once its intent is accepted."""
+
+    def __init__(self, intents: Sequence[str], mirrors: Sequence[str]) -> None:
+        self._intents = [(i, c) for i, c in enumerate(INTENT_COLUMNS) if c in intents]
+        mirror_columns = [c.strip() for c in MIRROR_COLUMNS.split(",")]
+        self._mirrors = [(i, c) for i, c in enumerate(mirror_columns) if c in mirrors]
+
+    def refusal(self, intent: tuple[object, ...], mirror: tuple[object, ...] | None) -> str:
+        """SQLite's own words for why it would refuse the pair; "" when it would not."""
+        for i, column in self._intents:
+            if intent[i] is None:
+                return f"NOT NULL constraint failed: intents.{column}"
+        if mirror is not None:
+            for i, column in self._mirrors:
+                if mirror[i] is None:
+                    return f"NOT NULL constraint failed: mirrors.{column}"
+        return ""
+
+
+def _open_on_thread(executor: ThreadPoolExecutor, path: str) -> IntentWriter:
+    db = _connect(path)
+    try:
+        journal = IntentJournal.open(journal_path(path))
+        try:
+            if journal.entries:
+                restored = restore(db, journal.entries)
+                log.info(
+                    "intents journal: %d of %d intents put back into the database",
+                    restored,
+                    len(journal.entries),
+                )
+            journal.reset()
+            next_id = _last_intent_id(db) + 1
+            required = RequiredColumns(_not_null(db, "intents"), _not_null(db, "mirrors"))
+        except BaseException:
+            journal.close()
+            raise
+    except BaseException:
+        db.close()
+        raise
+    return IntentWriter(executor, db, journal, next_id, required, path + "-wal")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -80,11 +195,11 @@ def _connect(path: str) -> sqlite3.Connection:
         (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
         if str(mode).lower() != "wal":
             raise StoreError(f"could not switch the database to WAL mode (got {mode})")
-        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA synchronous = NORMAL")  # the intents' journal is fsynced instead
         db.execute("PRAGMA foreign_keys = ON")
         # The commit that crosses the WAL's size limit copies it into the database (and
-        # fsyncs that too): never an intent's, which a copy waits for. The store's other
-        # connection, whose writes nothing waits on, does it.
+        # fsyncs that too): never this connection's, whose commits follow the copies' sends.
+        # The store's other connection does it.
         db.execute("PRAGMA wal_autocheckpoint = 0")
     except BaseException:
         db.close()
@@ -92,82 +207,67 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def insert_intents(
-    db: sqlite3.Connection, intents: Sequence[tuple[Row, Row | None]]
-) -> list[int | Exception]:
-    """Each (intent row, mirror row or None) in one transaction; the new id, or the error of
-    the one that failed (then a savepoint each, so one bad intent cannot fail the others)."""
-    if len(intents) == 1:
-        return [_insert_one(db, *intents[0])]
-    try:
-        return list(_insert_together(db, intents))
-    except (
-        _SeqsNotUnique,
-        sqlite3.IntegrityError,
-        sqlite3.InterfaceError,
-        sqlite3.ProgrammingError,
-    ):
-        pass  # one of them is refused (rolled back, nothing kept): each in its own savepoint
-    results: list[int | Exception] = []
-    with _transaction(db):
-        for intent, mirror in intents:
-            db.execute("SAVEPOINT intent")
-            try:
-                intent_id = _insert(db, intent, mirror)
-            except Exception as exc:
-                db.execute("ROLLBACK TO intent")
-                db.execute("RELEASE intent")
-                results.append(exc)
-                continue
-            db.execute("RELEASE intent")
-            results.append(intent_id)
-    return results
-
-
-class _SeqsNotUnique(Exception):
-    """Two intents of one batch carry the same seq: their new ids cannot be told apart."""
-
-
-def _insert_together(
-    db: sqlite3.Connection, intents: Sequence[tuple[Row, Row | None]]
-) -> list[int]:
-    """All the intents in a multi-row INSERT ... RETURNING, the mirrors in one executemany.
-    Raises if any row is refused; then nothing is kept."""
-    rows = [intent for intent, _ in intents]
-    mirrors = [mirror for _, mirror in intents if mirror is not None]
-    ids_by_seq: dict[Any, int] = {}
-    with _transaction(db):
-        for start in range(0, len(rows), INTENTS_PER_INSERT):
-            chunk = rows[start : start + INTENTS_PER_INSERT]
-            sql = (
-                INSERT_INTENTS_INTO + ", ".join([INTENT_VALUES] * len(chunk)) + " RETURNING id, seq"
-            )
-            values = [value for row in chunk for value in row]
-            for intent_id, seq in db.execute(sql, values).fetchall():
-                ids_by_seq[seq] = intent_id
-        if len(ids_by_seq) != len(rows):  # seq not unique: the ids cannot be told apart
-            raise _SeqsNotUnique()
-        if mirrors:
-            db.executemany(UPSERT_MIRROR, mirrors)
-    return [ids_by_seq[row[INTENT_SEQ_INDEX]] for row in rows]
-
-
-def _insert_one(db: sqlite3.Connection, intent: Row, mirror: Row | None) -> int | Exception:
-    """One intent alone: no other to protect, so no savepoint; its failure rolls back the
-    whole transaction, which held nothing else."""
+def insert_journaled(db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> None:
+    """The rows of journaled intents, in one transaction. A row the database refuses for
+    itself (a constraint) is logged and left out, so that it cannot hold back the others;
+    anything else (locked, full) raises with nothing written."""
     try:
         with _transaction(db):
-            return _insert(db, intent, mirror)
-    except Exception as exc:
-        return exc
+            db.executemany(INSERT_INTENT, [(e.intent_id, *e.intent) for e in entries])
+            mirrors = [e.mirror for e in entries if e.mirror is not None]
+            if mirrors:
+                db.executemany(UPSERT_MIRROR, mirrors)
+        return
+    except sqlite3.IntegrityError:
+        pass  # one of them is refused (rolled back, nothing kept): each in its own savepoint
+    with _transaction(db):
+        for entry in entries:
+            db.execute("SAVEPOINT intent")
+            try:
+                db.execute(INSERT_INTENT, (entry.intent_id, *entry.intent))
+                if entry.mirror is not None:
+                    db.execute(UPSERT_MIRROR, entry.mirror)
+            except sqlite3.IntegrityError as exc:
+                db.execute("ROLLBACK TO intent")
+                log.error("intent %d left out of the database: %s", entry.intent_id, exc)
+            db.execute("RELEASE intent")
 
 
-def _insert(db: sqlite3.Connection, intent: Row, mirror: Row | None) -> int:
-    cur = db.execute(INSERT_INTENT, intent)
-    if mirror is not None:
-        db.execute(UPSERT_MIRROR, mirror)
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+def restore(db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> int:
+    """Put back the journaled intents the database lacks, each with its mirror row, in one
+    fsynced transaction; how many were put back."""
+    restored = 0
+    db.execute("PRAGMA synchronous = FULL")
+    try:
+        with _transaction(db):
+            for entry in entries:
+                db.execute("SAVEPOINT intent")
+                try:
+                    cur = db.execute(INSERT_INTENT_IF_MISSING, (entry.intent_id, *entry.intent))
+                    if cur.rowcount == 1:  # (had it: what was written after it is there too)
+                        if entry.mirror is not None:
+                            db.execute(UPSERT_MIRROR, entry.mirror)
+                        restored += 1
+                except sqlite3.IntegrityError as exc:
+                    db.execute("ROLLBACK TO intent")
+                    log.error("intent %d in the journal not put back: %s", entry.intent_id, exc)
+                db.execute("RELEASE intent")
+    finally:
+        db.execute("PRAGMA synchronous = NORMAL")
+    return restored
+
+
+def _last_intent_id(db: sqlite3.Connection) -> int:
+    """The highest id an intent ever had (AUTOINCREMENT's own record included)."""
+    (last,) = db.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'intents'), 0),"
+        " coalesce((SELECT max(id) FROM intents), 0))"
+    ).fetchone()
+    return int(last)
+
+
+def _not_null(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f"PRAGMA table_info({table})") if row[3]]
 
 
 @contextmanager

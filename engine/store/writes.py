@@ -47,14 +47,25 @@ UPSERT_LEADER = (
     " updated_at = excluded.updated_at, snapshot = excluded.snapshot,"
     " stored_at = excluded.stored_at"
 )
-INSERT_INTENTS_INTO = (
-    "INSERT INTO intents (follower, leader_order_id, kind, correlation_id, params,"
-    " follower_order_id, outcome, detail, created_at, seq) VALUES "
+# An intent row (engine.store.rows.intent_row), in this order; its id is given by the write
+# line before the row is written (engine.store.intent_journal).
+INTENT_COLUMNS = (
+    "follower",
+    "leader_order_id",
+    "kind",
+    "correlation_id",
+    "params",
+    "follower_order_id",
+    "outcome",
+    "detail",
+    "created_at",
+    "seq",
 )
-INTENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_INTENT = INSERT_INTENTS_INTO + INTENT_VALUES
-INTENT_SEQ_INDEX = 9  # an intent row's seq: unique, so it names the row in a RETURNING
-INTENTS_PER_INSERT = 500  # 5,000 bound values per statement, well under SQLite's limit
+INSERT_INTENT = (
+    f"INSERT INTO intents (id, {', '.join(INTENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * (len(INTENT_COLUMNS) + 1))})"
+)
+INSERT_INTENT_IF_MISSING = INSERT_INTENT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 COMPLETE_INTENT = (
     "UPDATE intents SET outcome = ?, detail = ?, completed_at = ?,"
     " follower_order_id = CASE WHEN follower_order_id = '' THEN ?"

@@ -1,29 +1,29 @@
 """Fan-out of one leader order: every follower's intent is durable before any copy is sent.
 
-The intents of one leader event share one commit; a broker call for any follower happens only
-once all of them can be read back by another connection (committed). Seen from outside: a
-wrapping broker reads the database at the moment each ``place`` is called.
+The intents of one leader event share one journal record (engine.store.intent_journal); a
+broker call for any follower happens only once all of them are on disk. Seen from outside: a
+wrapping broker reads the intents' journal file at the moment each ``place`` is called.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import cast
 
 from engine.dhan.errors import BrokerResult
 from engine.domain import OrderParams
 from engine.engine import Broker, default_broker_factory
+from engine.store.intent_journal import decode, journal_path
 from tests.e2e.conftest import ALPHA, BETA, WorldFactory
 
 
 class CommittedAtSend:
     """A follower's broker that notes, at each ``place``, which intents of that copy's leader
-    order another connection can already read."""
+    order the journal on disk already holds."""
 
     def __init__(self, inner: Broker, db: Path, seen: dict[str, set[str]]) -> None:
         self._inner = inner
-        self._db = db
+        self._journal = Path(journal_path(str(db)))
         self._seen = seen
 
     def __getattr__(self, name: str) -> object:
@@ -31,21 +31,12 @@ class CommittedAtSend:
 
     async def place(self, params: OrderParams) -> BrokerResult:
         cid = params.correlation_id or ""
-        with sqlite3.connect(self._db) as db:
-            leader_ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT leader_order_id FROM intents WHERE correlation_id = ?", (cid,)
-                )
-            ]
-            followers = {
-                r[0]
-                for r in db.execute(
-                    "SELECT follower FROM intents WHERE leader_order_id = ? AND kind = 'PLACE'",
-                    (leader_ids[0] if leader_ids else "",),
-                )
-            }
-        self._seen[cid] = followers
+        records, _ = decode(self._journal.read_bytes())  # read at the moment of the send
+        rows = [e.intent for record in records for e in record]  # (follower, leader, kind, cid..)
+        leader_ids = [row[1] for row in rows if row[3] == cid]
+        self._seen[cid] = {
+            row[0] for row in rows if leader_ids and row[1] == leader_ids[0] and row[2] == "PLACE"
+        }
         return await self._inner.place(params)
 
 

@@ -15,6 +15,7 @@ from engine.clock import ManualClock
 from engine.domain import Alert, MirrorState, OrderStatus, Severity
 from engine.records import IntentOutcome
 from engine.store import Store, WriteBatch
+from engine.store.intent_journal import decode, journal_path
 from tests.store_helpers import (
     T0,
     cap_pages,
@@ -138,7 +139,9 @@ async def test_batches_and_intents_land_in_call_order(store: Store, clock: Manua
     assert [e.text[:5] for e in await store.timeline("L1")] == ["first", "PLACE", "third"]
 
 
-async def test_concurrent_intents_share_one_commit(store: Store) -> None:
+async def test_concurrent_intents_share_one_record_and_one_commit(
+    store: Store, tmp_path: Path
+) -> None:
     commits: list[str] = []
 
     def trace(db: sqlite3.Connection) -> None:
@@ -149,7 +152,11 @@ async def test_concurrent_intents_share_one_commit(store: Store) -> None:
         *(store.record_intent(intent(f"f{n}"), mirror(f"f{n}")) for n in range(10))
     )
     assert len({i.id for i in stored}) == 10
-    assert commits == ["COMMIT"]  # ten intents, one fsync
+    journal = Path(journal_path(str(tmp_path / "copytrade.db")))
+    records, _ = decode(journal.read_bytes())  # noqa: ASYNC240 (a small file, in a test)
+    assert [[e.intent_id for e in r] for r in records] == [[i.id for i in stored]]  # one fsync
+    await store.written()
+    assert commits == ["COMMIT"]  # and their rows in one transaction
     assert len(await store.mirrors()) == 10
 
 
