@@ -63,8 +63,11 @@ class _Turn:
             await asyncio.wait([self._previous])
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._held:
-            return  # released by the job's own completion
+        if not self._held:  # (else released by the job's own completion)
+            self.pass_on()
+
+    def pass_on(self) -> None:
+        """Let the next write go once the previous one is done (at once if it is)."""
         previous = self._previous
         if previous is None or previous.done():
             self.release()
@@ -155,12 +158,17 @@ class WriteLine:
                     item.future.set_exception(exc)
             entries = []
             if not isinstance(exc, Exception):
+                turn.pass_on()  # the writes behind this batch still go, in their order
                 raise
         for item, entry in journaled:
             if not item.future.done():  # (a caller cancelled: its intent is journaled anyway)
                 item.future.set_result(entry.intent_id)
         if entries:
-            await asyncio.sleep(ROWS_AFTER_S)
+            try:
+                await asyncio.sleep(ROWS_AFTER_S)
+            except asyncio.CancelledError:  # the loop is ending: the rows wait for the next open
+                turn.pass_on()
+                raise
         async with turn:
             self._unstored += entries
             try:
