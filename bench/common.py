@@ -485,7 +485,7 @@ class Probe:
 STAGES = (
     ("alert->ingest", "socket read + decode + the TRANSIT and PENDING updates"),
     ("ingest->placing", "decisions (of the copies decided before this one too)"),
-    ("placing->call", "the intents' durable commit (one fsync) + the send line"),
+    ("placing->call", "the intents' journal record (one fdatasync) + the send line"),
     ("call->POST", "dhanhq request + aiohttp + the simulator's queue"),
     ("POST->return", "simulator answer back to the engine"),
 )

@@ -196,11 +196,12 @@ class Store:
     # --- intents --------------------------------------------------------------------------
 
     async def record_intent(self, intent: Intent, mirror: MirrorRecord | None = None) -> Intent:
-        """Write the intent (and the mirror row, atomically with it); fsynced on return.
+        """Journal the intent (and the mirror row written with it); on disk on return.
 
         Returns the intent with its ``id`` and ``created_at`` (kept if already set).
-        Intents recorded concurrently (several followers at once) share one transaction and
-        one fsync; each keeps its own savepoint, so one failure does not fail the others.
+        Intents recorded concurrently (several followers at once) share one journal record and
+        one fdatasync, and their rows one transaction right after; one the database would
+        refuse (an empty required column) fails alone, before anything is journaled.
         """
         if intent.id:
             raise StoreError(f"intent {intent.id} is already recorded")

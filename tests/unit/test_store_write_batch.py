@@ -131,7 +131,7 @@ async def test_batches_and_intents_land_in_call_order(store: Store, clock: Manua
     third = WriteBatch(mirrors=[v3], journal=[(T0, "broker", None, "L1", "third")])
     await asyncio.gather(
         store.write_batch(first),
-        store.record_intent(intent(), v2),  # the other connection, fsynced
+        store.record_intent(intent(), v2),  # journaled, its rows on the other connection
         store.write_batch(third),
     )
     assert await get_mirror(store, "alice", "L1") == v3
