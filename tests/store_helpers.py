@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -290,3 +295,17 @@ async def cap_every_connection(store: Store, full: bool = True) -> None:
         db.execute(f"PRAGMA max_page_count = {pages if full else 1073741823}").fetchall()
 
     await store._intent_writer.run(pages_now)
+
+
+def run_until_killed(script: str, db: Path) -> None:
+    """Run ``script`` (Python source, given ``db`` as its argument) in a process of its own,
+    which must end by SIGKILLing itself: a crash with nothing closed or flushed."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(db)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()

@@ -8,10 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,9 +20,7 @@ from engine.records import Intent
 from engine.store import Store, WriteBatch, intent_writer
 from engine.store.errors import StoreError
 from engine.store.intent_journal import IntentJournal, JournalEntry, decode, encode, journal_path
-from tests.store_helpers import get_mirror, intent, mirror
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.store_helpers import get_mirror, intent, mirror, run_until_killed
 
 
 def entry(n: int) -> JournalEntry:
@@ -229,14 +224,7 @@ def test_intents_journaled_survive_a_kill_9_before_their_rows_are_written(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "crash.db"
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, str(path)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        timeout=30,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    run_until_killed(CRASH_SCRIPT, path)
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM intents").fetchone()[0] == 0
 

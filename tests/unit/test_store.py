@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -53,6 +49,7 @@ from tests.store_helpers import (
     params,
     recent_alerts,
     record_alert,
+    run_until_killed,
     save_mirror,
     schema_version,
     snapshot,
@@ -359,15 +356,7 @@ CRASH_SCRIPT = textwrap.dedent(
 
 def test_intents_survive_a_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, str(path)],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        timeout=30,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    run_until_killed(CRASH_SCRIPT, path)
 
     async def check() -> None:
         async with await Store.open(path) as s:
