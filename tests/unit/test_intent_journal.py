@@ -234,3 +234,12 @@ def test_intents_journaled_survive_a_kill_9_before_their_rows_are_written(
             assert sorted(i.follower for i in pending) == [f"f{n}" for n in range(5)]
 
     asyncio.run(check())
+
+
+async def test_a_journal_that_cannot_be_opened_stops_the_store_with_one_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "copytrade.db"
+    os.mkdir(journal_path(str(path)))  # not a file: nothing could be journaled
+    with pytest.raises(StoreError, match=r"cannot open the intents journal .*: Is a directory"):
+        await Store.open(path)
