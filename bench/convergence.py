@@ -9,8 +9,9 @@ For every leader order L and follower F (sized by an integer-ish multiplier):
 
 - lost: L needed a copy (it is open, or something of it filled) and F has no order with any of
   L's correlationIds, and the engine gave no reason (SKIPPED / FAILED / cancelled by a kill).
-- duplicates: two orders at F with one correlationId (one (L, F, generation)), or more than one
-  open copy of L at F at once.
+- duplicates: two placements at F with one correlationId (one (L, F, generation)), or more
+  than one open copy of L at F at once. The slices of one /orders/slicing call are one
+  placement: Dhan gives every slice the request's correlationId.
 - mismatched: F's open copy is not what L's order implies (order type, price, trigger,
   validity, side), or F's copy is still open while L ended without filling (cancelled /
   rejected / expired), or any copy is open while the engine is KILLED; or, per position
@@ -140,6 +141,9 @@ class Snapshot:
     ]  # (follower, leader order id) -> what the engine says
     calls: CallLog
     engine_killed: bool = False
+    # follower name -> order id -> the request that made it (the simulator's record); an
+    # order not in it is a placement of its own
+    placements: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,11 +219,13 @@ def check(
         by_cid: dict[str, list[dict[str, Any]]] = {}
         for o in orders:
             by_cid.setdefault(str(o.get("correlationId") or ""), []).append(o)
+        placement = snap.placements.get(f.name, {})
         for cid, group in by_cid.items():
-            if cid and len(group) > 1:
-                rep.duplicates += len(group) - 1
+            made_by = {placement.get(str(o["orderId"]), str(o["orderId"])) for o in group}
+            if cid and len(made_by) > 1:
+                rep.duplicates += len(made_by) - 1
                 rep.problems.append(
-                    f"duplicate: {f.name} has {len(group)} orders with correlationId {cid}"
+                    f"duplicate: {f.name} has {len(made_by)} placements with correlationId {cid}"
                 )
         for lo in snap.leader_orders:
             lid = str(lo["orderId"])
@@ -236,7 +242,9 @@ def check(
             copies_of[lid] = copies
             judged[lid] = why is None
             n = len(rep.problems)
-            _check_pair(rep, f, lo, copies, why, by_position, snap.engine_killed, explained)
+            _check_pair(
+                rep, f, lo, copies, placement, why, by_position, snap.engine_killed, explained
+            )
             if info is not None:
                 for i in range(n, len(rep.problems)):
                     rep.problems[i] += f" [engine: {info.state} {info.reason[:60]}]"
@@ -266,6 +274,7 @@ def _check_pair(
     f: FollowerSpec,
     lo: dict[str, Any],
     copies: list[dict[str, Any]],
+    placement: Mapping[str, str],
     why: str | None,
     by_position: bool,
     killed: bool,
@@ -282,9 +291,10 @@ def _check_pair(
         rep.mismatched += 1
         rep.problems.append(f"mismatch: {tag}: copy still open while the engine is KILLED")
         return
-    if len(open_copies) > 1:
-        rep.duplicates += len(open_copies) - 1
-        rep.problems.append(f"duplicate: {tag}: {len(open_copies)} open copies")
+    open_placements = {placement.get(str(o["orderId"]), str(o["orderId"])) for o in open_copies}
+    if len(open_placements) > 1:  # (the open slices of one copy are one copy)
+        rep.duplicates += len(open_placements) - 1
+        rep.problems.append(f"duplicate: {tag}: {len(open_placements)} open copies")
     if not copies:
         if needs_copy and not by_position:  # a skip by the position: the position judges it
             if why is not None:

@@ -213,6 +213,7 @@ class Soak:
         return Snapshot(
             leader_orders=sim.orders(LEADER[0]),
             follower_orders={f.name: sim.orders(f.client_id) for f in FOLLOWERS},
+            placements={f.name: sim.placements(f.client_id) for f in FOLLOWERS},
             mirrors=mirrors_from_db(db),
             calls=calls,
             engine_killed=engine_state_from_db(db) == "KILLED",

@@ -122,6 +122,9 @@ class SimOrder:
     leg_name: str = ""
     remarks: str = ""
     replayed: bool = False  # re-enacted from a recording: never matched, filled as recorded
+    # The first order id of the request that made it: several orders share it only as the
+    # slices of one /orders/slicing call (which all carry its correlationId).
+    placement: str = ""
 
     @property
     def remaining(self) -> int:
@@ -416,7 +419,7 @@ class Exchange:
             chunk = inst.max_order_qty
             full, rest = divmod(req.quantity, chunk)
             sizes = [chunk] * full + ([rest] if rest else [])
-        placed = []
+        placed: list[SimOrder] = []
         for qty in sizes:
             now = self.now()
             order = SimOrder(
@@ -441,6 +444,7 @@ class Exchange:
                 create_time=now,
                 update_time=now,
                 leg_name="ENTRY_LEG" if req.product in ("BO", "CO") else "",
+                placement=placed[0].order_id if placed else str(self._next_order),
             )
             if order_type != req.order_type:
                 order.remarks = self._conversion_remark(req.order_type)

@@ -343,6 +343,13 @@ class DhanSimulator:
     def orders(self, client_id: str) -> list[dict[str, Any]]:
         return [order_rest(o, self.profile) for o in self.exchange.account(client_id).orders]
 
+    def placements(self, client_id: str) -> dict[str, str]:
+        """Each order id -> the request that made it (the slices of one slicing call share
+        one); not part of Dhan's API, for checkers that must tell slices from duplicates."""
+        return {
+            o.order_id: o.placement or o.order_id for o in self.exchange.account(client_id).orders
+        }
+
     def trades(self, client_id: str) -> list[dict[str, Any]]:
         return [trade_rest(t, self.profile) for t in self.exchange.account(client_id).trades]
 

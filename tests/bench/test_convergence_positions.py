@@ -68,3 +68,23 @@ def test_half_follower_sold_short_on_the_exit_is_a_mismatch() -> None:
         LOTS,
     )
     assert report.mismatched == 1 and "heading -65" in report.problems[0]
+
+
+def test_the_slices_of_one_copy_are_one_placement_and_two_placements_are_a_duplicate() -> None:
+    """Dhan's /orders/slicing gives every slice the request's correlationId."""
+    cid = correlation_id("3", "half", 0)
+    slices = [
+        order("f2", "SELL", 39, 39, "TRADED", correlationId=cid, orderType="LIMIT"),
+        order("f3", "SELL", 26, 26, "TRADED", correlationId=cid, orderType="LIMIT"),
+    ]
+    books = [copy("2", "f1", "BUY", 65), *slices]
+    skipped = {("half", "1"): MirrorInfo("SKIPPED", "target +0 → +0 (leader +65), step 0")}
+    sliced = snapshot(books, skipped)
+    sliced.placements = {"half": {"f2": "f2", "f3": "f2"}}
+    report = check(sliced, HALF, LOTS)
+    assert report.ok, report.summary()
+    twice = snapshot(books, skipped)
+    twice.placements = {"half": {"f2": "f2", "f3": "f3"}}  # two requests, one correlationId
+    report = check(twice, HALF, LOTS)
+    assert report.duplicates == 1
+    assert f"half has 2 placements with correlationId {cid}" in report.problems[0]

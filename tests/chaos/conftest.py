@@ -57,6 +57,7 @@ class ChaosWorld(World):
         return Snapshot(
             leader_orders=self.sim.orders(LEADER[0]),
             follower_orders={f.name: self.sim.orders(f.client_id) for f in FOLLOWERS},
+            placements={f.name: self.sim.placements(f.client_id) for f in FOLLOWERS},
             mirrors=mirrors,
             calls=self.log,
             engine_killed=killed,

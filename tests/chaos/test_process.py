@@ -44,6 +44,7 @@ class ProcWorld:
         return Snapshot(
             leader_orders=self.sim.orders(LEADER[0]),
             follower_orders={f.name: self.sim.orders(f.client_id) for f in FOLLOWERS},
+            placements={f.name: self.sim.placements(f.client_id) for f in FOLLOWERS},
             mirrors=mirrors_from_db(self.db),
             calls=CallLog.read(self.calls),
             engine_killed=engine_state_from_db(self.db) == "KILLED",

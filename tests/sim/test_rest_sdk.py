@@ -204,7 +204,7 @@ async def test_profile_via_dhan_login(sim: DhanSimulator) -> None:
         await call(login.user_profile, "wrong-token")
 
 
-async def test_slicing_splits_above_freeze_quantity(leader: Any) -> None:
+async def test_slicing_splits_above_freeze_quantity(sim: DhanSimulator, leader: Any) -> None:
     # NIFTY 26000 CE: lot 65, SM_FREEZE_QTY 1756 -> at most 1755 (27 lots) per order
     res = ok(
         await call(
@@ -224,6 +224,8 @@ async def test_slicing_splits_above_freeze_quantity(leader: Any) -> None:
     book = ok(await call(leader.get_order_list))
     assert [o["quantity"] for o in book] == [1755, 1755, 390]
     assert {o["correlationId"] for o in book} == {"slice-1"}
+    # One request: the checkers' record of what made each order tells slices from duplicates.
+    assert set(sim.placements(LEADER).values()) == {book[0]["orderId"]}
     unsliced = await call(
         leader.place_order, security_id="48211", exchange_segment="NSE_FNO",
         transaction_type="BUY", quantity=3900, order_type="LIMIT", product_type="MARGIN",
