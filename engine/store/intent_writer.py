@@ -61,7 +61,7 @@ class IntentWriter:
         self._executor = executor  # one thread: the connection and the file are only used on it
         self._db = db
         self._journal = journal
-        self.next_id = next_id  # the id the next intent gets (ids are never reused)
+        self._next_id = next_id  # the id the next intent gets (ids are never reused)
         self.required = required
         self._closed = False
         self._wal_path = wal_path
@@ -77,6 +77,11 @@ class IntentWriter:
         except BaseException:
             executor.shutdown(wait=False)
             raise
+
+    def new_id(self) -> int:
+        """An intent's id, given before its row is written (on the loop, in call order)."""
+        self._next_id += 1
+        return self._next_id - 1
 
     def journal(self, entries: Sequence[JournalEntry]) -> asyncio.Future[None]:
         """Append ``entries`` to the journal; done once they are on disk."""
@@ -221,40 +226,40 @@ def insert_journaled(db: sqlite3.Connection, entries: Sequence[JournalEntry]) ->
     except sqlite3.IntegrityError:
         pass  # one of them is refused (rolled back, nothing kept): each in its own savepoint
     with _transaction(db):
-        for entry in entries:
-            db.execute("SAVEPOINT intent")
-            try:
-                db.execute(INSERT_INTENT, (entry.intent_id, *entry.intent))
-                if entry.mirror is not None:
-                    db.execute(UPSERT_MIRROR, entry.mirror)
-            except sqlite3.IntegrityError as exc:
-                db.execute("ROLLBACK TO intent")
-                log.error("intent %d left out of the database: %s", entry.intent_id, exc)
-            db.execute("RELEASE intent")
+        _each_alone(db, entries, INSERT_INTENT, "left out of the database")
 
 
 def restore(db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> int:
     """Put back the journaled intents the database lacks, each with its mirror row, in one
-    fsynced transaction; how many were put back."""
-    restored = 0
+    fsynced transaction; how many were put back. An intent the database has is left as it is:
+    what was written after it is there too, its mirror row's newer state included."""
     db.execute("PRAGMA synchronous = FULL")
     try:
         with _transaction(db):
-            for entry in entries:
-                db.execute("SAVEPOINT intent")
-                try:
-                    cur = db.execute(INSERT_INTENT_IF_MISSING, (entry.intent_id, *entry.intent))
-                    if cur.rowcount == 1:  # (had it: what was written after it is there too)
-                        if entry.mirror is not None:
-                            db.execute(UPSERT_MIRROR, entry.mirror)
-                        restored += 1
-                except sqlite3.IntegrityError as exc:
-                    db.execute("ROLLBACK TO intent")
-                    log.error("intent %d in the journal not put back: %s", entry.intent_id, exc)
-                db.execute("RELEASE intent")
+            return _each_alone(db, entries, INSERT_INTENT_IF_MISSING, "not put back")
     finally:
         db.execute("PRAGMA synchronous = NORMAL")
-    return restored
+
+
+def _each_alone(
+    db: sqlite3.Connection, entries: Sequence[JournalEntry], insert: str, refused: str
+) -> int:
+    """Each entry's rows in a savepoint of its own (inside the caller's transaction): one the
+    database refuses is logged and left out. Its mirror row goes in only with a new intent
+    row. How many intent rows went in."""
+    written = 0
+    for entry in entries:
+        db.execute("SAVEPOINT intent")
+        try:
+            if db.execute(insert, (entry.intent_id, *entry.intent)).rowcount == 1:
+                if entry.mirror is not None:
+                    db.execute(UPSERT_MIRROR, entry.mirror)
+                written += 1
+        except sqlite3.IntegrityError as exc:
+            db.execute("ROLLBACK TO intent")
+            log.error("intent %d %s: %s", entry.intent_id, refused, exc)
+        db.execute("RELEASE intent")
+    return written
 
 
 def _last_intent_id(db: sqlite3.Connection) -> int:

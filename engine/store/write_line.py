@@ -146,8 +146,7 @@ class WriteLine:
             if refusal:  # what the database would refuse is never journaled, nor sent
                 item.future.set_exception(sqlite3.IntegrityError(refusal))
                 continue
-            journaled.append((item, JournalEntry(self._intents.next_id, item.intent, item.mirror)))
-            self._intents.next_id += 1
+            journaled.append((item, JournalEntry(self._intents.new_id(), item.intent, item.mirror)))
         entries = [entry for _, entry in journaled]
         try:
             if entries:
