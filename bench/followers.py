@@ -1,10 +1,11 @@
-"""Fan-out: `python -m bench.followers [--counts 1,10,50,200] [--orders 5] [--in-process]
-[--exclusive]`.
+"""Fan-out: `python -m bench.followers [--counts 1,10,50,200] [--orders 5] [--rounds 3]
+[--in-process] [--exclusive]`.
 
-One leader, N followers (each its own account and token on one simulator). For each N, a fresh
-simulator and engine; the leader places a few buy limits one at a time (each waits for every
-follower copy). Measured at the simulator: the leader's PENDING alert sent -> the first and the
-LAST follower ``POST /v2/orders`` received; medians over the orders, beside N=1. Also the
+One leader, N followers (each its own account and token on one simulator). For each N, in each
+round, a fresh simulator and engine; the leader places a few buy limits one at a time (each
+waits for every follower copy). Measured at the simulator: the leader's PENDING alert sent ->
+the first and the LAST follower ``POST /v2/orders`` received; medians over the orders of every
+round, beside N=1. Also the
 engine process's CPU (time.process_time, all threads) and RSS (psutil) per N, and the
 simulator's CPU when it runs apart (the default: a subprocess, so its CPU is not the engine's).
 When the last follower takes more than 2x the single-follower time, the engine-side stage
@@ -16,8 +17,8 @@ wire (for the engine: both leader updates, every follower's decision and the one
 commit), the pace is set by the slower of the copier's sends and the simulator's answers.
 The engine's first-served copy is also shown stage by stage.
 
-Each N also runs the lean copier (bench.lean) on the same simulator after the engine stops: the
-leader's socket read and one aiohttp POST per follower on warm keep-alive connections, nothing
+Each round also runs the lean copier (bench.lean) on the same simulator after the engine stops:
+the leader's socket read and one aiohttp POST per follower on warm keep-alive connections, nothing
 else. One line per N gives ``N=200 engine/lean last copy 1.32x``, beside both CPU per copy.
 Then the durable lean copier: the same, after one fsync'd SQLite row per leader order (the
 least a copier that never places twice could do), to show what durability itself costs.
@@ -37,6 +38,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +66,76 @@ from bench.lean import lean_copier
 from engine.replication.correlation import correlation_id
 
 SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
+# Rounds per N: engine, lean and durable lean copy in turn, each round on a fresh simulator.
+# A single round compared two phases seconds apart, and the machine moved in between: the
+# same code gave 0.97x to 1.86x at N=10.
+ROUNDS = 3
 
 
-async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> dict[str, Any]:
+@dataclass
+class _Samples:
+    """What the rounds of one N measured, pooled."""
+
+    firsts: list[float] = field(default_factory=list)
+    lasts: list[float] = field(default_factory=list)
+    medians: list[float] = field(default_factory=list)
+    lean_firsts: list[float] = field(default_factory=list)
+    lean_lasts: list[float] = field(default_factory=list)
+    durable_lasts: list[float] = field(default_factory=list)
+    round_ratios: list[float] = field(default_factory=list)  # engine/lean last, per round
+    stages_all: dict[str, list[float]] = field(default_factory=dict)
+    stages_first: dict[str, list[float]] = field(default_factory=dict)
+    stages_last: dict[str, list[float]] = field(default_factory=dict)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    sim_cpu_s: float | None = 0.0
+    lean_cpu_s: float = 0.0
+    startup: list[tuple[float, float]] = field(default_factory=list)  # (wall s, CPU s)
+    rss: int = 0
+    sim_rss: int | None = None
+    where: str = ""
+
+
+async def one_count(
+    n: int, orders: int, in_process: bool, exclusive: bool, rounds: int = 1
+) -> dict[str, Any]:
+    """``rounds`` rounds, each a fresh simulator: the engine copies ``orders`` leader orders,
+    then the lean copier and the durable one as many. The machine drifts (other tenants, its
+    clock speed) over the seconds a round takes; in rounds, each copier meets every phase of
+    it, and the medians are over every order of every round."""
+    samples = _Samples()
+    for _ in range(rounds):
+        await _one_round(n, orders, in_process, exclusive, samples)
+    sim_cpu = samples.sim_cpu_s
+    return {
+        "n": n,
+        "orders": orders * rounds,
+        "rounds": rounds,
+        "first_ms": statistics.median(samples.firsts),
+        "median_ms": statistics.median(samples.medians),
+        "last_ms": statistics.median(samples.lasts),
+        "last_max_ms": max(samples.lasts),
+        "cpu_s": samples.cpu_s,
+        "cpu_ms_per_copy": samples.cpu_s * 1000 / (orders * rounds * n),
+        "wall_s": samples.wall_s,
+        "sim_cpu_s": sim_cpu,
+        "rss_mib": mib(samples.rss),
+        "sim_rss_mib": mib(samples.sim_rss),
+        "startup_s": statistics.median(w for w, _ in samples.startup),
+        "startup_cpu_s": statistics.median(c for _, c in samples.startup),
+        "stages_all": samples.stages_all,
+        "stages_first": samples.stages_first,
+        "stages_last": samples.stages_last,
+        "where": samples.where,
+        "lean_last_ms": statistics.median(samples.lean_lasts),
+        "lean_first_ms": statistics.median(samples.lean_firsts),
+        "durable_lean_last_ms": statistics.median(samples.durable_lasts),
+        "lean_cpu_ms_per_copy": samples.lean_cpu_s * 1000 / (orders * rounds * n),
+        "round_ratios": samples.round_ratios,
+    }
+
+
+async def _one_round(n: int, orders: int, in_process: bool, exclusive: bool, out: _Samples) -> None:
     followers = follower_accounts(n)
     async with simulator([LEADER, *followers], in_process=in_process, exclusive=exclusive) as sim:
         async with running_engine(sim, followers) as run:
@@ -80,16 +149,23 @@ async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> d
                 await run.probe.place_returned.wait_for(cids, 60 + n)
                 await asyncio.sleep(SETTLE_S)
             await run.engine.settle(timeout=60)
-            cpu_s = time.process_time() - cpu0
-            wall_s = time.monotonic() - wall0
+            out.cpu_s += time.process_time() - cpu0
+            out.wall_s += time.monotonic() - wall0
             sim_cpu1 = sim.cpu_seconds()
-            sim_cpu_s = None if sim_cpu0 is None or sim_cpu1 is None else sim_cpu1 - sim_cpu0
-            rss, sim_rss = process_rss(), sim.rss_bytes()
-            where = where_sim_runs(sim)
-            startup_s, startup_cpu_s = run.startup_s, run.startup_cpu_s
+            if sim_cpu0 is None or sim_cpu1 is None or out.sim_cpu_s is None:
+                out.sim_cpu_s = None
+            else:
+                out.sim_cpu_s += sim_cpu1 - sim_cpu0
+            out.rss = max(out.rss, process_rss())
+            sim_rss = sim.rss_bytes()
+            if sim_rss is not None:
+                out.sim_rss = max(out.sim_rss or 0, sim_rss)
+            out.where = where_sim_runs(sim)
+            out.startup.append((run.startup_s, run.startup_cpu_s))
             probe = run.probe
         # The same simulator, the engine stopped: the lean copier's turn, then the durable one.
         lean_ids, lean_cpu_s = await lean_phase(sim, followers, orders, price)
+        out.lean_cpu_s += lean_cpu_s
         with tempfile.TemporaryDirectory(prefix="copytrade-lean-") as tmp:
             durable_ids, _ = await lean_phase(
                 sim, followers, orders, price, journal=str(Path(tmp) / "lean.db")
@@ -99,9 +175,10 @@ async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> d
     alert_at = first_alerts(alerts, LEADER.client_id)
     post_at = first_posts(requests)
     lean_lasts = [_copy_ms(alert_at, post_at, o, followers, max) for o in lean_ids]
-    lean_firsts = [_copy_ms(alert_at, post_at, o, followers, min) for o in lean_ids]
-    durable_lasts = [_copy_ms(alert_at, post_at, o, followers, max) for o in durable_ids]
-    firsts, lasts, medians = [], [], []
+    out.lean_lasts += lean_lasts
+    out.lean_firsts += [_copy_ms(alert_at, post_at, o, followers, min) for o in lean_ids]
+    out.durable_lasts += [_copy_ms(alert_at, post_at, o, followers, max) for o in durable_ids]
+    lasts: list[float] = []
     first_pairs, last_pairs = [], []
     all_pairs = []
     for order_id in order_ids:
@@ -109,35 +186,20 @@ async def one_count(n: int, orders: int, in_process: bool, exclusive: bool) -> d
         all_pairs += pairs
         times = sorted((post_at[cid], (o, name, cid)) for o, name, cid in pairs)
         start = alert_at[order_id]
-        firsts.append((times[0][0] - start) * 1000)
+        out.firsts.append((times[0][0] - start) * 1000)
         lasts.append((times[-1][0] - start) * 1000)
-        medians.append((statistics.median(t for t, _ in times) - start) * 1000)
+        out.medians.append((statistics.median(t for t, _ in times) - start) * 1000)
         first_pairs.append(times[0][1])
         last_pairs.append(times[-1][1])
-    return {
-        "n": n,
-        "orders": orders,
-        "first_ms": statistics.median(firsts),
-        "median_ms": statistics.median(medians),
-        "last_ms": statistics.median(lasts),
-        "last_max_ms": max(lasts),
-        "cpu_s": cpu_s,
-        "cpu_ms_per_copy": cpu_s * 1000 / (orders * n),
-        "wall_s": wall_s,
-        "sim_cpu_s": sim_cpu_s,
-        "rss_mib": mib(rss),
-        "sim_rss_mib": mib(sim_rss),
-        "startup_s": startup_s,
-        "startup_cpu_s": startup_cpu_s,
-        "stages_all": stage_times(probe, alert_at, post_at, all_pairs),
-        "stages_first": stage_times(probe, alert_at, post_at, first_pairs),
-        "stages_last": stage_times(probe, alert_at, post_at, last_pairs),
-        "where": where,
-        "lean_last_ms": statistics.median(lean_lasts),
-        "lean_first_ms": statistics.median(lean_firsts),
-        "durable_lean_last_ms": statistics.median(durable_lasts),
-        "lean_cpu_ms_per_copy": lean_cpu_s * 1000 / (orders * n),
-    }
+    out.lasts += lasts
+    out.round_ratios.append(statistics.median(lasts) / statistics.median(lean_lasts))
+    for pooled, pairs_of in (
+        (out.stages_all, all_pairs),
+        (out.stages_first, first_pairs),
+        (out.stages_last, last_pairs),
+    ):
+        for name, values in stage_times(probe, alert_at, post_at, pairs_of).items():
+            pooled.setdefault(name, []).extend(values)
 
 
 async def lean_phase(
@@ -191,9 +253,13 @@ async def run(
     orders: int = 5,
     in_process: bool = False,
     exclusive: bool = False,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    print(f"bench.followers: 1 leader -> N followers, {orders} leader orders per N")
-    results = [await one_count(n, orders, in_process, exclusive) for n in counts]
+    print(
+        f"bench.followers: 1 leader -> N followers, {rounds} rounds of {orders} leader orders "
+        "per N and copier"
+    )
+    results = [await one_count(n, orders, in_process, exclusive, rounds) for n in counts]
     print(results[0]["where"])
     single = next((r["last_ms"] for r in results if r["n"] == 1), None)
     print(
@@ -240,10 +306,12 @@ async def run(
     for r in results:
         # The durable lean copier is the floor of any copier that never places twice: its
         # ratio to the lean one is what one fsync'd row costs before the first byte.
+        each = " ".join(f"{x:.2f}x" for x in r["round_ratios"])
         print(
             f"N={r['n']} engine/lean last copy {r['last_ms'] / r['lean_last_ms']:.2f}x"
             f" (engine/durable lean {r['last_ms'] / r['durable_lean_last_ms']:.2f}x;"
-            f" durable lean/lean {r['durable_lean_last_ms'] / r['lean_last_ms']:.2f}x)"
+            f" durable lean/lean {r['durable_lean_last_ms'] / r['lean_last_ms']:.2f}x;"
+            f" each round alone: {each})"
         )
     # The last copy = the first + (N - 1) x the pace at which the others follow it. The first
     # is what every copy pays before any is on the wire (for the engine: both leader updates,
@@ -338,7 +406,12 @@ async def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.followers", description=__doc__)
     parser.add_argument("--counts", default="1,10,50,200", help="comma-separated N")
-    parser.add_argument("--orders", type=int, default=5, help="leader orders per N")
+    parser.add_argument(
+        "--orders", type=int, default=5, help="leader orders per N, copier and round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="rounds per N (each a fresh simulator)"
+    )
     parser.add_argument(
         "--in-process", action="store_true", help="run the simulator in this process"
     )
@@ -349,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
-    asyncio.run(run(counts, args.orders, args.in_process, args.exclusive))
+    asyncio.run(run(counts, args.orders, args.in_process, args.exclusive, args.rounds))
     return 0
 
 

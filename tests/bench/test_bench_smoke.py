@@ -33,9 +33,10 @@ async def test_burst_reports_minimum_ratio_and_dh904(capsys: pytest.CaptureFixtu
 
 
 async def test_followers_reports_each_count(capsys: pytest.CaptureFixture[str]) -> None:
-    figures = await followers.run(counts=(1, 3), orders=2)
+    figures = await followers.run(counts=(1, 3), orders=2, rounds=2)
     assert [c["n"] for c in figures["counts"]] == [1, 3]
     for row in figures["counts"]:
+        assert row["orders"] == 4 and len(row["round_ratios"]) == 2
         for key in ("first_ms", "last_ms", "lean_first_ms", "cpu_s", "rss_mib", "sim_cpu_s"):
             assert key in row
         assert row["first_ms"] <= row["last_ms"]
