@@ -97,7 +97,7 @@ class _Samples:
 
 
 async def one_count(
-    n: int, orders: int, in_process: bool, exclusive: bool, rounds: int = 1
+    n: int, orders: int, in_process: bool, exclusive: bool, rounds: int = ROUNDS
 ) -> dict[str, Any]:
     """``rounds`` rounds, each a fresh simulator: the engine copies ``orders`` leader orders,
     then the lean copier and the durable one as many. The machine drifts (other tenants, its
@@ -106,7 +106,6 @@ async def one_count(
     samples = _Samples()
     for _ in range(rounds):
         await _one_round(n, orders, in_process, exclusive, samples)
-    sim_cpu = samples.sim_cpu_s
     return {
         "n": n,
         "orders": orders * rounds,
@@ -118,7 +117,7 @@ async def one_count(
         "cpu_s": samples.cpu_s,
         "cpu_ms_per_copy": samples.cpu_s * 1000 / (orders * rounds * n),
         "wall_s": samples.wall_s,
-        "sim_cpu_s": sim_cpu,
+        "sim_cpu_s": samples.sim_cpu_s,
         "rss_mib": mib(samples.rss),
         "sim_rss_mib": mib(samples.sim_rss),
         "startup_s": statistics.median(w for w, _ in samples.startup),
@@ -347,7 +346,7 @@ async def run(
             for r in results
         ],
     )
-    print("cost per N (orders phase; engine = this process, all threads)")
+    print("cost per N (orders phases of every round; engine = this process, all threads)")
     print_table(
         (
             "N",
