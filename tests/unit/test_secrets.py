@@ -61,6 +61,21 @@ def test_redact_leaves_ordinary_text_alone() -> None:
     assert redact(text) == text
 
 
+def test_a_pin_is_masked_where_it_stands_alone_not_inside_a_number_or_an_id() -> None:
+    register_secret("4821")
+    assert redact("pin 4821 refused; PIN:4821 (4821)") == "pin *** refused; PIN:*** (***)"
+    # Inside an order id, a timestamp, a price or a correlationId it reveals nothing, and
+    # masked there it broke the number (and a stored record with it).
+    kept = "order 1000004821 at 10:15:03.482150, price 14821.5, CPY-4821SESV"
+    assert redact(kept) == kept
+
+
+def test_pins_sharing_first_digits_are_each_masked_whole() -> None:
+    for pin in ("4821", "48217", "4899"):
+        register_secret(pin)
+    assert redact("4821 48217 4899 48210") == "*** *** *** 48210"
+
+
 def test_longest_secret_masked_whole() -> None:
     register_secret("abcd1234")
     register_secret("abcd1234-and-more")

@@ -3,6 +3,7 @@ no secret in it, and the headless log's lines."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import warnings
@@ -89,6 +90,30 @@ def test_no_secret_in_the_json(token: str) -> None:
     assert token not in text and jwt not in text
     assert json.loads(text)["reason"] == "token *** jwt ***"
     assert token not in to_json(params(notes=(token,)))
+
+
+def test_a_pin_that_is_also_a_number_an_id_or_part_of_a_date_reads_back_whole() -> None:
+    """A trader's PIN is a few digits, and so are quantities, prices, security ids, order ids
+    and the parts of a date: each is kept, and the record reads back; text still hides it."""
+    for pin in ("4821", "2026"):
+        secrets.register_secret(pin)
+    try:
+        snap = snapshot(
+            "1000004821",
+            quantity=4821,
+            price=4821.0,
+            security_id="4821",
+            reason="refused for pin 4821",
+            updated_at=datetime(2026, 12, 2, 4, 45, 3, 482150, tzinfo=UTC),
+        )
+        assert from_json(OrderSnapshot, to_json(snap)) == snap.with_changes(
+            reason="refused for pin ***"
+        )
+        p = params(quantity=4821, price=4821.0, security_id="4821", notes=("pin 4821",))
+        back = from_json(OrderParams, to_json(p))
+        assert back == dataclasses.replace(p, notes=("pin ***",))
+    finally:
+        secrets.clear_secrets()
 
 
 def every_event() -> list[EngineEvent]:
