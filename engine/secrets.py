@@ -22,6 +22,7 @@ __all__ = [
     "clear_secrets",
     "install_log_redaction",
     "redact",
+    "redact_fields",
     "register_secret",
     "registered_secret_count",
     "secrets_version",
@@ -160,6 +161,26 @@ def redact(text: str) -> str:
     if not text:
         return text
     return _current_pattern().sub(_mask, text)
+
+
+# A string of digits and the punctuation of numbers, dates and times (an order id, a price, a
+# timestamp) holds no secret, only digits a PIN may share with it.
+_NOT_TEXT = re.compile(r"[0-9:.+\-TZ ]*")
+
+
+def redact_fields(data: Any) -> Any:
+    """JSON-shaped ``data`` (dicts, lists, strings, numbers) with secrets masked in its text
+    strings; numbers, and strings that are a number, a date or an id, are kept whole.
+
+    For JSON that must stay JSON: masked across the text, a PIN that is also a quantity
+    leaves ``"quantity":***``, and one that is also a year breaks every date."""
+    if isinstance(data, str):
+        return data if _NOT_TEXT.fullmatch(data) else redact(data)
+    if isinstance(data, dict):
+        return {key: redact_fields(item) for key, item in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_fields(item) for item in data]
+    return data
 
 
 def _mask(match: re.Match[str]) -> str:

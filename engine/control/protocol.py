@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from engine.accounts.tokens import ReplaceOutcome
-from engine.secrets import redact, register_secret
+from engine.secrets import redact, redact_fields, register_secret
 from engine.views import RecoveryReport, SyncPreview, SyncReport
 
 __all__ = [
@@ -273,4 +273,8 @@ def encode_error(message: str) -> bytes:
 
 def _line(body: Mapping[str, Any]) -> bytes:
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return (redact(text) + "\n").encode("utf-8")
+    if redact(text) != text:  # masked field by field, so that the line stays JSON
+        text = json.dumps(
+            redact_fields(body), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    return (text + "\n").encode("utf-8")

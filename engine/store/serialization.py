@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from pydantic import TypeAdapter
 
 from engine.clock import IST
-from engine.secrets import redact
+from engine.secrets import redact, redact_fields
 
 _T = TypeVar("_T")
 _IST_OFFSET = timedelta(hours=5, minutes=30)
@@ -42,25 +41,8 @@ def to_json(value: object) -> str:
     # Masked over the whole text, a PIN that is also a price or a quantity would leave
     # ``"quantity":***``, which is not JSON. So field by field, where a secret can be.
     return json.dumps(
-        _masked_text_fields(tp.dump_python(value, mode="json")),
-        separators=(",", ":"),
-        ensure_ascii=False,
+        redact_fields(tp.dump_python(value, mode="json")), separators=(",", ":"), ensure_ascii=False
     )
-
-
-# A string of digits and the punctuation of numbers, dates and times (an order id, a
-# security id, a timestamp) holds no secret, only digits a PIN may share.
-_NOT_TEXT = re.compile(r"[0-9:.+\-TZ ]*")
-
-
-def _masked_text_fields(data: Any) -> Any:
-    if isinstance(data, str):
-        return data if _NOT_TEXT.fullmatch(data) else redact(data)
-    if isinstance(data, dict):
-        return {key: _masked_text_fields(item) for key, item in data.items()}
-    if isinstance(data, list):
-        return [_masked_text_fields(item) for item in data]
-    return data
 
 
 def from_json(tp: type[_T], text: str | bytes) -> _T:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from engine import secrets
 from engine.clock import IST
 from engine.control import (
     Command,
@@ -30,7 +31,7 @@ from engine.control import (
     UncopiedOrder,
     send_command,
 )
-from engine.control.protocol import MAX_LINE_BYTES
+from engine.control.protocol import MAX_LINE_BYTES, encode_result
 from engine.control.server import DEFAULT_KILL_REASON
 from engine.paths import control_socket_path
 from engine.secrets import clear_secrets, register_secret
@@ -457,3 +458,14 @@ async def test_cli_without_an_engine_exits_2_with_one_line(tmp_path: Path, comma
     code, out, err = await copytrade(command, "--db-path", str(db))
     assert (code, out) == (2, "")
     assert err == f"copytrade: no engine is running for {db}\n"
+
+
+def test_a_control_line_stays_json_when_a_pin_is_also_a_number() -> None:
+    secrets.register_secret("4821")
+    try:
+        line = json.loads(
+            encode_result({"quantity": 4821, "order": "1000004821", "note": "pin 4821"})
+        )
+        assert line["result"] == {"quantity": 4821, "order": "1000004821", "note": "pin ***"}
+    finally:
+        secrets.clear_secrets()

@@ -116,6 +116,18 @@ def test_a_pin_that_is_also_a_number_an_id_or_part_of_a_date_reads_back_whole() 
         secrets.clear_secrets()
 
 
+def test_a_headless_log_line_stays_json_when_a_pin_is_also_a_quantity() -> None:
+    secrets.register_secret("4821")
+    try:
+        seen = LeaderOrderSeen(T0, snapshot("1000004821", quantity=4821, reason="pin 4821"), True)
+        line = json.loads(event_to_json(seen))
+        assert line["snapshot"]["quantity"] == 4821
+        assert line["snapshot"]["order_id"] == "1000004821"
+        assert line["snapshot"]["reason"] == "pin ***"
+    finally:
+        secrets.clear_secrets()
+
+
 def every_event() -> list[EngineEvent]:
     view = FollowerOrderView(
         "alice", "L1", "CPY-1", MirrorState.LIVE, broker_status=OrderStatus.TRADED, updated_at=T0
