@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from engine.api import EngineHandle
 from engine.events import EngineEvent, LimiterChanged, StatsUpdated
-from engine.secrets import redact, redact_fields
+from engine.secrets import redact_json
 from engine.store.serialization import to_jsonable
 
 # Limiter and stats change many times a second; a log line per second per account is enough.
@@ -23,10 +23,11 @@ def event_to_json(event: EngineEvent) -> str:
     """One line: the event's fields (by the store's TypeAdapters), its type name, redacted."""
     body: dict[str, Any] = to_jsonable(event)
     body["event"] = type(event).__name__
-    text = json.dumps(body, separators=(",", ":"), sort_keys=True)
-    if redact(text) == text:
-        return text
-    return json.dumps(redact_fields(body), separators=(",", ":"), sort_keys=True)
+    return redact_json(body, _json_line)
+
+
+def _json_line(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 class JsonLinesLog:

@@ -23,6 +23,7 @@ __all__ = [
     "install_log_redaction",
     "redact",
     "redact_fields",
+    "redact_json",
     "register_secret",
     "registered_secret_count",
     "secrets_version",
@@ -181,6 +182,13 @@ def redact_fields(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [redact_fields(item) for item in data]
     return data
+
+
+def redact_json(data: Any, dumps: Callable[[Any], str]) -> str:
+    """``dumps(data)`` with secrets masked, and still JSON: as it is when there is nothing to
+    mask (one scan of the text), else masked field by field (``redact_fields``)."""
+    text = dumps(data)
+    return text if redact(text) == text else dumps(redact_fields(data))
 
 
 def _mask(match: re.Match[str]) -> str:

@@ -11,7 +11,7 @@ One request per connection, one JSON object per line each way:
     <- {"ok": true, "result": {...}}
     <- {"ok": false, "error": "one line"}
 
-Every answer goes through `engine.secrets.redact`, so even a mistake upstream cannot put a
+Every answer goes through `engine.secrets.redact_json`, so even a mistake upstream cannot put a
 registered token on the wire. A `token_set` request's token is registered as a secret the
 moment it is read and held as a `SecretStr` (never in a repr, a log line or an answer).
 """
@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from engine.accounts.tokens import ReplaceOutcome
-from engine.secrets import redact, redact_fields, register_secret
+from engine.secrets import redact_json, register_secret
 from engine.views import RecoveryReport, SyncPreview, SyncReport
 
 __all__ = [
@@ -272,9 +272,8 @@ def encode_error(message: str) -> bytes:
 
 
 def _line(body: Mapping[str, Any]) -> bytes:
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if redact(text) != text:  # masked field by field, so that the line stays JSON
-        text = json.dumps(
-            redact_fields(body), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    return (text + "\n").encode("utf-8")
+    return (redact_json(body, _json) + "\n").encode("utf-8")
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
