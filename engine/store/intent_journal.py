@@ -79,6 +79,21 @@ def decode(data: bytes) -> tuple[list[list[JournalEntry]], int]:
     return records, at
 
 
+def read_entries(path: str) -> list[JournalEntry]:
+    """The entries of the journal's whole records, read without touching the file (a look from
+    outside the engine, such as ``copytrade check``, while it may be running); none when there
+    is no journal. A record still being appended is not whole yet and is not read."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StoreError(f"cannot read the intents journal {path}: {exc.strerror}") from exc
+    records, _ = decode(data)
+    return [entry for record in records for entry in record]
+
+
 class IntentJournal:
     """Open with ``IntentJournal.open(path)``: it reads what is there; ``append`` returns once
     the record is on disk."""

@@ -7,6 +7,7 @@ changed: a ledger is one instrument's day for one follower, a few legs.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from contextlib import closing
@@ -17,6 +18,8 @@ import aiosqlite
 
 from engine.domain import OrderStatus
 from engine.store.connection import transaction
+from engine.store.intent_journal import journal_path, read_entries
+from engine.store.rows import MIRROR_COLUMNS
 
 # Appended to engine.store.schema.MIGRATIONS as one step.
 MIGRATION: tuple[str, ...] = (
@@ -104,22 +107,61 @@ async def save(
 def orphaned_copies(db_path: Path | str, followers: Collection[str]) -> list[str]:
     """Copies still open at Dhan for followers the configuration no longer names (the engine
     no longer holds their tokens, so nothing follows the leader for them): one line each.
-    Read-only; a database that does not exist has none."""
+    Read-only; a database that does not exist has none.
+
+    The database may lack the newest copies: after a crash between an intent's journal record
+    and its rows, they are only in the intents' journal until the engine next opens the store
+    (``engine.store.intent_writer``). So the journal is read too, and a mirror row journaled with
+    an intent the database does not have is the copy's latest state."""
     path = Path(db_path)
     if not path.exists():
         return []
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         try:
             rows = db.execute(
-                "SELECT follower, leader_order_id, follower_order_id, broker_status, symbol"
-                " FROM mirrors WHERE state IN ('PLACING', 'LIVE') ORDER BY rowid"
+                f"SELECT {MIRROR_COLUMNS} FROM mirrors WHERE state IN ('PLACING', 'LIVE')"
+                " ORDER BY rowid"
             ).fetchall()
         except sqlite3.OperationalError:  # a database from before the mirrors table
             return []
-    return [
-        f"{follower}: copy {order_id or '(placing)'} of leader order {leader_id}"
-        + (f" ({symbol})" if symbol else "")
-        + (f" {status}" if status else "")
-        for follower, leader_id, order_id, status, symbol in rows
-        if follower not in followers and (status is None or OrderStatus(status).is_open)
-    ]
+        open_copies = {(row[_FOLLOWER], row[_LEADER]): row for row in rows}
+        for row in _journal_only_mirrors(db, str(path)):
+            key = (row[_FOLLOWER], row[_LEADER])
+            if row[_STATE] in ("PLACING", "LIVE"):
+                open_copies[key] = row
+            else:  # journaled after the database's row: no longer open
+                open_copies.pop(key, None)
+    lines = []
+    for row in open_copies.values():
+        follower, leader_id, order_id = row[_FOLLOWER], row[_LEADER], row[_ORDER_ID]
+        status, symbol = row[_STATUS], row[_SYMBOL]
+        if follower in followers or (status is not None and not OrderStatus(status).is_open):
+            continue
+        lines.append(
+            f"{follower}: copy {order_id or '(placing)'} of leader order {leader_id}"
+            + (f" ({symbol})" if symbol else "")
+            + (f" {status}" if status else "")
+        )
+    return lines
+
+
+_COLUMNS = [c.strip() for c in MIRROR_COLUMNS.split(",")]
+_FOLLOWER, _LEADER, _STATE = (_COLUMNS.index(c) for c in ("follower", "leader_order_id", "state"))
+_ORDER_ID, _STATUS, _SYMBOL = (
+    _COLUMNS.index(c) for c in ("follower_order_id", "broker_status", "symbol")
+)
+
+
+def _journal_only_mirrors(db: sqlite3.Connection, db_path: str) -> list[tuple[object, ...]]:
+    """The mirror rows journaled with intents the database does not have, in journal order."""
+    entries = [e for e in read_entries(journal_path(db_path)) if e.mirror is not None]
+    if not entries:
+        return []
+    stored = {
+        intent_id
+        for (intent_id,) in db.execute(
+            "SELECT id FROM intents WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([e.intent_id for e in entries]),),
+        )
+    }
+    return [e.mirror for e in entries if e.mirror is not None and e.intent_id not in stored]
