@@ -281,9 +281,12 @@ class Supervisor:
                 "try again in a moment"
             )
         for scope, cause in lifted:
-            await self._lift(scope, cause)
             if cause is FreezeCause.LOSS_LIMIT:
+                # Before the lift, which awaits its write: a loss check running meanwhile
+                # would otherwise find the follower unfrozen, the same loss, and freeze it
+                # again under the trader's hands.
                 self._loss_cleared_on[scope] = self._clock.now().date()
+            await self._lift(scope, cause)
         cleared = ", ".join(f"{freeze_scope_label(s)} {c.value}" for s, c in lifted)
         line = f"freeze cleared after a resync ({cleared})"
         still = "; ".join(
@@ -434,6 +437,8 @@ class Supervisor:
                     f.name,
                 )
                 continue
+            if self._loss_cleared_on.get(scope) == self._clock.now().date():
+                continue  # cleared by the trader while the positions were read
             realized = sum(p.realized_pnl for p in positions)
             unrealized = sum(p.unrealized_pnl for p in positions)
             verdict = check_loss_limit(f.rules.risk, realized, unrealized)

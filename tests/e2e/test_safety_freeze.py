@@ -16,6 +16,8 @@ import pytest
 from engine.check import Verdict, check_safety_state
 from engine.domain import EngineState
 from engine.events import AlertRaised, FreezeChanged
+from engine.live.supervision import Supervisor
+from engine.store import Store
 from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory, make_settings
 
 pytestmark = pytest.mark.e2e
@@ -217,3 +219,56 @@ async def test_a_loss_limit_freeze_survives_a_restart_and_only_the_trader_clears
     assert "freeze cleared" not in report.message or report.state == "ARMED"
     assert world.eng.follower_stop_reason("alpha") == ""
     await world.follower_order("alpha", 2)  # the order that waited is copied now
+
+
+async def test_the_traders_clear_of_a_loss_limit_holds_while_the_loss_lasts(
+    make_world: WorldFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trader clears a loss-limit freeze while the loss is still there: that limit is
+    not checked again that day. The risk loop (every 0.1 s) runs while the clear is still
+    being written, and must not freeze the follower again under the trader's hands."""
+    followers = [
+        {
+            "name": "alpha",
+            "client_id": ALPHA[0],
+            "access_token": ALPHA[1],
+            "risk": {"daily_loss_limit": 100},
+        }
+    ]
+    world = await make_world(followers=followers, risk_check_interval_s="0.1")
+    ltp = world.sim.price(*NIFTY_CE)
+    world.place(price=ltp + 1, qty=65)
+    await world.until(lambda: any(o["filledQty"] == 65 for o in world.orders("alpha")))
+    world.sim.set_price(*NIFTY_CE, ltp - 10)  # 65 x -10: past the 100 limit, and it stays
+    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
+
+    writing = asyncio.Event()
+    written = asyncio.Event()
+    clear_freeze = Store.clear_freeze
+
+    async def slow_clear_freeze(store: Store, account: str, cause: str) -> None:
+        writing.set()
+        await written.wait()  # the store is slow: the risk loop runs meanwhile
+        await clear_freeze(store, account, cause)
+
+    rounds = 0
+    check_loss_limits = Supervisor._check_loss_limits
+
+    async def counted(supervisor: Supervisor) -> None:
+        nonlocal rounds
+        await check_loss_limits(supervisor)
+        rounds += 1
+
+    monkeypatch.setattr(Store, "clear_freeze", slow_clear_freeze)
+    monkeypatch.setattr(Supervisor, "_check_loss_limits", counted)
+    clearing = asyncio.create_task(world.eng.resume())
+    await asyncio.wait_for(writing.wait(), 10)
+    seen = rounds
+    await world.until(lambda: rounds >= seen + 2, 10, "two loss checks during the write")
+    written.set()
+    await asyncio.wait_for(clearing, 10)
+
+    assert world.eng.follower_stop_reason("alpha") == ""
+    waiting = world.place(price=ltp - 30, qty=65)
+    await world.until(lambda: world.eng.mirror("alpha", waiting) is not None, 10, "copied")
+    assert world.eng.follower_stop_reason("alpha") == ""
