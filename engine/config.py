@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # Seconds between reads of the order book of each follower with open copies (a hand edit
     # of a copy may bring no alert either); 0 turns it off.
     follower_poll_s: float = Field(default=2.0, ge=0)
+    # At most this many of those reads a second across all followers (beyond 20 followers,
+    # each book is read every N / 10 s at the default).
+    follower_poll_max_per_s: float = Field(default=10.0, gt=0)
     leader_idle_timeout_s: float = Field(default=60, gt=0)
     leader_dark_kill_after_s: float | None = Field(default=None, gt=0)
     activate_dhan_kill_switch: bool = False

@@ -62,7 +62,14 @@ def start_streams_and_loops(
         )
     if s.follower_poll_s > 0:
         spawn(
-            poll_open_follower_copies(clock, accounts, book, live.follower_feed, s.follower_poll_s),
+            poll_open_follower_copies(
+                clock,
+                accounts,
+                book,
+                live.follower_feed,
+                s.follower_poll_s,
+                s.follower_poll_max_per_s,
+            ),
             "follower-poll",
         )
     spawn(live.funds.run(), "funds")

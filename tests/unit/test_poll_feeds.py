@@ -3,14 +3,19 @@ and only those: an unchanged row comes back from the decoder as the very snapsho
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import itertools
 from typing import Any, cast
 
+from engine.clock import ManualClock
 from engine.dhan.broker import OrderBook
 from engine.domain import OrderSnapshot
-from engine.live.accounts import FollowerRuntime
+from engine.live.accounts import Accounts, FollowerRuntime
+from engine.live.book import ReplicationBook
 from engine.live.follower_feed import FollowerFeed
-from engine.live.follower_poll import read_book
+from engine.live.follower_poll import poll_open_follower_copies, read_book
 from tests.store_helpers import snapshot
 
 
@@ -102,3 +107,101 @@ def test_the_leader_poll_ingests_only_open_orders_changed_since_its_last_read() 
     moved = dataclasses.replace(b, filled_qty=b.quantity)
     ingest_changed(leader, [a, moved], {"L1", "L2"}, fed)
     assert feed.ingested == ["L2"]
+
+
+class TimedBroker:
+    """Notes the clock's time of every read of its follower's book."""
+
+    def __init__(self, name: str, clock: ManualClock, reads: Reads) -> None:
+        self._name = name
+        self._clock = clock
+        self._reads = reads
+
+    async def order_book(self) -> OrderBook:
+        self._reads.note(self._name, self._clock.monotonic())
+        return OrderBook([], [])
+
+
+class Reads:
+    """Every book read (follower, time); `enough` is set after `wanted` of them."""
+
+    def __init__(self, wanted: int) -> None:
+        self.times: list[tuple[str, float]] = []
+        self._wanted = wanted
+        self.enough = asyncio.Event()
+
+    def note(self, name: str, at: float) -> None:
+        self.times.append((name, at))
+        if len(self.times) >= self._wanted:
+            self.enough.set()
+
+    def of(self, name: str) -> list[float]:
+        return [at for who, at in self.times if who == name]
+
+
+@dataclasses.dataclass
+class PolledFollower:
+    name: str
+    broker: TimedBroker
+
+
+@dataclasses.dataclass
+class OpenCopy:
+    follower: str
+    follower_order_id: str = "F1"
+
+
+class PolledAccounts:
+    def __init__(self, followers: list[PolledFollower]) -> None:
+        self._followers = followers
+
+    def all(self) -> list[PolledFollower]:
+        return self._followers
+
+
+class PolledBook:
+    def __init__(self, names: list[str]) -> None:
+        self._copies = [OpenCopy(name) for name in names]
+
+    def open_copies(self) -> list[OpenCopy]:
+        return self._copies
+
+
+async def polled(count: int, rounds: int) -> Reads:
+    """The book reads of `count` followers with open copies (every 2 s each, at most 10
+    reads a second) over `rounds` rounds, on a clock that sleeping moves."""
+    clock = ManualClock()
+    reads = Reads(count * rounds)
+    names = [f"f{i}" for i in range(count)]
+    followers = [PolledFollower(name, TimedBroker(name, clock, reads)) for name in names]
+    poll = asyncio.create_task(
+        poll_open_follower_copies(
+            clock,
+            cast(Accounts, PolledAccounts(followers)),
+            cast(ReplicationBook, PolledBook(names)),
+            cast(FollowerFeed, Feed()),
+            interval_s=2.0,
+            max_per_s=10.0,
+        )
+    )
+    try:
+        await asyncio.wait_for(reads.enough.wait(), 10)
+    finally:
+        poll.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+    return reads
+
+
+def intervals(times: list[float]) -> set[float]:
+    return {round(b - a, 6) for a, b in itertools.pairwise(times)}
+
+
+async def test_the_follower_polls_are_spread_over_the_interval_and_capped_in_all() -> None:
+    # Five followers: each book every 2 s, the five reads spread over it.
+    few = await polled(5, 3)
+    assert all(intervals(few.of(f"f{i}")) == {2.0} for i in range(5))
+    # Two hundred: never more than 10 reads a second (a round of 200 reads takes 20 s), so
+    # each book is read every 20 s, not every 2.
+    many = await polled(200, 2)
+    assert all(intervals(many.of(f"f{i}")) == {20.0} for i in range(200))
