@@ -222,3 +222,27 @@ async def make_world(sim: DhanSimulator, tmp_path: Path) -> AsyncIterator[WorldF
 @pytest.fixture
 async def world(make_world: WorldFactory) -> World:
     return await make_world()
+
+
+# alpha with a daily loss limit of 100 (a 65-lot position down 10 breaches it).
+LOSS_LIMITED_ALPHA: list[dict[str, Any]] = [
+    {
+        "name": "alpha",
+        "client_id": ALPHA[0],
+        "access_token": ALPHA[1],
+        "risk": {"daily_loss_limit": 100},
+    }
+]
+
+
+async def frozen_by_its_loss(make_world: WorldFactory) -> tuple[World, float]:
+    """alpha, its loss limit checked every 0.1 s, copies a buy of 65 filled at once; then
+    the market falls 10 and stays there, and alpha is frozen. The world, and the price
+    before the fall."""
+    world = await make_world(followers=LOSS_LIMITED_ALPHA, risk_check_interval_s="0.1")
+    ltp = world.sim.price(*NIFTY_CE)
+    world.place(price=ltp + 1, qty=65)
+    await world.until(lambda: any(o["filledQty"] == 65 for o in world.orders("alpha")))
+    world.sim.set_price(*NIFTY_CE, ltp - 10)  # 65 x -10: past the 100 limit
+    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
+    return world, ltp

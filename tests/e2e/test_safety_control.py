@@ -21,10 +21,10 @@ from tests.e2e.conftest import (
     BETA,
     DEFAULT_FOLLOWERS,
     LEADER,
-    NIFTY_CE,
     RELIANCE,
     World,
     WorldFactory,
+    frozen_by_its_loss,
 )
 
 pytestmark = pytest.mark.e2e
@@ -215,20 +215,7 @@ async def test_copytrade_kill_and_resume_drive_a_running_headless_engine(
 async def test_copytrade_status_and_unfreeze_reach_the_engine_under_any_runner(
     make_world: WorldFactory,
 ) -> None:
-    followers = [
-        {
-            "name": "alpha",
-            "client_id": ALPHA[0],
-            "access_token": ALPHA[1],
-            "risk": {"daily_loss_limit": 100},
-        }
-    ]
-    world = await make_world(followers=followers, risk_check_interval_s="0.1")
-    ltp = world.sim.price(*NIFTY_CE)
-    world.place(price=ltp + 1, qty=65)
-    await world.until(lambda: any(o["filledQty"] == 65 for o in world.orders("alpha")))
-    world.sim.set_price(*NIFTY_CE, ltp - 10)  # past the loss limit: alpha frozen
-    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
+    world, ltp = await frozen_by_its_loss(make_world)
     waiting = world.place(price=ltp - 30, qty=65)
     db = ("--db-path", str(world.db))
 

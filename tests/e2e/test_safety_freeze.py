@@ -18,7 +18,16 @@ from engine.domain import EngineState
 from engine.events import AlertRaised, FreezeChanged
 from engine.live.supervision import Supervisor
 from engine.store import Store
-from tests.e2e.conftest import ALPHA, LEADER, NIFTY_CE, World, WorldFactory, make_settings
+from tests.e2e.conftest import (
+    ALPHA,
+    LEADER,
+    LOSS_LIMITED_ALPHA,
+    NIFTY_CE,
+    World,
+    WorldFactory,
+    frozen_by_its_loss,
+    make_settings,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -182,24 +191,11 @@ async def test_leader_feed_dark_freezes_and_back_clears_then_copies_what_waited(
 async def test_a_loss_limit_freeze_survives_a_restart_and_only_the_trader_clears_it(
     make_world: WorldFactory,
 ) -> None:
-    followers = [
-        {
-            "name": "alpha",
-            "client_id": ALPHA[0],
-            "access_token": ALPHA[1],
-            "risk": {"daily_loss_limit": 100},
-        }
-    ]
-    world = await make_world(followers=followers, risk_check_interval_s="0.1")
-    ltp = world.sim.price(*NIFTY_CE)
-    world.place(price=ltp + 1, qty=65)
-    await world.until(lambda: any(o["filledQty"] == 65 for o in world.orders("alpha")))
-    world.sim.set_price(*NIFTY_CE, ltp - 10)  # 65 x -10: past the 100 limit
-    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
+    world, ltp = await frozen_by_its_loss(make_world)
 
     await world.stop_engine()
     # The pre-open check says so before the engine starts again.
-    rows = check_safety_state(make_settings(world.sim, world.db, followers))
+    rows = check_safety_state(make_settings(world.sim, world.db, LOSS_LIMITED_ALPHA))
     assert [(r.account, r.check, r.verdict) for r in rows] == [("alpha", "frozen", Verdict.WARN)]
     assert "loss limit" in rows[0].detail
     world.events.clear()
@@ -227,20 +223,7 @@ async def test_the_traders_clear_of_a_loss_limit_holds_while_the_loss_lasts(
     """The trader clears a loss-limit freeze while the loss is still there: that limit is
     not checked again that day. The risk loop (every 0.1 s) runs while the clear is still
     being written, and must not freeze the follower again under the trader's hands."""
-    followers = [
-        {
-            "name": "alpha",
-            "client_id": ALPHA[0],
-            "access_token": ALPHA[1],
-            "risk": {"daily_loss_limit": 100},
-        }
-    ]
-    world = await make_world(followers=followers, risk_check_interval_s="0.1")
-    ltp = world.sim.price(*NIFTY_CE)
-    world.place(price=ltp + 1, qty=65)
-    await world.until(lambda: any(o["filledQty"] == 65 for o in world.orders("alpha")))
-    world.sim.set_price(*NIFTY_CE, ltp - 10)  # 65 x -10: past the 100 limit, and it stays
-    await world.until(lambda: bool(world.eng.follower_stop_reason("alpha")), 10, "frozen")
+    world, ltp = await frozen_by_its_loss(make_world)
 
     writing = asyncio.Event()
     written = asyncio.Event()
