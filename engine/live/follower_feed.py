@@ -80,7 +80,11 @@ class FollowerFeed:
         if not ours_on_its_way and changed_by_hand(mirror, snap):
             self._confirm_by_hand(f, mirror.leader_order_id)
         updated = follower_update(mirror, snap, leader, self._clock.now())
-        if updated == mirror:
+        if _same_but_for_time(updated, mirror):
+            # The state the record holds already (a repeated alert, or the status the
+            # placement's answer told): the same state decides the same. Half of a copy's
+            # alerts are these; each rewrote the record (its store row, its screen row) and
+            # woke the dispatcher for nothing.
             return
         self._journal_update(f, mirror, updated, snap, leader)
         self._book.set_mirror(updated)
@@ -247,3 +251,7 @@ def _second_order_under(mirror: MirrorRecord, snap: OrderSnapshot) -> bool:
     if snap.order_id == mirror.follower_order_id:
         return False
     return snap.order_id not in {s.order_id for s in mirror.slices}
+
+
+def _same_but_for_time(updated: MirrorRecord, mirror: MirrorRecord) -> bool:
+    return updated == mirror or updated.with_changes(updated_at=mirror.updated_at) == mirror
