@@ -328,7 +328,10 @@ def check_config(settings: Settings) -> list[CheckResult]:
 def check_orphaned_copies(settings: Settings) -> list[CheckResult]:
     """Copies still open for followers removed from the configuration: nothing follows the
     leader for them (issue 10). Each fails the check, named."""
-    lines = orphaned_copies(settings.db_path, {f.name for f in settings.followers})
+    try:
+        lines = orphaned_copies(settings.db_path, {f.name for f in settings.followers})
+    except Exception as exc:  # unreadable (a damaged file, no permission): said, not raised
+        return [CheckResult("config", "orphaned copies", Verdict.WARN, redact(str(exc)))]
     if not lines:
         return [CheckResult("config", "orphaned copies", Verdict.PASS, "none")]
     return [CheckResult("config", "orphaned copies", Verdict.FAIL, line) for line in lines]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.check import Verdict, check_orphaned_copies
+from engine.config import load_settings
 from engine.domain import MirrorState, OrderStatus
 from engine.records import MirrorRecord
 from engine.store import Store
@@ -14,6 +16,7 @@ from engine.store.intent_journal import IntentJournal, JournalEntry, journal_pat
 from engine.store.positions import orphaned_copies
 from engine.store.rows import intent_row, mirror_row
 from tests.store_helpers import T0, intent, mirror, save_mirror
+from tests.unit.test_config import env
 
 
 def journal_only(db: Path, intent_id: int, rec: MirrorRecord) -> None:
@@ -80,3 +83,19 @@ def cut_journal_tail(db: Path, count: int) -> bytes:
 
 def journal_bytes(db: Path) -> bytes:
     return Path(journal_path(str(db))).read_bytes()
+
+
+async def test_an_unreadable_journal_is_one_warning_of_the_check(tmp_path: Path) -> None:
+    db = tmp_path / "copytrade.db"
+    await (await Store.open(db)).close()
+    journal_made_unreadable(db)
+    settings = load_settings(env_file=None, environ={**env(), "COPYTRADE_DB_PATH": str(db)})
+
+    [row] = check_orphaned_copies(settings)
+    assert row.verdict is Verdict.WARN and "intents journal" in row.detail
+
+
+def journal_made_unreadable(db: Path) -> None:
+    path = Path(journal_path(str(db)))
+    path.unlink()
+    path.mkdir()  # not a file: it cannot be read
