@@ -20,6 +20,13 @@ and answers exactly the SDK's ``{status, remarks, data}`` dict:
 Why: the SDK's synchronous ``requests`` path costs a thread hop and most of a millisecond of
 CPU per request; a leader order fanned out to many followers pays it once per follower.
 
+Never sent twice: aiohttp sends an idempotent request (GET, PUT, DELETE) again on its own when
+the connection breaks under it (RFC 9112's retry of a persistent connection), which the SDK's
+``requests`` session never does. A modify or a cancel sent twice counts twice against Dhan's
+order limits (10 a second: a soak with connection resets met DH-904 through it) and a modify
+twice against the order's 25 modifications, while the rate limiter counted one. So a broken
+connection reaches us as the failure it is (``_not_resent``, a client middleware).
+
 ``source_ip``: every connection of the account leaves from that local address (its whitelisted
 static IP), like ``engine.accounts.source_ip`` does for a ``requests.Session``. The access token
 is only ever in the request headers: never in an answer, a log line or ``repr``.
@@ -115,6 +122,24 @@ def sdk_headers(client_id: str, access_token: str) -> dict[str, str]:
     return dict(merged.items())
 
 
+class ConnectionBroke(aiohttp.ClientConnectionError):
+    """The connection broke under a request (reset, closed by the server): the request may
+    have reached Dhan. Not one of the errors aiohttp answers by sending the request again."""
+
+    def __init__(self, cause: aiohttp.ClientConnectionError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+async def _not_resent(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    try:
+        return await handler(request)
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise ConnectionBroke(exc) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One request and its answer, as a recorder keeps them (never the headers)."""
@@ -195,6 +220,7 @@ class AsyncDhanTransport:
                 timeout=self._timeout,
                 # Exactly the SDK's headers: aiohttp adds none of its own.
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                middlewares=(_not_resent,),
             )
         return self._session
 
@@ -233,6 +259,8 @@ class AsyncDhanTransport:
 
     def _describe(self, exc: Exception) -> str:
         """The failure's text, worded like requests' own where the SDK users know it."""
+        if isinstance(exc, ConnectionBroke):
+            exc = exc.cause
         name = type(exc).__name__
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return f"{name}: Connect timed out. (connect timeout={self._timeout.sock_connect})"

@@ -10,6 +10,7 @@ transport sending it); the two byte strings must be equal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -23,7 +24,7 @@ from dhanhq import DhanContext, dhanhq
 
 from engine.dhan.broker import DhanBroker
 from engine.dhan.codec import encode_modify, encode_place
-from engine.dhan.errors import ResultKind
+from engine.dhan.errors import BrokerError, ResultKind
 from engine.dhan.transport import AsyncDhanTransport, SdkRequest, request_building_sdk
 from engine.domain import AmoTime, OrderParams, OrderType, Product, Segment, Side, Validity
 
@@ -366,6 +367,26 @@ async def test_hang_up_without_answer_is_a_failure(server: CapturingServer) -> N
         await transport.close()
     assert (got["status"], got["data"]) == (expected["status"], expected["data"]) == ("failure", "")
     assert got["remarks"] and TOKEN not in got["remarks"]
+
+
+@pytest.mark.parametrize("case", ["modify", "cancel", "order book", "place"])
+async def test_a_request_the_connection_broke_under_is_sent_once_like_the_sdks(
+    case: str, server: CapturingServer, broker: DhanBroker
+) -> None:
+    """The server reads the request and hangs up: the SDK sends it once, and so do we (aiohttp
+    would send a PUT, DELETE or GET again on its own; a cancel sent twice is counted twice
+    against Dhan's order limits)."""
+    sdk_method, kwargs, call, _ = WIRE_CASES[case]
+    server.answer = Answer(hang_up=True)
+    await via_sdk(server.url, sdk_method, **kwargs)
+    [sent] = server.raw
+    request_line = sent.split(b"\r\n")[0]
+    server.raw.clear()
+    with contextlib.suppress(BrokerError):  # a read answers unreadable; an order call fails
+        await call(broker)
+    # (An unclear cancel is then confirmed by reading the order: a read, not a second cancel.)
+    again = [r for r in server.raw if r.startswith(request_line + b"\r\n")]
+    assert len(again) == 1
 
 
 async def test_read_timeout_is_a_failure_saying_timed_out() -> None:
