@@ -163,6 +163,7 @@ async def test_ambiguous_timeouts_at_scale(chaos_world: ChaosFactory) -> None:
     rep = await assert_converged(world, "ambiguous timeouts at scale", timeout=60)
     assert rep.orders >= 30
     left = {f.kind: f.remaining for f in world.sim.faults.request_faults if f.remaining}
-    # Every late placement answer was hit; how many copies get modified depends on timing
-    # (a leader edit seen late is one modification, not two), so most resets suffice.
-    assert "delay" not in left and left.get("reset", 0) <= 5, left
+    # Every late placement answer was hit. How many copies get modified depends on timing (a
+    # leader edit seen late is one modification, not two), and each modification the reset
+    # hits is sent once, never again by the HTTP client: a few resets are used, not all.
+    assert "delay" not in left and left.get("reset", 0) <= 8, left
