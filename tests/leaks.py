@@ -2,8 +2,9 @@
 
 A secret made only of digits (a PIN) counts as leaked only as a standalone number: a 4-digit
 PIN such as "9173" is found by plain substring search inside any timestamp or price
-("5665.169917321"), which says nothing about a leak. Every other secret (tokens, TOTP secrets)
-is searched for as plain text.
+("5665.169917321"), which says nothing about a leak; nor does a decimal number whose whole
+part it is (a monotonic clock 9173 s after boot records "9173.096..."). Every other secret
+(tokens, TOTP secrets) is searched for as plain text.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 
 
 def _standalone(secret: str) -> str:
-    return rf"(?<!\d){re.escape(secret)}(?!\d)"
+    return rf"(?<![\d.]){re.escape(secret)}(?!\.?\d)"
 
 
 def secret_in(secret: str, text: str) -> bool:
