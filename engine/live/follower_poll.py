@@ -37,7 +37,7 @@ async def poll_open_follower_copies(
     book: ReplicationBook,
     follower_feed: FollowerFeed,
     interval_s: float,
-    max_per_s: float = 10.0,
+    max_per_s: float,
 ) -> None:
     fed: dict[str, dict[str, OrderSnapshot]] = {}  # per follower: what its last read fed
     while True:

@@ -29,7 +29,7 @@ from typing import TypeVar
 from engine.store.connection import BUSY_TIMEOUT_MS
 from engine.store.errors import StoreError
 from engine.store.intent_journal import IntentJournal, JournalEntry, journal_path
-from engine.store.rows import MIRROR_COLUMNS
+from engine.store.rows import MIRROR_COLUMN_NAMES
 from engine.store.writes import (
     INSERT_INTENT,
     INSERT_INTENT_IF_MISSING,
@@ -153,8 +153,7 @@ class RequiredColumns:
 
     def __init__(self, intents: Sequence[str], mirrors: Sequence[str]) -> None:
         self._intents = [(i, c) for i, c in enumerate(INTENT_COLUMNS) if c in intents]
-        mirror_columns = [c.strip() for c in MIRROR_COLUMNS.split(",")]
-        self._mirrors = [(i, c) for i, c in enumerate(mirror_columns) if c in mirrors]
+        self._mirrors = [(i, c) for i, c in enumerate(MIRROR_COLUMN_NAMES) if c in mirrors]
 
     def refusal(self, intent: tuple[object, ...], mirror: tuple[object, ...] | None) -> str:
         """SQLite's own words for why it would refuse the pair; "" when it would not."""

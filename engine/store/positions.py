@@ -19,7 +19,7 @@ import aiosqlite
 from engine.domain import OrderStatus
 from engine.store.connection import transaction
 from engine.store.intent_journal import journal_path, read_entries
-from engine.store.rows import MIRROR_COLUMNS
+from engine.store.rows import MIRROR_COLUMN_NAMES, MIRROR_COLUMNS
 
 # Appended to engine.store.schema.MIGRATIONS as one step.
 MIGRATION: tuple[str, ...] = (
@@ -145,10 +145,16 @@ def orphaned_copies(db_path: Path | str, followers: Collection[str]) -> list[str
     return lines
 
 
-_COLUMNS = [c.strip() for c in MIRROR_COLUMNS.split(",")]
-_FOLLOWER, _LEADER, _STATE = (_COLUMNS.index(c) for c in ("follower", "leader_order_id", "state"))
-_ORDER_ID, _STATUS, _SYMBOL = (
-    _COLUMNS.index(c) for c in ("follower_order_id", "broker_status", "symbol")
+_FOLLOWER, _LEADER, _STATE, _ORDER_ID, _STATUS, _SYMBOL = (
+    MIRROR_COLUMN_NAMES.index(c)
+    for c in (
+        "follower",
+        "leader_order_id",
+        "state",
+        "follower_order_id",
+        "broker_status",
+        "symbol",
+    )
 )
 
 

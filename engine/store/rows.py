@@ -29,7 +29,8 @@ MIRROR_COLUMNS = (
     " broker_status, params, filled_qty, avg_price, modifications, reason, symbol,"
     " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled, skip_code, slices"
 )
-MIRROR_COLUMN_COUNT = len(MIRROR_COLUMNS.split(","))
+MIRROR_COLUMN_NAMES = tuple(c.strip() for c in MIRROR_COLUMNS.split(","))
+MIRROR_COLUMN_COUNT = len(MIRROR_COLUMN_NAMES)
 
 
 def slices_json(slices: tuple[SliceState, ...]) -> str:
