@@ -15,6 +15,7 @@ from engine.clock import Clock
 from engine.dhan.broker import Existence
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dispatch.circuit import CircuitState
+from engine.dispatch.rate_limiter import Slot
 from engine.dispatch.send_line import SendLine
 from engine.domain import OrderParams, OrderSnapshot, Severity
 from engine.instruments import InstrumentBook
@@ -331,6 +332,9 @@ class OrderActions:
                 and await self._carries(f, decision.follower_order_id, params)
             ):
                 result = BrokerResult(ResultKind.OK, order_id=decision.follower_order_id)
+        except _KilledBetweenSlices as killed:
+            self._killed_between_slices(f, leader, stored, killed)
+            return
         finally:
             self._follower_feed.modifying(f.name, leader.order_id, False)
         await self._send_line.clear()  # the other copies' sends go first
@@ -382,6 +386,25 @@ class OrderActions:
                 f.name,
                 leader.order_id,
             )
+
+    def _killed_between_slices(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        stored: Intent,
+        killed: _KilledBetweenSlices,
+    ) -> None:
+        """The kill wins over the rest of a sliced copy's modification: said, and left so."""
+        self._writes.finish_intent(stored, IntentOutcome.REFUSED, str(killed))
+        self._notifier.alert(
+            "MODIFY_INTERRUPTED",
+            Severity.WARNING,
+            f"{f.name}: {killed} for the copy of leader order {leader.order_id}; the "
+            "others are left as they were",
+            f.name,
+            leader.order_id,
+        )
+        f.dispatcher.mark(leader.order_id, urgent=True)
 
     # --- cancel and re-place ---------------------------------------------------------------
 
@@ -461,8 +484,13 @@ class OrderActions:
         is cancelled (a slice that already ended counts as done); else the first failure."""
         ids = [s.order_id for s in mirror.slices if s.is_open] if mirror.slices else [order_id]
         failure: BrokerResult | None = None
-        for slice_id in ids or [order_id]:
-            result = await self._answers.call(f.broker.cancel(slice_id))
+        for i, slice_id in enumerate(ids or [order_id]):
+            slot = await _slot_of_its_own(f) if i else None
+            try:
+                result = await self._answers.call(f.broker.cancel(slice_id))
+            finally:
+                if slot is not None:
+                    f.limiter.complete(slot)
             self._answers.note(f, result)
             ended = (
                 result.kind is ResultKind.REFUSED
@@ -492,10 +520,18 @@ class OrderActions:
             )
             return refusal, {}
         failure: BrokerResult | None = None
-        for slice_id, quantity in quantities.items():
-            result = await self._answers.call(
-                f.broker.modify(slice_id, replace(params, quantity=quantity))
-            )
+        for i, (slice_id, quantity) in enumerate(quantities.items()):
+            slot = await _slot_of_its_own(f) if i else None
+            if slot is not None and not self._armed_now(f, IntentKind.MODIFY):
+                f.limiter.abandon(slot)  # killed while this slice waited for its turn
+                raise _KilledBetweenSlices(i, len(quantities))
+            try:
+                result = await self._answers.call(
+                    f.broker.modify(slice_id, replace(params, quantity=quantity))
+                )
+            finally:
+                if slot is not None:
+                    f.limiter.complete(slot)
             if result.kind is not ResultKind.OK and failure is None:
                 failure = result
         return failure or BrokerResult(ResultKind.OK, order_id=order_id), quantities
@@ -583,3 +619,17 @@ class OrderActions:
             intent.leader_order_id,
         )
         return stored
+
+
+class _KilledBetweenSlices(Exception):
+    """The kill switch was thrown while a sliced copy's modification waited between slices."""
+
+    def __init__(self, sent: int, slices: int) -> None:
+        super().__init__(f"engine killed after {sent} of {slices} slices were modified")
+
+
+async def _slot_of_its_own(f: FollowerRuntime) -> Slot:
+    """A rate-limit slot for a request of a sliced copy after its first (the executor holds
+    one for the first): each slice is an order of its own at Dhan, so its modify or cancel is
+    one request of Dhan's 10 a second. Twelve slices on one slot met DH-904."""
+    return f.limiter.try_acquire() or await f.limiter.acquire()

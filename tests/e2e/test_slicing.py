@@ -4,10 +4,13 @@ made of several orders."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from engine.domain import MirrorState
-from tests.e2e.conftest import NIFTY_CE, World
+from tests.e2e.conftest import BETA, NIFTY_CE, World, WorldFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +57,96 @@ async def test_x2_copy_at_the_freeze_quantity_is_sliced_modified_and_cancelled_a
     copy = next(m for m in world.eng.follower_views() if m.follower == "beta")
     assert copy.mirror_state is MirrorState.DONE and copy.broker_status == "CANCELLED"
     assert len(world.orders("beta")) == 2  # nothing re-placed
+
+
+def order_requests(world: World, client_id: str) -> list[dict[str, object]]:
+    """Every order-API request (place, modify, cancel) the simulator received from an account."""
+    return [
+        r
+        for r in world.sim.requests
+        if r["client_id"] == client_id
+        and r["method"] in ("POST", "PUT", "DELETE")
+        and str(r["path"]).startswith("/v2/orders")
+    ]
+
+
+def most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(
+        (sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times)),
+        default=0,
+    )
+
+
+# beta copies 12x: 27 lots of NIFTY at the freeze quantity become twelve slices.
+TWELVE_SLICES = [
+    {
+        "name": "beta",
+        "client_id": BETA[0],
+        "access_token": BETA[1],
+        "sizing": {"kind": "multiplier", "multiplier": 12},
+    }
+]
+
+
+async def twelve_slices(make_world: WorldFactory) -> tuple[World, str, float]:
+    world = await make_world(TWELVE_SLICES)
+    price = round(world.sim.price(*NIFTY_CE) * 0.95, 1)
+    leader_id = world.place(qty=AT_FREEZE, price=price)
+    await world.until(lambda: len(open_orders(world, "beta")) == 12, what="beta's twelve slices")
+    await world.settle()
+    return world, leader_id, price
+
+
+def modifies(world: World) -> list[dict[str, object]]:
+    return [r for r in order_requests(world, BETA[0]) if r["method"] == "PUT"]
+
+
+async def test_a_copy_of_twelve_slices_is_modified_and_cancelled_within_dhans_10_a_second(
+    make_world: WorldFactory,
+) -> None:
+    # Each slice is its own order at Dhan: its modify and its cancel are each one request of
+    # the 10 a second, not one for the copy.
+    world, leader_id, price = await twelve_slices(make_world)
+
+    world.modify(leader_id, price=price - 1)
+    await world.until(
+        lambda: all(float(str(o["price"])) == price - 1 for o in open_orders(world, "beta")),
+        timeout=15,
+        what="every slice at the new price",
+    )
+    world.cancel(leader_id)
+    await world.until(lambda: not open_orders(world, "beta"), timeout=15, what="every slice gone")
+    await world.settle()
+
+    sent = order_requests(world, BETA[0])
+    assert [r["method"] for r in sent].count("PUT") == 12
+    assert [r["method"] for r in sent].count("DELETE") == 12
+    assert all(r["error_code"] != "DH-904" for r in sent)
+    assert most_in_one_second([float(str(r["monotonic"])) for r in sent]) <= 10
+    assert len(world.orders("beta")) == 12  # nothing re-placed
+    copy = next(m for m in world.eng.follower_views() if m.follower == "beta")
+    assert copy.mirror_state is MirrorState.DONE and copy.broker_status == "CANCELLED"
+
+
+async def test_the_kill_switch_stops_a_sliced_copys_modification_between_slices(
+    make_world: WorldFactory,
+) -> None:
+    world, leader_id, price = await twelve_slices(make_world)
+    world.modify(leader_id, price=price - 1)
+    # At most 10 of the twelve go out in the first second; the rest wait for their turn.
+    await world.until(lambda: len(modifies(world)) >= 8, what="most slices modified")
+    await world.eng.kill("test")
+    killed_at = time.monotonic()
+    await world.settle()
+    await asyncio.sleep(1.5)  # past the second the waiting slices would have gone in
+
+    sent = modifies(world)
+    assert 8 <= len(sent) < 12
+    assert all(float(str(r["monotonic"])) < killed_at for r in sent)  # nothing after the kill
+    assert all(r["error_code"] != "DH-904" for r in sent)
+    said = [a.message for a in world.eng.recent_alerts() if a.code == "MODIFY_INTERRUPTED"]
+    assert said == [
+        f"beta: engine killed after {len(sent)} of 12 slices were modified for the copy of "
+        f"leader order {leader_id}; the others are left as they were"
+    ]
