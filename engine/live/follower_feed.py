@@ -254,4 +254,4 @@ def _second_order_under(mirror: MirrorRecord, snap: OrderSnapshot) -> bool:
 
 
 def _same_but_for_time(updated: MirrorRecord, mirror: MirrorRecord) -> bool:
-    return updated == mirror or updated.with_changes(updated_at=mirror.updated_at) == mirror
+    return updated.with_changes(updated_at=mirror.updated_at) == mirror

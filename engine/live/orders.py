@@ -8,14 +8,14 @@ new state (and is usually NoAction).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 
 from engine.clock import Clock
 from engine.dhan.broker import Existence
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
 from engine.dispatch.circuit import CircuitState
-from engine.dispatch.rate_limiter import Slot
 from engine.dispatch.send_line import SendLine
 from engine.domain import OrderParams, OrderSnapshot, Severity
 from engine.instruments import InstrumentBook
@@ -482,15 +482,12 @@ class OrderActions:
     ) -> BrokerResult:
         """Cancel the copy: its one order, or every open slice of a sliced copy. OK when each
         is cancelled (a slice that already ended counts as done); else the first failure."""
-        ids = [s.order_id for s in mirror.slices if s.is_open] if mirror.slices else [order_id]
+        ids = [s.order_id for s in mirror.slices if s.is_open] or [order_id]
         failure: BrokerResult | None = None
-        for i, slice_id in enumerate(ids or [order_id]):
-            slot = await _slot_of_its_own(f) if i else None
-            try:
-                result = await self._answers.call(f.broker.cancel(slice_id))
-            finally:
-                if slot is not None:
-                    f.limiter.complete(slot)
+        for i, slice_id in enumerate(ids):
+            result = await self._slice_request(
+                f, i, len(ids), IntentKind.CANCEL, partial(f.broker.cancel, slice_id)
+            )
             self._answers.note(f, result)
             ended = (
                 result.kind is ResultKind.REFUSED
@@ -521,20 +518,39 @@ class OrderActions:
             return refusal, {}
         failure: BrokerResult | None = None
         for i, (slice_id, quantity) in enumerate(quantities.items()):
-            slot = await _slot_of_its_own(f) if i else None
-            if slot is not None and not self._armed_now(f, IntentKind.MODIFY):
-                f.limiter.abandon(slot)  # killed while this slice waited for its turn
-                raise _KilledBetweenSlices(i, len(quantities))
-            try:
-                result = await self._answers.call(
-                    f.broker.modify(slice_id, replace(params, quantity=quantity))
-                )
-            finally:
-                if slot is not None:
-                    f.limiter.complete(slot)
+            result = await self._slice_request(
+                f,
+                i,
+                len(quantities),
+                IntentKind.MODIFY,
+                partial(f.broker.modify, slice_id, replace(params, quantity=quantity)),
+            )
             if result.kind is not ResultKind.OK and failure is None:
                 failure = result
         return failure or BrokerResult(ResultKind.OK, order_id=order_id), quantities
+
+    async def _slice_request(
+        self,
+        f: FollowerRuntime,
+        i: int,
+        slices: int,
+        kind: IntentKind,
+        send: Callable[[], Awaitable[BrokerResult]],
+    ) -> BrokerResult:
+        """The request for the ``i``-th slice of a copy. Each slice is an order of its own at
+        Dhan, so its modify or cancel is one request of Dhan's 10 a second (twelve slices on
+        one slot met DH-904): the first goes under the executor's slot, each after it waits
+        for a slot of its own, and then looks at the kill switch again (a cancel still goes)."""
+        if i == 0:
+            return await self._answers.call(send())
+        slot = f.limiter.try_acquire() or await f.limiter.acquire()
+        if not self._armed_now(f, kind):
+            f.limiter.abandon(slot)  # killed while this slice waited for its turn
+            raise _KilledBetweenSlices(i, slices)
+        try:
+            return await self._answers.call(send())
+        finally:
+            f.limiter.complete(slot)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -626,10 +642,3 @@ class _KilledBetweenSlices(Exception):
 
     def __init__(self, sent: int, slices: int) -> None:
         super().__init__(f"engine killed after {sent} of {slices} slices were modified")
-
-
-async def _slot_of_its_own(f: FollowerRuntime) -> Slot:
-    """A rate-limit slot for a request of a sliced copy after its first (the executor holds
-    one for the first): each slice is an order of its own at Dhan, so its modify or cancel is
-    one request of Dhan's 10 a second. Twelve slices on one slot met DH-904."""
-    return f.limiter.try_acquire() or await f.limiter.acquire()
