@@ -566,35 +566,70 @@ class EngineRun:
     startup_cpu_s: float
 
 
+# What runs the engine, as a trader would: the engine alone (what the other benches measure),
+# under `copytrade run --headless` (its JSON-lines log written to a file), or under the
+# terminal (the real app, Textual headless, at TERMINAL_SIZE: it renders on the engine's loop).
+FRONTS = ("engine", "headless", "terminal")
+TERMINAL_SIZE = (160, 48)
+
+
 @contextlib.asynccontextmanager
 async def running_engine(
-    sim: SimHandle, followers: Sequence[Account], *, startup_timeout: float = 120.0
+    sim: SimHandle,
+    followers: Sequence[Account],
+    *,
+    startup_timeout: float = 120.0,
+    front: str = "engine",
 ) -> AsyncIterator[EngineRun]:
     """The real engine (real dhanhq SDK, real SQLite store in a temp dir) against `sim`,
-    started, recovered, with every order socket logged in."""
+    started (under `front`, one of FRONTS), recovered, with every order socket logged in."""
     with tempfile.TemporaryDirectory(prefix="copytrade-bench-") as tmp:
         probe = Probe()
         settings = build_settings(sim, followers, Path(tmp) / "bench.db")
         engine = Engine(settings, broker_factory=probe.broker_factory)
         engine.subscribe(probe.on_event)
         t0, cpu0 = time.monotonic(), time.process_time()
-        task = asyncio.create_task(engine.run(), name="bench-engine")
-        try:
-            ready = asyncio.ensure_future(_ready(engine, probe, sim, len(followers) + 1))
-            done, _ = await asyncio.wait(
-                {task, ready}, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if ready not in done:
-                ready.cancel()
-                if task in done:
-                    task.result()  # raises the engine's startup error
-                raise TimeoutError("engine did not start and recover in time")
-            ready.result()
-            yield EngineRun(engine, probe, time.monotonic() - t0, time.process_time() - cpu0)
-        finally:
-            await engine.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        async with _engine_running(engine, front, Path(tmp)) as task:
+            try:
+                ready = asyncio.ensure_future(_ready(engine, probe, sim, len(followers) + 1))
+                done, _ = await asyncio.wait(
+                    {task, ready}, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if ready not in done:
+                    ready.cancel()
+                    if task in done:
+                        task.result()  # raises the engine's startup error
+                    raise TimeoutError("engine did not start and recover in time")
+                ready.result()
+                yield EngineRun(engine, probe, time.monotonic() - t0, time.process_time() - cpu0)
+            finally:
+                await engine.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def _engine_running(
+    engine: Engine, front: str, tmp: Path
+) -> AsyncIterator[asyncio.Task[Any]]:
+    """The engine started under `front`; yields what ends when it stops (with its error)."""
+    if front == "engine":
+        yield asyncio.create_task(engine.run(), name="bench-engine")
+    elif front == "headless":
+        from engine.headless import run_headless
+
+        with (tmp / "headless.jsonl").open("w", encoding="utf-8") as out:
+            yield asyncio.create_task(run_headless(engine, out=out), name="bench-engine")
+    elif front == "terminal":
+        from tui.app import CopyTradeApp
+
+        app = CopyTradeApp(engine)
+        async with app.run_test(headless=True, size=TERMINAL_SIZE):
+            # The app runs the engine in its worker (group "engine"), as it does for a trader.
+            worker = next(w for w in app.workers if w.group == "engine")
+            yield asyncio.create_task(worker.wait(), name="bench-engine")
+    else:
+        raise ValueError(f"front must be one of {', '.join(FRONTS)}, not {front!r}")
 
 
 async def _ready(engine: Engine, probe: Probe, sim: SimHandle, sockets: int) -> None:

@@ -1,5 +1,5 @@
 """Fan-out: `python -m bench.followers [--counts 1,10,50,200] [--orders 5] [--rounds 3]
-[--in-process] [--exclusive]`.
+[--in-process] [--exclusive] [--front engine|headless|terminal]`.
 
 One leader, N followers (each its own account and token on one simulator). For each N, in each
 round, a fresh simulator and engine; the leader places a few buy limits one at a time (each
@@ -28,6 +28,11 @@ The simulator stands for Dhan's servers: it is pinned to a CPU of its own
 ``--exclusive`` the copiers (engine and lean alike) are kept off that CPU too
 (``bench.common.confine_copier``): on loopback an answer from the simulator wakes the copier
 beside it, which Dhan across a network cannot do. On a 2-CPU machine that leaves the copier one.
+
+``--front`` runs the engine as a trader would (``bench.common.FRONTS``): alone (the default,
+what the figures above mean), under ``copytrade run --headless`` with its JSON-lines log
+written to a file, or under the terminal app, which renders on the engine's own loop (the
+``last max`` column then shows a copy held back by a repaint).
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    FRONTS,
     LEADER,
     STAGES,
+    TERMINAL_SIZE,
     Account,
     SimHandle,
     first_alerts,
@@ -65,6 +72,11 @@ from bench.common import (
 from bench.lean import lean_copier
 from engine.replication.correlation import correlation_id
 
+FRONT_WORDS = {
+    "engine": "alone",
+    "headless": "as `copytrade run --headless` (its JSON-lines log to a file)",
+    "terminal": "by the terminal app (Textual, headless, {}x{})".format(*TERMINAL_SIZE),
+}
 SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
 # Rounds per N: engine, lean and durable lean copy in turn, each round on a fresh simulator.
 # A single round compared two phases seconds apart, and the machine moved in between: the
@@ -97,7 +109,12 @@ class _Samples:
 
 
 async def one_count(
-    n: int, orders: int, in_process: bool, exclusive: bool, rounds: int = ROUNDS
+    n: int,
+    orders: int,
+    in_process: bool,
+    exclusive: bool,
+    rounds: int = ROUNDS,
+    front: str = "engine",
 ) -> dict[str, Any]:
     """``rounds`` rounds, each a fresh simulator: the engine copies ``orders`` leader orders,
     then the lean copier and the durable one as many. The machine drifts (other tenants, its
@@ -105,7 +122,7 @@ async def one_count(
     it, and the medians are over every order of every round."""
     samples = _Samples()
     for _ in range(rounds):
-        await _one_round(n, orders, in_process, exclusive, samples)
+        await _one_round(n, orders, in_process, exclusive, samples, front)
     return {
         "n": n,
         "orders": orders * rounds,
@@ -134,10 +151,12 @@ async def one_count(
     }
 
 
-async def _one_round(n: int, orders: int, in_process: bool, exclusive: bool, out: _Samples) -> None:
+async def _one_round(
+    n: int, orders: int, in_process: bool, exclusive: bool, out: _Samples, front: str
+) -> None:
     followers = follower_accounts(n)
     async with simulator([LEADER, *followers], in_process=in_process, exclusive=exclusive) as sim:
-        async with running_engine(sim, followers) as run:
+        async with running_engine(sim, followers, front=front) as run:
             price = await passive_price(sim)
             cpu0, wall0, sim_cpu0 = time.process_time(), time.monotonic(), sim.cpu_seconds()
             order_ids: list[str] = []
@@ -253,12 +272,13 @@ async def run(
     in_process: bool = False,
     exclusive: bool = False,
     rounds: int = ROUNDS,
+    front: str = "engine",
 ) -> dict[str, Any]:
     print(
         f"bench.followers: 1 leader -> N followers, {rounds} rounds of {orders} leader orders "
-        "per N and copier"
+        f"per N and copier; the engine run {FRONT_WORDS[front]}"
     )
-    results = [await one_count(n, orders, in_process, exclusive, rounds) for n in counts]
+    results = [await one_count(n, orders, in_process, exclusive, rounds, front) for n in counts]
     print(results[0]["where"])
     single = next((r["last_ms"] for r in results if r["n"] == 1), None)
     print(
@@ -422,9 +442,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the copiers off the simulator's CPU too (bench.common.confine_copier)",
     )
+    parser.add_argument(
+        "--front",
+        choices=FRONTS,
+        default="engine",
+        help="what runs the engine: the engine alone (default), `copytrade run --headless`"
+        " with its JSON-lines log, or the terminal app (Textual, headless)",
+    )
     args = parser.parse_args(argv)
     counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
-    asyncio.run(run(counts, args.orders, args.in_process, args.exclusive, args.rounds))
+    asyncio.run(run(counts, args.orders, args.in_process, args.exclusive, args.rounds, args.front))
     return 0
 
 

@@ -47,6 +47,19 @@ async def test_followers_reports_each_count(capsys: pytest.CaptureFixture[str]) 
     assert "the pace of the others" in out and "FIRST-served copy" in out
 
 
+@pytest.mark.parametrize("front", ["headless", "terminal"])
+async def test_followers_runs_the_engine_as_a_trader_would(
+    front: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under `copytrade run --headless` or the terminal app, the same figures: every copy
+    placed (the run waits for each), and the front named in the report."""
+    figures = await followers.run(counts=(2,), orders=2, rounds=1, front=front)
+    (row,) = figures["counts"]
+    assert row["orders"] == 2 and row["first_ms"] <= row["last_ms"]
+    words = {"headless": "copytrade run --headless", "terminal": "the terminal app"}
+    assert words[front] in capsys.readouterr().out
+
+
 def test_first_and_last_copy_and_the_pace_between() -> None:
     alert_at = {"L1": 10.0}
     post_at = {correlation_id("L1", name, 0): at for name, at in (("a", 10.004), ("b", 10.010))}
