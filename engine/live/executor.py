@@ -7,8 +7,6 @@ work runs until the decision is NoAction.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine.clock import Clock
 from engine.config import Settings
 from engine.dispatch.circuit import CircuitState
@@ -26,6 +24,7 @@ from engine.live.notifier import Notifier
 from engine.live.orders import OrderActions
 from engine.live.positions import Positions
 from engine.market_hours import MarketCalendar
+from engine.records import MirrorRecord
 from engine.replication.replicator import (
     Cancel,
     DecisionContext,
@@ -38,6 +37,7 @@ from engine.replication.replicator import (
 )
 from engine.replication.risk import RiskVerdict, check_pre_trade
 from engine.replication.rules import RiskLimits
+from engine.replication.targets import PositionLedger
 from engine.transitions import is_repeat_skip, skipped
 
 Decision = NoAction | Skip | Place | Modify | Cancel
@@ -73,7 +73,13 @@ class Executor:
         self._positions = positions  # position-true sizing (None: each order sized alone)
         self._lagging = lagging  # what happens to a copy its filled leader left behind
 
-    def context(self, f: FollowerRuntime, leader: OrderSnapshot) -> DecisionContext:
+    def context(
+        self,
+        f: FollowerRuntime,
+        leader: OrderSnapshot,
+        ledger: PositionLedger | None = None,
+        draining: bool = False,
+    ) -> DecisionContext:
         lot = self._instruments.lot_size(leader.segment, leader.security_id) or leader.lot_size
         market_open, reason = True, ""
         if self._settings.enforce_market_hours:
@@ -92,26 +98,30 @@ class Executor:
             market_reason=reason,
             frozen=bool(frozen),
             frozen_reason=frozen,
+            ledger=ledger,
+            draining=draining,
         )
 
     def decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> Decision:
         # A copy changed by hand at Dhan is never modified again (engine.live.hand_made).
         mirror = self._book.mirror(f.name, leader.order_id)
-        return within_hand_rules(mirror, self._decide(f, leader))
+        return within_hand_rules(mirror, self._decide(f, leader, mirror))
 
-    def _decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> Decision:
-        mirror = self._book.mirror(f.name, leader.order_id)
-        ctx = self.context(f, leader)
-        if self._positions is not None:
+    def _decide(
+        self, f: FollowerRuntime, leader: OrderSnapshot, mirror: MirrorRecord | None
+    ) -> Decision:
+        if self._positions is None:
+            ctx = self.context(f, leader)
+        else:
             sync_rules = self._positions.sync_rules(f, leader)
             if sync_rules is not None:  # an order of a position sync: its step, 1:1
-                return decide(leader, mirror, sync_rules, ctx)
+                return decide(leader, mirror, sync_rules, self.context(f, leader))
             ledger = self._positions.ledger_for(f, leader)
             if ledger is None and mirror is None:
                 why = self._positions.untracked_reason(f.name, leader.order_id)
                 if why:
                     return NoAction(why)  # history, or beyond the catch-up bound
-            ctx = replace(ctx, ledger=ledger, draining=not f.settings.enabled)
+            ctx = self.context(f, leader, ledger, draining=not f.settings.enabled)
         if self._lagging is None:
             return decide(leader, mirror, f.rules, ctx)
         forced = self._lagging.decision(f, mirror) if ctx.armed else None
