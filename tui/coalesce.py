@@ -12,6 +12,7 @@ proportional to the number of distinct keys, not to the event rate.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -130,6 +131,7 @@ class EventCoalescer:
         self._pending = Batch()
         self.received = 0
         self.folded_early = 0
+        self.last_event_at = float("-inf")  # time.perf_counter() of the newest event
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -138,6 +140,7 @@ class EventCoalescer:
         """The listener's whole job: O(1), never raises, never blocks."""
         self._buffer.append(event)
         self.received += 1
+        self.last_event_at = time.perf_counter()
         if len(self._buffer) >= self._max_buffer:
             self.folded_early += 1
             self._fold_buffer()
@@ -146,6 +149,7 @@ class EventCoalescer:
         """For a listener called off the loop's thread: a deque append is atomic; no folding."""
         self._buffer.append(event)
         self.received += 1
+        self.last_event_at = time.perf_counter()
 
     def _fold_buffer(self) -> None:
         buffer = self._buffer

@@ -47,6 +47,12 @@ INPUT_FLUSH_MAX_DELAY_S = 0.5
 # Under a dimmed dialog or the help, the panes below are redrawn twice per flush (their own
 # screen, then tinted under the dialog): flush them this many times less often.
 COVERED_FLUSH_FACTOR = 3
+# Copies before pixels: while the engine's events still come (a leader order fanned out to its
+# followers, its copies being sent and answered), a flush waits for them to pause this long,
+# but never more than ENGINE_BUSY_MAX_DELAY_S after the last flush. A repaint of a busy screen
+# takes tens of milliseconds of the interpreter, which the engine's thread would share.
+ENGINE_QUIET_S = 0.03
+ENGINE_BUSY_MAX_DELAY_S = 0.3
 LATENCY_HISTORY = 300  # one point a second: five minutes
 
 
@@ -263,12 +269,16 @@ class CockpitShell(App[None]):
         causes costs about as much again, and input gets the rest), capped at one second. Key
         presses always get their turn; batches just get bigger (and coalesce more) instead of
         the screen falling behind. Right after a key, and under a dialog, flushes are spaced
-        further (INPUT_QUIET_S, COVERED_FLUSH_FACTOR).
+        further (INPUT_QUIET_S, COVERED_FLUSH_FACTOR); while the engine's events still come,
+        they wait for a pause (ENGINE_QUIET_S).
         """
         now = time.perf_counter()
         if now < self._flush_not_before:
             return
         if now < self._input_quiet_until and now - self._last_flush_at < INPUT_FLUSH_MAX_DELAY_S:
+            return
+        busy = now - self.coalescer.last_event_at < ENGINE_QUIET_S
+        if busy and now - self._last_flush_at < ENGINE_BUSY_MAX_DELAY_S:
             return
         covered = len(self.screen_stack) > 1
         if covered and now - self._last_flush_at < self.flush_interval * COVERED_FLUSH_FACTOR:
