@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,17 +412,19 @@ def rate_limited(requests: Iterable[dict[str, Any]]) -> int:
 
 
 class Completions:
-    """First time (monotonic) per key, and a way to wait for a set of keys."""
+    """First time (monotonic) per key, and a way to wait for a set of keys. Noted from any
+    thread (an engine on a thread of its own); waited for on the loop that made it."""
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
         self.count: dict[str, int] = {}
         self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
 
     def note(self, key: str) -> None:
         self.at.setdefault(key, time.monotonic())
         self.count[key] = self.count.get(key, 0) + 1
-        self._changed.set()
+        set_event(self._loop, self._changed)
 
     async def wait_for(self, keys: Iterable[str], timeout: float) -> None:
         want = set(keys)
@@ -430,6 +432,18 @@ class Completions:
             while not want <= self.at.keys():
                 self._changed.clear()
                 await self._changed.wait()
+
+
+def set_event(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+    """``event.set()`` on `loop`, from its own thread or another one."""
+    try:
+        same = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        same = False
+    if same:
+        event.set()
+    else:
+        loop.call_soon_threadsafe(event.set)
 
 
 class _TimedBroker:
@@ -460,6 +474,7 @@ class Probe:
     place_called: Completions = field(default_factory=Completions)
     place_returned: Completions = field(default_factory=Completions)
     recovered: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 
     def on_event(self, event: EngineEvent) -> None:
         now = time.monotonic()
@@ -471,7 +486,7 @@ class Probe:
             if view.mirror_state.value == "PLACING":
                 self.placing.setdefault((view.follower, view.leader_order_id), now)
         elif isinstance(event, RecoveryCompleted):
-            self.recovered.set()
+            set_event(self.loop, self.recovered)
 
     def broker_factory(
         self, account: str, client_id: str, token: str, rest_url: str, timeout_s: float
@@ -564,12 +579,15 @@ class EngineRun:
     probe: Probe
     startup_s: float
     startup_cpu_s: float
+    # Awaits a coroutine of the engine's on its loop (another thread's, under the terminal).
+    on_engine: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Awaitable[Any]]
 
 
 # What runs the engine, as a trader would: the engine alone (what the other benches measure),
 # under `copytrade run --headless` (its JSON-lines log written to a file), or under the
-# terminal (the real app, Textual headless, at TERMINAL_SIZE: it renders on the engine's loop).
-FRONTS = ("engine", "headless", "terminal")
+# terminal (the real app, Textual headless, at TERMINAL_SIZE, the engine on its own thread
+# as `copytrade` runs it; "terminal-same-loop": on the screen's loop, as before).
+FRONTS = ("engine", "headless", "terminal", "terminal-same-loop")
 TERMINAL_SIZE = (160, 48)
 
 
@@ -589,9 +607,11 @@ async def running_engine(
         engine = Engine(settings, broker_factory=probe.broker_factory)
         engine.subscribe(probe.on_event)
         t0, cpu0 = time.monotonic(), time.process_time()
-        async with _engine_running(engine, front, Path(tmp)) as task:
+        async with _engine_running(engine, front, Path(tmp)) as (task, on_engine):
             try:
-                ready = asyncio.ensure_future(_ready(engine, probe, sim, len(followers) + 1))
+                ready = asyncio.ensure_future(
+                    _ready(engine, probe, sim, len(followers) + 1, on_engine)
+                )
                 done, _ = await asyncio.wait(
                     {task, ready}, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -601,39 +621,58 @@ async def running_engine(
                         task.result()  # raises the engine's startup error
                     raise TimeoutError("engine did not start and recover in time")
                 ready.result()
-                yield EngineRun(engine, probe, time.monotonic() - t0, time.process_time() - cpu0)
+                yield EngineRun(
+                    engine,
+                    probe,
+                    time.monotonic() - t0,
+                    time.process_time() - cpu0,
+                    on_engine,
+                )
             finally:
-                await engine.stop()
+                await on_engine(engine.stop)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 30)
+
+
+OnEngine = Callable[[Callable[[], Coroutine[Any, Any, Any]]], Awaitable[Any]]
+
+
+async def _here(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return await make()
 
 
 @contextlib.asynccontextmanager
 async def _engine_running(
     engine: Engine, front: str, tmp: Path
-) -> AsyncIterator[asyncio.Task[Any]]:
-    """The engine started under `front`; yields what ends when it stops (with its error)."""
+) -> AsyncIterator[tuple[asyncio.Task[Any], OnEngine]]:
+    """The engine started under `front`: what ends when it stops (with its error), and how to
+    await one of its coroutines on its loop."""
     if front == "engine":
-        yield asyncio.create_task(engine.run(), name="bench-engine")
+        yield asyncio.create_task(engine.run(), name="bench-engine"), _here
     elif front == "headless":
         from engine.headless import run_headless
 
         with (tmp / "headless.jsonl").open("w", encoding="utf-8") as out:
-            yield asyncio.create_task(run_headless(engine, out=out), name="bench-engine")
-    elif front == "terminal":
+            yield asyncio.create_task(run_headless(engine, out=out), name="bench-engine"), _here
+    elif front in ("terminal", "terminal-same-loop"):
         from tui.app import CopyTradeApp
+        from tui.engine_thread import EngineOnItsOwnThread
 
-        app = CopyTradeApp(engine)
+        threaded = EngineOnItsOwnThread(engine) if front == "terminal" else None
+        app = CopyTradeApp(threaded or engine)  # (threaded: as tui.launch starts it)
         async with app.run_test(headless=True, size=TERMINAL_SIZE):
             # The app runs the engine in its worker (group "engine"), as it does for a trader.
             worker = next(w for w in app.workers if w.group == "engine")
-            yield asyncio.create_task(worker.wait(), name="bench-engine")
+            task = asyncio.create_task(worker.wait(), name="bench-engine")
+            yield task, (threaded.on_engine_loop if threaded is not None else _here)
     else:
         raise ValueError(f"front must be one of {', '.join(FRONTS)}, not {front!r}")
 
 
-async def _ready(engine: Engine, probe: Probe, sim: SimHandle, sockets: int) -> None:
-    await engine.wait_started()
+async def _ready(
+    engine: Engine, probe: Probe, sim: SimHandle, sockets: int, on_engine: OnEngine = _here
+) -> None:
+    await on_engine(engine.wait_started)
     await probe.recovered.wait()
     await sim.wait_sockets(sockets)
 

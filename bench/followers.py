@@ -75,7 +75,12 @@ from engine.replication.correlation import correlation_id
 FRONT_WORDS = {
     "engine": "alone",
     "headless": "as `copytrade run --headless` (its JSON-lines log to a file)",
-    "terminal": "by the terminal app (Textual, headless, {}x{})".format(*TERMINAL_SIZE),
+    "terminal": "by the terminal app (Textual, headless, {}x{}), on its own thread".format(
+        *TERMINAL_SIZE
+    ),
+    "terminal-same-loop": "by the terminal app (Textual, headless, {}x{}), on its loop".format(
+        *TERMINAL_SIZE
+    ),
 }
 SETTLE_S = 0.3  # after each order's last copy: follower alerts come back and are handled
 # Rounds per N: engine, lean and durable lean copy in turn, each round on a fresh simulator.
@@ -166,7 +171,7 @@ async def _one_round(
                 cids = [correlation_id(order_id, f.name, 0) for f in followers]
                 await run.probe.place_returned.wait_for(cids, 60 + n)
                 await asyncio.sleep(SETTLE_S)
-            await run.engine.settle(timeout=60)
+            await run.on_engine(lambda: run.engine.settle(timeout=60))
             out.cpu_s += time.process_time() - cpu0
             out.wall_s += time.monotonic() - wall0
             sim_cpu1 = sim.cpu_seconds()

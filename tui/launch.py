@@ -51,8 +51,10 @@ def _serve(engine: EngineHandle, *, headless: bool, demo: bool, minutes: float =
 
         return asyncio.run(run_headless(engine, stop_after_s=minutes * 60 or None))
     from tui.app import CopyTradeApp
+    from tui.engine_thread import EngineOnItsOwnThread
 
-    app = CopyTradeApp(engine, demo=demo)
+    # The engine on a loop of its own: the screen's repaints never hold a copy back.
+    app = CopyTradeApp(EngineOnItsOwnThread(engine), demo=demo)
     app.run()
     return 0
 
