@@ -1,8 +1,9 @@
 """The copy-trading terminal: a view over the engine.
 
 It renders engine events and sends commands (kill, resume, resync, timeline); it decides
-nothing about orders. The engine runs as a long-lived worker on the same asyncio loop. Its
-events land in a bounded buffer (the listener only appends), and a flush at most every
+nothing about orders. The engine runs as a long-lived worker; `copytrade` gives it a thread
+and loop of its own (tui/engine_thread.py), so a repaint never holds a copy back. Its events
+land in a bounded buffer (the listener only appends), and a flush at most every
 `flush_interval` seconds folds them by key and applies them as keyed diffs, one
 `batch_update()` for all panes.
 

@@ -1,7 +1,8 @@
 """The terminal's shell: its panes, the engine's worker, and the engine's events drawn into
 the panes.
 
-The engine runs as a long-lived worker on the same asyncio loop. Its events land in a bounded
+The engine runs as a long-lived worker; `copytrade` gives it a thread and loop of its own
+(tui/engine_thread.py), so a repaint never holds a copy back. Its events land in a bounded
 buffer (the listener only appends), and a flush at most every `flush_interval` seconds folds them
 by key and applies them as keyed diffs, one `batch_update()` for all panes. The keys and dialogs
 live in tui/trader_actions.py, the app itself in tui/app.py.

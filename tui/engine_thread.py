@@ -2,14 +2,16 @@
 
 Why: on the loop it shares with the terminal, the engine waits for every repaint in progress,
 and one repaint of a busy screen takes tens of milliseconds of Python (Textual's compositor
-rendering the tables' new rows). On a loop of its own, the engine waits at most for the interpreter's switch
-interval while the screen draws: its thread wakes on a socket, and the drawing thread gives
-the interpreter lock up within ``sys.getswitchinterval()``, which is ``SWITCH_INTERVAL_S``
-while the engine runs so (Python's default, 5 ms, let a copy wait up to that long for each
-slice of a repaint). Measured with bench.followers --front terminal --exclusive (three runs
-each way, alternated), the slowest of 15 copies at 10 followers: 147-239 ms with the engine on
-the screen's loop, 36-57 ms on its own; at 50 followers 216-287 ms and 133-158 ms. The median
-last copy: 13.7-30.4 ms and 15.4-17.8 ms at 10, 73-150 ms and 67-75 ms at 50.
+rendering the tables' new rows). On a loop of its own, the engine waits at most for the
+interpreter's switch interval while the screen draws: its thread wakes on a socket, and the
+drawing thread gives the interpreter lock up within ``sys.getswitchinterval()``, which is
+``SWITCH_INTERVAL_S`` while the engine runs so (Python's default, 5 ms, let a copy wait up to
+that long for each slice of a repaint).
+
+Measured with ``bench.followers --front terminal --exclusive`` (three runs each way,
+alternated), the slowest of 15 copies at 10 followers: 147-239 ms with the engine on the
+screen's loop, 36-57 ms on its own; at 50 followers 216-287 ms and 133-158 ms. The median last
+copy: 13.7-30.4 ms and 15.4-17.8 ms at 10, 73-150 ms and 67-75 ms at 50.
 
 Every call the terminal makes runs on the engine's loop: the async commands as coroutines
 there (``asyncio.run_coroutine_threadsafe``), the read models (views) as calls there whose
