@@ -12,7 +12,7 @@ from engine.domain import OrderStatus
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine, FixedClock, alert_raised, leader_seen
 from tui.app import CopyTradeApp
-from tui.cockpit import INPUT_FLUSH_MAX_DELAY_S
+from tui.cockpit import ENGINE_BUSY_MAX_DELAY_S, ENGINE_QUIET_S, INPUT_FLUSH_MAX_DELAY_S
 from tui.collector import YOUNG_THRESHOLD, CollectorPolicy
 from tui.screens.help import HelpScreen
 
@@ -146,3 +146,25 @@ async def test_a_reused_row_shows_every_cell_of_its_new_order(engine: FakeEngine
                 )
         assert table.shown_cell("L005", "status").plain == "TRADED"
         assert table.shown_cell("L004", "status").plain == "PENDING"
+
+
+async def test_a_flush_waits_for_the_engines_events_to_pause(
+    app: CopyTradeApp, engine: FakeEngine
+) -> None:
+    """While the engine's events still come (a fan-out being sent), no repaint begins; once
+    they pause it does, and a stream that never pauses is still drawn every
+    ENGINE_BUSY_MAX_DELAY_S. (The flush timer's own decision, taken here by hand.)"""
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        before = app.flushes
+        engine.publish(leader_seen("L00001"))
+        app._on_flush_timer()  # the event came just now
+        assert app.flushes == before
+        app.coalescer.last_event_at -= ENGINE_QUIET_S  # they paused
+        app._on_flush_timer()
+        assert app.flushes == before + 1 and app.leader_table.has_key("L00001")
+        engine.publish(leader_seen("L00002"))  # still coming, but the last flush is old
+        app._flush_not_before = 0.0
+        app._last_flush_at -= ENGINE_BUSY_MAX_DELAY_S
+        app._on_flush_timer()
+        assert app.flushes == before + 2 and app.leader_table.has_key("L00002")
