@@ -126,7 +126,9 @@ class EngineOnItsOwnThread:
 
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._thread = threading.Thread(target=thread_main, name=self._name)
+        # A daemon: a terminal that dies without stopping it must not hang at exit waiting for
+        # it (every copy's intent is on disk before it is sent: its end is a kill -9's).
+        self._thread = threading.Thread(target=thread_main, name=self._name, daemon=True)
         self._thread.start()
         try:
             await asyncio.shield(finished)
