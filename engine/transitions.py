@@ -214,6 +214,32 @@ def modified(current: MirrorRecord, params: OrderParams, now: datetime | None) -
     )
 
 
+def carries(at_dhan: OrderSnapshot, sent: OrderParams) -> bool:
+    """Does the order at Dhan carry the quantity, price and trigger of a request we sent?"""
+    return (
+        at_dhan.quantity == sent.quantity
+        and (sent.price <= 0 or abs(at_dhan.price - sent.price) < 0.005)
+        and (sent.trigger_price <= 0 or abs(at_dhan.trigger_price - sent.trigger_price) < 0.005)
+    )
+
+
+def modified_before_restart(
+    current: MirrorRecord, sent: OrderParams, now: datetime | None
+) -> MirrorRecord:
+    """A modification the previous process sent and never heard back from, which the order at
+    Dhan shows applied: the copy now carries what was sent (its quantity, price and trigger;
+    the rest of its params as recorded, which the request may have put in Dhan's terms)."""
+    if current.params is None:
+        return modified(current, sent, now)
+    applied = replace(
+        current.params,
+        quantity=sent.quantity,
+        price=sent.price,
+        trigger_price=sent.trigger_price,
+    )
+    return modified(current, applied, now)
+
+
 def view_was_behind(before: MirrorRecord, after: MirrorRecord) -> bool:
     """A refusal explained by what the follower's order did meanwhile (it filled, closed):
     decide again on the fresh state rather than give up on the copy."""

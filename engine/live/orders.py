@@ -37,6 +37,7 @@ from engine.secrets import redact
 from engine.transitions import (
     acknowledged,
     cancelled,
+    carries,
     killed_before_send,
     modification_refused,
     modified,
@@ -584,16 +585,7 @@ class OrderActions:
     async def _carries(self, f: FollowerRuntime, order_id: str, params: OrderParams) -> bool:
         """Does the order at Dhan carry these quantity, price and trigger?"""
         at_dhan = await self._read_order(f, order_id)
-        if at_dhan is None:
-            return False
-        return (
-            at_dhan.quantity == params.quantity
-            and (params.price <= 0 or abs(at_dhan.price - params.price) < 0.005)
-            and (
-                params.trigger_price <= 0
-                or abs(at_dhan.trigger_price - params.trigger_price) < 0.005
-            )
-        )
+        return at_dhan is not None and carries(at_dhan, params)
 
     async def _read_order(self, f: FollowerRuntime, order_id: str) -> OrderSnapshot | None:
         try:

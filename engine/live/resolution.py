@@ -30,8 +30,10 @@ from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord
 from engine.transitions import (
     acknowledged,
     awaiting_answer,
+    carries,
     found_after_restart,
     found_at_broker,
+    modified_before_restart,
     with_slices,
 )
 
@@ -202,6 +204,46 @@ class Resolver:
         )
         f.dispatcher.mark(leader_id)
 
+    async def _applied_before_restart(
+        self, f: FollowerRuntime, intent: Intent, mirror: MirrorRecord
+    ) -> bool:
+        """A modification the previous process sent and never heard back from, which the
+        order at Dhan shows applied (it carries what was sent): the copy's record takes it as
+        the answer would have, so that the difference is not taken for a hand edit (after
+        which the engine would never modify the copy again). False: not shown applied (or a
+        sliced copy, whose slices are not compared); the order is then read as it is."""
+        if (
+            intent.kind is not IntentKind.MODIFY
+            or intent.params is None
+            or mirror.slices
+            or not mirror.follower_order_id
+            or intent.follower_order_id != mirror.follower_order_id
+        ):
+            return False
+        try:
+            at_dhan = await f.broker.order_by_id(mirror.follower_order_id)
+        except BrokerError:
+            return False
+        if at_dhan is None or not carries(at_dhan, intent.params):
+            return False
+        applied = modified_before_restart(mirror, intent.params, self._clock.now())
+        self._book.set_mirror(applied)
+        await self._writes.require_store().complete_intent(
+            intent.id,
+            IntentOutcome.ACKED,
+            "applied before the restart: the order at Dhan carries it",
+            applied,
+        )
+        self._follower_feed.on_snapshot(f, at_dhan)  # its fills and status, as they are now
+        self._notifier.journal(
+            "recovery",
+            f"{f.name}: the modification sent before the restart was applied "
+            f"({intent.params.quantity} @ {intent.params.price:g})",
+            f.name,
+            intent.leader_order_id,
+        )
+        return True
+
     async def resolve_unfinished(self) -> None:
         """After a restart: every placement whose answer we never recorded is looked up by its
         correlationId before anything else happens; one not settled at once is held (PLACING)
@@ -214,6 +256,8 @@ class Resolver:
                 continue
             if intent.kind is not IntentKind.PLACE:
                 if mirror is not None:
+                    if await self._applied_before_restart(f, intent, mirror):
+                        continue
                     await self._follower_feed.refresh_order(f, mirror)
                 await store.complete_intent(
                     intent.id,

@@ -298,3 +298,58 @@ async def test_no_re_place_when_the_cancelled_order_cannot_be_read(
     await world.settle()
     assert world.orders("alpha")[0]["orderStatus"] == "CANCELLED"
     assert len(world.orders("alpha")) == 1  # nothing re-placed blind
+
+
+def _price_at_dhan(world: World, who: str, order_id: str) -> float:
+    return float(next(o["price"] for o in world.orders(who) if o["orderId"] == order_id))
+
+
+async def test_a_modification_applied_before_a_crash_is_ours_not_a_hand_edit(
+    world: World,
+) -> None:
+    """The engine sent a modify, Dhan applied it, and the process died before the answer:
+    after the restart the copy carries what was sent, it is the engine's modification (not a
+    hand edit, after which the engine would never modify the copy again), and the copy goes
+    on following the leader."""
+    leader_id = world.place(price=200.0)
+    copy = str((await world.follower_order("alpha"))[0]["orderId"])
+    await world.settle()
+    world.sim.faults.delay_next(2, 3.0, after_accept=True, match="PUT /v2/orders")
+    world.modify(leader_id, price=199.0)
+    await world.until(
+        lambda: _price_at_dhan(world, "alpha", copy) == 199.0, what="the modify applied"
+    )
+    await world.crash_engine()  # its answer never came back
+    await world.start_engine()
+    await world.settle()
+    mirror = world.eng.mirror("alpha", leader_id)
+    assert mirror is not None and mirror.params is not None
+    assert not mirror.by_hand and mirror.params.price == 199.0
+    assert not [a for a in world.eng.recent_alerts() if a.code == "COPY_CHANGED_BY_HAND"]
+    world.modify(leader_id, price=198.0)
+    await world.until(lambda: _price_at_dhan(world, "alpha", copy) == 198.0, what="the next modify")
+
+
+async def test_a_modification_never_applied_before_a_crash_is_sent_again(
+    world: World,
+) -> None:
+    """The process died while Dhan still held the modify unapplied (it never applies it: the
+    sender is gone): after the restart the copy is at the old price, which is no hand edit,
+    and the engine modifies it to the leader's price."""
+    leader_id = world.place(price=200.0)
+    copy = str((await world.follower_order("alpha"))[0]["orderId"])
+    await world.settle()
+    world.sim.faults.delay_next(2, 1.0, after_accept=False, match="PUT /v2/orders")
+    world.modify(leader_id, price=199.0)
+    await world.until(
+        lambda: any(r["method"] == "PUT" for r in world.sim.requests), what="the modify sent"
+    )
+    await world.crash_engine()
+    await asyncio.sleep(1.2)  # the held requests end with their senders gone: never applied
+    assert _price_at_dhan(world, "alpha", copy) == 200.0
+    await world.start_engine()
+    await world.until(lambda: _price_at_dhan(world, "alpha", copy) == 199.0, what="modified again")
+    await world.settle()
+    mirror = world.eng.mirror("alpha", leader_id)
+    assert mirror is not None and not mirror.by_hand
+    assert not [a for a in world.eng.recent_alerts() if a.code == "COPY_CHANGED_BY_HAND"]
