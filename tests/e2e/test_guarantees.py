@@ -304,6 +304,17 @@ def _price_at_dhan(world: World, who: str, order_id: str) -> float:
     return float(next(o["price"] for o in world.orders(who) if o["orderId"] == order_id))
 
 
+async def _modify_held_by_dhan(world: World, seconds: float, after_accept: bool) -> tuple[str, str]:
+    """A leader order copied to alpha, then moved to 199.0: Dhan holds each copy's modify
+    `seconds` (after applying it, or before). The leader order's id and alpha's copy's."""
+    leader_id = world.place(price=200.0)
+    copy = str((await world.follower_order("alpha"))[0]["orderId"])
+    await world.settle()
+    world.sim.faults.delay_next(2, seconds, after_accept=after_accept, match="PUT /v2/orders")
+    world.modify(leader_id, price=199.0)
+    return leader_id, copy
+
+
 async def test_a_modification_applied_before_a_crash_is_ours_not_a_hand_edit(
     world: World,
 ) -> None:
@@ -311,11 +322,7 @@ async def test_a_modification_applied_before_a_crash_is_ours_not_a_hand_edit(
     after the restart the copy carries what was sent, it is the engine's modification (not a
     hand edit, after which the engine would never modify the copy again), and the copy goes
     on following the leader."""
-    leader_id = world.place(price=200.0)
-    copy = str((await world.follower_order("alpha"))[0]["orderId"])
-    await world.settle()
-    world.sim.faults.delay_next(2, 3.0, after_accept=True, match="PUT /v2/orders")
-    world.modify(leader_id, price=199.0)
+    leader_id, copy = await _modify_held_by_dhan(world, 3.0, after_accept=True)
     await world.until(
         lambda: _price_at_dhan(world, "alpha", copy) == 199.0, what="the modify applied"
     )
@@ -336,11 +343,7 @@ async def test_a_modification_never_applied_before_a_crash_is_sent_again(
     """The process died while Dhan still held the modify unapplied (it never applies it: the
     sender is gone): after the restart the copy is at the old price, which is no hand edit,
     and the engine modifies it to the leader's price."""
-    leader_id = world.place(price=200.0)
-    copy = str((await world.follower_order("alpha"))[0]["orderId"])
-    await world.settle()
-    world.sim.faults.delay_next(2, 1.0, after_accept=False, match="PUT /v2/orders")
-    world.modify(leader_id, price=199.0)
+    leader_id, copy = await _modify_held_by_dhan(world, 1.0, after_accept=False)
     await world.until(
         lambda: any(r["method"] == "PUT" for r in world.sim.requests), what="the modify sent"
     )
