@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sys
 import threading
@@ -78,10 +79,6 @@ class EngineOnItsOwnThread:
         self._started = threading.Event()  # its loop is set (or it never came to run)
 
     @property
-    def engine(self) -> EngineHandle:
-        return self._engine
-
-    @property
     def state(self) -> EngineState:
         return self._engine.state  # one attribute read: atomic under the interpreter lock
 
@@ -121,7 +118,7 @@ class EngineOnItsOwnThread:
                 error = exc
             finally:
                 started.set()
-                if not caller.is_closed():
+                with contextlib.suppress(RuntimeError):  # the terminal's loop has closed
                     caller.call_soon_threadsafe(report, error)
 
         switch_interval = sys.getswitchinterval()
