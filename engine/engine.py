@@ -393,7 +393,9 @@ class Engine:
             guard=self._live.tokens.guard,
             drained={m.follower for m in self._book.open_copies()},
         )
-        await startup.preload_limiters(store, self._accounts, self.clock)
+        await startup.preload_limiters(
+            store, self._accounts, self.clock, self.settings.dhan.timeout_s
+        )
         await self._live.positions.load(store)  # attach points: before the first leader order
         startup.publish_restored(
             self.clock, self._bus.publish, self._book, self._arming, self._notifier

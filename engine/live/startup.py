@@ -3,8 +3,8 @@ the accounts opened, and the remembered state shown before anything new arrives.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from datetime import datetime, timedelta
 
 from engine.clock import Clock
 from engine.config import Settings
@@ -80,13 +80,30 @@ def open_accounts(
             )
 
 
-async def preload_limiters(store: Store, accounts: Accounts, clock: Clock) -> None:
-    """What the previous process sent still counts against Dhan's hourly/daily budgets."""
+async def preload_limiters(
+    store: Store, accounts: Accounts, clock: Clock, unanswered_s: float
+) -> None:
+    """What the previous process sent still counts against Dhan's order-API budgets."""
     now = clock.now()
     for name, times in (await store.intent_times(now - timedelta(days=1))).items():
         if name in accounts.followers:
-            ages = [(now - t).total_seconds() for t in times]
-            accounts.followers[name].limiter.preload(ages)
+            accounts.followers[name].limiter.preload(request_ages(times, now, unanswered_s))
+
+
+def request_ages(
+    times: Iterable[tuple[datetime, datetime | None]], now: datetime, unanswered_s: float
+) -> list[float]:
+    """How long ago each earlier request stopped counting as in flight, as the limiter counts
+    its own: from its answer (Dhan's window holds it from its arrival, which is before), or,
+    never answered, from when the send would have timed out (``unanswered_s`` after it was
+    written). Counted from when its intent was written, a request sent just before a restart
+    freed its slot a round trip early, and a burst right after met DH-904 (a soak: 2 of 1,995
+    requests, at the 250-a-minute edge)."""
+    ages: list[float] = []
+    for written, answered in times:
+        done = answered if answered is not None else written + timedelta(seconds=unanswered_s)
+        ages.append(max((now - done).total_seconds(), 0.0))
+    return ages
 
 
 def publish_restored(

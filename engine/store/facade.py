@@ -49,7 +49,7 @@ from engine.store.rows import (
     snapshot_from,
 )
 from engine.store.schema import migrate
-from engine.store.serialization import format_datetime, parse_datetime
+from engine.store.serialization import format_datetime, parse_datetime, parse_optional_datetime
 from engine.store.write_line import WriteLine
 from engine.store.writes import BatchRows, WriteBatch
 from engine.views import TimelineEntry
@@ -235,12 +235,18 @@ class Store:
         """Intents whose outcome is PENDING or AMBIGUOUS, oldest first."""
         return await self._read(reads.unfinished_intents)
 
-    async def intent_times(self, since: datetime) -> dict[str, list[datetime]]:
-        """When each follower's intents (order requests) were written, since ``since``: what a
-        restarted engine counts against Dhan's hourly and daily order-API budgets."""
-        times: dict[str, list[datetime]] = {}
-        for follower, created in await self._read(lambda db: reads.intent_times_since(db, since)):
-            times.setdefault(follower, []).append(parse_datetime(created))
+    async def intent_times(
+        self, since: datetime
+    ) -> dict[str, list[tuple[datetime, datetime | None]]]:
+        """When each follower's intents (order requests) since ``since`` were written and
+        their answers recorded (None: never): what a restarted engine counts against Dhan's
+        order-API budgets."""
+        times: dict[str, list[tuple[datetime, datetime | None]]] = {}
+        rows = await self._read(lambda db: reads.intent_times_since(db, since))
+        for follower, created, completed in rows:
+            times.setdefault(follower, []).append(
+                (parse_datetime(created), parse_optional_datetime(completed))
+            )
         return times
 
     # --- what the engine restarts from ----------------------------------------------------

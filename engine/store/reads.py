@@ -40,14 +40,19 @@ async def unfinished_intents(db: aiosqlite.Connection) -> list[Intent]:
     return [intent_from(r) for r in rows]
 
 
-async def intent_times_since(db: aiosqlite.Connection, since: datetime) -> list[tuple[str, str]]:
-    """(follower, created_at text) of every intent written since ``since``, newest first."""
-    out: list[tuple[str, str]] = []
-    async with db.execute("SELECT follower, created_at FROM intents ORDER BY id DESC") as rows:
-        async for follower, created in rows:
+async def intent_times_since(
+    db: aiosqlite.Connection, since: datetime
+) -> list[tuple[str, str, str | None]]:
+    """(follower, created_at, completed_at) texts of every intent written since ``since``,
+    newest first (completed_at None: its answer was never recorded)."""
+    out: list[tuple[str, str, str | None]] = []
+    async with db.execute(
+        "SELECT follower, created_at, completed_at FROM intents ORDER BY id DESC"
+    ) as rows:
+        async for follower, created, completed in rows:
             if parse_datetime(created) < since:
                 break  # ids grow with time: everything older follows
-            out.append((follower, created))
+            out.append((follower, created, completed))
     return out
 
 

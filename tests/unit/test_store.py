@@ -246,6 +246,25 @@ async def test_ambiguous_intents_stay_unfinished(store: Store) -> None:
     assert unfinished[0].detail == "timeout"
 
 
+async def test_intent_times_say_when_each_request_was_written_and_answered(
+    store: Store, clock: ManualClock
+) -> None:
+    """What a restarted engine counts against Dhan's order limits: an answered request from
+    its answer, an unanswered one (no answer recorded, or an unclear one) from its writing."""
+    a = await store.record_intent(intent("alice"))
+    clock.advance(0.02)
+    await store.complete_intent(a.id, IntentOutcome.ACKED, "placed")
+    b = await store.record_intent(intent("bob"))
+    clock.advance(0.5)
+    await store.complete_intent(b.id, IntentOutcome.AMBIGUOUS, "timeout")
+    await store.record_intent(intent("bob"))
+    times = await store.intent_times(T0 - timedelta(days=1))
+    assert times == {
+        "alice": [(T0, T0 + timedelta(seconds=0.02))],
+        "bob": [(T0 + timedelta(seconds=0.52), None), (T0 + timedelta(seconds=0.02), None)],
+    }
+
+
 async def test_record_intent_rejects_recorded_and_complete_rejects_unknown(store: Store) -> None:
     stored = await store.record_intent(intent())
     with pytest.raises(StoreError):
