@@ -211,9 +211,13 @@ class Resolver:
         order at Dhan shows applied (it carries what was sent): the copy's record takes it as
         the answer would have, so that the difference is not taken for a hand edit (after
         which the engine would never modify the copy again). False: not shown applied (or a
-        sliced copy, whose slices are not compared); the order is then read as it is."""
+        sliced copy, whose slices are not compared); the order is then read as it is. Only
+        a PENDING intent (the process stopped while it was sent): one settled AMBIGUOUS while
+        the engine ran was decided again since, and a later modification may carry the same
+        params, which would then count twice against the order's 25."""
         if (
             intent.kind is not IntentKind.MODIFY
+            or intent.outcome is not IntentOutcome.PENDING
             or intent.params is None
             or mirror.slices
             or not mirror.follower_order_id

@@ -356,3 +356,29 @@ async def test_a_modification_never_applied_before_a_crash_is_sent_again(
     mirror = world.eng.mirror("alpha", leader_id)
     assert mirror is not None and not mirror.by_hand
     assert not [a for a in world.eng.recent_alerts() if a.code == "COPY_CHANGED_BY_HAND"]
+
+
+async def test_a_modification_left_unclear_while_running_is_not_counted_again_at_restart(
+    make_world: WorldFactory,
+) -> None:
+    """A modify that timed out while the engine ran (left AMBIGUOUS) and was then sent again
+    and answered: the order at Dhan carries what both asked for, and a restart must not take
+    the old one as a second modification of the copy (Dhan allows 25)."""
+    world = await make_world(dhan__timeout_s="1")
+    leader_id = world.place(price=200.0)
+    copy = str((await world.follower_order("alpha"))[0]["orderId"])
+    await world.settle()
+    world.sim.faults.delay_next(2, 2.0, after_accept=False, match="PUT /v2/orders")
+    world.modify(leader_id, price=199.0)
+    await world.until(
+        lambda: _price_at_dhan(world, "alpha", copy) == 199.0, timeout=15, what="modified"
+    )
+    await world.settle()
+    before = world.eng.mirror("alpha", leader_id)
+    assert before is not None
+    await world.stop_engine()
+    await world.start_engine()
+    await world.settle()
+    after = world.eng.mirror("alpha", leader_id)
+    assert after is not None and not after.by_hand
+    assert after.modifications == before.modifications
