@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -132,6 +133,10 @@ class EventCoalescer:
         self.received = 0
         self.folded_early = 0
         self.last_event_at = float("-inf")  # time.perf_counter() of the newest event
+        # Set by the screen: asks its loop's thread to call `fold_now` (a listener called on
+        # another thread must not fold itself: the flush drains the pending batch meanwhile).
+        self.fold_soon: Callable[[], None] | None = None
+        self._fold_asked = False
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -146,10 +151,23 @@ class EventCoalescer:
             self._fold_buffer()
 
     def append_from_thread(self, event: EngineEvent) -> None:
-        """For a listener called off the loop's thread: a deque append is atomic; no folding."""
+        """For a listener called off the loop's thread (the engine on a thread of its own): a
+        deque append is atomic; a full buffer is folded on the loop's thread (`fold_soon`)."""
         self._buffer.append(event)
         self.received += 1
         self.last_event_at = time.perf_counter()
+        if len(self._buffer) >= self._max_buffer and not self._fold_asked:
+            fold_soon = self.fold_soon
+            if fold_soon is not None:
+                self._fold_asked = True
+                fold_soon()
+
+    def fold_now(self) -> None:
+        """Fold the buffer into the pending batch (on the loop's thread), as `append` does
+        when it is full."""
+        self._fold_asked = False
+        self.folded_early += 1
+        self._fold_buffer()
 
     def _fold_buffer(self) -> None:
         buffer = self._buffer

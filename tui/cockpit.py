@@ -173,6 +173,12 @@ class CockpitShell(App[None]):
 
     def on_mount(self) -> None:
         self._loop_thread = threading.get_ident()
+        loop = asyncio.get_running_loop()
+
+        def fold_soon() -> None:  # the engine's thread found the buffer full
+            loop.call_soon_threadsafe(self.coalescer.fold_now)
+
+        self.coalescer.fold_soon = fold_soon
         self._unsubscribe = self.engine.subscribe(self._on_engine_event)
         self._seed()
         self._engine_worker = self.run_worker(

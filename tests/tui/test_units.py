@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from engine.domain import MirrorState
 from engine.views import KillPreview, RecoveryReport
 from tests.tui.fakes import (
@@ -98,6 +100,30 @@ def test_coalescer_buffer_is_bounded_without_losing_keys() -> None:
     batch = c.drain()
     assert len(batch.leaders) == 50
     assert batch.leaders["L49"][0].filled_qty == 999
+
+
+def test_a_buffer_filled_from_another_thread_is_folded_on_the_loops_thread() -> None:
+    """The engine on its own thread must not fold (the flush drains meanwhile): a full buffer
+    asks the loop's thread to, once until it has, and nothing is lost."""
+    c = EventCoalescer(max_buffer=100)
+    asked: list[int] = []
+    c.fold_soon = lambda: asked.append(len(c))
+
+    def engine_thread() -> None:
+        for i in range(250):
+            c.append_from_thread(leader_seen(f"L{i % 50}", filled=i))
+
+    worker = threading.Thread(target=engine_thread)
+    worker.start()
+    worker.join()
+    assert asked == [100]  # asked once; the loop had not folded yet
+    c.fold_now()  # what the loop's thread then does
+    assert len(c) == 0 and c.folded_early == 1
+    c.append_from_thread(leader_seen("L0", filled=999))
+    batch = c.drain()
+    assert len(batch.leaders) == 50
+    assert batch.leaders["L0"][0].filled_qty == 999
+    assert batch.leaders["L49"][0].filled_qty == 249
 
 
 def test_merge_alert_count() -> None:
