@@ -38,6 +38,11 @@ from engine.views import RecoveryReport
 log = logging.getLogger(__name__)
 
 DHAN_KILL_WAIT_S = 60
+# The kill's cancels wait this long at most for KILLED to be stored. A database another process
+# holds keeps a write for its whole busy timeout (5 s), more behind a write already waiting: the
+# cancels must not wait that long. The store goes on trying meanwhile.
+KILL_STORE_WAIT_S = 1.0
+KILL_STORE_RETRY_S = 2.0
 TOKEN_PROBE_EVERY_S = 3.0  # a read to see if a refused token works again, at most this often
 
 Resync = Callable[[str], Awaitable[RecoveryReport]]
@@ -84,6 +89,8 @@ class Supervisor:
         self._leader_seen_connected = 0  # consecutive checks the leader's feed was up
         self._resync: Resync | None = None
         self._storing: set[asyncio.Task[None]] = set()  # freezes being written
+        self._kills = 0  # the trader's kills so far: a kill's store stops trying once resumed
+        self._kill_unstored_told = False
         self._last_probe: dict[str, float] = {}  # account -> monotonic time of its last probe
         # The trader cleared a loss-limit freeze: that limit is not checked again that day
         # (else the same loss would freeze it again at the next check).
@@ -105,16 +112,17 @@ class Supervisor:
             return
         self._arming.state = EngineState.KILLED
         self._arming.cancel_when_killed = True
-        # Durable before anything else: a crash right after this line restarts KILLED.
+        self._kills += 1
+        self._kill_unstored_told = False
+        # Durable before anything else when the database answers: a crash right after this
+        # restarts KILLED. When it does not answer at once, the cancels go first.
+        first_try = asyncio.Event()
+        self._tasks.spawn(self._store_kill(reason, self._kills, first_try), "store-kill")
         try:
-            await self._writes.require_store().set_engine_state(EngineState.KILLED, reason)
-        except STORE_FAILURES as exc:  # the kill still wins, in memory now
-            log.exception("could not store the KILLED state")
-            self._notifier.alert(
-                "KILL_NOT_STORED",
-                Severity.CRITICAL,
-                f"Kill switch pulled but not stored ({redact(str(exc))}): a restart now would "
-                "come back ARMED; open follower orders are being cancelled",
+            await asyncio.wait_for(first_try.wait(), KILL_STORE_WAIT_S)
+        except TimeoutError:
+            self._tell_kill_not_stored(
+                f"the database has not taken it within {KILL_STORE_WAIT_S:g} s, still trying"
             )
         self._notifier.publish(EngineStateChanged(self._clock.now(), EngineState.KILLED, reason))
         self._notifier.alert("KILL_SWITCH", Severity.CRITICAL, f"Kill switch pulled: {reason}")
@@ -124,6 +132,41 @@ class Supervisor:
                 f.dispatcher.mark(mirror.leader_order_id, urgent=True)
         if self._settings.activate_dhan_kill_switch:
             self._tasks.spawn(self._activate_dhan_kill_switches(), "dhan-kill-switch")
+
+    async def _store_kill(self, reason: str, kill: int, first_try: asyncio.Event) -> None:
+        """KILLED into the store, tried again while this kill stands and the database refuses
+        it (locked, full); the trader is told once that it is not stored, and when it is."""
+        started = self._clock.monotonic()
+        while self._arming.state is EngineState.KILLED and self._kills == kill:
+            try:
+                await self._writes.require_store().set_engine_state(EngineState.KILLED, reason)
+            except STORE_FAILURES as exc:  # the kill still wins, in memory now
+                if not self._kill_unstored_told:  # (one line, not one every retry)
+                    log.exception("could not store the KILLED state")
+                self._tell_kill_not_stored(f"{redact(str(exc))}; trying again")
+                first_try.set()
+                await asyncio.sleep(KILL_STORE_RETRY_S)
+                continue
+            if self._kill_unstored_told:
+                self._notifier.alert(
+                    "KILL_STORED",
+                    Severity.INFO,
+                    "Kill switch stored after "
+                    f"{self._clock.monotonic() - started:.0f} s: a restart comes back KILLED",
+                )
+            first_try.set()
+            return
+
+    def _tell_kill_not_stored(self, why: str) -> None:
+        if self._kill_unstored_told:  # once a kill
+            return
+        self._kill_unstored_told = True
+        self._notifier.alert(
+            "KILL_NOT_STORED",
+            Severity.CRITICAL,
+            f"Kill switch pulled but not stored ({why}): a restart now would come back ARMED; "
+            "open follower orders are being cancelled",
+        )
 
     async def resume(self) -> bool:
         """Back to ARMED after the trader's kill; False when the engine was not killed."""

@@ -88,18 +88,62 @@ async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFact
 
 
 async def test_kill_switch_wins_while_the_database_is_locked(chaos_world: ChaosFactory) -> None:
+    """The cancels do not wait for a database another process holds (its busy timeout, and a
+    write queued before the kill's, would hold them for 5-10 s); the kill is stored once it
+    can be, and the trader is told both."""
     world = await chaos_world()
     leader = RandomLeader(world.sim, random.Random(33), LEADER[0])
     for _ in range(8):
         leader.place("LIMIT")
     await world.until(lambda: len(world.orders("alpha")) >= 6, what="copies")
     await world.settle()
+
+    def copies_open() -> int:
+        return sum(
+            o["orderStatus"] in ("PENDING", "TRANSIT", "PART_TRADED")
+            for who in ("alpha", "beta")
+            for o in world.orders(who)
+        )
+
+    assert copies_open() > 0
     locker = await hold_write_lock(world, 7.0)
     await asyncio.wait_for(world.kill("chaos, db locked"), 15)  # must not raise
     assert world.eng.state is EngineState.KILLED
     assert any(a.code == "KILL_NOT_STORED" for a in world.eng.recent_alerts())
+
+    await world.until(lambda: copies_open() == 0, timeout=5.0, what="copies cancelled")
+    assert locker.returncode is None, "the cancels waited for the database"
     await locker.wait()
+    await world.until(
+        lambda: any(a.code == "KILL_STORED" for a in world.eng.recent_alerts()),
+        timeout=15.0,
+        what="the kill stored once the database is free",
+    )
+    store = world.eng.store
+    assert store is not None
+    stored = await store.get_engine_state()
+    assert stored is not None and stored[0] is EngineState.KILLED
     await assert_converged(world, "kill while the database is locked", allow_explained=True)
+
+
+async def test_a_resume_while_the_kill_is_not_stored_is_what_the_database_keeps(
+    chaos_world: ChaosFactory,
+) -> None:
+    """The kill's store goes on trying only while that kill stands: resumed meanwhile, the
+    database ends ARMED, never KILLED from a retry after the resume."""
+    world = await chaos_world()
+    locker = await hold_write_lock(world, 7.0)
+    await asyncio.wait_for(world.kill("chaos, db locked"), 15)
+    assert any(a.code == "KILL_NOT_STORED" for a in world.eng.recent_alerts())
+    await asyncio.wait_for(world.resume(), 30)  # its write waits for the lock
+    assert world.eng.state is EngineState.ARMED
+    await locker.wait()
+    await asyncio.sleep(3.0)  # past the kill's next retry
+    store = world.eng.store
+    assert store is not None
+    stored = await store.get_engine_state()
+    assert stored is not None and stored[0] is EngineState.ARMED
+    assert not any(a.code == "KILL_STORED" for a in world.eng.recent_alerts())
 
 
 async def test_what_could_not_be_stored_is_stored_once_space_is_back(
