@@ -11,6 +11,7 @@ resync; the loss-limit, duplicate-engine and IP freezes only the trader clears.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -113,14 +114,18 @@ class Supervisor:
         self._arming.state = EngineState.KILLED
         self._arming.cancel_when_killed = True
         self._kills += 1
+        kill = self._kills
         self._kill_unstored_told = False
         # Durable before anything else when the database answers: a crash right after this
         # restarts KILLED. When it does not answer at once, the cancels go first.
         first_try = asyncio.Event()
-        self._tasks.spawn(self._store_kill(reason, self._kills, first_try), "store-kill")
-        try:
+        self._tasks.spawn(self._store_kill(reason, kill, first_try), "store-kill")
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first_try.wait(), KILL_STORE_WAIT_S)
-        except TimeoutError:
+        if self._kills != kill or self._arming.state is not EngineState.KILLED:
+            log.warning("resumed before the kill took effect: nothing cancelled")
+            return  # (else the screen would say KILLED while the engine copies again)
+        if not first_try.is_set():
             self._tell_kill_not_stored(
                 f"the database has not taken it within {KILL_STORE_WAIT_S:g} s, still trying"
             )

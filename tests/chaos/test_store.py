@@ -15,6 +15,7 @@ import pytest
 
 from bench.soak import RandomLeader
 from engine.domain import EngineState
+from engine.events import EngineStateChanged
 from tests.chaos.conftest import ChaosFactory, ChaosWorld, assert_converged, start_engine
 from tests.e2e.conftest import LEADER
 from tests.store_helpers import cap_every_connection
@@ -144,6 +145,31 @@ async def test_a_resume_while_the_kill_is_not_stored_is_what_the_database_keeps(
     stored = await store.get_engine_state()
     assert stored is not None and stored[0] is EngineState.ARMED
     assert not any(a.code == "KILL_STORED" for a in world.eng.recent_alerts())
+
+
+async def test_a_resume_while_the_kill_waits_for_the_database_is_never_shown_killed(
+    chaos_world: ChaosFactory,
+) -> None:
+    """Resumed while the kill still waited for a locked database: the kill does not take
+    effect afterwards (no KILLED shown over an engine copying again, no cancels)."""
+    world = await chaos_world()
+    leader = RandomLeader(world.sim, random.Random(35), LEADER[0])
+    for _ in range(4):
+        leader.place("LIMIT")
+    await world.until(lambda: len(world.orders("alpha")) >= 3, what="copies")
+    await world.settle()
+    locker = await hold_write_lock(world, 7.0)
+    kill = asyncio.create_task(world.eng.kill("chaos, db locked"))
+    await asyncio.sleep(0.2)  # the kill is waiting for the database
+    resumed_at = len(world.events)
+    resume = asyncio.create_task(world.eng.resume())
+    await asyncio.wait_for(kill, 15)
+    await asyncio.wait_for(resume, 30)
+    assert world.eng.state is EngineState.ARMED
+    shown = [e.state for e in world.events[resumed_at:] if isinstance(e, EngineStateChanged)]
+    assert EngineState.KILLED not in shown, shown
+    await locker.wait()
+    await assert_converged(world, "resumed while the kill waited for the database")
 
 
 async def test_what_could_not_be_stored_is_stored_once_space_is_back(
