@@ -41,15 +41,22 @@ async def hold_write_lock(world: ChaosWorld, seconds: float) -> asyncio.subproce
     return proc
 
 
+async def with_copies(world: ChaosWorld, *, seed: int, placed: int, copies: int) -> RandomLeader:
+    """The leader places `placed` buy limits; once alpha holds `copies` copies and the engine
+    is settled, the leader (to trade on)."""
+    leader = RandomLeader(world.sim, random.Random(seed), LEADER[0])
+    for _ in range(placed):
+        leader.place("LIMIT")
+    await world.until(lambda: len(world.orders("alpha")) >= copies, what="copies")
+    await world.settle()
+    return leader
+
+
 async def test_database_locked_by_another_process_loses_and_duplicates_nothing(
     chaos_world: ChaosFactory,
 ) -> None:
     world = await chaos_world()
-    leader = RandomLeader(world.sim, random.Random(31), LEADER[0])
-    for _ in range(4):
-        leader.place("LIMIT")
-    await world.until(lambda: len(world.orders("alpha")) >= 3, what="copies before the lock")
-    await world.settle()
+    leader = await with_copies(world, seed=31, placed=4, copies=3)
     locker = await hold_write_lock(world, 7.0)  # past the engine's 5 s busy timeout
     for _ in range(6):
         leader.step()
@@ -70,11 +77,7 @@ async def fill_up(world: ChaosWorld, full: bool = True) -> None:
 
 async def test_database_full_loses_and_duplicates_nothing(chaos_world: ChaosFactory) -> None:
     world = await chaos_world()
-    leader = RandomLeader(world.sim, random.Random(32), LEADER[0])
-    for _ in range(3):
-        leader.place("LIMIT")
-    await world.until(lambda: len(world.orders("alpha")) >= 2, what="copies before disk full")
-    await world.settle()
+    leader = await with_copies(world, seed=32, placed=3, copies=2)
     await fill_up(world)
     for _ in range(20):
         leader.step()
@@ -93,11 +96,7 @@ async def test_kill_switch_wins_while_the_database_is_locked(chaos_world: ChaosF
     write queued before the kill's, would hold them for 5-10 s); the kill is stored once it
     can be, and the trader is told both."""
     world = await chaos_world()
-    leader = RandomLeader(world.sim, random.Random(33), LEADER[0])
-    for _ in range(8):
-        leader.place("LIMIT")
-    await world.until(lambda: len(world.orders("alpha")) >= 6, what="copies")
-    await world.settle()
+    await with_copies(world, seed=33, placed=8, copies=6)
 
     def copies_open() -> int:
         return sum(
@@ -153,11 +152,7 @@ async def test_a_resume_while_the_kill_waits_for_the_database_is_never_shown_kil
     """Resumed while the kill still waited for a locked database: the kill does not take
     effect afterwards (no KILLED shown over an engine copying again, no cancels)."""
     world = await chaos_world()
-    leader = RandomLeader(world.sim, random.Random(35), LEADER[0])
-    for _ in range(4):
-        leader.place("LIMIT")
-    await world.until(lambda: len(world.orders("alpha")) >= 3, what="copies")
-    await world.settle()
+    await with_copies(world, seed=35, placed=4, copies=3)
     locker = await hold_write_lock(world, 7.0)
     kill = asyncio.create_task(world.eng.kill("chaos, db locked"))
     await asyncio.sleep(0.2)  # the kill is waiting for the database
@@ -178,11 +173,7 @@ async def test_what_could_not_be_stored_is_stored_once_space_is_back(
     """Writes refused while the disk was full are kept and retried, not dropped: once there
     is space again the database says what the engine knows (a SIGKILL then loses nothing)."""
     world = await chaos_world()
-    leader = RandomLeader(world.sim, random.Random(34), LEADER[0])
-    for _ in range(3):
-        leader.place("LIMIT")
-    await world.until(lambda: len(world.orders("alpha")) >= 2, what="copies before disk full")
-    await world.settle()
+    leader = await with_copies(world, seed=34, placed=3, copies=2)
     await fill_up(world)
     for _ in range(15):
         leader.step()
