@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterator
 
+import pytest
+from textual.widget import Widget
 from textual.widgets import Footer
 
 from engine.domain import OrderStatus
@@ -15,6 +18,7 @@ from tui.app import CopyTradeApp
 from tui.cockpit import ENGINE_BUSY_MAX_DELAY_S, ENGINE_QUIET_S, INPUT_FLUSH_MAX_DELAY_S
 from tui.collector import YOUNG_THRESHOLD, CollectorPolicy
 from tui.screens.help import HelpScreen
+from tui.widgets.steady_footer import SteadyFooter
 
 
 def footer_keys(app: CopyTradeApp) -> list[str]:
@@ -59,6 +63,28 @@ async def test_footer_is_not_rebuilt_when_its_keys_stay(app: CopyTradeApp) -> No
         await pilot.press("tab")
         await pilot.pause()
         assert list(footer.children) == keys_before  # the same widgets: no rebuild
+
+
+async def test_the_footer_is_built_once_as_the_app_starts(
+    app: CopyTradeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []  # keys drawn by each build
+    compose = SteadyFooter.compose
+
+    def counted(footer: SteadyFooter) -> Iterator[Widget]:
+        keys = list(compose(footer))
+        builds.append(len(keys))
+        yield from keys
+
+    monkeypatch.setattr(SteadyFooter, "compose", counted)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert {"k", "q"} <= set(footer_keys(app))
+        await pilot.press("tab")  # bindings refreshed again: still no rebuild
+        await pilot.pause()
+        await pilot.pause()
+        # two signals as the app starts: one build (two before, a second swapping the keys)
+        assert [n for n in builds if n] == [builds[-1]]
 
 
 async def test_help_still_hides_the_keys_that_do_nothing_beneath_it(

@@ -8,6 +8,12 @@ Here the footer is rebuilt only when the keys its screen offers differ from thos
 A dialog or the help opening still hides the keys that do nothing beneath it, as before, but
 by hiding their widgets (and showing them again when it closes) rather than by a rebuild: a
 rebuild on each close cost about 50 ms, which a key pressed then waited for.
+
+A rebuild runs a refresh after it was asked for, and reads the keys as they are then; signals
+that arrive meanwhile (two as the app starts) wait for it instead of asking for another: the
+footer was built twice at start-up, and a key widget held across the first was gone after the
+second (a test on a loaded machine saw it). The last signal that waited is replayed once the
+rebuild is done, so none is lost.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class SteadyFooter(Footer):
         super().__init__()
         self._ready = False  # bindings known (Footer composes nothing before)
         self._shown: ShownKeys | None = None  # what the last compose drew
+        self._rebuilding = False  # a rebuild asked for, not yet done
+        self._waited: Screen[Any] | None = None  # the last signal that came meanwhile
 
     def compose(self) -> ComposeResult:
         # Read here, when Footer's compose reads them: a rebuild runs after it was asked for
@@ -46,8 +54,11 @@ class SteadyFooter(Footer):
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
         self._ready = True
+        if self._rebuilding:
+            self._waited = screen
+            return
         if self._shown is None:
-            super().bindings_changed(screen)
+            self._rebuild(screen)
             return
         wanted = shown_keys(screen)
         if wanted == self._shown:
@@ -56,7 +67,19 @@ class SteadyFooter(Footer):
             # Some keys do nothing now (a dialog is on top): hide them, no rebuild.
             self._show_only({(binding.key, binding.action) for binding, *_ in wanted})
         else:
-            super().bindings_changed(screen)
+            self._rebuild(screen)
+
+    def _rebuild(self, screen: Screen[Any]) -> None:
+        self._rebuilding = True
+        super().bindings_changed(screen)  # the rebuild, after the next refresh (if any)
+        if not self.call_after_refresh(self._rebuilt):  # queued behind it
+            self._rebuilding = False  # not queued: the footer is closing
+
+    def _rebuilt(self) -> None:
+        self._rebuilding = False
+        waited, self._waited = self._waited, None
+        if waited is not None:
+            self.bindings_changed(waited)
 
     def _show_only(self, keys: set[tuple[str, str]] | None) -> None:
         shown = 0
