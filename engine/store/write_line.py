@@ -59,8 +59,15 @@ class _Turn:
 
     async def __aenter__(self) -> None:
         if self._previous is not None and not self._previous.done():
-            # asyncio.wait: being cancelled here must not cancel the previous write's turn.
-            await asyncio.wait([self._previous])
+            try:
+                # asyncio.wait: being cancelled here must not cancel the previous write's turn.
+                await asyncio.wait([self._previous])
+            except BaseException:
+                # Cancelled while waiting (a task stopped at shutdown, a caller's timeout):
+                # ``async with`` calls no __aexit__ then, and a place never passed on would
+                # hold every later write, and the store's close, forever.
+                self.pass_on()
+                raise
 
     async def __aexit__(self, *exc: object) -> None:
         if not self._held:  # (else released by the job's own completion)

@@ -561,3 +561,30 @@ async def test_no_token_reaches_the_database(tmp_path: Path, clock: ManualClock)
             assert token.encode() not in data, p
             assert jwt.encode() not in data, p
             assert b"ZZZZ-9876543210" not in data, p
+
+
+async def test_a_write_cancelled_while_waiting_for_its_turn_does_not_hold_the_line(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A write waits for the one before it (here: the database held by another connection);
+    cancelled while it waits (a task stopped at shutdown), its place must still pass on, or
+    every later write, and the store's close, would wait forever."""
+    path = tmp_path / "copytrade.db"
+    s = await Store.open(path, clock=clock)
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # the first write waits in the busy handler
+        first = asyncio.create_task(s.set_freeze("alpha", "TOKEN_REFUSED", "first"))
+        waiting = asyncio.create_task(s.set_freeze("beta", "TOKEN_REFUSED", "cancelled"))
+        await asyncio.sleep(0.05)
+        assert not first.done() and not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        locker.execute("COMMIT")
+        await asyncio.wait_for(first, 5)
+        await asyncio.wait_for(s.set_freeze("gamma", "TOKEN_REFUSED", "later"), 5)
+        assert {account for account, _, _ in await s.freezes()} == {"alpha", "gamma"}
+    finally:
+        locker.close()
+        await asyncio.wait_for(s.close(), 5)
