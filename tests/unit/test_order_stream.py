@@ -549,7 +549,9 @@ async def test_a_new_token_is_sent_at_the_next_login_at_once(
     assert stream.token_in_login == TOKEN  # the refused one, for the keeper
 
     stream.use_token(renewed)
-    await eventually(lambda: server.connections == 2, within=3.0)
+    # (the login's frame, not the connection: a connection is counted before its login arrives)
+    await eventually(lambda: len(server.logins) == 2, within=3.0)
+    assert server.connections == 2
     assert server.logins[-1]["LoginReq"]["Token"] == renewed
     await eventually(lambda: stream.token_in_login == renewed)
     assert sources == ["127.0.0.2", "127.0.0.2"]  # the socket leaves from the account's address
