@@ -178,14 +178,23 @@ class Resolver:
     def _found_on_stream(
         self, f: FollowerRuntime, leader_id: str, intent: Intent, mirror: MirrorRecord
     ) -> None:
-        settled = acknowledged(
-            mirror, mirror.follower_order_id, mirror.broker_status, None, self._clock.now()
-        )
-        self._book.set_mirror(settled)
+        settled = self._placed_as_shown(mirror)
         self._writes.finish_intent(
             intent, IntentOutcome.ACKED, f"seen on the stream: {mirror.follower_order_id}", settled
         )
         f.dispatcher.mark(leader_id)
+
+    def _placed_as_shown(self, mirror: MirrorRecord) -> MirrorRecord:
+        """A copy held as in flight whose order Dhan has shown (its order id came on the
+        stream): placed, as its answer would have made it. Held as in flight, it would never
+        be decided again: not on the leader's cancel, nor on his exit."""
+        if mirror.state is not MirrorState.PLACING:
+            return mirror
+        settled = acknowledged(
+            mirror, mirror.follower_order_id, mirror.broker_status, None, self._clock.now()
+        )
+        self._book.set_mirror(settled)
+        return settled
 
     def _absent(
         self, f: FollowerRuntime, leader_id: str, intent: Intent, mirror: MirrorRecord
@@ -253,7 +262,8 @@ class Resolver:
         correlationId before anything else happens; one not settled at once is held (PLACING)
         and settled in the background, like an unclear answer."""
         store = self._writes.require_store()
-        for intent in await store.unfinished_intents():
+        unfinished = await store.unfinished_intents()
+        for intent in unfinished:
             f = self._accounts.followers.get(intent.follower)
             mirror = self._book.mirror(intent.follower, intent.leader_order_id)
             if f is None:
@@ -275,11 +285,12 @@ class Resolver:
                 and mirror.follower_order_id
             ):
                 # The stream (or a read) already showed the order: it exists.
+                settled = self._placed_as_shown(mirror)
                 await store.complete_intent(
                     intent.id,
                     IntentOutcome.ACKED,
                     f"already known: {mirror.follower_order_id}",
-                    mirror,
+                    settled,
                 )
                 continue
             if mirror is not None and mirror.correlation_id != intent.correlation_id:
@@ -321,3 +332,32 @@ class Resolver:
                 intent.leader_order_id,
             )
             self.settle_later(f, intent.leader_order_id, intent, found)
+        self._release_shown_in_flight(unfinished)
+
+    def _release_shown_in_flight(self, unfinished: list[Intent]) -> None:
+        """Copies an earlier run left held as in flight although their placement was settled
+        and Dhan had shown their order (a version before this one did so at a restart): taken
+        as placed, so that they follow the leader again (the start's recovery decides them
+        with the books read afresh). At a start no placement is in flight but those whose
+        intent is still open (settled just above, or being settled)."""
+        settling = {
+            (i.follower, i.correlation_id) for i in unfinished if i.kind is IntentKind.PLACE
+        }
+        for mirror in self._book.mirrors():
+            if (
+                mirror.state is not MirrorState.PLACING
+                or not mirror.follower_order_id
+                or (mirror.follower, mirror.correlation_id) in settling
+            ):
+                continue
+            f = self._accounts.followers.get(mirror.follower)
+            if f is None:
+                continue
+            self._placed_as_shown(mirror)
+            self._notifier.journal(
+                "recovery",
+                f"{f.name}: the copy {mirror.follower_order_id} was held as in flight by an "
+                "earlier run although Dhan had shown it; taken as placed",
+                f.name,
+                mirror.leader_order_id,
+            )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,46 @@ async def test_sigkill_between_send_and_answer(proc_world: ProcWorld) -> None:
     w.sim.faults.clear()
     await w.eng.start()
     await w.converged("SIGKILL between send and answer")
+
+
+def _in_flight_at_dhan(db: Path) -> int:
+    """Copies the database holds as in flight (PLACING) whose order Dhan has shown (an order
+    id from the follower's stream): what a process killed before the answers leaves."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM mirrors WHERE state = 'PLACING' AND follower_order_id != ''"
+        ).fetchone()
+        return int(row[0])
+    finally:
+        conn.close()
+
+
+async def test_a_copy_dhan_showed_before_the_answer_and_a_crash_still_follows_the_leader(
+    proc_world: ProcWorld,
+) -> None:
+    """The follower's stream showed the copies, their answers never came, and the process died.
+    At the restart they are Dhan's orders, not placements in flight: the leader's cancel
+    afterwards cancels them (held as in flight, nothing would ever touch them again)."""
+    w = proc_world
+    await w.eng.start()
+    w.sim.faults.delay_next(100, 10.0, after_accept=True, match="POST /v2/orders")
+    leader = RandomLeader(w.sim, random.Random(47), LEADER[0])
+    for _ in range(3):
+        leader.place("LIMIT")
+    await w.until(lambda: _in_flight_at_dhan(w.db) >= 4, what="copies shown, answers held")
+    await w.eng.sigkill()
+    w.sim.faults.clear()
+    await w.eng.start()
+    await w.converged("SIGKILL with copies shown on the stream, answers held")
+    assert _in_flight_at_dhan(w.db) == 0
+    opened = leader.open_orders()
+    assert opened  # resting orders, so their copies rest too
+    for order in opened:
+        w.sim.cancel_manual_order(LEADER[0], order["orderId"])
+    await w.converged("the leader cancels after that restart")
 
 
 async def test_sigkill_in_the_middle_of_a_cancel_storm(proc_world: ProcWorld) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -382,3 +383,34 @@ async def test_a_modification_left_unclear_while_running_is_not_counted_again_at
     after = world.eng.mirror("alpha", leader_id)
     assert after is not None and not after.by_hand
     assert after.modifications == before.modifications
+
+
+async def test_a_copy_an_earlier_version_left_held_in_flight_follows_the_leader_again(
+    world: World,
+) -> None:
+    """A version before this one settled a placement at a restart (the follower's stream had
+    shown its order) but left the copy held as in flight, so nothing touched it again, not
+    even the leader's cancel. Such a database, opened now: the copy is taken as placed, and
+    the leader's cancel cancels it."""
+    leader_id = world.place(price=200.0)
+    copy = str((await world.follower_order("alpha"))[0]["orderId"])
+    await world.settle()
+    await world.stop_engine()
+    with sqlite3.connect(world.db) as db:  # what that version left: its intent settled
+        db.execute(
+            "UPDATE mirrors SET state = 'PLACING' WHERE follower = 'alpha' AND leader_order_id = ?",
+            (leader_id,),
+        )
+        settled = db.execute(
+            "SELECT COUNT(*) FROM intents WHERE leader_order_id = ? AND outcome = 'PENDING'",
+            (leader_id,),
+        ).fetchone()[0]
+    assert settled == 0
+    await world.start_engine()
+    await world.settle()
+    mirror = world.eng.mirror("alpha", leader_id)
+    assert mirror is not None and mirror.state is MirrorState.LIVE
+    assert mirror.follower_order_id == copy
+    world.cancel(leader_id)
+    await world.until(lambda: not open_orders(world, "alpha"), what="the copy cancelled")
+    assert len(world.orders("alpha")) == 1  # cancelled, not placed again
