@@ -9,7 +9,7 @@ import asyncio
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,18 +125,29 @@ async def test_sigkill_between_intent_and_send(proc_world: ProcWorld) -> None:
     await w.converged("SIGKILL between intent and send")
 
 
-async def test_sigkill_between_send_and_answer(proc_world: ProcWorld) -> None:
-    w = proc_world
+async def _killed_while_answers_held(
+    w: ProcWorld, seed: int, places: int, until: Callable[[], bool], what: str
+) -> RandomLeader:
+    """The leader places `places` LIMIT orders; the exchange takes every copy at once and Dhan
+    holds the answers 10 s (timeout 2 s x3+5). Once `until`, the engine is SIGKILLed and
+    started again."""
     await w.eng.start()
-    # The exchange takes every placement at once; the answers are held 10 s (timeout 2 s x3+5).
     w.sim.faults.delay_next(100, 10.0, after_accept=True, match="POST /v2/orders")
-    leader = RandomLeader(w.sim, random.Random(42), LEADER[0])
-    for _ in range(6):
+    leader = RandomLeader(w.sim, random.Random(seed), LEADER[0])
+    for _ in range(places):
         leader.place("LIMIT")
-    await w.until(lambda: len(w.sim.orders(ALPHA[0])) >= 4, what="placements executed")
+    await w.until(until, what=what)
     await w.eng.sigkill()
     w.sim.faults.clear()
     await w.eng.start()
+    return leader
+
+
+async def test_sigkill_between_send_and_answer(proc_world: ProcWorld) -> None:
+    w = proc_world
+    await _killed_while_answers_held(
+        w, 42, 6, lambda: len(w.sim.orders(ALPHA[0])) >= 4, "placements executed"
+    )
     await w.converged("SIGKILL between send and answer")
 
 
@@ -162,15 +173,9 @@ async def test_a_copy_dhan_showed_before_the_answer_and_a_crash_still_follows_th
     At the restart they are Dhan's orders, not placements in flight: the leader's cancel
     afterwards cancels them (held as in flight, nothing would ever touch them again)."""
     w = proc_world
-    await w.eng.start()
-    w.sim.faults.delay_next(100, 10.0, after_accept=True, match="POST /v2/orders")
-    leader = RandomLeader(w.sim, random.Random(47), LEADER[0])
-    for _ in range(3):
-        leader.place("LIMIT")
-    await w.until(lambda: _in_flight_at_dhan(w.db) >= 4, what="copies shown, answers held")
-    await w.eng.sigkill()
-    w.sim.faults.clear()
-    await w.eng.start()
+    leader = await _killed_while_answers_held(
+        w, 47, 3, lambda: _in_flight_at_dhan(w.db) >= 4, "copies shown, answers held"
+    )
     await w.converged("SIGKILL with copies shown on the stream, answers held")
     assert _in_flight_at_dhan(w.db) == 0
     opened = leader.open_orders()
