@@ -401,11 +401,11 @@ async def test_a_copy_an_earlier_version_left_held_in_flight_follows_the_leader_
             "UPDATE mirrors SET state = 'PLACING' WHERE follower = 'alpha' AND leader_order_id = ?",
             (leader_id,),
         )
-        settled = db.execute(
+        unsettled = db.execute(
             "SELECT COUNT(*) FROM intents WHERE leader_order_id = ? AND outcome = 'PENDING'",
             (leader_id,),
         ).fetchone()[0]
-    assert settled == 0
+    assert unsettled == 0
     await world.start_engine()
     await world.settle()
     mirror = world.eng.mirror("alpha", leader_id)
