@@ -3,7 +3,10 @@
 REST faults apply to the next N requests under /v2 (optionally only those whose
 "METHOD /v2/path" starts with ``match``, e.g. ``match="POST /v2/orders"``; ``fail_next`` can
 and ``reset_next`` can also be limited to one account's requests with ``client_id``):
-- ``fail_next(n, status=500)``: answer with Dhan's error body (DH-908) without executing.
+- ``fail_next(n, status=500, code="DH-908", after_accept=False)``: answer with Dhan's error
+  body (``code``) without executing. With ``after_accept=True`` the request IS executed and
+  the error is its answer: a Dhan that refuses in words what it did in fact (no source says
+  Dhan does this; a client must not be misled if it does).
 - ``delay_next(n, seconds, after_accept=False)``: hold the request before handling it; if the
   client has hung up meanwhile (its timeout), the request is dropped unexecuted. With
   ``after_accept=True`` the request IS executed first and only the answer is late: the
@@ -40,6 +43,7 @@ class RequestFault:
     remaining: int
     match: str | None = None
     status: int = 500
+    code: str = "DH-908"  # the error a "fail" answers with
     seconds: float = 0.0
     after_accept: bool = False
     client_id: str | None = None  # only this account's requests (None: every account's)
@@ -71,9 +75,19 @@ class Faults:
         status: int = 500,
         match: str | None = None,
         client_id: str | None = None,
+        code: str = "DH-908",
+        after_accept: bool = False,
     ) -> None:
         self.request_faults.append(
-            RequestFault("fail", int(n), match, status=int(status), client_id=client_id)
+            RequestFault(
+                "fail",
+                int(n),
+                match,
+                status=int(status),
+                code=code,
+                after_accept=after_accept,
+                client_id=client_id,
+            )
         )
 
     def delay_next(

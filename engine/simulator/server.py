@@ -52,7 +52,7 @@ from engine.clock import IST, Clock
 from . import auth
 from .errors import GENERIC_INPUT_MESSAGE, SimError, UnknownOrder, input_error
 from .exchange import Exchange, SimAccount, SimOrder
-from .faults import REORDER_FLUSH_SECONDS, Faults
+from .faults import REORDER_FLUSH_SECONDS, Faults, RequestFault
 from .instruments import InstrumentMaster
 from .limits import DEFAULT_ORDER_LIMITS
 from .profile import ProfileError, SimProfile, load_profile, profile_from_mapping
@@ -715,9 +715,7 @@ class DhanSimulator:
                 self._abort(request)
                 raise SimError("DH-909", "connection reset")
             if fault.kind == "fail":
-                err = SimError("DH-908", "Internal server error", fault.status)
-                record["status"], record["error_code"] = err.http_status, err.code
-                return self._error(err)
+                return self._fault_error(fault, record)
             if fault.kind == "delay":
                 await self._hold(fault.seconds)
                 transport = request.transport
@@ -737,7 +735,15 @@ class DhanSimulator:
             elif fault.kind == "reset":
                 record["status"] = "reset"
                 self._abort(request)
+            elif fault.kind == "fail":
+                return self._fault_error(fault, record)
         return response
+
+    def _fault_error(self, fault: RequestFault, record: dict[str, Any]) -> web.Response:
+        message = "Internal server error" if fault.code == "DH-908" else "Request rejected"
+        err = SimError(fault.code, message, fault.status)
+        record["status"], record["error_code"] = err.http_status, err.code
+        return self._error(err)
 
     async def _authorised(
         self, request: web.Request, handler: Handler, client_id: str | None

@@ -78,6 +78,17 @@ async def test_fail_next_answers_dh908_without_executing(sim: DhanSimulator, lea
     assert (await call(leader.place_order, **limit_buy()))["status"] == "failure"
 
 
+async def test_fail_after_accept_refuses_in_words_an_order_it_placed(
+    sim: DhanSimulator, leader: Any
+) -> None:
+    sim.faults.fail_next(1, status=400, code="DH-906", after_accept=True, match="POST /v2/orders")
+    res = await call(leader.place_order, **limit_buy(tag="said-no-1"))
+    assert res["status"] == "failure" and res["remarks"]["error_code"] == "DH-906"
+    (order,) = sim.orders(LEADER)
+    assert order["correlationId"] == "said-no-1" and order["orderStatus"] == "PENDING"
+    assert sim.requests[-1]["status"] == 400 and sim.requests[-1]["error_code"] == "DH-906"
+
+
 async def test_delay_before_accept_times_out_without_an_order(sim: DhanSimulator) -> None:
     sdk = make_sdk(sim)
     sdk.dhan_http.timeout = 0.2
