@@ -57,6 +57,9 @@ class MirrorRecord:
     slices: tuple[SliceState, ...] = ()
     by_hand: bool = False  # changed by hand at Dhan: never modified again, shown as it is
     detached: bool = False  # the trader took it over: not even the leader's cancel touches it
+    # A modification Dhan refused (the order rests as it was): not asked again while the
+    # leader's order implies the same; a later change of the leader's is tried.
+    refused_params: OrderParams | None = None
 
     @property
     def total_filled(self) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.store.errors import StoreError
+from engine.store.rows import mirror_row_completed
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,11 @@ def decode(data: bytes) -> tuple[list[list[JournalEntry]], int]:
             break
         try:
             record = [
-                JournalEntry(int(i), tuple(intent), None if mirror is None else tuple(mirror))
+                JournalEntry(
+                    int(i),
+                    tuple(intent),
+                    None if mirror is None else mirror_row_completed(tuple(mirror)),
+                )
                 for i, intent, mirror in json.loads(payload)
             ]
         except (ValueError, TypeError):  # a CRC that matches nonsense: stop there as well

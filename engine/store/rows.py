@@ -27,10 +27,22 @@ from engine.store.serialization import (
 MIRROR_COLUMNS = (
     "follower, leader_order_id, correlation_id, state, generation, follower_order_id,"
     " broker_status, params, filled_qty, avg_price, modifications, reason, symbol,"
-    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled, skip_code, slices"
+    " leader_seen_mono, latency_ms, slippage, updated_at, prior_filled, skip_code, slices,"
+    " refused_params"
 )
 MIRROR_COLUMN_NAMES = tuple(c.strip() for c in MIRROR_COLUMNS.split(","))
 MIRROR_COLUMN_COUNT = len(MIRROR_COLUMN_NAMES)
+# The columns added since the intents' journal first held mirror rows, as an older row means
+# them: a journal the previous version wrote is read after an upgrade.
+_LATER_MIRROR_COLUMNS: tuple[Any, ...] = (None,)  # refused_params
+
+
+def mirror_row_completed(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A mirror row from the intents' journal, with the columns its version lacked."""
+    missing = MIRROR_COLUMN_COUNT - len(row)
+    if 0 < missing <= len(_LATER_MIRROR_COLUMNS):
+        return row + _LATER_MIRROR_COLUMNS[-missing:]
+    return row
 
 
 def slices_json(slices: tuple[SliceState, ...]) -> str:
@@ -96,6 +108,7 @@ def mirror_row(rec: MirrorRecord) -> tuple[Any, ...]:
         rec.prior_filled,
         rec.skip_code,
         slices_json(rec.slices),
+        None if rec.refused_params is None else params_json(rec.refused_params),
     )
 
 
@@ -121,6 +134,7 @@ def mirror_from(row: sqlite3.Row) -> MirrorRecord:
         prior_filled=row["prior_filled"],
         skip_code=row["skip_code"],
         slices=slices_from(row["slices"]),
+        refused_params=_params_from(row["refused_params"]),
     )
 
 

@@ -133,6 +133,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     POSITIONS_MIGRATION,
     # v7: the orders of a copy placed in slices (above the freeze quantity), as JSON.
     ("ALTER TABLE mirrors ADD COLUMN slices TEXT NOT NULL DEFAULT ''",),
+    # v8: a modification Dhan refused, not asked again (the copy stays open and followed).
+    ("ALTER TABLE mirrors ADD COLUMN refused_params TEXT",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,22 +18,16 @@ from engine.domain import Alert, OrderSnapshot
 from engine.records import IntentOutcome, MirrorRecord
 from engine.store.connection import transaction
 from engine.store.errors import StoreError
-from engine.store.rows import MIRROR_COLUMN_COUNT, MIRROR_COLUMNS
+from engine.store.rows import MIRROR_COLUMN_COUNT, MIRROR_COLUMN_NAMES, MIRROR_COLUMNS
 
 MALFORMED_KEPT = 1000  # newest malformed messages kept for inspection
 
+_MIRROR_KEY = ("follower", "leader_order_id")
+# Every other column is updated: built from the column list, so that none added later is missed.
 UPSERT_MIRROR = (
     f"INSERT INTO mirrors ({MIRROR_COLUMNS}) VALUES ({', '.join('?' * MIRROR_COLUMN_COUNT)})"
-    " ON CONFLICT (follower, leader_order_id) DO UPDATE SET"
-    " correlation_id = excluded.correlation_id, state = excluded.state,"
-    " generation = excluded.generation, follower_order_id = excluded.follower_order_id,"
-    " broker_status = excluded.broker_status, params = excluded.params,"
-    " filled_qty = excluded.filled_qty, avg_price = excluded.avg_price,"
-    " modifications = excluded.modifications, reason = excluded.reason,"
-    " symbol = excluded.symbol, leader_seen_mono = excluded.leader_seen_mono,"
-    " latency_ms = excluded.latency_ms, slippage = excluded.slippage,"
-    " updated_at = excluded.updated_at, prior_filled = excluded.prior_filled,"
-    " skip_code = excluded.skip_code, slices = excluded.slices"
+    f" ON CONFLICT ({', '.join(_MIRROR_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in MIRROR_COLUMN_NAMES if c not in _MIRROR_KEY)
 )
 DELETE_MIRROR = "DELETE FROM mirrors WHERE follower = ? AND leader_order_id = ?"
 UPSERT_LEADER = (

@@ -20,6 +20,7 @@ from engine.records import Intent
 from engine.store import Store, WriteBatch, intent_writer
 from engine.store.errors import StoreError
 from engine.store.intent_journal import IntentJournal, JournalEntry, decode, encode, journal_path
+from engine.store.rows import MIRROR_COLUMN_COUNT
 from tests.store_helpers import get_mirror, intent, mirror, run_until_killed
 
 
@@ -147,6 +148,34 @@ async def test_what_the_database_lost_is_put_back_with_its_mirror(tmp_path: Path
         later = await s.record_intent(intent("dave"), mirror("dave"))
         assert later.id > max(i.id for i in lost)  # an id is never given twice
         assert journal_records(tmp_path) == [[later.id]]  # emptied once put back
+
+
+def _rewrite_as_the_previous_version(journal: Path) -> None:
+    """Its mirror rows without the column added last (``refused_params``)."""
+    records, _ = decode(journal.read_bytes())
+    older = [
+        JournalEntry(e.intent_id, e.intent, None if e.mirror is None else e.mirror[:-1])
+        for record in records
+        for e in record
+    ]
+    assert older
+    assert all(e.mirror is None or len(e.mirror) == MIRROR_COLUMN_COUNT - 1 for e in older)
+    journal.write_bytes(encode(older))
+
+
+async def test_a_journal_the_previous_version_wrote_is_put_back(tmp_path: Path) -> None:
+    """Its mirror rows lack the columns added since (an upgrade right after a power cut)."""
+    path = tmp_path / "copytrade.db"
+    async with await Store.open(path) as s:
+        await s.record_intent(intent("alice"), mirror("alice"))
+        lost = await s.record_intent(intent("bob"), mirror("bob"))
+    _rewrite_as_the_previous_version(Path(journal_path(str(path))))
+    with sqlite3.connect(path) as raw:
+        raw.execute("DELETE FROM intents WHERE follower = 'bob'")
+        raw.execute("DELETE FROM mirrors WHERE follower = 'bob'")
+    async with await Store.open(path) as s:
+        assert lost in await s.unfinished_intents()
+        assert await get_mirror(s, "bob", "L1") == mirror("bob")
 
 
 async def test_an_intent_the_database_had_is_left_as_the_database_has_it(

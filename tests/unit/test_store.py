@@ -205,6 +205,20 @@ async def test_a_sliced_copys_orders_round_trip(store: Store) -> None:
     assert (await get_mirror(store, "alice", "L1")) == sliced.with_changes(slices=())
 
 
+async def test_a_refused_modification_round_trips(store: Store) -> None:
+    refused = mirror(
+        state=MirrorState.LIVE,
+        follower_order_id="F1",
+        broker_status=OrderStatus.PENDING,
+        reason="modify refused: RMS",
+        refused_params=params(quantity=150),
+    )
+    await save_mirror(store, refused)
+    assert await get_mirror(store, "alice", "L1") == refused
+    await save_mirror(store, refused.with_changes(refused_params=None))
+    assert await get_mirror(store, "alice", "L1") == refused.with_changes(refused_params=None)
+
+
 # --- intents ---------------------------------------------------------------------------------
 
 

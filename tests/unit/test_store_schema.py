@@ -61,7 +61,7 @@ def make_database(path: Path, version: int) -> None:
 OLD_PARAMS = params(notes=("MARKET sent as LIMIT",), amo=True, amo_time=AmoTime.PRE_OPEN)
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 7])
 async def test_a_database_of_an_earlier_version_opens_and_reads(
     tmp_path: Path, version: int
 ) -> None:
