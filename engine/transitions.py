@@ -7,7 +7,8 @@ the tests prove is what the engine does.
 
 A follower order's life: `placed` (PLACING) -> `acknowledged` (LIVE, or DONE when Dhan's answer
 is already terminal) -> `follower_update` (fills, status; DONE once terminal) ... and on the
-way `refused` / `modification_refused` (FAILED), `modified`, `cancelled` (DONE),
+way `refused` (FAILED: no order at Dhan), `modification_refused` (still LIVE: the order rests
+as it was), `modified`, `cancelled` (DONE),
 `regenerated` (REPLACING: cancelled to be re-placed as the next generation), `unsent` (the
 placement never reached Dhan), `skipped` and `killed_before_send` (SKIPPED).
 """
@@ -208,9 +209,18 @@ def refused(current: MirrorRecord, reason: str, now: datetime | None) -> MirrorR
     return current.with_changes(state=MirrorState.FAILED, reason=reason, updated_at=now)
 
 
+MODIFY_REFUSED_PREFIX = "modify refused: "
+
+
 def modified(current: MirrorRecord, params: OrderParams, now: datetime | None) -> MirrorRecord:
+    """Dhan took a modification: an earlier refusal no longer describes the copy."""
+    refusal_cleared = current.reason.startswith(MODIFY_REFUSED_PREFIX)
     return current.with_changes(
-        params=params, modifications=current.modifications + 1, updated_at=now
+        params=params,
+        modifications=current.modifications + 1,
+        updated_at=now,
+        refused_params=None,
+        reason="" if refusal_cleared else current.reason,
     )
 
 
@@ -242,18 +252,25 @@ def modified_before_restart(
 
 def view_was_behind(before: MirrorRecord, after: MirrorRecord) -> bool:
     """A refusal explained by what the follower's order did meanwhile (it filled, closed):
-    decide again on the fresh state rather than give up on the copy."""
-    return (after.filled_qty, after.broker_status) != (before.filled_qty, before.broker_status)
+    decide again on the fresh state rather than give up on the copy. A status only learnt
+    since (none yet -> PENDING) explains nothing."""
+    closed = after.broker_status is not None and after.broker_status.is_terminal
+    return after.filled_qty != before.filled_qty or (
+        closed and after.broker_status is not before.broker_status
+    )
 
 
 def modification_refused(
-    before: MirrorRecord, after: MirrorRecord, message: str
+    before: MirrorRecord, after: MirrorRecord, message: str, requested: OrderParams
 ) -> MirrorRecord | None:
     """Dhan refused a modification; `after` is the order as read back since. None when the
-    refusal needs no new state (our view was behind, or the order is no longer open)."""
+    refusal needs no new state (our view was behind, or the order is no longer open).
+
+    The order rests at Dhan as it was, so the copy stays open: the leader's cancel, its later
+    changes and the kill switch still reach it. Only this request is not made again."""
     if view_was_behind(before, after) or not after.is_open_at_broker:
         return None
-    return after.with_changes(state=MirrorState.FAILED, reason=f"modify refused: {message}")
+    return after.with_changes(reason=f"{MODIFY_REFUSED_PREFIX}{message}", refused_params=requested)
 
 
 def cancelled(current: MirrorRecord, reason: str, now: datetime | None) -> MirrorRecord:
@@ -308,6 +325,13 @@ def slippage_of(
     return mirror.slippage
 
 
+def shown_despite_refusal(mirror: MirrorRecord, snap: OrderSnapshot) -> bool:
+    """A copy recorded FAILED that Dhan shows as an order it took: whatever the answer to its
+    request said, it exists (existence at Dhan is settled by what Dhan shows, never by an
+    error code), and from now on it follows the leader like any copy."""
+    return mirror.state is MirrorState.FAILED and snap.status is not OrderStatus.REJECTED
+
+
 def follower_update(
     mirror: MirrorRecord,
     snap: OrderSnapshot,
@@ -318,7 +342,9 @@ def follower_update(
     if mirror.slices or (mirror.follower_order_id and snap.order_id != mirror.follower_order_id):
         return _slice_update(mirror, snap, leader, now)
     state = mirror.state
-    if mirror.state is MirrorState.LIVE and snap.status.is_terminal:
+    if shown_despite_refusal(mirror, snap):
+        state = MirrorState.LIVE
+    if state is MirrorState.LIVE and snap.status.is_terminal:
         state = MirrorState.DONE
     return mirror.with_changes(
         follower_order_id=mirror.follower_order_id or snap.order_id,

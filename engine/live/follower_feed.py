@@ -87,6 +87,16 @@ class FollowerFeed:
             # woke the dispatcher for nothing.
             return
         self._journal_update(f, mirror, updated, snap, leader)
+        if mirror.state is MirrorState.FAILED and updated.state is not MirrorState.FAILED:
+            self._notifier.alert(
+                "REFUSED_COPY_AT_DHAN",
+                Severity.WARNING,
+                f"{f.name}: Dhan shows order {snap.order_id} ({snap.status.value}) for the copy "
+                f"of leader order {mirror.leader_order_id} whose placement it had refused; "
+                "the copy follows the leader from now on",
+                f.name,
+                mirror.leader_order_id,
+            )
         self._book.set_mirror(updated)
         f.dispatcher.mark(mirror.leader_order_id)
 

@@ -376,17 +376,28 @@ class OrderActions:
         if view_was_behind(current, after):
             f.dispatcher.mark(leader.order_id)
             return
-        failed = modification_refused(current, after, result.message)
-        if failed is not None:
-            self._book.set_mirror(failed)
+        refusal = modification_refused(current, after, result.message, decision.params)
+        if refusal is not None:
+            self._book.set_mirror(refusal)
+            smaller = current.params is not None and (
+                decision.params.quantity < current.params.quantity
+            )
             self._notifier.alert(
                 "MODIFY_REFUSED",
                 Severity.ERROR,
                 f"{f.name}: {refused_by(result)} to modify order {decision.follower_order_id}: "
-                f"{result.message}",
+                f"{result.message}; "
+                + (
+                    "it is cancelled and the rest placed as a new order"
+                    if smaller
+                    else "it rests as it was, and the leader's cancel, its next change and "
+                    "the kill switch still reach it"
+                ),
                 f.name,
                 leader.order_id,
             )
+            # The leader may have moved on while the request was out (a cancel above all).
+            f.dispatcher.mark(leader.order_id)
 
     def _killed_between_slices(
         self,

@@ -173,7 +173,24 @@ def decide(
         decision = _decide_after_leader_ended(leader, mirror, rules, ctx)
     else:
         decision = _decide_follow_changes(leader, mirror, rules, ctx)
+    if isinstance(decision, Modify) and decision.params == mirror.refused_params:
+        decision = _refused_before(decision, mirror)
     return _within_freeze(decision, mirror, ctx)
+
+
+def _refused_before(decision: Modify, mirror: MirrorRecord) -> Decision:
+    """Dhan refused this very modification already: it is not asked again. A copy it would
+    have made smaller is larger than the leader's order implies (an exit could then sell more
+    than the follower holds), so it is cancelled and the rest re-placed as a new order; any
+    other refused change leaves the copy resting as it was."""
+    assert mirror.params is not None  # an open copy always carries what was requested
+    if decision.params.quantity < mirror.params.quantity:
+        return Cancel(
+            mirror.follower_order_id,
+            "Dhan refused to make the copy smaller: cancelling to re-place the rest",
+            replace=True,
+        )
+    return NoAction("Dhan refused this modification; the copy rests as it was")
 
 
 def _within_freeze(decision: Decision, mirror: MirrorRecord, ctx: DecisionContext) -> Decision:

@@ -147,9 +147,9 @@ class Driver:
         self._refresh_follower_order(before)
         after = self.mirror
         assert after is not None
-        failed = modification_refused(before, after, "refused")
-        if failed is not None:
-            self.book.set_mirror(failed)
+        refusal = modification_refused(before, after, "refused", decision.params)
+        if refusal is not None:
+            self.book.set_mirror(refusal)
 
     def _cancel(self, decision: Cancel) -> None:
         current = self.mirror

@@ -57,6 +57,9 @@ class FakeBroker:
     stream: list[OrderSnapshot] = field(default_factory=list)  # order updates not yet delivered
     refusals: list[str] = field(default_factory=list)
     max_open_seen: int = 0  # the most orders open at once
+    refuse_enlargements: bool = False  # RMS: no margin for a larger order
+    # (order id, params, taken): every modification asked of the broker
+    modify_requests: list[tuple[str, OrderParams, bool]] = field(default_factory=list)
     _next_id: int = 9000
     _clock: datetime = T0
 
@@ -118,6 +121,11 @@ class FakeBroker:
                 f"modify {order_id}: quantity {params.quantity} not above filled {o.filled}"
             )
             return False
+        if self.refuse_enlargements and params.quantity > o.params.quantity:
+            self.refusals.append(f"modify {order_id}: RMS, no margin for {params.quantity}")
+            self.modify_requests.append((order_id, params, False))
+            return False
+        self.modify_requests.append((order_id, params, True))
         o.params = replace(params, correlation_id=o.correlation_id)
         o.modifications += 1
         self._emit(o)

@@ -197,8 +197,10 @@ def run(
     ratio: float = 2.5,
     kill_at: int | None = None,
     complete_fills: bool = False,
+    refuse_enlargements: bool = False,
 ) -> Driver:
     driver = Driver(follower_rules(sizing), context(life.lot, ratio))
+    driver.broker.refuse_enlargements = refuse_enlargements
     for n, step in enumerate(steps):
         if kill_at == n:
             driver.kill()
@@ -315,6 +317,33 @@ def test_any_delivery_order_converges_to_the_final_leader_state(
     check_invariants(driver)
     check_converged(driver, life.final)
     check_idempotent(driver, life.final)
+
+
+@PROPS
+@given(st.data(), lives(), sizings, st.none() | st.integers(min_value=0, max_value=12))
+def test_refused_enlargements_leave_no_copy_out_of_reach(
+    data: st.DataObject, life: Life, sizing: object, kill_at: int | None
+) -> None:
+    """Dhan refuses every modification that would enlarge the follower's order (its margin is
+    spent): the order rests as it was, yet it stays the copy the engine follows, so the
+    leader's cancel and the kill still reach it, and a refused request is not repeated (but
+    once, when the order read back shows a fill the engine had not seen: the refusal may have
+    been about the fill)."""
+    steps = data.draw(deliveries(len(life.snaps), fills=True))
+    driver = run(life, steps, sizing, kill_at=kill_at, refuse_enlargements=True)
+    check_invariants(driver)
+    broker, mirror, final = driver.broker, driver.mirror, life.final
+    requests = broker.modify_requests
+    for first, second, third in zip(requests, requests[1:], requests[2:], strict=False):
+        assert not (first == second == third and not first[2]), "a refused request made again"
+    assert mirror is None or mirror.state is not MirrorState.FAILED, mirror
+    open_orders = broker.open_orders()
+    if not driver.ctx.armed or (final.status.is_terminal and final.filled_qty == 0):
+        assert not open_orders, "a follower order left open"
+    assert len(open_orders) <= 1
+    if open_orders:
+        assert mirror is not None and mirror.is_open_at_broker, mirror
+        assert mirror.follower_order_id == open_orders[0].order_id
 
 
 @PROPS

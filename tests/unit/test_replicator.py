@@ -363,6 +363,30 @@ def test_modification_budget_used_cancels_to_replace() -> None:
     )
 
 
+def test_a_refused_modification_is_not_asked_again_but_the_copy_still_follows() -> None:
+    mirror = placed(leader())
+    first = decide(leader(price=121.0), mirror, rules(), CTX)
+    assert isinstance(first, Modify)
+    refused = mirror.with_changes(refused_params=first.params, reason="modify refused: RMS")
+    again = decide(leader(price=121.0), refused, rules(), CTX)
+    assert isinstance(again, NoAction) and "refused" in again.reason
+    # The leader's next change is a new request; its cancel and the kill still reach the copy.
+    assert isinstance(decide(leader(price=122.0), refused, rules(), CTX), Modify)
+    cancelled = leader(price=121.0, status=OrderStatus.CANCELLED)
+    assert isinstance(decide(cancelled, refused, rules(), CTX), Cancel)
+    killed = DecisionContext(armed=False, lot_size=65, is_option=True, capital_ratio=None)
+    assert isinstance(decide(leader(price=121.0), refused, rules(), killed), Cancel)
+
+
+def test_a_refused_reduction_cancels_to_replace() -> None:
+    mirror = placed(leader(quantity=130))
+    smaller = decide(leader(quantity=65), mirror, rules(), CTX)
+    assert isinstance(smaller, Modify) and smaller.params.quantity == 65
+    refused = mirror.with_changes(refused_params=smaller.params)
+    decision = decide(leader(quantity=65), refused, rules(), CTX)
+    assert isinstance(decision, Cancel) and decision.replace
+
+
 def test_replaced_generation_orders_only_the_rest() -> None:
     first = placed(leader(quantity=260))
     # Generation 1 after 65 filled in generation 0: the new order is for 195.

@@ -34,6 +34,7 @@ from engine.transitions import (
     regenerated,
     skipped,
     unsent,
+    view_was_behind,
 )
 
 T0 = IST.localize(datetime(2026, 11, 23, 10, 0, 0))
@@ -157,13 +158,45 @@ def test_follower_fill_and_slippage() -> None:
 def test_refusals() -> None:
     rec = live_copy()
     assert refused(rec, "DH-906 margin", T0).state is MirrorState.FAILED
-    failed = modification_refused(rec, rec, "too many")
-    assert failed is not None and failed.reason == "modify refused: too many"
+    enlarged = params(150)
+    refusal = modification_refused(rec, rec, "no margin", enlarged)
+    # The order rests at Dhan as it was: still open, its refused request remembered.
+    assert refusal is not None and refusal.reason == "modify refused: no margin"
+    assert refusal.state is MirrorState.LIVE and refusal.is_open_at_broker
+    assert refusal.refused_params == enlarged and refusal.params == rec.params
+    # A later modification Dhan takes clears the refusal (and only its reason).
+    taken = modified(refusal, params(100), T0)
+    assert (taken.refused_params, taken.reason) == (None, "")
+    assert modified(rec.with_changes(reason="other"), params(75), T0).reason == "other"
     filled = follower_update(
         rec, follower_order(status=OrderStatus.PART_TRADED, filled_qty=25), None, T0
     )
-    assert modification_refused(rec, filled, "qty below filled") is None  # our view was behind
+    assert (
+        modification_refused(rec, filled, "qty below filled", enlarged) is None
+    )  # our view was behind
     assert modified(rec, params(75), T0).modifications == 1
+
+
+def test_a_refusal_is_explained_by_a_fill_or_a_close_not_by_a_status_learnt_since() -> None:
+    rec = live_copy().with_changes(broker_status=None)
+    assert not view_was_behind(rec, rec.with_changes(broker_status=OrderStatus.PENDING))
+    assert view_was_behind(rec, rec.with_changes(filled_qty=25))
+    assert view_was_behind(rec, rec.with_changes(broker_status=OrderStatus.CANCELLED))
+
+
+def test_a_refused_placement_dhan_shows_is_a_copy_again() -> None:
+    placing = placed(None, "alpha", leader(), params(), "CPY-1", 0, 5.0, T0)
+    failed = refused(placing, "DH-906 refused", T0)
+    shown = follower_update(failed, follower_order(status=OrderStatus.PENDING), None, T0)
+    assert (shown.state, shown.follower_order_id) == (MirrorState.LIVE, "F1")
+    assert shown.is_open_at_broker
+    filled = follower_update(
+        failed, follower_order(status=OrderStatus.TRADED, filled_qty=50), None, T0
+    )
+    assert (filled.state, filled.total_filled) == (MirrorState.DONE, 50)
+    # A refusal Dhan shows as a REJECTED order is consistent: the copy stays failed.
+    rejected = follower_update(failed, follower_order(status=OrderStatus.REJECTED), None, T0)
+    assert rejected.state is MirrorState.FAILED and not rejected.is_open_at_broker
 
 
 def test_skips_and_kill() -> None:
