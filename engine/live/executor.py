@@ -34,6 +34,7 @@ from engine.replication.replicator import (
     Skip,
     SkipCode,
     decide,
+    unless_refused_before,
 )
 from engine.replication.risk import RiskVerdict, check_pre_trade
 from engine.replication.rules import RiskLimits
@@ -105,7 +106,8 @@ class Executor:
     def decide(self, f: FollowerRuntime, leader: OrderSnapshot) -> Decision:
         # A copy changed by hand at Dhan is never modified again (engine.live.hand_made).
         mirror = self._book.mirror(f.name, leader.order_id)
-        return within_hand_rules(mirror, self._decide(f, leader, mirror))
+        decision = unless_refused_before(self._decide(f, leader, mirror), mirror)
+        return within_hand_rules(mirror, decision)
 
     def _decide(
         self, f: FollowerRuntime, leader: OrderSnapshot, mirror: MirrorRecord | None

@@ -173,17 +173,22 @@ def decide(
         decision = _decide_after_leader_ended(leader, mirror, rules, ctx)
     else:
         decision = _decide_follow_changes(leader, mirror, rules, ctx)
-    if isinstance(decision, Modify) and decision.params == mirror.refused_params:
-        decision = _refused_before(decision, mirror)
-    return _within_freeze(decision, mirror, ctx)
+    return _within_freeze(unless_refused_before(decision, mirror), mirror, ctx)
 
 
-def _refused_before(decision: Modify, mirror: MirrorRecord) -> Decision:
-    """Dhan refused this very modification already: it is not asked again. A copy it would
-    have made smaller is larger than the leader's order implies (an exit could then sell more
-    than the follower holds), so it is cancelled and the rest re-placed as a new order; any
-    other refused change leaves the copy resting as it was."""
-    assert mirror.params is not None  # an open copy always carries what was requested
+def unless_refused_before(decision: Decision, mirror: MirrorRecord | None) -> Decision:
+    """Dhan refused this very modification already: it is not asked again (whoever decided
+    it: the replicator, or a lagging copy's chase). A copy it would have made smaller is
+    larger than the leader's order implies (an exit could then sell more than the follower
+    holds), so it is cancelled and the rest re-placed as a new order; any other refused change
+    leaves the copy resting as it was."""
+    if (
+        mirror is None
+        or not isinstance(decision, Modify)
+        or decision.params != mirror.refused_params
+        or mirror.params is None
+    ):
+        return decision
     if decision.params.quantity < mirror.params.quantity:
         return Cancel(
             mirror.follower_order_id,

@@ -139,3 +139,30 @@ async def test_copy_expired_at_the_close_while_its_leader_filled_is_alerted(
     await world.until(lambda: bool(expired_alerts()), 5, "expiry alerted")
     assert copy_of(world)["orderId"] in expired_alerts()[0]
     assert "off the leader's position" in expired_alerts()[0]
+
+
+async def test_a_chase_dhan_refuses_is_not_asked_again(make_world: WorldFactory) -> None:
+    """Each refused chase is one request: neither the policy nor the replicator repeats it
+    (each repeat would spend one of the follower's order requests, 10 a second at most)."""
+    world = await make_world(followers=alpha("chase", max_slippage_pct=0.5, max_chases=2))
+    world.sim.faults.fail_next(
+        1000, status=400, code="DH-906", match="PUT /v2/orders", client_id=ALPHA[0]
+    )
+    await thin_market_leaves_the_copy_behind(world)
+    await world.until(lambda: bool(modifies(world)), 5, "a chase sent")
+    await world.settle()
+    await world.eng.resync()
+    await world.settle()
+    assert 1 <= len(modifies(world)) <= 2  # at most one per chase the policy allows
+    assert copy_of(world)["orderStatus"] == "PENDING"  # resting as it was, still followed
+    assert any(a.code == "MODIFY_REFUSED" for a in world.eng.recent_alerts())
+
+
+def modifies(world: World) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in world.sim.requests
+        if r["client_id"] == ALPHA[0]
+        and r["method"] == "PUT"
+        and r["path"].startswith("/v2/orders/")
+    ]
