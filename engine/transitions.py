@@ -294,6 +294,7 @@ def regenerated(cancelled_copy: MirrorRecord, final_filled: int) -> MirrorRecord
         follower_order_id="",
         broker_status=None,
         state=MirrorState.REPLACING,
+        refused_params=None,  # a refusal of the old order's modification, not the new one's
     )
 
 

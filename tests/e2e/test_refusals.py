@@ -165,6 +165,7 @@ async def test_a_refused_reduction_is_cancelled_and_the_rest_placed_anew(
     assert len(_modifies(world, "alpha")) == 1
     mirror = world.eng.mirror("alpha", leader_id)
     assert mirror is not None and mirror.is_open_at_broker and mirror.generation == 1
+    assert mirror.refused_params is None  # the refusal was of the old order's modification
 
 
 async def _alpha_refused_in_words(world: World) -> str:
