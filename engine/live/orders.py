@@ -214,17 +214,31 @@ class OrderActions:
             self._book.forget(current)
             self._answers.backoff(f, result, leader.order_id)
             return
-        # REFUSED, AUTH_FAILED, NOT_FOUND: definitive.
+        if result.kind is ResultKind.AUTH_FAILED:
+            # Refused at the door (the token has frozen this follower), never in Dhan's order
+            # book: like the orders the leader places while the follower is frozen, it is
+            # copied once the freeze clears, if the leader's order is still open.
+            self._writes.finish_intent(intent, IntentOutcome.REFUSED, result.message)
+            self._book.forget(current)
+            self._notifier.journal(
+                "broker",
+                f"{f.name}: token refused ({result.error_code}) placing the copy of leader "
+                f"order {leader.order_id}; it waits until the token works",
+                f.name,
+                leader.order_id,
+            )
+            self._answers.backoff(f, result, leader.order_id)
+            return
+        # REFUSED, NOT_FOUND: definitive.
         self._stats.failed += 1
         failed = refused(
             current, f"{result.error_code} {result.message}".strip(), self._clock.now()
         )
         self._book.set_mirror(failed)
         self._writes.finish_intent(intent, IntentOutcome.REFUSED, failed.reason, failed)
-        severity = Severity.CRITICAL if result.kind is ResultKind.AUTH_FAILED else Severity.ERROR
         self._notifier.alert(
             "FOLLOWER_REFUSED",
-            severity,
+            Severity.ERROR,
             f"{f.name}: {refused_by(result)} the copy of leader order {leader.order_id}: "
             f"{failed.reason}",
             f.name,

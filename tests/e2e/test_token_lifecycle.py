@@ -351,6 +351,44 @@ def follower_frozen(status: dict[str, Any] | None, name: str) -> str:
     return next((str(f["frozen"]) for f in status["followers"] if f["name"] == name), "")
 
 
+async def test_the_order_a_refused_follower_token_met_is_copied_once_a_new_token_works(
+    sim: DhanSimulator, tmp_path: Path, running: Callable[[Engine], Running]
+) -> None:
+    """The placement that found beta's token refused never reached Dhan's order book: like
+    the orders the leader places while beta is frozen, it is copied once the freeze clears,
+    if the leader's order is still open."""
+    followers = [
+        {"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]},
+        {"name": "beta", "client_id": BETA[0], "access_token": BETA[1]},
+    ]
+    env = base_env(sim, tmp_path / "engine.db", followers)
+    env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
+    run = running(Engine(load_settings(env_file=None, environ=env)))
+    await run.start()
+    leader_buy(sim, 100.0)
+    await until(copies_at_least(sim, 1, ALPHA[0], BETA[0]), 5, "first copies")
+    await run.engine.settle()
+    new_token = "tok-beta-" + "renewed" * 3
+    sim.renew_token(BETA[0], new_token)  # Dhan now refuses beta's pasted token
+    leader_id = leader_buy(sim, 101.0)
+    await until(copies_at_least(sim, 2, ALPHA[0]), 5, "alpha's copy")
+    await until(lambda: bool(posts(sim, BETA[0])[1:]), 5, "beta's placement tried")
+    await run.engine.settle()
+    assert [r["status"] for r in posts(sim, BETA[0])] == [200, 401]
+    assert len(sim.orders(BETA[0])) == 1
+    outcome = await run.engine.set_token("beta", SecretStr(new_token))
+    assert outcome.accepted
+    await until(copies_at_least(sim, 2, BETA[0]), 15, "beta's copy once its token works")
+    await run.engine.settle()
+    copy = sim.orders(BETA[0])[1]
+    assert copy["price"] == 101.0 and copy["orderStatus"] == "PENDING"
+    assert len(sim.orders(BETA[0])) == 2  # placed once
+    mirror = run.engine.mirror("beta", leader_id)
+    assert mirror is not None and mirror.is_open_at_broker
+    sim.cancel_manual_order(LEADER[0], leader_id)
+    await until(lambda: sim.orders(BETA[0])[1]["orderStatus"] == "CANCELLED", 5, "cancelled")
+
+
 async def test_token_set_replaces_a_followers_token_while_headless_runs(
     sim: DhanSimulator, tmp_path: Path
 ) -> None:
