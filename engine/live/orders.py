@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
 
+from engine.accounts.source_ip import refused_for_ip
 from engine.clock import Clock
 from engine.dhan.broker import Existence
 from engine.dhan.errors import BrokerError, BrokerResult, ResultKind
@@ -54,6 +55,14 @@ log = logging.getLogger(__name__)
 
 REPLACE_READ_TRIES = 5
 _RETRYABLE = (ResultKind.RATE_LIMITED, ResultKind.TRANSIENT, ResultKind.AMBIGUOUS)
+
+
+def _refused_at_the_door(result: BrokerResult) -> bool:
+    """Refused for the account's token or source IP: each freezes the follower, and neither
+    is an answer about the order itself."""
+    return result.kind is ResultKind.AUTH_FAILED or (
+        result.kind is ResultKind.REFUSED and refused_for_ip(result.error_code, result.message)
+    )
 
 
 class OrderActions:
@@ -214,16 +223,16 @@ class OrderActions:
             self._book.forget(current)
             self._answers.backoff(f, result, leader.order_id)
             return
-        if result.kind is ResultKind.AUTH_FAILED:
-            # Refused at the door (the token has frozen this follower), never in Dhan's order
-            # book: like the orders the leader places while the follower is frozen, it is
-            # copied once the freeze clears, if the leader's order is still open.
+        if _refused_at_the_door(result):
+            # The token or the source IP, which has frozen this follower: never in Dhan's
+            # order book. Like the orders the leader places while the follower is frozen, it
+            # is copied once the freeze clears, if the leader's order is still open.
             self._writes.finish_intent(intent, IntentOutcome.REFUSED, result.message)
             self._book.forget(current)
             self._notifier.journal(
                 "broker",
-                f"{f.name}: token refused ({result.error_code}) placing the copy of leader "
-                f"order {leader.order_id}; it waits until the token works",
+                f"{f.name}: {refused_by(result)} the copy of leader order {leader.order_id} "
+                f"({result.error_code}); it is placed once the follower's freeze clears",
                 f.name,
                 leader.order_id,
             )

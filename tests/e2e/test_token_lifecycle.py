@@ -315,6 +315,14 @@ async def test_a_follower_off_its_whitelisted_ip_is_frozen_while_the_other_copie
     assert sockets[ALPHA[0]] == ["127.0.0.2"] and sockets[BETA[0]] == ["127.0.0.3"]
     assert [r["status"] for r in posts(sim, BETA[0])] == [403]
 
+    # The trader fixes the whitelist and clears the freeze: every leader order still open is
+    # copied to beta, the one whose placement Dhan refused for the IP among them.
+    sim.set_ip_whitelist(BETA[0], ["127.0.0.3"])
+    await run.engine.resume()
+    await until(copies_at_least(sim, 4, BETA[0]), 15, "beta's copies once its IP is whitelisted")
+    await run.engine.settle()
+    assert sorted(o["price"] for o in sim.orders(BETA[0])) == [100.0, 102.0, 103.0, 104.0]
+
 
 # --- a headless engine in its own process, its token replaced from the command line ---------
 
