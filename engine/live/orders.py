@@ -389,6 +389,17 @@ class OrderActions:
         if result.kind in _RETRYABLE:
             self._answers.backoff(f, result, leader.order_id)
             return
+        if _refused_at_the_door(result):
+            # Not a refusal of the change: the freeze's clearing decides the copy again (its
+            # resync), and the change is made then.
+            self._notifier.journal(
+                "broker",
+                f"{f.name}: {refused_by(result)} to modify order {decision.follower_order_id} "
+                f"({result.error_code}); the change is made once the follower's freeze clears",
+                f.name,
+                leader.order_id,
+            )
+            return
         self._notifier.journal(
             "broker",
             f"{f.name} modify refused: {result.error_code} {result.message}",

@@ -397,6 +397,36 @@ async def test_the_order_a_refused_follower_token_met_is_copied_once_a_new_token
     await until(lambda: sim.orders(BETA[0])[1]["orderStatus"] == "CANCELLED", 5, "cancelled")
 
 
+async def test_a_leader_change_a_refused_follower_token_met_is_made_once_a_new_token_works(
+    sim: DhanSimulator, tmp_path: Path, running: Callable[[Engine], Running]
+) -> None:
+    """The modification that found beta's token refused is not a refusal of the change: once
+    a new token works, beta's copy follows the leader's new price (a trailed stop-loss would
+    otherwise stay where it was)."""
+    followers = [
+        {"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]},
+        {"name": "beta", "client_id": BETA[0], "access_token": BETA[1]},
+    ]
+    env = base_env(sim, tmp_path / "engine.db", followers)
+    env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
+    run = running(Engine(load_settings(env_file=None, environ=env)))
+    await run.start()
+    leader_id = leader_buy(sim, 100.0)
+    await until(copies_at_least(sim, 1, ALPHA[0], BETA[0]), 5, "first copies")
+    await run.engine.settle()
+    new_token = "tok-beta-" + "renewed" * 3
+    sim.renew_token(BETA[0], new_token)  # Dhan now refuses beta's pasted token
+    sim.modify_manual_order(LEADER[0], leader_id, price=99.0)
+    await until(lambda: sim.orders(ALPHA[0])[0]["price"] == 99.0, 5, "alpha re-priced")
+    await run.engine.settle()
+    assert sim.orders(BETA[0])[0]["price"] == 100.0
+    outcome = await run.engine.set_token("beta", SecretStr(new_token))
+    assert outcome.accepted
+    await until(lambda: sim.orders(BETA[0])[0]["price"] == 99.0, 15, "beta re-priced")
+    await run.engine.settle()
+    assert len(sim.orders(BETA[0])) == 1
+
+
 async def test_token_set_replaces_a_followers_token_while_headless_runs(
     sim: DhanSimulator, tmp_path: Path
 ) -> None:
