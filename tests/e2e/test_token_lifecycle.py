@@ -359,12 +359,11 @@ def follower_frozen(status: dict[str, Any] | None, name: str) -> str:
     return next((str(f["frozen"]) for f in status["followers"] if f["name"] == name), "")
 
 
-async def test_the_order_a_refused_follower_token_met_is_copied_once_a_new_token_works(
+async def _beta_token_refused_after_a_first_copy(
     sim: DhanSimulator, tmp_path: Path, running: Callable[[Engine], Running]
-) -> None:
-    """The placement that found beta's token refused never reached Dhan's order book: like
-    the orders the leader places while beta is frozen, it is copied once the freeze clears,
-    if the leader's order is still open."""
+) -> tuple[Running, str, str]:
+    """alpha and beta (pasted tokens) copy a first leader buy at 100; then Dhan refuses beta's
+    token. The engine, the first leader order and beta's token that will work."""
     followers = [
         {"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]},
         {"name": "beta", "client_id": BETA[0], "access_token": BETA[1]},
@@ -373,11 +372,21 @@ async def test_the_order_a_refused_follower_token_met_is_copied_once_a_new_token
     env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
     run = running(Engine(load_settings(env_file=None, environ=env)))
     await run.start()
-    leader_buy(sim, 100.0)
+    leader_id = leader_buy(sim, 100.0)
     await until(copies_at_least(sim, 1, ALPHA[0], BETA[0]), 5, "first copies")
     await run.engine.settle()
     new_token = "tok-beta-" + "renewed" * 3
     sim.renew_token(BETA[0], new_token)  # Dhan now refuses beta's pasted token
+    return run, leader_id, new_token
+
+
+async def test_the_order_a_refused_follower_token_met_is_copied_once_a_new_token_works(
+    sim: DhanSimulator, tmp_path: Path, running: Callable[[Engine], Running]
+) -> None:
+    """The placement that found beta's token refused never reached Dhan's order book: like
+    the orders the leader places while beta is frozen, it is copied once the freeze clears,
+    if the leader's order is still open."""
+    run, _, new_token = await _beta_token_refused_after_a_first_copy(sim, tmp_path, running)
     leader_id = leader_buy(sim, 101.0)
     await until(copies_at_least(sim, 2, ALPHA[0]), 5, "alpha's copy")
     await until(lambda: bool(posts(sim, BETA[0])[1:]), 5, "beta's placement tried")
@@ -403,19 +412,7 @@ async def test_a_leader_change_a_refused_follower_token_met_is_made_once_a_new_t
     """The modification that found beta's token refused is not a refusal of the change: once
     a new token works, beta's copy follows the leader's new price (a trailed stop-loss would
     otherwise stay where it was)."""
-    followers = [
-        {"name": "alpha", "client_id": ALPHA[0], "access_token": ALPHA[1]},
-        {"name": "beta", "client_id": BETA[0], "access_token": BETA[1]},
-    ]
-    env = base_env(sim, tmp_path / "engine.db", followers)
-    env["COPYTRADE_LEADER__ACCESS_TOKEN"] = LEADER[1]
-    run = running(Engine(load_settings(env_file=None, environ=env)))
-    await run.start()
-    leader_id = leader_buy(sim, 100.0)
-    await until(copies_at_least(sim, 1, ALPHA[0], BETA[0]), 5, "first copies")
-    await run.engine.settle()
-    new_token = "tok-beta-" + "renewed" * 3
-    sim.renew_token(BETA[0], new_token)  # Dhan now refuses beta's pasted token
+    run, leader_id, new_token = await _beta_token_refused_after_a_first_copy(sim, tmp_path, running)
     sim.modify_manual_order(LEADER[0], leader_id, price=99.0)
     await until(lambda: sim.orders(ALPHA[0])[0]["price"] == 99.0, 5, "alpha re-priced")
     await run.engine.settle()
