@@ -33,7 +33,7 @@ from engine.live.stats import Stats
 from engine.live.write_behind import STORE_FAILURES, WriteBehind
 from engine.records import Intent, IntentKind, IntentOutcome, MirrorRecord, SliceState
 from engine.replication.api_rules import adapt_for_dhan_api
-from engine.replication.replicator import Cancel, Modify, Place
+from engine.replication.replicator import Cancel, Modify, Place, refusal_shrinks
 from engine.secrets import redact
 from engine.transitions import (
     acknowledged,
@@ -413,9 +413,6 @@ class OrderActions:
         refusal = modification_refused(current, after, result.message, decision.params)
         if refusal is not None:
             self._book.set_mirror(refusal)
-            smaller = current.params is not None and (
-                decision.params.quantity < current.params.quantity
-            )
             self._notifier.alert(
                 "MODIFY_REFUSED",
                 Severity.ERROR,
@@ -423,7 +420,7 @@ class OrderActions:
                 f"{result.message}; "
                 + (
                     "it is cancelled and the rest placed as a new order"
-                    if smaller
+                    if refusal_shrinks(refusal, decision.params)
                     else "it rests as it was, and the leader's cancel, its next change and "
                     "the kill switch still reach it"
                 ),

@@ -186,16 +186,21 @@ def unless_refused_before(decision: Decision, mirror: MirrorRecord | None) -> De
         mirror is None
         or not isinstance(decision, Modify)
         or decision.params != mirror.refused_params
-        or mirror.params is None
     ):
         return decision
-    if decision.params.quantity < mirror.params.quantity:
+    if refusal_shrinks(mirror, decision.params):
         return Cancel(
             mirror.follower_order_id,
             "Dhan refused to make the copy smaller: cancelling to re-place the rest",
             replace=True,
         )
     return NoAction("Dhan refused this modification; the copy rests as it was")
+
+
+def refusal_shrinks(mirror: MirrorRecord, refused: OrderParams) -> bool:
+    """Was the refused modification one that made the copy smaller? (Then the copy is cancelled
+    and the rest re-placed, rather than left resting as it was.)"""
+    return mirror.params is not None and refused.quantity < mirror.params.quantity
 
 
 def _within_freeze(decision: Decision, mirror: MirrorRecord, ctx: DecisionContext) -> Decision:
