@@ -163,13 +163,17 @@ class World:
         return self.sim.orders(cid)
 
     def posts(self, who: str) -> list[dict[str, Any]]:
+        return self._order_requests(who, "POST", "/v2/orders")
+
+    def modifies(self, who: str) -> list[dict[str, Any]]:
+        return self._order_requests(who, "PUT", "/v2/orders/")
+
+    def _order_requests(self, who: str, method: str, path: str) -> list[dict[str, Any]]:
         cid = {"leader": LEADER[0], "alpha": ALPHA[0], "beta": BETA[0]}[who]
         return [
             r
             for r in self.sim.requests
-            if r["client_id"] == cid
-            and r["method"] == "POST"
-            and r["path"].startswith("/v2/orders")
+            if r["client_id"] == cid and r["method"] == method and r["path"].startswith(path)
         ]
 
     async def follower_order(

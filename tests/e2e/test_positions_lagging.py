@@ -149,20 +149,10 @@ async def test_a_chase_dhan_refuses_is_not_asked_again(make_world: WorldFactory)
         1000, status=400, code="DH-906", match="PUT /v2/orders", client_id=ALPHA[0]
     )
     await thin_market_leaves_the_copy_behind(world)
-    await world.until(lambda: bool(modifies(world)), 5, "a chase sent")
+    await world.until(lambda: bool(world.modifies("alpha")), 5, "a chase sent")
     await world.settle()
     await world.eng.resync()
     await world.settle()
-    assert 1 <= len(modifies(world)) <= 2  # at most one per chase the policy allows
+    assert 1 <= len(world.modifies("alpha")) <= 2  # at most one per chase the policy allows
     assert copy_of(world)["orderStatus"] == "PENDING"  # resting as it was, still followed
     assert any(a.code == "MODIFY_REFUSED" for a in world.eng.recent_alerts())
-
-
-def modifies(world: World) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in world.sim.requests
-        if r["client_id"] == ALPHA[0]
-        and r["method"] == "PUT"
-        and r["path"].startswith("/v2/orders/")
-    ]

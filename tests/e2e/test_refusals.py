@@ -12,23 +12,12 @@ does this; the simulator can): the copy follows the leader from the moment Dhan 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from engine.domain import MirrorState
 from engine.events import AlertRaised
 from tests.e2e.conftest import ALPHA, RELIANCE, World, WorldFactory
 
 QTY = 10
-
-
-def _modifies(world: World, who: str) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in world.sim.requests
-        if r["client_id"] == {"alpha": "1000000002", "beta": "1000000003"}[who]
-        and r["method"] == "PUT"
-        and r["path"].startswith("/v2/orders/")
-    ]
 
 
 def _alerted(world: World, code: str) -> bool:
@@ -47,7 +36,7 @@ async def _beta_refused_an_enlargement(make_world: WorldFactory) -> tuple[World,
     await world.until(
         lambda: world.orders("alpha")[0]["quantity"] == 2 * QTY, what="alpha enlarged"
     )
-    await world.until(lambda: len(_modifies(world, "beta")) == 1, what="beta's modify sent")
+    await world.until(lambda: len(world.modifies("beta")) == 1, what="beta's modify sent")
     await world.settle()
     return world, leader_id
 
@@ -67,7 +56,7 @@ async def test_a_refused_modification_leaves_the_copy_following_the_leader(
     # Asked once: neither the next reconcile nor the R key sends the same refused request again.
     await world.eng.resync()
     await world.settle()
-    assert len(_modifies(world, "beta")) == 1
+    assert len(world.modifies("beta")) == 1
 
     world.cancel(leader_id)
     await world.until(
@@ -84,7 +73,7 @@ async def test_a_refusal_is_remembered_across_a_restart(make_world: WorldFactory
     await world.stop_engine()
     await world.start_engine()
     await world.settle()
-    assert len(_modifies(world, "beta")) == 1  # the refused request is not made again
+    assert len(world.modifies("beta")) == 1  # the refused request is not made again
     mirror = world.eng.mirror("beta", leader_id)
     assert mirror is not None and mirror.is_open_at_broker and mirror.refused_params is not None
     world.cancel(leader_id)
@@ -162,7 +151,7 @@ async def test_a_refused_reduction_is_cancelled_and_the_rest_placed_anew(
     await world.settle()
     first, second = world.orders("alpha")
     assert (first["quantity"], second["quantity"]) == (130, 65)
-    assert len(_modifies(world, "alpha")) == 1
+    assert len(world.modifies("alpha")) == 1
     mirror = world.eng.mirror("alpha", leader_id)
     assert mirror is not None and mirror.is_open_at_broker and mirror.generation == 1
     assert mirror.refused_params is None  # the refusal was of the old order's modification
