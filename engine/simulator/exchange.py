@@ -768,6 +768,19 @@ class Exchange:
                 if order.is_open:
                     self._finish(order, "EXPIRED", "Order expired at end of day")
 
+    def new_day(self, expiry_alerts: bool = True) -> None:
+        """The next trading day: what was open expires at the close, with its alerts or
+        silently (whether Dhan's order stream sends them is not documented), then every
+        account's order and trade books start empty, as Dhan's do each morning: the orders
+        of an earlier day are neither listed nor found by id or correlationId. Positions
+        carry over as they were (a simplification: Dhan moves delivery buys into holdings
+        and squares intraday ones off before the close)."""
+        if expiry_alerts:
+            self.end_of_day()
+        for acct in self.accounts.values():
+            acct.orders.clear()
+            acct.trades.clear()
+
     def exit_all(self, client_id: str) -> None:
         """DELETE /positions: cancel open orders and square off open positions at the LTP."""
         acct = self.account(client_id)

@@ -91,10 +91,22 @@ class Faults:
         )
 
     def delay_next(
-        self, n: int, seconds: float, after_accept: bool = False, match: str | None = None
+        self,
+        n: int,
+        seconds: float,
+        after_accept: bool = False,
+        match: str | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.request_faults.append(
-            RequestFault("delay", int(n), match, seconds=float(seconds), after_accept=after_accept)
+            RequestFault(
+                "delay",
+                int(n),
+                match,
+                seconds=float(seconds),
+                after_accept=after_accept,
+                client_id=client_id,
+            )
         )
 
     def reset_next(

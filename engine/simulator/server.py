@@ -340,6 +340,11 @@ class DhanSimulator:
     def end_of_day(self) -> None:
         self.exchange.end_of_day()
 
+    def new_day(self, expiry_alerts: bool = True) -> None:
+        """The next trading day's empty order books (`Exchange.new_day`); the clock is the
+        caller's to move."""
+        self.exchange.new_day(expiry_alerts)
+
     def orders(self, client_id: str) -> list[dict[str, Any]]:
         return [order_rest(o, self.profile) for o in self.exchange.account(client_id).orders]
 
@@ -611,6 +616,7 @@ class DhanSimulator:
         r.add_post("/sim/tokens/expire", self._ctl_expire)
         r.add_post("/sim/tokens/renew", self._ctl_renew)
         r.add_post("/sim/end-of-day", self._ctl_end_of_day)
+        r.add_post("/sim/new-day", self._ctl_new_day)
         r.add_get("/sim/state", self._ctl_state)
         r.add_get("/sim/profile", self._ctl_profile)
         r.add_post("/sim/profile", self._ctl_set_profile)
@@ -1079,6 +1085,14 @@ class DhanSimulator:
 
     async def _ctl_end_of_day(self, request: web.Request) -> web.Response:
         self.end_of_day()
+        return web.json_response({"ok": True})
+
+    async def _ctl_new_day(self, request: web.Request) -> web.Response:
+        body = await self._ctl_json(request)
+        alerts = body.get("expiryAlerts", True)
+        if not isinstance(alerts, bool):
+            raise input_error("expiryAlerts must be true or false")
+        self.new_day(expiry_alerts=alerts)
         return web.json_response({"ok": True})
 
     async def _ctl_state(self, request: web.Request) -> web.Response:

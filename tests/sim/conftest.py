@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 import websockets
 from dhanhq import DhanContext, dhanhq
@@ -67,6 +68,15 @@ def leader(sim: DhanSimulator) -> Any:
 @pytest.fixture
 def follower(sim: DhanSimulator) -> Any:
     return make_sdk(sim, FOLLOWER, FOLLOWER_TOKEN)
+
+
+async def ctl(sim: DhanSimulator, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request to the simulator's control API: its status and JSON body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, sim.control_url + path, json=body) as resp,
+    ):
+        return resp.status, await resp.json()
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -28,20 +28,13 @@ from .conftest import (
     TOKENS,
     OrderSocket,
     call,
+    ctl,
     limit_buy,
     make_sdk,
 )
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def ctl(sim: DhanSimulator, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, sim.control_url + path, json=body) as resp,
-    ):
-        return resp.status, await resp.json()
 
 
 async def test_control_api_over_http(sim: DhanSimulator, leader: Any) -> None:

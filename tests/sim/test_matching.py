@@ -11,7 +11,7 @@ from engine.clock import IST, ManualClock
 from engine.simulator import DhanSimulator, SimError
 from engine.simulator.limits import SlidingWindowLimiter
 
-from .conftest import LEADER, LEADER_TOKEN, call, limit_buy, make_sdk
+from .conftest import LEADER, LEADER_TOKEN, OrderSocket, call, ctl, limit_buy, make_sdk
 
 pytestmark = pytest.mark.e2e
 
@@ -201,6 +201,36 @@ async def test_end_of_day_expires_open_orders(sim: DhanSimulator) -> None:
     oid = manual(sim)
     sim.end_of_day()
     assert order(sim, oid)["orderStatus"] == "EXPIRED"
+
+
+async def test_a_new_day_expires_what_was_open_and_starts_with_empty_books(
+    sim: DhanSimulator, leader_socket: OrderSocket, leader: Any
+) -> None:
+    resting = manual(sim)
+    manual(sim, order_type="MARKET", price=0)
+    assert len(await leader_socket.take(5)) == 5  # TRANSIT, PENDING; TRANSIT, PENDING, TRADED
+    sim.new_day()
+    (expired,) = await leader_socket.take(1)
+    assert expired["OrderNo"] == resting and expired["Status"] == "EXPIRED"
+    assert sim.orders(LEADER) == []
+    assert (await call(leader.get_order_list))["data"] == []
+    unknown = await call(leader.get_order_by_id, resting)
+    assert unknown["status"] == "failure"  # as for any id Dhan does not know (the profile says how)
+    assert (await call(leader.get_trade_book))["data"] == []
+    (position,) = (await call(leader.get_positions))["data"]  # positions carry over
+    assert position["netQty"] == 10
+
+
+async def test_a_new_day_can_come_without_expiry_alerts(
+    sim: DhanSimulator, leader_socket: OrderSocket
+) -> None:
+    manual(sim)
+    assert len(await leader_socket.take(2)) == 2
+    status, _ = await ctl(sim, "POST", "/new-day", {"expiryAlerts": "no"})
+    assert status == 400 and sim.orders(LEADER)  # refused, nothing changed
+    status, _ = await ctl(sim, "POST", "/new-day", {"expiryAlerts": False})
+    assert status == 200 and sim.orders(LEADER) == []
+    assert await leader_socket.drain() == []
 
 
 async def test_deterministic_given_seed() -> None:
