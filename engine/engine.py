@@ -382,6 +382,9 @@ class Engine:
         store = await Store.open(self.settings.db_path, clock=self.clock)
         self._writes.attach(store)
         await startup.restore(store, self._book, self._arming, self._instruments)
+        # Copies of a trading day that has ended are not open at Dhan: settled before the
+        # accounts open (a disabled follower is kept only to drain copies really open).
+        self._live.day_end.settle_copies()
         await self._live.supervisor.restore()
         await self._live.tokens.start()  # every account's token, before its broker and socket
         startup.open_accounts(
@@ -397,6 +400,8 @@ class Engine:
             store, self._accounts, self.clock, self.settings.dhan.timeout_s
         )
         await self._live.positions.load(store)  # attach points: before the first leader order
+        self._live.day_end.settle()  # the leader's orders of an ended day, now the ledgers hold
+        await self._live.day_end.finish_intents(store)
         startup.publish_restored(
             self.clock, self._bus.publish, self._book, self._arming, self._notifier
         )

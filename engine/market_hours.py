@@ -301,6 +301,13 @@ class MarketCalendar:
             f"{self._opens_text(now, opens_at, h)}",
         )
 
+    def closing_day(self, segment: Segment, placed_at: datetime) -> date | None:
+        """The day of the close that ends an order placed at ``placed_at`` at the latest (its
+        session's: today's while the day's market is still to close, else the next trading
+        day's); None when no session is known (an index, a calendar run out)."""
+        closes_at = self.session(segment, placed_at).closes_at
+        return None if closes_at is None else to_ist(closes_at).date()
+
     def can_send(self, segment: Segment, now: datetime, amo: bool) -> tuple[bool, str]:
         """Whether an order may be sent now, and a sentence saying why (or why not).
 

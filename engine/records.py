@@ -107,6 +107,9 @@ class IntentOutcome(StrEnum):
     ACKED = "ACKED"
     REFUSED = "REFUSED"  # the broker said no, definitively
     AMBIGUOUS = "AMBIGUOUS"  # no clear answer (timeout, reset): look it up before acting again
+    # Its trading day ended before its answer was known: whatever it did, nothing of it is
+    # open at Dhan now (engine.replication.day_end).
+    EXPIRED = "EXPIRED"
 
 
 @dataclass(frozen=True, slots=True)

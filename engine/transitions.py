@@ -10,7 +10,8 @@ is already terminal) -> `follower_update` (fills, status; DONE once terminal) ..
 way `refused` (FAILED: no order at Dhan), `modification_refused` (still LIVE: the order rests
 as it was), `modified`, `cancelled` (DONE),
 `regenerated` (REPLACING: cancelled to be re-placed as the next generation), `unsent` (the
-placement never reached Dhan), `skipped` and `killed_before_send` (SKIPPED).
+placement never reached Dhan), `skipped` and `killed_before_send` (SKIPPED), and
+`ended_with_the_day` (DONE: its trading day is over, so Dhan has expired it).
 """
 
 from __future__ import annotations
@@ -277,6 +278,21 @@ def cancelled(current: MirrorRecord, reason: str, now: datetime | None) -> Mirro
     return current.with_changes(
         state=MirrorState.DONE,
         broker_status=OrderStatus.CANCELLED,
+        reason=reason,
+        updated_at=now,
+    )
+
+
+def ended_with_the_day(current: MirrorRecord, reason: str, now: datetime | None) -> MirrorRecord:
+    """A copy whose trading day has ended (engine.replication.day_end): whatever of it was
+    still open at Dhan expired at the close. Its fills stay as last known."""
+    slices = tuple(
+        replace(s, status=OrderStatus.EXPIRED) if s.is_open else s for s in current.slices
+    )
+    return current.with_changes(
+        state=MirrorState.DONE,
+        broker_status=OrderStatus.EXPIRED,
+        slices=slices,
         reason=reason,
         updated_at=now,
     )

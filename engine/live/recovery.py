@@ -38,6 +38,7 @@ class Recovery:
         executor: Executor,
         notifier: Notifier,
         check_drift: Callable[[], Awaitable[list[str]]],
+        settle_day_end: Callable[[], None],
     ) -> None:
         self._clock = clock
         self._accounts = accounts
@@ -47,6 +48,7 @@ class Recovery:
         self._executor = executor
         self._notifier = notifier
         self._check_drift = check_drift
+        self._settle_day_end = settle_day_end  # engine.live.day_end
         self._lock = asyncio.Lock()
         self._first_connect = True
 
@@ -111,6 +113,9 @@ class Recovery:
     async def recover(self, trigger: str) -> RecoveryReport:
         """Missed-order recovery: read the books and run every order through the replicator."""
         async with self._lock:
+            # What the engine holds as open from a day that has ended: Dhan's book no longer
+            # shows it, so the reads below could never settle it.
+            self._settle_day_end()
             started = time.monotonic()
             discrepancies: list[str] = []
             read_started = self._clock.monotonic()

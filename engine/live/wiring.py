@@ -19,6 +19,7 @@ from engine.live.arming import Arming
 from engine.live.book import ReplicationBook
 from engine.live.cockpit import Cockpit
 from engine.live.collector import CollectionPause
+from engine.live.day_end import DayEnd
 from engine.live.drift import DriftCheck
 from engine.live.executor import Executor
 from engine.live.follower_feed import FollowerFeed
@@ -77,6 +78,7 @@ class LiveParts:
     answers: AnswerHandling
     executor: Executor
     recovery: Recovery
+    day_end: DayEnd
     send_line: SendLine
     gc_pause: CollectionPause
 
@@ -134,6 +136,7 @@ def wire_live_parts(
         gc_pause=gc_pause,
     )
     follower_feed = FollowerFeed(clock, accounts, book, arming, notifier, stats)
+    day_end = DayEnd(clock, calendar, book, leader_feed, notifier)
     resolver = Resolver(
         clock,
         accounts,
@@ -183,6 +186,7 @@ def wire_live_parts(
         executor,
         notifier,
         drift.check,
+        day_end.settle,
     )
     supervisor.wire_recovery(recover, recovery.requeue)
     return LiveParts(
@@ -200,6 +204,7 @@ def wire_live_parts(
         answers=answers,
         executor=executor,
         recovery=recovery,
+        day_end=day_end,
         send_line=send_line,
         gc_pause=gc_pause,
     )

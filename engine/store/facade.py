@@ -221,7 +221,7 @@ class Store:
     ) -> None:
         """Record how the broker call ended (and the mirror row, in the same transaction).
 
-        ACKED / REFUSED set ``completed_at``; PENDING / AMBIGUOUS leave the intent unfinished.
+        ACKED / REFUSED / EXPIRED set ``completed_at``; PENDING / AMBIGUOUS leave it unfinished.
         A mirror with a follower order id fills in the intent's if it had none (a placement).
         """
         order_id = mirror.follower_order_id if mirror is not None else ""

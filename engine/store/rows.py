@@ -194,8 +194,9 @@ def intent_from(row: sqlite3.Row) -> Intent:
 def completion_row(
     intent_id: int, outcome: IntentOutcome, detail: str, order_id: str, now: datetime
 ) -> tuple[Any, ...]:
-    """outcome, detail, completed_at (only once ACKED or REFUSED), follower order id, id."""
-    finished = outcome in (IntentOutcome.ACKED, IntentOutcome.REFUSED)
+    """outcome, detail, completed_at (only once ACKED, REFUSED or EXPIRED), follower order
+    id, id."""
+    finished = outcome in (IntentOutcome.ACKED, IntentOutcome.REFUSED, IntentOutcome.EXPIRED)
     completed = format_datetime(now) if finished else None
     return (outcome.value, redact(detail), completed, order_id, intent_id)
 
