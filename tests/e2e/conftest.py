@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from engine.clock import Clock
 from engine.config import Settings, load_settings
 from engine.domain import ConnectionState
 from engine.engine import BrokerFactory, Engine, default_broker_factory
@@ -76,6 +77,7 @@ class World:
     followers: list[dict[str, Any]]
     extra: dict[str, str]
     broker_factory: BrokerFactory = default_broker_factory
+    clock: Clock | None = None  # the engine's (None: the system's)
     engine: Engine | None = None
     task: asyncio.Task[None] | None = None
     events: list[EngineEvent] = field(default_factory=list)
@@ -88,7 +90,7 @@ class World:
     async def start_engine(self) -> Engine:
         settings = make_settings(self.sim, self.db, self.followers, **self.extra)
         # No instrument book given: the engine loads the simulator's scrip master itself.
-        self.engine = Engine(settings, broker_factory=self.broker_factory)
+        self.engine = Engine(settings, clock=self.clock, broker_factory=self.broker_factory)
         self.engine.subscribe(self.events.append)
         self.task = asyncio.create_task(self.engine.run())
         await asyncio.wait_for(self.engine.wait_started(), 10)
@@ -207,10 +209,16 @@ async def make_world(sim: DhanSimulator, tmp_path: Path) -> AsyncIterator[WorldF
         followers: list[dict[str, Any]] | None = None,
         start: bool = True,
         broker_factory: BrokerFactory = default_broker_factory,
+        clock: Clock | None = None,
         **extra: str,
     ) -> World:
         world = World(
-            sim, tmp_path / "engine.db", followers or DEFAULT_FOLLOWERS, extra, broker_factory
+            sim,
+            tmp_path / "engine.db",
+            followers or DEFAULT_FOLLOWERS,
+            extra,
+            broker_factory,
+            clock,
         )
         worlds.append(world)
         if start:
