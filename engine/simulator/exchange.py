@@ -144,6 +144,10 @@ class SimTrade:
     time: datetime
 
 
+# Products Dhan never carries overnight: squared off before the close.
+INTRADAY_ONLY_PRODUCTS = frozenset({"INTRADAY", "CO", "BO"})
+
+
 @dataclass(slots=True)
 class SimPosition:
     inst: SimInstrument
@@ -770,14 +774,30 @@ class Exchange:
 
     def new_day(self, expiry_alerts: bool = True) -> None:
         """The next trading day: what was open expires at the close, with its alerts or
-        silently (whether Dhan's order stream sends them is not documented), then every
-        account's order and trade books start empty, as Dhan's do each morning: the orders
-        of an earlier day are neither listed nor found by id or correlationId. Positions
-        carry over as they were (a simplification: Dhan moves delivery buys into holdings
-        and squares intraday ones off before the close)."""
+        silently (whether Dhan's order stream sends them is not documented), and intraday
+        positions still held are squared off at the last price, as Dhan's RMS does before the
+        close (no order or alert is modelled for it). Then every account's order and trade
+        books start empty, as Dhan's do each morning: the orders of an earlier day are neither
+        listed nor found by id or correlationId. A position left flat is gone from the
+        positions (its profit or loss is in the funds); one carried overnight (CNC, MARGIN,
+        MTF) stays as it was (a simplification: Dhan lists delivery buys as holdings)."""
         if expiry_alerts:
             self.end_of_day()
         for acct in self.accounts.values():
+            for order in acct.orders:
+                if order.is_open:  # no alert: the expiry Dhan's stream may never send
+                    order.status, order.reason, order.blocked = "EXPIRED", "Order expired", 0.0
+            for key, pos in list(acct.positions.items()):
+                net = pos.net_qty
+                if net and pos.product in INTRADAY_ONLY_PRODUCTS:
+                    value = abs(net) * self.last_price(pos.inst)
+                    if net > 0:
+                        pos.sell_qty, pos.sell_value = pos.sell_qty + net, pos.sell_value + value
+                    else:
+                        pos.buy_qty, pos.buy_value = pos.buy_qty - net, pos.buy_value + value
+                if pos.net_qty == 0:
+                    acct.funds += pos.realized
+                    del acct.positions[key]
             acct.orders.clear()
             acct.trades.clear()
 

@@ -207,8 +207,9 @@ async def test_a_new_day_expires_what_was_open_and_starts_with_empty_books(
     sim: DhanSimulator, leader_socket: OrderSocket, leader: Any
 ) -> None:
     resting = manual(sim)
-    manual(sim, order_type="MARKET", price=0)
-    assert len(await leader_socket.take(5)) == 5  # TRANSIT, PENDING; TRANSIT, PENDING, TRADED
+    manual(sim, order_type="MARKET", price=0)  # INTRADAY: squared off before the close
+    manual(sim, order_type="MARKET", price=0, product_type="CNC", quantity=3)  # carried
+    assert len(await leader_socket.take(8)) == 8  # TRANSIT, PENDING (, TRADED) each
     sim.new_day()
     (expired,) = await leader_socket.take(1)
     assert expired["OrderNo"] == resting and expired["Status"] == "EXPIRED"
@@ -217,8 +218,8 @@ async def test_a_new_day_expires_what_was_open_and_starts_with_empty_books(
     unknown = await call(leader.get_order_by_id, resting)
     assert unknown["status"] == "failure"  # as for any id Dhan does not know (the profile says how)
     assert (await call(leader.get_trade_book))["data"] == []
-    (position,) = (await call(leader.get_positions))["data"]  # positions carry over
-    assert position["netQty"] == 10
+    (position,) = (await call(leader.get_positions))["data"]
+    assert position["productType"] == "CNC" and position["netQty"] == 3
 
 
 async def test_a_new_day_can_come_without_expiry_alerts(
