@@ -19,6 +19,7 @@ from engine.domain import OrderStatus, Severity
 from engine.live.book import MirrorKey, ReplicationBook
 from engine.live.leader_feed import LeaderFeed
 from engine.live.notifier import Notifier
+from engine.live.positions import Positions
 from engine.market_hours import MarketCalendar
 from engine.records import IntentOutcome
 from engine.replication.day_end import ended_with_their_day
@@ -39,18 +40,21 @@ class DayEnd:
         calendar: MarketCalendar,
         book: ReplicationBook,
         leader_feed: LeaderFeed,
+        positions: Positions,
         notifier: Notifier,
     ) -> None:
         self._clock = clock
         self._calendar = calendar
         self._book = book
         self._leader_feed = leader_feed
+        self._positions = positions
         self._notifier = notifier
         self._settled_copies: set[MirrorKey] = set()  # this process's, for their intents
         # Settled since the last alert (at start: the copies, then the leader's orders).
         self._unreported_leaders = 0
         self._unreported_copies = 0
         self._unreported_days: set[date] = set()
+        self._unreported_positions: list[str] = []
 
     def settle_copies(self) -> None:
         """Every copy held as open whose day has ended: expired, its fills as last known."""
@@ -75,16 +79,19 @@ class DayEnd:
     def settle(self) -> None:
         """The copies first (so that no decision the leader's end wakes sees one as open),
         then the leader's orders, through the leader feed like any snapshot: the book, the
-        position ledgers and the panes take their end. Then one alert for all of it."""
+        position ledgers and the panes take their end. Then the intraday positions Dhan
+        squared off with their day start again from flat, and one alert says all of it."""
         self.settle_copies()
+        today = self._clock.now().date()
         ended = ended_with_their_day(
-            self._book.leader_orders(), (), self._calendar.closing_day, self._clock.now().date()
+            self._book.leader_orders(), (), self._calendar.closing_day, today
         )
         for snap, day in ended.leaders:
             expired = snap.with_changes(status=OrderStatus.EXPIRED, reason=ended_reason(day))
             self._leader_feed.ingest(expired)
             self._unreported_leaders += 1
             self._unreported_days.add(day)
+        self._unreported_positions += self._positions.square_off_ended()
         self._report()
 
     async def finish_intents(self, store: Store) -> None:
@@ -101,16 +108,29 @@ class DayEnd:
 
     def _report(self) -> None:
         leaders, copies = self._unreported_leaders, self._unreported_copies
-        if not leaders and not copies:
+        positions = self._unreported_positions
+        if not leaders and not copies and not positions:
             return
         when = ", ".join(f"{d:%d %b}" for d in sorted(self._unreported_days))
         self._unreported_leaders = self._unreported_copies = 0
         self._unreported_days = set()
+        self._unreported_positions = []
+        parts: list[str] = []
+        if leaders or copies:
+            parts.append(
+                f"{leaders} leader order(s) and {copies} copy(ies) of {when} were still open "
+                "when the engine last saw them; Dhan's orders last one trading day, so they "
+                "are taken as expired and nothing is sent for them"
+            )
+        if positions:
+            parts.append(
+                "Intraday positions Dhan squared off at their close start again from flat: "
+                + "; ".join(positions)
+            )
         self._notifier.alert(
             "DAY_ENDED",
             Severity.WARNING,
-            f"{leaders} leader order(s) and {copies} copy(ies) of {when} were still open when "
-            "the engine last saw them; Dhan's orders last one trading day, so they are taken "
-            "as expired and nothing is sent for them. Fills made while the engine was not "
-            "watching are not known here: R shows each follower's position drift",
+            ". ".join(parts)
+            + ". Fills made while the engine was not watching are not known here: R shows "
+            "each follower's position drift",
         )

@@ -119,10 +119,13 @@ class Executor:
             if sync_rules is not None:  # an order of a position sync: its step, 1:1
                 return decide(leader, mirror, sync_rules, self.context(f, leader))
             ledger = self._positions.ledger_for(f, leader)
-            if ledger is None and mirror is None:
+            if ledger is None and (mirror is None or not mirror.is_open_at_broker):
                 why = self._positions.untracked_reason(f.name, leader.order_id)
                 if why:
-                    return NoAction(why)  # history, or beyond the catch-up bound
+                    # History, beyond the catch-up bound, or an intraday position squared off
+                    # with its day: nothing is placed for it, not even a filled copy's top-up
+                    # (sized alone, by today's settings). A copy still open is followed.
+                    return NoAction(why)
             ctx = self.context(f, leader, ledger, draining=not f.settings.enabled)
         if self._lagging is None:
             return decide(leader, mirror, f.rules, ctx)

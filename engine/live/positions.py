@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import Enum
 
 from engine.clock import Clock
@@ -53,6 +54,13 @@ from engine.live.position_records import (
     SyncOrder,
     SyncPlan,
 )
+from engine.replication.day_end import (
+    INTRADAY_ONLY,
+    ClosingDay,
+    held_open,
+    leader_day,
+    squared_off_with_their_day,
+)
 from engine.replication.position_drift import drifts, position_drift, sync_step
 from engine.replication.replicator import POSITION_CANCEL, FollowerRules
 from engine.replication.rules import CopyFilters, MultiplierSizing, OrderSizeBounds
@@ -77,6 +85,7 @@ log = logging.getLogger(__name__)
 # have come after it, so only orders stamped before that second count as before it.
 TIMESTAMP_RESOLUTION = timedelta(seconds=1)
 FLUSH_DELAY_S = 0.05
+SQUARED_OFF = "an intraday order of a day that has ended: Dhan squared its position off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +115,11 @@ class Positions:
         instruments: InstrumentBook,
         funds: FundsWatcher,
         notifier: Notifier,
+        closing_day: ClosingDay | None = None,
     ) -> None:
         self._settings = settings
+        # When an order's day ends (the market calendar's): intraday positions end with it.
+        self._closing_day = closing_day
         self._clock = clock
         self._accounts = accounts
         self._book = book
@@ -310,6 +322,8 @@ class Positions:
     def _classify(self, f: FollowerRuntime, snap: OrderSnapshot, attach: AttachPoint) -> int | str:
         """The fills before the attach point (0 for an order placed after it), or why the
         order is not traded for this follower."""
+        if self._squared_off(snap):
+            return SQUARED_OFF
         cut = attach.at - TIMESTAMP_RESOLUTION
         started = snap.created_at or snap.updated_at
         mirror = self._book.mirror(f.name, snap.order_id)
@@ -569,6 +583,87 @@ class Positions:
             or mirror.state is MirrorState.SKIPPED
             or (mirror.state is MirrorState.DONE and mirror.reason.startswith(POSITION_CANCEL))
         )
+
+    # --- the day's end ---------------------------------------------------------------------------
+
+    def _squared_off(self, snap: OrderSnapshot) -> bool:
+        """An intraday leader order of a day that has ended: whatever position it made was
+        squared off at its close (a ledger that held it started again from flat)."""
+        if snap.product not in INTRADAY_ONLY or self._closing_day is None:
+            return False
+        day = leader_day(self._closing_day, snap)
+        return day is not None and day < self._clock.now().date()
+
+    def square_off_ended(self) -> list[str]:
+        """Every intraday position whose day has ended (engine.replication.day_end): Dhan
+        squared it off before the close, the leader's and the follower's alike, so its ledger
+        starts again from flat, and its orders are never traded again. Held on, the next day's
+        copies would be sized against a holding neither account has (a fixed-lots follower's
+        share of the leader's next sale taken as a trim of it). One line for each position
+        that was not flat in the ledger."""
+        closing_day = self._closing_day
+        if closing_day is None:
+            return []
+        today = self._clock.now().date()
+        lines: list[str] = []
+        for lid, ledger in list(self._ledgers.items()):
+            follower, key = lid
+            if ledger.key.product not in INTRADAY_ONLY:
+                continue
+            syncs = [s for s in self._syncs.values() if s.follower == follower and s.key == key]
+            parts = self._day_parts(follower, ledger, syncs, closing_day)
+            if not squared_off_with_their_day(key.product, parts, today):
+                continue
+            before, _ = self._with_copy_progress(follower, ledger)
+            before = self._with_sync_fills(follower, before)
+            if before.leader_net or before.follower_net:
+                lines.append(
+                    f"{follower} {key.security_id} {key.product.value}: leader "
+                    f"{before.leader_net:+d}, follower {before.follower_net:+d}"
+                )
+            for leg in ledger.legs:
+                order_key = (follower, leg.leader_order_id)
+                self._key_of.pop(order_key, None)
+                self._untracked[order_key] = SQUARED_OFF
+            self._changed_copies.get(follower, set()).difference_update(
+                leg.leader_order_id for leg in ledger.legs
+            )
+            for sync in syncs:
+                del self._syncs[sync.order_id]
+            attach = self._attach.get(follower)
+            if attach is not None:
+                attach.leader_net.pop(key, None)
+            self._dirty_attach.add(follower)
+            self._reconciled.discard(lid)
+            self._put(lid, ledger, PositionLedger(key))
+        return lines
+
+    def _day_parts(
+        self,
+        follower: str,
+        ledger: PositionLedger,
+        syncs: list[SyncOrder],
+        closing_day: ClosingDay,
+    ) -> Iterator[tuple[bool, date | None]]:
+        """What the position is made of: whether each part still works at Dhan, and the day
+        of the close that ends it (see `squared_off_with_their_day`). The latest order first,
+        and lazily: a position traded today is told from its last order alone (this runs
+        before every reconcile, over every ledger)."""
+        for leg in reversed(ledger.legs):
+            leader = self._book.leader(leg.leader_order_id)
+            copy = self._book.mirror(follower, leg.leader_order_id)
+            if leader is None or leader.is_open or (copy is not None and held_open(copy)):
+                yield True, None
+                return
+            yield False, leader_day(closing_day, leader)
+        if ledger.leader_at_attach or ledger.target_at_attach:
+            attach = self._attach.get(follower)
+            yield False, None if attach is None else closing_day(ledger.key.segment, attach.at)
+        for sync in syncs:
+            copy = self._book.mirror(follower, sync.order_id)
+            when = None if copy is None else copy.updated_at
+            day = None if when is None else closing_day(ledger.key.segment, when)
+            yield copy is not None and held_open(copy), day
 
     # --- read-outs -----------------------------------------------------------------------------
 

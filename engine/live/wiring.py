@@ -93,7 +93,9 @@ def wire_live_parts(
     arming, instruments, calendar = shared.arming, shared.instruments, shared.calendar
     writes, tasks, stats = shared.writes, shared.tasks, shared.stats
     funds = FundsWatcher(clock, accounts, notifier)
-    positions = Positions(s, clock, accounts, book, instruments, funds, notifier)
+    positions = Positions(
+        s, clock, accounts, book, instruments, funds, notifier, closing_day=calendar.closing_day
+    )
     lagging = Lagging(clock, accounts, book, instruments, notifier)
     sync = PositionSync(clock, s.leader.client_id, accounts, arming, book, positions)
     drift = DriftCheck(accounts, instruments, funds, notifier, positions=positions)
@@ -136,7 +138,7 @@ def wire_live_parts(
         gc_pause=gc_pause,
     )
     follower_feed = FollowerFeed(clock, accounts, book, arming, notifier, stats)
-    day_end = DayEnd(clock, calendar, book, leader_feed, notifier)
+    day_end = DayEnd(clock, calendar, book, leader_feed, positions, notifier)
     resolver = Resolver(
         clock,
         accounts,

@@ -13,7 +13,11 @@ calendar's: the order's session is the one the market calendar gives for its cre
 trading day's), and the order has ended once a later calendar day than that session's close
 has begun. On the close's own day Dhan's book still shows the day's orders with their final
 status, which the recovery reads; only from the next day on does the rule decide. Wherever the
-calendar is unsure (no session known, no creation time), nothing is taken as ended. Pure; no I/O.
+calendar is unsure (no session known, no creation time), nothing is taken as ended.
+
+Positions in an intraday-only product (INTRADAY, CO, BO) end with their day too: Dhan squares
+off, before the close, whatever is still held in one, the leader's and every follower's alike,
+so the next day both start flat (`squared_off_with_their_day`). Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -22,10 +26,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from engine.domain import MirrorState, OrderSnapshot, Segment
+from engine.domain import MirrorState, OrderSnapshot, Product, Segment
 from engine.records import MirrorRecord
 
-__all__ = ["ClosingDay", "EndedDay", "ended_with_their_day"]
+__all__ = [
+    "INTRADAY_ONLY",
+    "ClosingDay",
+    "EndedDay",
+    "ended_with_their_day",
+    "held_open",
+    "leader_day",
+    "squared_off_with_their_day",
+]
+
+# Products Dhan never carries overnight.
+INTRADAY_ONLY = frozenset({Product.INTRADAY, Product.CO, Product.BO})
 
 # The day of the close that ends an order of this segment placed then, at the latest (None:
 # no session known): `engine.market_hours.MarketCalendar.closing_day`.
@@ -41,7 +56,8 @@ class EndedDay:
     copies: tuple[tuple[MirrorRecord, date], ...] = ()  # copies held as at Dhan (or on the way)
 
 
-def _leader_day(closing_day: ClosingDay, snap: OrderSnapshot) -> date | None:
+def leader_day(closing_day: ClosingDay, snap: OrderSnapshot) -> date | None:
+    """The day of the close that ends a leader order (None: unknown)."""
     placed_at = snap.created_at or snap.updated_at
     return None if placed_at is None else closing_day(snap.segment, placed_at)
 
@@ -52,13 +68,13 @@ def _copy_day(
     """A copy is placed in its leader's session; without the leader, its own last change (made
     in its session, or after its close for an after-market copy, which then gives the next)."""
     if leader is not None:
-        return _leader_day(closing_day, leader)
+        return leader_day(closing_day, leader)
     if copy.params is None or copy.updated_at is None:
         return None
     return closing_day(copy.params.segment, copy.updated_at)
 
 
-def _held_open(copy: MirrorRecord) -> bool:
+def held_open(copy: MirrorRecord) -> bool:
     """Held as at Dhan or on its way there: being placed, resting, or cancelled to be placed
     again (the next generation is placed only while the leader's order works)."""
     if copy.state is MirrorState.REPLACING:
@@ -78,14 +94,32 @@ def ended_with_their_day(
     for snap in by_id.values():
         if not snap.is_open:
             continue
-        day = _leader_day(closing_day, snap)
+        day = leader_day(closing_day, snap)
         if day is not None and day < today:
             ended_leaders.append((snap, day))
     ended_copies: list[tuple[MirrorRecord, date]] = []
     for copy in copies:
-        if not _held_open(copy):
+        if not held_open(copy):
             continue
         day = _copy_day(closing_day, copy, by_id.get(copy.leader_order_id))
         if day is not None and day < today:
             ended_copies.append((copy, day))
     return EndedDay(tuple(ended_leaders), tuple(ended_copies))
+
+
+def squared_off_with_their_day(
+    product: Product, parts: Iterable[tuple[bool, date | None]], today: date
+) -> bool:
+    """Whether a position in ``product`` was squared off with its day, so that neither the
+    leader nor the follower holds any of it now. ``parts``: for everything the position was
+    made of (each leader order with its copy, what the leader held at the attach point, each
+    position sync), whether it still works at Dhan (an open order) and the day of the close
+    that ends it (None: unknown, which keeps the position as it is)."""
+    if product not in INTRADAY_ONLY:
+        return False
+    seen = False
+    for working, day in parts:
+        if working or day is None or day >= today:
+            return False
+        seen = True
+    return seen

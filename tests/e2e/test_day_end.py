@@ -22,10 +22,11 @@ from engine.clock import IST, SystemClock
 from engine.domain import MirrorState, OrderStatus
 from engine.events import AlertRaised
 from engine.simulator.server import DhanSimulator
-from tests.e2e.conftest import ALPHA, BETA, LEADER, RELIANCE, World, WorldFactory
+from tests.e2e.conftest import ALPHA, BETA, LEADER, NIFTY_CE, RELIANCE, World, WorldFactory
 from tests.sim_profile import sim_profile
 
 QTY = 10
+LOT = 65  # NIFTY_CE's lot
 
 
 # Day one: a Wednesday morning, the market open (whatever the time the test runs at).
@@ -165,6 +166,47 @@ async def test_the_next_morning_yesterdays_open_orders_are_expired_and_todays_co
     await world.start_engine()
     await world.settle()
     assert len(_day_ended_alerts(world)) == 1
+
+
+async def test_an_intraday_position_squared_off_overnight_starts_the_next_day_flat(
+    make_world: WorldFactory, clock: ShiftedClock
+) -> None:
+    """alpha copied one lot per leader entry. Yesterday the leader bought 3 lots of an
+    option, intraday, alpha 1; both were still held at the close, and Dhan squared both off.
+    Overnight the trader set alpha to twice the leader's size. This morning the leader sells
+    1 lot: a new short, which alpha copies at its new size, not a trim of a position neither
+    account holds any more; and nothing tops yesterday's filled copy up to the new size."""
+    alpha = {
+        "name": "alpha",
+        "client_id": ALPHA[0],
+        "access_token": ALPHA[1],
+        "sizing": {"kind": "fixed_lots", "lots": 1},
+    }
+    world = await make_world(followers=[alpha], clock=clock)
+    world.place(key=NIFTY_CE, qty=3 * LOT, order_type="MARKET")
+    (bought,) = await world.follower_order("alpha")
+    assert bought["quantity"] == LOT
+    await world.settle()
+    await world.stop_engine()
+    _next_morning(world, clock)
+    assert world.sim.exchange.account(ALPHA[0]).positions == {}  # squared off by Dhan
+    world.followers = [dict(world.followers[0], sizing={"kind": "multiplier", "multiplier": 2})]
+
+    await world.start_engine()
+    await world.settle()
+    (said,) = _day_ended_alerts(world)
+    assert f"alpha {NIFTY_CE[1]} INTRADAY: leader +{3 * LOT}, follower +{LOT}" in said
+    world.place(key=NIFTY_CE, side="SELL", qty=LOT, order_type="MARKET")
+    (sold,) = await world.follower_order("alpha")
+    assert (sold["transactionType"], sold["quantity"]) == ("SELL", 2 * LOT)
+    await world.settle()
+    assert len(world.posts("alpha")) == 2  # yesterday's copy and today's: no top-up
+    # Restarted later that day: nothing of it is squared off again, nor topped up.
+    await world.stop_engine()
+    await world.start_engine()
+    await world.settle()
+    assert len(_day_ended_alerts(world)) == 1
+    assert len(world.posts("alpha")) == 2
 
 
 async def test_killed_yesterday_resumed_today_places_nothing_of_yesterday(
