@@ -90,7 +90,11 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
             others_other_way += x.copy_working
     heading = holding + s * (others_this_way - others_other_way)
     gap = max(s * (projected - heading), 0)  # what this side still lacks
-    held_against = max(-s * holding, 0)  # what this copy's side reduces
+    held_by_copies = max(-s * holding, 0)  # what this copy's side reduces
+    # What the follower's own trades (by hand, or Dhan's square-off) already closed of it is
+    # not held any more: an exit of it would flip the account.
+    own_closed = min(held_by_copies, max(s * ledger.follower_own, 0))
+    held_against = held_by_copies - own_closed
     closable = max(held_against - others_this_way, 0)
     # When the leader is headed flat or to this copy's side, the follower keeps none of the
     # old side, even what a copy that outran its leader left beyond this order's step. Only
@@ -111,8 +115,10 @@ def copy_order_total(ledger: PositionLedger, leader_order_id: str) -> CopyQuanti
         f"{' → ' + format(hypo_after, '+d') if leg.leader_remaining else ''}), "
         f"this order's step {step_closing + step_opening}"
     )
-    if closing < min(step_closing, held_against) or (step_closing and not held_against):
+    if closing < min(step_closing, held_by_copies) or (step_closing and not held_against):
         reason += f"; closing capped at {closing} (holds {holding:+d}"
+        if own_closed:
+            reason += f", of which {own_closed} closed by the follower's own trades"
         reason += f", {others_this_way} already working to close)" if others_this_way else ")"
     if gap < step_closing + step_opening:
         reason += f"; the follower is headed to {heading:+d}, the target to {projected:+d}"

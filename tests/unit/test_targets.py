@@ -300,6 +300,35 @@ def test_an_exit_counts_what_other_copies_already_work_to_close() -> None:
     assert stop != target_exit
 
 
+def test_what_the_followers_own_trades_closed_no_exit_closes_again() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 2, times(1))
+    acct.ledger = replace(acct.ledger, follower_own=-LOT)  # it sold a lot by hand
+    oid, qty = acct.order(Side.SELL, 2, times(1))  # the leader exits all
+    assert qty == LOT  # what it still holds, not the copies' 2 lots
+    reason = copy_order_total(acct.ledger, oid).reason
+    assert f"closing capped at {LOT} (holds +{2 * LOT}, of which {LOT} closed by the " in reason
+
+
+def test_a_follower_that_closed_by_hand_reverses_with_the_leader_from_flat() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 1, times(1))
+    acct.ledger = replace(acct.ledger, follower_own=-LOT)  # flat by hand
+    oid, qty = acct.order(Side.SELL, 2, times(1))  # the leader goes from long 1 to short 1
+    assert qty == 0  # nothing to close, and the short waits for the leader to cross flat
+    acct.leader_fills(oid, 2)
+    step = copy_order_total(acct.ledger, oid)
+    assert (step.closing, step.opening, step.total) == (0, LOT, LOT)  # short 1, as the leader
+
+
+def test_what_the_follower_adds_by_hand_is_not_ours_to_close() -> None:
+    acct = Account()
+    acct.trade(Side.BUY, 1, times(1))
+    acct.ledger = replace(acct.ledger, follower_own=3 * LOT)
+    _, qty = acct.order(Side.SELL, 1, times(1))
+    assert qty == LOT
+
+
 def test_concurrent_entries_each_get_their_share() -> None:
     acct = Account()
     first, q1 = acct.order(Side.BUY, 1, times(1))
