@@ -38,6 +38,7 @@ class ReplicationBook:
         # thousand copies, several times a second).
         self._open: dict[str, dict[str, MirrorRecord]] = {}
         self._by_cid: dict[str, MirrorKey] = {}
+        self._copy_orders: set[tuple[str, str]] = set()  # (follower, Dhan order id) of copies
         self._follower_progress: dict[tuple[str, str], tuple[int, int, float]] = {}
         self._last_price: dict[tuple[Segment, str], float] = {}
         self._dirty_leaders: set[str] = set()
@@ -113,6 +114,11 @@ class ReplicationBook:
             for m in self._mirrors.values()
         )
 
+    def is_copy_order(self, follower: str, order_id: str) -> bool:
+        """Was this order in the follower's account placed by the engine, as a copy or a slice
+        of one (under any correlationId Dhan reports, or none)?"""
+        return (follower, order_id) in self._copy_orders
+
     def open_copies(self, follower: str | None = None) -> list[MirrorRecord]:
         if follower is not None:
             return list(self._open.get(follower, {}).values())
@@ -128,6 +134,10 @@ class ReplicationBook:
             self._mirrors.pop(key, None)
         else:
             self._mirrors[key] = rec
+        if rec is not None:
+            if rec.follower_order_id:
+                self._copy_orders.add((follower, rec.follower_order_id))
+            self._copy_orders.update((follower, s.order_id) for s in rec.slices)
         if rec is not None and rec.is_open_at_broker:
             self._open.setdefault(follower, {})[leader_order_id] = rec
         else:

@@ -35,7 +35,11 @@ class FollowerFeed:
         arming: Arming,
         notifier: Notifier,
         stats: Stats,
+        on_own_order: Callable[[FollowerRuntime, OrderSnapshot], None] | None = None,
     ) -> None:
+        # An order in the follower's account that is none of ours (by hand, Dhan's
+        # square-off): the position ledgers count what it fills (engine.live.positions).
+        self._on_own_order = on_own_order
         self._clock = clock
         self._accounts = accounts
         self._book = book
@@ -68,6 +72,9 @@ class FollowerFeed:
                 seen[snap.correlation_id] = snap.order_id
                 if not self._book.owns_correlation(f.name, snap.correlation_id):
                     self.foreign_copy(f, snap.correlation_id, snap.order_id)
+        elif self._on_own_order is not None and not self._book.is_copy_order(f.name, snap.order_id):
+            self._on_own_order(f, snap)
+            return
         mirror = self._book.accept_follower_update(f.name, snap)
         if mirror is None:
             return

@@ -139,6 +139,10 @@ class Positions:
         self._store: Store | None = None
         self._flush_wanted = asyncio.Event()
         self._syncs: dict[str, SyncOrder] = {}
+        # The follower's own orders (not our copies) in intraday positions: what each has
+        # filled (follower, order id) and their signed net per position.
+        self._own_filled: dict[tuple[str, str], int] = {}
+        self._own_net: dict[LedgerId, int] = {}
         # Copies changed since their ledger last took them (follower -> leader order ids),
         # and the ledgers read in full once: a decision then looks only at what changed,
         # not at every copy of the day.
@@ -403,6 +407,7 @@ class Positions:
         before = self._ledgers[lid]
         after, scope = self._with_copy_progress(f.name, before, self._changed_in(lid))
         after = self._with_sync_fills(f.name, after)
+        after = self._with_own_trades(f.name, after)
         this = after.leg(leader.order_id)
         if this is not None and this.terms.capital_ratio is None:
             ratio = self._funds.ratio(f)
@@ -545,6 +550,49 @@ class Positions:
             return ledger
         return replace(ledger, follower_at_attach=held)
 
+    def _with_own_trades(self, follower: str, ledger: PositionLedger) -> PositionLedger:
+        own = self._own_net.get((follower, ledger.key), 0)
+        if ledger.follower_at_attach:
+            own = 0  # a sync adopted what the account held outside our copies then
+        return ledger if own == ledger.follower_own else replace(ledger, follower_own=own)
+
+    def own_order(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
+        """An order in the follower's account that is not one of our copies (placed by hand,
+        or Dhan's square-off of an intraday position). In an intraday position, whatever it
+        closed of the holding our copies built is not held any more, so no exit copied from
+        the leader may close it again (it would turn the account to the other side): its
+        fills count in the ledger's `follower_own`, and the copies of that position are
+        decided again (a resting exit larger than what is held is cut down or cancelled).
+        Elsewhere the account's own trades cannot be told from what it carried overnight."""
+        if snap.product not in INTRADAY_ONLY or self._squared_off(snap):
+            return
+        order_key = (f.name, snap.order_id)
+        before = self._own_filled.get(order_key, 0)
+        if snap.filled_qty <= before:
+            return  # nothing new filled (a repeat, or an update behind one taken)
+        self._own_filled[order_key] = snap.filled_qty
+        key = PositionKey.of(snap)
+        lid = (f.name, key)
+        delta = snap.filled_qty - before
+        self._own_net[lid] = self._own_net.get(lid, 0) + (
+            delta if snap.side is Side.BUY else -delta
+        )
+        ledger = self._ledgers.get(lid)
+        if ledger is None or not ledger.legs:
+            return
+        self._mark_peers(f, key, "", ALL)
+        if not ledger.follower_net:
+            return  # our copies hold nothing in it: nothing of theirs was closed
+        self._notifier.alert(
+            "FOLLOWER_OWN_TRADE",
+            Severity.WARNING,
+            f"{f.name}: its own order {snap.order_id} ({snap.side.value} {snap.filled_qty} "
+            f"{snap.trading_symbol or snap.security_id} {snap.product.value}, not a copy) "
+            f"filled; our copies' exits in it now close only what the account still holds "
+            f"(copies {ledger.follower_net:+d}, its own trades {self._own_net[lid]:+d})",
+            f.name,
+        )
+
     def _put(self, lid: LedgerId, before: PositionLedger, after: PositionLedger) -> bool:
         if after == before and lid in self._ledgers:
             return False
@@ -635,6 +683,7 @@ class Positions:
                 attach.leader_net.pop(key, None)
             self._dirty_attach.add(follower)
             self._reconciled.discard(lid)
+            self._own_net.pop(lid, None)
             self._put(lid, ledger, PositionLedger(key))
         return lines
 

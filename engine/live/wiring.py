@@ -137,7 +137,9 @@ def wire_live_parts(
         on_leader=positions.on_leader,
         gc_pause=gc_pause,
     )
-    follower_feed = FollowerFeed(clock, accounts, book, arming, notifier, stats)
+    follower_feed = FollowerFeed(
+        clock, accounts, book, arming, notifier, stats, on_own_order=positions.own_order
+    )
     day_end = DayEnd(clock, calendar, book, leader_feed, positions, notifier)
     resolver = Resolver(
         clock,
