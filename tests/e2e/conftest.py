@@ -131,7 +131,7 @@ class World:
     async def settle(self) -> None:
         await self.eng.settle(timeout=15)
 
-    # --- the leader trades by hand on Dhan's web ------------------------------------------
+    # --- the leader trades by hand on Dhan's web (or a follower, ``by``) --------------------
 
     def place(
         self,
@@ -140,10 +140,11 @@ class World:
         qty: int = 65,
         order_type: str = "LIMIT",
         price: float = 0.0,
+        by: tuple[str, str] = LEADER,
         **extra: Any,
     ) -> str:
         return self.sim.place_manual_order(
-            LEADER[0],
+            by[0],
             transactionType=side,
             exchangeSegment=key[0],
             securityId=key[1],

@@ -10,27 +10,15 @@ alpha copies 1:1, beta 2:1 (conftest); NIFTY_CE's lot is 65.
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.domain import OrderStatus
 from tests.e2e.conftest import ALPHA, BETA, NIFTY_CE, World, WorldFactory
 
 LOT = 65
 
 
-def _by_hand(world: World, who: tuple[str, str], side: str, qty: int, **extra: Any) -> str:
-    """The follower trades in Dhan's app: no correlationId."""
-    return world.sim.place_manual_order(
-        who[0],
-        transactionType=side,
-        exchangeSegment=NIFTY_CE[0],
-        securityId=NIFTY_CE[1],
-        quantity=qty,
-        orderType=extra.pop("orderType", "MARKET"),
-        price=extra.pop("price", 0.0),
-        productType="INTRADAY",
-        **extra,
-    )
+def _by_hand(world: World, who: tuple[str, str], side: str, qty: int) -> str:
+    """The follower trades at market in Dhan's app: no correlationId."""
+    return world.place(key=NIFTY_CE, side=side, qty=qty, order_type="MARKET", by=who)
 
 
 def _net(world: World, who: tuple[str, str]) -> int:
