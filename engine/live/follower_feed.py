@@ -73,6 +73,9 @@ class FollowerFeed:
                 if not self._book.owns_correlation(f.name, snap.correlation_id):
                     self.foreign_copy(f, snap.correlation_id, snap.order_id)
         elif self._on_own_order is not None and not self._book.is_copy_order(f.name, snap.order_id):
+            # Not under our correlationIds and not an order id of ours: the account's own.
+            # (A copy Dhan reported without its correlationId before our placement's answer
+            # gave us its id would count here too; Dhan's stream carries the id, facts §2.)
             self._on_own_order(f, snap)
             return
         mirror = self._book.accept_follower_update(f.name, snap)
