@@ -57,8 +57,9 @@ from engine.live.position_records import (
 from engine.replication.day_end import (
     INTRADAY_ONLY,
     ClosingDay,
+    ended_before,
     held_open,
-    leader_day,
+    leader_ended,
     squared_off_with_their_day,
 )
 from engine.replication.position_drift import drifts, position_drift, sync_step
@@ -639,8 +640,7 @@ class Positions:
         squared off at its close (a ledger that held it started again from flat)."""
         if snap.product not in INTRADAY_ONLY or self._closing_day is None:
             return False
-        day = leader_day(self._closing_day, snap)
-        return day is not None and day < self._clock.now().date()
+        return leader_ended(self._closing_day, snap, self._clock.now().date()) is not None
 
     def square_off_ended(self) -> list[str]:
         """Every intraday position whose day has ended (engine.replication.day_end): Dhan
@@ -659,8 +659,8 @@ class Positions:
             if ledger.key.product not in INTRADAY_ONLY:
                 continue
             syncs = [s for s in self._syncs.values() if s.follower == follower and s.key == key]
-            parts = self._day_parts(follower, ledger, syncs, closing_day)
-            if not squared_off_with_their_day(key.product, parts, today):
+            parts = self._day_parts(follower, ledger, syncs, closing_day, today)
+            if not squared_off_with_their_day(key.product, parts):
                 continue
             before, _ = self._with_copy_progress(follower, ledger)
             before = self._with_sync_fills(follower, before)
@@ -693,9 +693,10 @@ class Positions:
         ledger: PositionLedger,
         syncs: list[SyncOrder],
         closing_day: ClosingDay,
+        today: date,
     ) -> Iterator[tuple[bool, date | None]]:
         """What the position is made of: whether each part still works at Dhan, and the day
-        of the close that ends it (see `squared_off_with_their_day`). The latest order first,
+        of the close that ended it (see `squared_off_with_their_day`). The latest order first,
         and lazily: a position traded today is told from its last order alone (this runs
         before every reconcile, over every ledger)."""
         for leg in reversed(ledger.legs):
@@ -704,15 +705,19 @@ class Positions:
             if leader is None or leader.is_open or (copy is not None and held_open(copy)):
                 yield True, None
                 return
-            yield False, leader_day(closing_day, leader)
+            yield False, leader_ended(closing_day, leader, today)
+        segment = ledger.key.segment
         if ledger.leader_at_attach or ledger.target_at_attach:
             attach = self._attach.get(follower)
-            yield False, None if attach is None else closing_day(ledger.key.segment, attach.at)
+            held_since = None if attach is None else attach.at
+            yield False, ended_before(closing_day, segment, held_since, today)
         for sync in syncs:
             copy = self._book.mirror(follower, sync.order_id)
             when = None if copy is None else copy.updated_at
-            day = None if when is None else closing_day(ledger.key.segment, when)
-            yield copy is not None and held_open(copy), day
+            yield (
+                copy is not None and held_open(copy),
+                ended_before(closing_day, segment, when, today),
+            )
 
     # --- read-outs -----------------------------------------------------------------------------
 

@@ -33,9 +33,10 @@ __all__ = [
     "INTRADAY_ONLY",
     "ClosingDay",
     "EndedDay",
+    "ended_before",
     "ended_with_their_day",
     "held_open",
-    "leader_day",
+    "leader_ended",
     "squared_off_with_their_day",
 ]
 
@@ -56,22 +57,34 @@ class EndedDay:
     copies: tuple[tuple[MirrorRecord, date], ...] = ()  # copies held as at Dhan (or on the way)
 
 
-def leader_day(closing_day: ClosingDay, snap: OrderSnapshot) -> date | None:
-    """The day of the close that ends a leader order (None: unknown)."""
-    placed_at = snap.created_at or snap.updated_at
-    return None if placed_at is None else closing_day(snap.segment, placed_at)
+def ended_before(
+    closing_day: ClosingDay, segment: Segment, placed_at: datetime | None, today: date
+) -> date | None:
+    """The day of the close that ended an order placed at ``placed_at``, if it is before
+    ``today``; None while it may still work (or when nothing is known). An order placed
+    today ends today at the earliest: told without the calendar, for the orders of the day
+    (this runs as each leader order arrives, once per follower)."""
+    if placed_at is None or placed_at.date() >= today:
+        return None
+    day = closing_day(segment, placed_at)
+    return day if day is not None and day < today else None
 
 
-def _copy_day(
-    closing_day: ClosingDay, copy: MirrorRecord, leader: OrderSnapshot | None
+def leader_ended(closing_day: ClosingDay, snap: OrderSnapshot, today: date) -> date | None:
+    """`ended_before` for a leader order (placed when Dhan received it)."""
+    return ended_before(closing_day, snap.segment, snap.created_at or snap.updated_at, today)
+
+
+def _copy_ended(
+    closing_day: ClosingDay, copy: MirrorRecord, leader: OrderSnapshot | None, today: date
 ) -> date | None:
     """A copy is placed in its leader's session; without the leader, its own last change (made
     in its session, or after its close for an after-market copy, which then gives the next)."""
     if leader is not None:
-        return leader_day(closing_day, leader)
-    if copy.params is None or copy.updated_at is None:
+        return leader_ended(closing_day, leader, today)
+    if copy.params is None:
         return None
-    return closing_day(copy.params.segment, copy.updated_at)
+    return ended_before(closing_day, copy.params.segment, copy.updated_at, today)
 
 
 def held_open(copy: MirrorRecord) -> bool:
@@ -94,32 +107,30 @@ def ended_with_their_day(
     for snap in by_id.values():
         if not snap.is_open:
             continue
-        day = leader_day(closing_day, snap)
-        if day is not None and day < today:
+        day = leader_ended(closing_day, snap, today)
+        if day is not None:
             ended_leaders.append((snap, day))
     ended_copies: list[tuple[MirrorRecord, date]] = []
     for copy in copies:
         if not held_open(copy):
             continue
-        day = _copy_day(closing_day, copy, by_id.get(copy.leader_order_id))
-        if day is not None and day < today:
+        day = _copy_ended(closing_day, copy, by_id.get(copy.leader_order_id), today)
+        if day is not None:
             ended_copies.append((copy, day))
     return EndedDay(tuple(ended_leaders), tuple(ended_copies))
 
 
-def squared_off_with_their_day(
-    product: Product, parts: Iterable[tuple[bool, date | None]], today: date
-) -> bool:
+def squared_off_with_their_day(product: Product, parts: Iterable[tuple[bool, date | None]]) -> bool:
     """Whether a position in ``product`` was squared off with its day, so that neither the
     leader nor the follower holds any of it now. ``parts``: for everything the position was
     made of (each leader order with its copy, what the leader held at the attach point, each
     position sync), whether it still works at Dhan (an open order) and the day of the close
-    that ends it (None: unknown, which keeps the position as it is)."""
+    that ended it (None: not ended, or unknown; either keeps the position as it is)."""
     if product not in INTRADAY_ONLY:
         return False
     seen = False
-    for working, day in parts:
-        if working or day is None or day >= today:
+    for working, ended in parts:
+        if working or ended is None:
             return False
         seen = True
     return seen

@@ -11,7 +11,12 @@ from engine.clock import IST
 from engine.domain import MirrorState, OrderSnapshot, OrderStatus, Product, Segment
 from engine.market_hours import MarketCalendar
 from engine.records import MirrorRecord, SliceState
-from engine.replication.day_end import EndedDay, ended_with_their_day, squared_off_with_their_day
+from engine.replication.day_end import (
+    EndedDay,
+    ended_before,
+    ended_with_their_day,
+    squared_off_with_their_day,
+)
 from engine.transitions import ended_with_the_day
 from tests.store_helpers import mirror, params, snapshot
 
@@ -132,26 +137,34 @@ def test_an_ended_copy_keeps_its_fills_and_expires_only_its_open_slices() -> Non
 YESTERDAY, TODAY = date(2026, 12, 2), date(2026, 12, 3)
 
 
+def test_an_order_of_today_is_told_without_the_calendar() -> None:
+    def no_calendar(segment: Segment, placed_at: datetime) -> date | None:
+        raise AssertionError("the calendar was asked")
+
+    assert ended_before(no_calendar, Segment.NSE_FNO, at(*THU, 9, 16), TODAY) is None
+    assert ended_before(no_calendar, Segment.NSE_FNO, None, TODAY) is None
+    assert ended_before(CAL.closing_day, Segment.NSE_FNO, at(*WED), TODAY) == YESTERDAY
+
+
 @pytest.mark.parametrize("product", [Product.INTRADAY, Product.CO, Product.BO])
 def test_an_intraday_position_of_an_ended_day_was_squared_off(product: Product) -> None:
-    assert squared_off_with_their_day(product, [(False, YESTERDAY)] * 3, TODAY)
+    assert squared_off_with_their_day(product, [(False, YESTERDAY)] * 3)
 
 
 @pytest.mark.parametrize("product", [Product.CNC, Product.MARGIN, Product.MTF])
 def test_a_position_dhan_carries_overnight_is_kept(product: Product) -> None:
-    assert not squared_off_with_their_day(product, [(False, YESTERDAY)], TODAY)
+    assert not squared_off_with_their_day(product, [(False, YESTERDAY)])
 
 
 @pytest.mark.parametrize(
     "parts",
     [
-        [(False, YESTERDAY), (False, TODAY)],  # traded today too
+        [(False, YESTERDAY), (False, None)],  # a part not ended (traded today), or unknown
         [(True, YESTERDAY)],  # an order of it still works (an AMO for today, a resting copy)
-        [(False, YESTERDAY), (False, None)],  # a part whose day is unknown
         [],  # nothing in it: nothing to square off
     ],
 )
 def test_a_position_is_kept_unless_all_of_it_ended_with_an_earlier_day(
     parts: list[tuple[bool, date | None]],
 ) -> None:
-    assert not squared_off_with_their_day(Product.INTRADAY, parts, TODAY)
+    assert not squared_off_with_their_day(Product.INTRADAY, parts)
