@@ -22,14 +22,14 @@ from engine.live.notifier import Notifier
 from engine.live.positions import Positions
 from engine.market_hours import MarketCalendar
 from engine.records import IntentOutcome
-from engine.replication.day_end import ended_with_their_day
+from engine.replication.day_end import EndedDay, ended_with_their_day
 from engine.store import Store
 from engine.transitions import ended_with_the_day
 
-__all__ = ["DayEnd", "ended_reason"]
+__all__ = ["DayEnd"]
 
 
-def ended_reason(day: date) -> str:
+def _ended_reason(day: date) -> str:
     return f"its trading day ({day:%d %b}) ended: expired at Dhan's close"
 
 
@@ -56,14 +56,22 @@ class DayEnd:
         self._unreported_days: set[date] = set()
         self._unreported_positions: list[str] = []
 
+    def _ended(self) -> EndedDay:
+        return ended_with_their_day(
+            self._book.leader_orders(),
+            self._book.mirrors(),
+            self._calendar.closing_day,
+            self._clock.now().date(),
+        )
+
     def settle_copies(self) -> None:
         """Every copy held as open whose day has ended: expired, its fills as last known."""
+        self._settle_copies(self._ended())
+
+    def _settle_copies(self, ended: EndedDay) -> None:
         now = self._clock.now()
-        ended = ended_with_their_day(
-            self._book.leader_orders(), self._book.mirrors(), self._calendar.closing_day, now.date()
-        )
         for copy, day in ended.copies:
-            reason = ended_reason(day)
+            reason = _ended_reason(day)
             self._book.set_mirror(ended_with_the_day(copy, reason, now))
             self._settled_copies.add((copy.follower, copy.leader_order_id))
             self._notifier.journal(
@@ -81,13 +89,10 @@ class DayEnd:
         then the leader's orders, through the leader feed like any snapshot: the book, the
         position ledgers and the panes take their end. Then the intraday positions Dhan
         squared off with their day start again from flat, and one alert says all of it."""
-        self.settle_copies()
-        today = self._clock.now().date()
-        ended = ended_with_their_day(
-            self._book.leader_orders(), (), self._calendar.closing_day, today
-        )
+        ended = self._ended()
+        self._settle_copies(ended)
         for snap, day in ended.leaders:
-            expired = snap.with_changes(status=OrderStatus.EXPIRED, reason=ended_reason(day))
+            expired = snap.with_changes(status=OrderStatus.EXPIRED, reason=_ended_reason(day))
             self._leader_feed.ingest(expired)
             self._unreported_leaders += 1
             self._unreported_days.add(day)
