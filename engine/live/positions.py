@@ -685,7 +685,25 @@ class Positions:
             self._reconciled.discard(lid)
             self._own_net.pop(lid, None)
             self._put(lid, ledger, PositionLedger(key))
+        self._forget_ended_attach_holdings(closing_day, today)
         return lines
+
+    def _forget_ended_attach_holdings(self, closing_day: ClosingDay, today: date) -> None:
+        """What the leader held intraday at an attach point whose day has ended, in a position
+        no ledger has taken yet: squared off too, so a ledger the leader's next order starts
+        there starts from flat (a ledger that took it was rolled above)."""
+        for follower, attach in self._attach.items():
+            stale = [
+                key
+                for key in attach.leader_net
+                if key.product in INTRADAY_ONLY
+                and (follower, key) not in self._ledgers
+                and ended_before(closing_day, key.segment, attach.at, today) is not None
+            ]
+            for key in stale:
+                del attach.leader_net[key]
+            if stale:
+                self._dirty_attach.add(follower)
 
     def _day_parts(
         self,

@@ -209,6 +209,35 @@ async def test_an_intraday_position_squared_off_overnight_starts_the_next_day_fl
     assert len(world.posts("alpha")) == 2
 
 
+async def test_what_the_leader_held_intraday_at_the_attach_point_ends_with_its_day(
+    make_world: WorldFactory, clock: ShiftedClock
+) -> None:
+    """The leader already held a lot of an option, intraday, when alpha was attached: that
+    holding is history, never copied. Dhan squared it off at the close. This morning the
+    leader sells a lot: a new short, which alpha copies, not the leader's exit of a holding
+    that was never copied."""
+    alpha = {
+        "name": "alpha",
+        "client_id": ALPHA[0],
+        "access_token": ALPHA[1],
+        "sizing": {"kind": "fixed_lots", "lots": 1},
+    }
+    world = await make_world(followers=[alpha], clock=clock, start=False)
+    world.place(key=NIFTY_CE, qty=LOT, order_type="MARKET")  # before the engine ever ran
+    clock.shift += timedelta(seconds=5)  # Dhan stamps whole seconds: clearly before attaching
+    await world.start_engine()  # alpha attached: the leader holds +1 lot, not copied
+    await world.settle()
+    assert world.orders("alpha") == []
+    await world.stop_engine()
+    _next_morning(world, clock)
+
+    await world.start_engine()
+    await world.settle()
+    world.place(key=NIFTY_CE, side="SELL", qty=LOT, order_type="MARKET")
+    (sold,) = await world.follower_order("alpha")
+    assert (sold["transactionType"], sold["quantity"]) == ("SELL", LOT)
+
+
 async def test_killed_yesterday_resumed_today_places_nothing_of_yesterday(
     make_world: WorldFactory, clock: ShiftedClock
 ) -> None:
