@@ -137,6 +137,10 @@ class LedgerShape:
     # the fills. `parent`: the epoch this shape was made from by adding a leg (-1: none).
     epoch: int = -1
     parent: int = -1
+    # Kept while legs are only appended and no leg's terms change: a fold of the fills made
+    # under one lineage holds for every later ledger of it (``target_state`` continues it
+    # without comparing every leg, which cost a decision O(legs) on a busy instrument).
+    lineage: int = -1
 
     @classmethod
     def of(cls, legs: tuple[Leg, ...]) -> LedgerShape:
@@ -168,6 +172,7 @@ class LedgerShape:
             last_buy,
             last_sell,
             next(_EPOCHS),
+            lineage=next(_EPOCHS),
         )
 
     def with_leg(self, place: int, old: Leg, new: Leg) -> LedgerShape:
@@ -181,6 +186,7 @@ class LedgerShape:
             self.last_buy,
             self.last_sell,
             *((self.epoch, self.parent) if _same_for_the_leader(old, new) else _fresh_epoch()),
+            lineage=self.lineage if old.terms is new.terms else next(_EPOCHS),
         )
 
     def appended(self, leg: Leg) -> LedgerShape:
@@ -197,6 +203,7 @@ class LedgerShape:
             self.last_sell if buy else place,
             next(_EPOCHS),
             self.epoch,
+            self.lineage,
         )
 
 
@@ -539,19 +546,13 @@ def forget_folds() -> None:
 
 
 def _continues(old: PositionLedger, new: PositionLedger) -> bool:
-    """`new` is `old` with more fills after the same ones, through the same terms."""
+    """`new` is `old` with more fills after the same ones, through the same terms: the same
+    lineage (legs only appended since, no leg's terms changed; see ``LedgerShape``)."""
     n = len(old.fills)
-    if (
-        n > len(new.fills)
-        or old.leader_at_attach != new.leader_at_attach
-        or old.target_at_attach != new.target_at_attach
-        or new.fills[:n] != old.fills
-    ):
-        return False
-    # Legs are only ever appended, and a leg with fills keeps its terms object.
-    if len(old.legs) > len(new.legs):
-        return False
-    return all(
-        a.leader_order_id == b.leader_order_id and a.terms is b.terms
-        for a, b in zip(old.legs, new.legs, strict=False)
+    return (
+        old.shape.lineage == new.shape.lineage
+        and n <= len(new.fills)
+        and old.leader_at_attach == new.leader_at_attach
+        and old.target_at_attach == new.target_at_attach
+        and new.fills[:n] == old.fills
     )

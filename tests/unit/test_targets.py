@@ -629,6 +629,45 @@ def test_a_continued_fold_equals_a_fold_from_scratch() -> None:
             assert continued == target_state(ledger)
 
 
+def test_a_fold_continues_only_along_one_lineage() -> None:
+    """A remembered fold is continued only by a ledger that grew from it by appended legs and
+    progress (checked in one comparison, not leg by leg); new terms for a leg, or a ledger
+    built anew, start a lineage of their own, and the fold is then done from scratch."""
+    one = times(1.0)
+    ledger = register_leader_order(
+        PositionLedger(KEY),
+        leader_order_id="A",
+        side=Side.BUY,
+        quantity=2 * LOT,
+        filled=LOT,
+        is_open=True,
+        terms=one,
+    )
+    lineage = ledger.shape.lineage
+    ledger = record_leader_progress(
+        ledger, leader_order_id="A", quantity=2 * LOT, filled=2 * LOT, is_open=False
+    )
+    ledger = register_leader_order(
+        ledger,
+        leader_order_id="B",
+        side=Side.SELL,
+        quantity=LOT,
+        filled=0,
+        is_open=True,
+        terms=one,
+    )
+    ledger = record_copy_progress(ledger, leader_order_id="A", filled=2 * LOT, working=0)
+    assert ledger.shape.lineage == lineage
+    refreshed = refresh_terms(ledger, "B", times(2.0))
+    assert refreshed.shape.lineage != lineage
+    rebuilt = replace(ledger, legs=ledger.legs)
+    assert rebuilt.shape.lineage not in (lineage, refreshed.shape.lineage)
+    for other in (refreshed, rebuilt):
+        continued = target_state(other)
+        forget_folds()
+        assert continued == target_state(other)
+
+
 # --- position sync: the follower's net to its target, never past it ------------------------------
 
 
