@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 ACCOUNTS_EVERY_S = 1.0
 POSITIONS_EVERY_S = 7.0
+# A read that left a follower's carried holding unconfirmed (the first after a start, or one
+# straddling a fill) is followed by one more this soon: exits are capped by what the account
+# holds only once two reads agree (engine.live.account_holdings).
+CONFIRMING_READ_S = 1.0
 STEP_HISTORY = 2000  # copy steps remembered for the newest leader orders
 
 PositionKey = tuple[str, str, str]  # segment, security id, product
@@ -284,7 +288,10 @@ class Cockpit:
             read.unavailable.append(f"leader: positions unavailable ({redact(str(exc))})")
         for f in self._accounts.all():
             try:
-                read.followers[f.name] = {_key(p): p for p in await f.broker.positions()}
+                held = await f.broker.positions()
+                read.followers[f.name] = {_key(p): p for p in held}
+                if self._ledgers is not None:
+                    self._ledgers.positions_read(f, held)
             except BrokerError as exc:
                 read.unavailable.append(f"{f.name}: positions unavailable ({redact(str(exc))})")
         return read
@@ -345,12 +352,21 @@ class Cockpit:
 
     async def run(self) -> None:
         last_positions: float | None = None
+        confirming = False  # the last read was the quick one after an unconfirmed read
         while True:
             try:
                 self.publish_accounts()
                 self.publish_steps()
                 now = self._clock.monotonic()
-                if last_positions is None or now - last_positions >= POSITIONS_EVERY_S:
+                every = POSITIONS_EVERY_S
+                if (
+                    not confirming
+                    and self._ledgers is not None
+                    and self._ledgers.holdings_unconfirmed()
+                ):
+                    every = CONFIRMING_READ_S
+                if last_positions is None or now - last_positions >= every:
+                    confirming = every == CONFIRMING_READ_S
                     last_positions = now
                     await self.read_positions()
             except Exception:  # a read model must never stop the engine; logged, next tick

@@ -50,6 +50,7 @@ class DriftCheck:
             except BrokerError as exc:
                 lines.append((f"{f.name}: positions unavailable ({redact(str(exc))})", True))
                 continue
+            self._positions.positions_read(f, held)
             actual: dict[PositionKey, int] = {}
             symbols: dict[PositionKey, str] = {}
             for p in held:

@@ -36,10 +36,14 @@ class FollowerFeed:
         notifier: Notifier,
         stats: Stats,
         on_own_order: Callable[[FollowerRuntime, OrderSnapshot], None] | None = None,
+        on_account_order: Callable[[FollowerRuntime, OrderSnapshot], None] | None = None,
     ) -> None:
         # An order in the follower's account that is none of ours (by hand, Dhan's
         # square-off): the position ledgers count what it fills (engine.live.positions).
         self._on_own_order = on_own_order
+        # Every order in the account, ours and its own: what the account holds in a carried
+        # position is its positions as read plus every fill since (engine.live.positions).
+        self._on_account_order = on_account_order
         self._clock = clock
         self._accounts = accounts
         self._book = book
@@ -66,6 +70,8 @@ class FollowerFeed:
         return self._seen_at_dhan.get(follower, {}).get(correlation_id, "")
 
     def on_snapshot(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
+        if self._on_account_order is not None:
+            self._on_account_order(f, snap)
         if is_engine_correlation_id(snap.correlation_id):
             seen = self._seen_at_dhan.setdefault(f.name, {})
             if snap.correlation_id not in seen:

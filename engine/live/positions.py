@@ -31,9 +31,11 @@ from enum import Enum
 
 from engine.clock import Clock
 from engine.config import FollowerSettings, Settings
+from engine.dhan.broker_answers import Position
 from engine.dhan.errors import BrokerError
 from engine.domain import MirrorState, OrderSnapshot, Product, Segment, Severity, Side
 from engine.instruments import InstrumentBook
+from engine.live.account_holdings import CARRIED_IN_POSITIONS, AccountHoldings
 from engine.live.accounts import Accounts, FollowerRuntime
 from engine.live.book import ReplicationBook
 from engine.live.funds import FundsWatcher
@@ -144,6 +146,9 @@ class Positions:
         # filled (follower, order id) and their signed net per position.
         self._own_filled: dict[tuple[str, str], int] = {}
         self._own_net: dict[LedgerId, int] = {}
+        # What each follower account holds in its carried (MARGIN) positions, from Dhan's
+        # positions and the fills seen since: what its own trades left of our copies' holding.
+        self._holdings = AccountHoldings()
         # Copies changed since their ledger last took them (follower -> leader order ids),
         # and the ledgers read in full once: a decision then looks only at what changed,
         # not at every copy of the day.
@@ -552,20 +557,54 @@ class Positions:
         return replace(ledger, follower_at_attach=held)
 
     def _with_own_trades(self, follower: str, ledger: PositionLedger) -> PositionLedger:
-        own = self._own_net.get((follower, ledger.key), 0)
-        if ledger.follower_at_attach:
-            own = 0  # a sync adopted what the account held outside our copies then
+        key = ledger.key
+        if key.product in CARRIED_IN_POSITIONS:
+            # What the account holds beyond our copies: its own trades of any day (and what
+            # it held before the attach point). Unknown until two reads of Dhan's positions
+            # agree: nothing is capped by it then.
+            held = self._holdings.account_net(follower, key)
+            own = 0 if held is None else held - ledger.follower_net
+        else:
+            own = self._own_net.get((follower, key), 0)
+            if ledger.follower_at_attach:
+                own = 0  # a sync adopted what the account held outside our copies then
         return ledger if own == ledger.follower_own else replace(ledger, follower_own=own)
+
+    def account_order(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
+        """Any order in the follower's account, a copy or its own, as Dhan shows it now: the
+        fills of a carried position count toward what the account holds."""
+        self._holdings.order_seen(f.name, snap)
+
+    def positions_read(self, f: FollowerRuntime, held: list[Position]) -> None:
+        """Dhan's positions of the follower's account, just read: what the account holds in
+        each carried position becomes known once two reads agree (engine.live.account_
+        holdings), and the copies of a position whose holding became known or changed are
+        decided again (an exit copy resting beyond it is cut down)."""
+        nets: dict[PositionKey, int] = {}
+        for p in held:
+            key = PositionKey(p.segment, p.security_id, p.product)
+            nets[key] = nets.get(key, 0) + p.net_qty
+        wanted = [k for f_name, k in self._ledgers if f_name == f.name]
+        for key in self._holdings.positions_read(f.name, nets, wanted):
+            if (f.name, key) in self._ledgers:
+                self._mark_peers(f, key, "", ALL)
+
+    def holdings_unconfirmed(self) -> bool:
+        """A follower's carried holding awaits a second read of its positions."""
+        return self._holdings.unconfirmed()
 
     def own_order(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
         """An order in the follower's account that is not one of our copies (placed by hand,
-        or Dhan's square-off of an intraday position). In an intraday position, whatever it
-        closed of the holding our copies built is not held any more, so no exit copied from
-        the leader may close it again (it would turn the account to the other side): its
-        fills count in the ledger's `follower_own`, and the copies of that position are
-        decided again (a resting exit larger than what is held is cut down or cancelled).
-        Elsewhere the account's own trades cannot be told from what it carried overnight."""
-        if snap.product not in INTRADAY_ONLY or self._squared_off(snap):
+        or Dhan's square-off). Whatever it closed of the holding our copies built is not held
+        any more, so no exit copied from the leader may close it again (it would turn the
+        account to the other side): the ledger's `follower_own` counts it, and the copies of
+        that position are decided again (a resting exit larger than what is held is cut down
+        or cancelled). In an intraday position its fills are counted here; in a carried one
+        the account's holding comes from Dhan's positions and the fills since (see
+        `positions_read`). A delivery position (CNC, MTF) is left alone: what the account
+        carried is in its holdings, and Dhan refuses a sale beyond them."""
+        intraday = snap.product in INTRADAY_ONLY
+        if not (intraday or snap.product in CARRIED_IN_POSITIONS) or self._squared_off(snap):
             return
         order_key = (f.name, snap.order_id)
         before = self._own_filled.get(order_key, 0)
@@ -574,23 +613,34 @@ class Positions:
         self._own_filled[order_key] = snap.filled_qty
         key = PositionKey.of(snap)
         lid = (f.name, key)
-        delta = snap.filled_qty - before
-        self._own_net[lid] = self._own_net.get(lid, 0) + (
-            delta if snap.side is Side.BUY else -delta
-        )
+        if intraday:
+            delta = snap.filled_qty - before
+            self._own_net[lid] = self._own_net.get(lid, 0) + (
+                delta if snap.side is Side.BUY else -delta
+            )
         ledger = self._ledgers.get(lid)
         if ledger is None or not ledger.legs:
             return
         self._mark_peers(f, key, "", ALL)
         if not ledger.follower_net:
             return  # our copies hold nothing in it: nothing of theirs was closed
+        if intraday:
+            counted = f"its own trades {self._own_net[lid]:+d}"
+        else:
+            account = self._holdings.account_net(f.name, key)
+            counted = (
+                "the account's holding not known yet: Dhan's positions are read every few "
+                "seconds, and until two reads agree exits are capped by our copies alone"
+                if account is None
+                else f"the account holds {account:+d}"
+            )
         self._notifier.alert(
             "FOLLOWER_OWN_TRADE",
             Severity.WARNING,
             f"{f.name}: its own order {snap.order_id} ({snap.side.value} {snap.filled_qty} "
             f"{snap.trading_symbol or snap.security_id} {snap.product.value}, not a copy) "
             f"filled; our copies' exits in it now close only what the account still holds "
-            f"(copies {ledger.follower_net:+d}, its own trades {self._own_net[lid]:+d})",
+            f"(copies {ledger.follower_net:+d}, {counted})",
             f.name,
         )
 

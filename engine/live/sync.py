@@ -119,6 +119,7 @@ class PositionSync:
             except BrokerError as exc:
                 notes.append(f"{f.name}: positions unreadable ({redact(str(exc))}); left out")
                 continue
+            self._positions.positions_read(f, held)
             nets: dict[PositionKey, int] = {}
             for p in held:
                 k = PositionKey(p.segment, p.security_id, p.product)

@@ -138,7 +138,14 @@ def wire_live_parts(
         gc_pause=gc_pause,
     )
     follower_feed = FollowerFeed(
-        clock, accounts, book, arming, notifier, stats, on_own_order=positions.own_order
+        clock,
+        accounts,
+        book,
+        arming,
+        notifier,
+        stats,
+        on_own_order=positions.own_order,
+        on_account_order=positions.account_order,
     )
     day_end = DayEnd(clock, calendar, book, leader_feed, positions, notifier)
     resolver = Resolver(

@@ -239,10 +239,11 @@ class PositionLedger:
     leader_at_attach: int = 0  # the leader's net at the attach point: history, never traded
     target_at_attach: int = 0  # 0 unless a position sync set the follower's share of it
     follower_at_attach: int = 0  # what a position sync gave the follower
-    # The follower's own trades in this position today (by hand, or Dhan's square-off), signed
-    # net: never ours to close, but what they closed of our copies' holding no exit may close
-    # again. Known exactly only where nothing is carried overnight (an intraday product);
-    # 0 elsewhere. Not stored: read again from the follower's book at every start.
+    # What the follower account holds in this position beyond our copies, signed: its own
+    # trades (by hand, or Dhan's square-off), never ours to close, but what they closed of our
+    # copies' holding no exit may close again. Intraday: the day's own trades, read again from
+    # the follower's book at every start. MARGIN: the account's net (Dhan's positions and the
+    # fills since) less our copies'; 0 while not known, and for delivery. Not stored.
     follower_own: int = 0
     legs: tuple[Leg, ...] = ()
     fills: tuple[tuple[str, int], ...] = ()  # (leader order id, quantity), in the order seen

@@ -334,3 +334,46 @@ async def test_a_placement_left_unanswered_overnight_is_not_looked_for_the_next_
     assert not [a for a in world.eng.recent_alerts() if a.code == "PLACE_UNRESOLVED"]
     lookups = [r for r in world.sim.requests if "/orders/external/" in r["path"]]
     assert lookups == []
+
+
+async def test_a_margin_position_sold_by_hand_yesterday_is_not_sold_again_today(
+    make_world: WorldFactory, clock: ShiftedClock
+) -> None:
+    """A MARGIN position is carried overnight. alpha's copy bought a lot yesterday, and alpha
+    sold it by hand the same day; Dhan lists nothing for alpha this morning, and today's book
+    does not show yesterday's sale. The leader exits his carried lot: alpha must place
+    nothing (selling would make it short), beta sells what it holds."""
+    world = await make_world(clock=clock)
+    world.place(key=NIFTY_CE, qty=LOT, order_type="MARKET", productType="MARGIN")
+    await world.follower_order("alpha")
+    await world.follower_order("beta")
+    await world.settle()
+    world.place(
+        key=NIFTY_CE, side="SELL", qty=LOT, order_type="MARKET", by=ALPHA, productType="MARGIN"
+    )
+    await world.follower_order("alpha", 2)
+    await world.settle()
+    await world.stop_engine()
+    _next_morning(world, clock)
+
+    await world.start_engine()
+    await world.settle()
+    for _ in range(2):  # as the cockpit's timer does after a start
+        await world.eng.read_positions()
+    leader_exit = world.place(
+        key=NIFTY_CE, side="SELL", qty=LOT, order_type="MARKET", productType="MARGIN"
+    )
+    await world.follower_order("beta")
+    await world.settle()
+    net = {
+        who: sum(
+            p.net_qty
+            for p in world.sim.exchange.account(cid).positions.values()
+            if p.inst.security_id == NIFTY_CE[1]
+        )
+        for who, cid in (("alpha", ALPHA[0]), ("beta", BETA[0]))
+    }
+    assert net == {"alpha": 0, "beta": 0}
+    assert world.orders("alpha") == []  # nothing placed for it today
+    copy = world.eng.mirror("alpha", leader_exit)
+    assert copy is not None and "closed by the follower's own trades" in copy.reason, copy
