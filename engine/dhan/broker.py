@@ -44,6 +44,7 @@ from engine.dhan.broker_answers import (
     lenient_float,
     lenient_whole,
     lower_keys,
+    optional_whole,
     parse_token_validity,
     row_correlation,
 )
@@ -570,6 +571,10 @@ class DhanBroker:
                         sell_avg=lenient_float(d.get("sellavg")),
                         realized_pnl=lenient_float(d.get("realizedprofit")),
                         unrealized_pnl=lenient_float(d.get("unrealizedprofit")),
+                        day_buy_qty=optional_whole(d.get("daybuyqty")),
+                        day_sell_qty=optional_whole(d.get("daysellqty")),
+                        carried_buy_qty=optional_whole(d.get("carryforwardbuyqty")),
+                        carried_sell_qty=optional_whole(d.get("carryforwardsellqty")),
                     )
                 )
             except CodecError as exc:

@@ -23,6 +23,7 @@ __all__ = [
     "lenient_float",
     "lenient_whole",
     "lower_keys",
+    "optional_whole",
     "parse_token_validity",
     "row_correlation",
 ]
@@ -39,6 +40,12 @@ class Position:
     sell_avg: float
     realized_pnl: float
     unrealized_pnl: float
+    # Bought and sold today, and carried in from earlier days (None: the answer did not say):
+    # how many fills the row counts (engine.live.account_holdings).
+    day_buy_qty: int | None = None
+    day_sell_qty: int | None = None
+    carried_buy_qty: int | None = None
+    carried_sell_qty: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,19 @@ def lenient_float(value: object) -> float:
 
 def lenient_whole(value: object) -> int:
     return int(lenient_float(value))
+
+
+def optional_whole(value: object) -> int | None:
+    """A whole quantity, or None when the answer has none (missing, not a number)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if result != result or abs(result) == float("inf") or result != int(result):
+        return None
+    return int(result)
 
 
 def lower_keys(obj: Mapping[Any, Any]) -> dict[str, Any]:

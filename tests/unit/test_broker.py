@@ -454,13 +454,40 @@ async def test_positions_funds_profile(dhan: FakeDhan, broker: DhanBroker) -> No
                     "realizedProfit": 0.0,
                     "unrealizedProfit": 6122.0,
                 },
+                {
+                    "tradingSymbol": "NIFTY-Dec2026-FUT",
+                    "securityId": "35001",
+                    "exchangeSegment": "NSE_FNO",
+                    "productType": "MARGIN",
+                    "netQty": -75,
+                    "carryForwardBuyQty": "75",  # numbers may come as text (facts §8.10)
+                    "carryForwardSellQty": 0,
+                    "dayBuyQty": 0,
+                    "daySellQty": 150,
+                },
                 {"exchangeSegment": "INX_EQ", "productType": "CNC"},
             ]
         ),
     )
     positions = await broker.positions()
     assert positions == [
-        Position(Segment.NSE_EQ, "11536", "TCS", Product.CNC, 40, 3345.8, 0.0, 0.0, 6122.0)
+        # Without day and carried quantities: None, not 0 (what it counts is not said).
+        Position(Segment.NSE_EQ, "11536", "TCS", Product.CNC, 40, 3345.8, 0.0, 0.0, 6122.0),
+        Position(
+            Segment.NSE_FNO,
+            "35001",
+            "NIFTY-Dec2026-FUT",
+            Product.MARGIN,
+            -75,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            day_buy_qty=0,
+            day_sell_qty=150,
+            carried_buy_qty=75,
+            carried_sell_qty=0,
+        ),
     ]
     assert len(broker.last_codec_errors) == 1
     dhan.answer(
