@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from engine.clock import IST, Clock, SystemClock
@@ -152,10 +152,15 @@ INTRADAY_ONLY_PRODUCTS = frozenset({"INTRADAY", "CO", "BO"})
 class SimPosition:
     inst: SimInstrument
     product: str
-    buy_qty: int = 0
+    buy_qty: int = 0  # every day's, the carried ones included
     buy_value: float = 0.0
     sell_qty: int = 0
     sell_value: float = 0.0
+    # Of those, what was carried in from earlier days (set as a new day begins).
+    carried_buy_qty: int = 0
+    carried_buy_value: float = 0.0
+    carried_sell_qty: int = 0
+    carried_sell_value: float = 0.0
 
     @property
     def net_qty(self) -> int:
@@ -798,8 +803,31 @@ class Exchange:
                 if pos.net_qty == 0:
                     acct.funds += pos.realized
                     del acct.positions[key]
+                else:  # carried: what it holds was bought and sold on earlier days
+                    pos.carried_buy_qty, pos.carried_buy_value = pos.buy_qty, pos.buy_value
+                    pos.carried_sell_qty, pos.carried_sell_value = pos.sell_qty, pos.sell_value
             acct.orders.clear()
             acct.trades.clear()
+
+    def positions_as_of(self, client_id: str, at: datetime) -> list[SimPosition]:
+        """The account's positions as they stood at `at` (this day's trades after it taken
+        back out): what a positions service trailing the order stream would answer."""
+        acct = self.account(client_id)
+        then = {key: replace(pos) for key, pos in acct.positions.items()}
+        for trade in acct.trades:
+            if trade.time <= at:
+                continue
+            order = trade.order
+            pos = then.get((order.inst.segment, order.inst.security_id, order.product))
+            if pos is None:
+                continue
+            if order.side == "BUY":
+                pos.buy_qty -= trade.quantity
+                pos.buy_value -= trade.quantity * trade.price
+            else:
+                pos.sell_qty -= trade.quantity
+                pos.sell_value -= trade.quantity * trade.price
+        return [p for p in then.values() if p.buy_qty or p.sell_qty]
 
     def exit_all(self, client_id: str) -> None:
         """DELETE /positions: cancel open orders and square off open positions at the LTP."""

@@ -43,6 +43,12 @@ class SimProfile(BaseModel):
     order_by_id_shape: Literal["list", "object"] = "list"
     invalid_ip_code: Literal["DH-905", "DH-906", "DH-911"] = "DH-911"
     token_validity_s: int = Field(default=86400, gt=0)
+    # GET /positions: its day quantities count today's fills only (dayBuyQty, daySellQty;
+    # the carried ones in carryForwardBuyQty...), or every day's, the carried ones included.
+    positions_day_qty: Literal["today", "with_carried"] = "today"
+    # GET /positions answers the positions as they stood this long ago: whether Dhan's
+    # positions trail its order stream (or by how much) is not documented.
+    positions_lag_s: float = Field(default=0.0, ge=0.0, le=60.0)
     # The rows §8b settles (L6-L12) answered as the simulator did before them: null
     # placeholders, remainingQuantity kept on cancel, DH-907 404 for unknown endpoints,
     # "Rate_Limit" 429s, a strict modify body, no lower-camel duplicates on the socket.
@@ -70,6 +76,8 @@ BUILTIN_PROFILES: dict[str, SimProfile] = {
     "no-modify-alert": SimProfile(modify_alert=False),
     "cancel-202": SimProfile(cancel_response="empty_202"),
     "slm-accept-fill": SimProfile(api_slm="accept_fill"),
+    "positions-with-carried": SimProfile(positions_day_qty="with_carried"),
+    "positions-lag": SimProfile(positions_lag_s=1.5),
 }
 
 

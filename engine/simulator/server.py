@@ -359,10 +359,15 @@ class DhanSimulator:
         return [trade_rest(t, self.profile) for t in self.exchange.account(client_id).trades]
 
     def positions(self, client_id: str) -> list[dict[str, Any]]:
-        acct = self.exchange.account(client_id)
+        lag = self.profile.positions_lag_s
+        held = (
+            self.exchange.positions_as_of(client_id, self.exchange.now() - timedelta(seconds=lag))
+            if lag
+            else list(self.exchange.account(client_id).positions.values())
+        )
         return [
-            position_rest(client_id, p, self.exchange.last_price(p.inst))
-            for p in acct.positions.values()
+            position_rest(client_id, p, self.exchange.last_price(p.inst), self.profile)
+            for p in held
         ]
 
     def funds(self, client_id: str) -> dict[str, Any]:

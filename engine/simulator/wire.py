@@ -323,9 +323,17 @@ def trade_rest(trade: SimTrade, profile: SimProfile = LIVE) -> dict[str, Any]:
     }
 
 
-def position_rest(client_id: str, pos: SimPosition, ltp: float) -> dict[str, Any]:
+def position_rest(
+    client_id: str, pos: SimPosition, ltp: float, profile: SimProfile = LIVE
+) -> dict[str, Any]:
     inst = pos.inst
     net = pos.net_qty
+    # Today's quantities, or (a profile) every day's with the carried ones among them.
+    today = profile.positions_day_qty == "today"
+    day_buy = pos.buy_qty - pos.carried_buy_qty if today else pos.buy_qty
+    day_sell = pos.sell_qty - pos.carried_sell_qty if today else pos.sell_qty
+    day_buy_value = pos.buy_value - pos.carried_buy_value if today else pos.buy_value
+    day_sell_value = pos.sell_value - pos.carried_sell_value if today else pos.sell_value
     return {
         "dhanClientId": client_id,
         "tradingSymbol": inst.symbol,
@@ -343,14 +351,14 @@ def position_rest(client_id: str, pos: SimPosition, ltp: float) -> dict[str, Any
         "unrealizedProfit": round(pos.unrealized(ltp), 2),
         "rbiReferenceRate": 1.0,
         "multiplier": 1,
-        "carryForwardBuyQty": 0,
-        "carryForwardSellQty": 0,
-        "carryForwardBuyValue": 0.0,
-        "carryForwardSellValue": 0.0,
-        "dayBuyQty": pos.buy_qty,
-        "daySellQty": pos.sell_qty,
-        "dayBuyValue": round(pos.buy_value, 2),
-        "daySellValue": round(pos.sell_value, 2),
+        "carryForwardBuyQty": pos.carried_buy_qty,
+        "carryForwardSellQty": pos.carried_sell_qty,
+        "carryForwardBuyValue": round(pos.carried_buy_value, 2),
+        "carryForwardSellValue": round(pos.carried_sell_value, 2),
+        "dayBuyQty": day_buy,
+        "daySellQty": day_sell,
+        "dayBuyValue": round(day_buy_value, 2),
+        "daySellValue": round(day_sell_value, 2),
         **_drv(inst),
         "crossCurrency": False,
     }

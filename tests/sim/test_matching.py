@@ -220,6 +220,48 @@ async def test_a_new_day_expires_what_was_open_and_starts_with_empty_books(
     assert (await call(leader.get_trade_book))["data"] == []
     (position,) = (await call(leader.get_positions))["data"]
     assert position["productType"] == "CNC" and position["netQty"] == 3
+    # Carried in: bought on an earlier day, nothing today.
+    assert (position["carryForwardBuyQty"], position["dayBuyQty"], position["daySellQty"]) == (
+        3,
+        0,
+        0,
+    )
+    manual(
+        sim, order_type="MARKET", price=0, product_type="CNC", quantity=1, transaction_type="SELL"
+    )
+    (position,) = (await call(leader.get_positions))["data"]
+    assert (position["netQty"], position["dayBuyQty"], position["daySellQty"]) == (2, 0, 1)
+    assert (position["buyQty"], position["sellQty"]) == (3, 1)
+
+
+async def test_positions_can_count_the_carried_among_the_days_or_trail_the_stream() -> None:
+    """What Dhan's positions count, and when, is not documented: each plausible way."""
+    clock = ManualClock(IST.localize(datetime(2026, 12, 2, 11, 0)))
+    sim = DhanSimulator(
+        accounts={LEADER: LEADER_TOKEN}, clock=clock, profile="positions-with-carried"
+    )
+    manual(sim, order_type="MARKET", price=0, product_type="CNC", quantity=3)
+    sim.new_day()
+    manual(
+        sim, order_type="MARKET", price=0, product_type="CNC", quantity=1, transaction_type="SELL"
+    )
+    (position,) = sim.positions(LEADER)
+    assert (position["carryForwardBuyQty"], position["dayBuyQty"], position["daySellQty"]) == (
+        3,
+        3,
+        1,
+    )
+    lagging = DhanSimulator(accounts={LEADER: LEADER_TOKEN}, clock=clock, profile="positions-lag")
+    manual(lagging, order_type="MARKET", price=0, product_type="MARGIN", quantity=2)
+    assert lagging.positions(LEADER) == []  # the fill is not in the positions yet
+    clock.advance(1.0)
+    manual(lagging, order_type="MARKET", price=0, product_type="MARGIN", quantity=1)
+    clock.advance(1.0)  # 2 s after the first fill, 1 s after the second
+    (position,) = lagging.positions(LEADER)
+    assert (position["netQty"], position["dayBuyQty"]) == (2, 2)
+    clock.advance(1.0)
+    (position,) = lagging.positions(LEADER)
+    assert (position["netQty"], position["dayBuyQty"]) == (3, 3)
 
 
 async def test_a_new_day_can_come_without_expiry_alerts(
