@@ -14,11 +14,14 @@ moment in between:
     account net now = (net read - fills seen when it was read) + fills seen since
 
 The bracket, the account's *offset*, moves only when something other than a fill moves the
-position (an expiry). A read can straddle a fill: Dhan's positions may count a fill the stream
-has not shown yet, or the other way round (which service is first is not documented). So an
-offset counts only once two reads in a row agree on it; until then (the first reads after a
-start) the account's net is unknown, and exits are capped by our copies' holding alone, as they
-are in a product this does not cover.
+position (an expiry). A read is believed only when it counts exactly the fills seen: its
+quantities bought and sold today (``dayBuyQty``, ``daySellQty``; or those less the
+``carryForward`` ones, should Dhan count what was carried in them) equal to what today's
+orders of the account have filled. Dhan's positions may trail its order stream, or run ahead
+of it (neither is documented); a read that does not count the same fills says nothing, and
+the offset known before stays. Until one read agrees (the first after a start, normally) the
+account's net is unknown, and exits are capped by our copies' holding alone, as in a product
+this does not cover.
 
 CNC and MTF are not covered: Dhan shows delivery bought before today as holdings, not as
 positions, so the positions answer does not say what the account holds; and Dhan refuses a
@@ -27,9 +30,11 @@ delivery sale beyond what the account holds anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 
+from engine.dhan.broker_answers import Position
 from engine.domain import OrderSnapshot, Product, Side
 from engine.replication.targets import PositionKey
 
@@ -39,54 +44,101 @@ CARRIED_IN_POSITIONS = frozenset({Product.MARGIN})
 
 
 @dataclass(slots=True)
+class _Order:
+    day: date  # the day it was placed (its fills count in that day's bought and sold)
+    filled: int
+
+
+@dataclass(slots=True)
 class _Carried:
     seen: int = 0  # signed net of the fills seen in the account since the engine started
-    candidate: int | None = None  # the net read less `seen`, at the last read
-    offset: int | None = None  # the candidate two reads in a row agreed on
+    day: date | None = None  # the day `bought` and `sold` count
+    bought: int = 0  # filled by that day's buy orders
+    sold: int = 0
+    offset: int | None = None  # the account's net less `seen`, from the last read believed
+    awaiting: bool = False  # the last read did not count the fills seen
+
+
+@dataclass(slots=True)
+class _Read:
+    net: int = 0
+    day_buy: int | None = 0
+    day_sell: int | None = 0
+    carried_buy: int | None = 0
+    carried_sell: int | None = 0
 
 
 class AccountHoldings:
     def __init__(self) -> None:
-        self._filled: dict[tuple[str, str], int] = {}  # (follower, order id) -> filled seen
+        self._orders: dict[tuple[str, str], _Order] = {}  # (follower, order id)
         self._positions: dict[tuple[str, PositionKey], _Carried] = {}
 
-    def order_seen(self, follower: str, snap: OrderSnapshot) -> bool:
+    def order_seen(self, follower: str, snap: OrderSnapshot, today: date) -> bool:
         """An order of the account (a copy or its own) as Dhan shows it now: what it filled
         since last seen is counted. True when it filled more, in a carried product."""
         if snap.product not in CARRIED_IN_POSITIONS:
             return False
         order_key = (follower, snap.order_id)
-        before = self._filled.get(order_key, 0)
-        if snap.filled_qty <= before:
+        known = self._orders.get(order_key)
+        if known is None:
+            placed = snap.created_at.date() if snap.created_at is not None else today
+            known = self._orders[order_key] = _Order(placed, 0)
+        if snap.filled_qty <= known.filled:
             return False  # a repeat, or an update behind one already seen
-        self._filled[order_key] = snap.filled_qty
-        delta = snap.filled_qty - before
+        delta = snap.filled_qty - known.filled
+        known.filled = snap.filled_qty
         held = self._positions.setdefault((follower, PositionKey.of(snap)), _Carried())
-        held.seen += delta if snap.side is Side.BUY else -delta
+        buy = snap.side is Side.BUY
+        held.seen += delta if buy else -delta
+        if held.day is None or known.day > held.day:
+            held.day, held.bought, held.sold = known.day, 0, 0
+        if known.day == held.day:
+            if buy:
+                held.bought += delta
+            else:
+                held.sold += delta
         return True
 
     def positions_read(
-        self, follower: str, nets: Mapping[PositionKey, int], wanted: Iterable[PositionKey]
+        self,
+        follower: str,
+        positions: Iterable[Position],
+        wanted: Iterable[PositionKey],
+        today: date,
     ) -> list[PositionKey]:
-        """Dhan's net positions of the account, as just read (`nets`; a position missing
-        from them is flat), for its carried positions and those in `wanted`. The positions
-        whose account net became known, or changed, by this read."""
-        keys = {k for k in nets if k.product in CARRIED_IN_POSITIONS}
+        """Dhan's positions of the account, as just read (a position missing from them is
+        flat, with nothing bought or sold today), for its carried positions and those in
+        `wanted`. The positions whose account net became known, or changed, by this read."""
+        reads: dict[PositionKey, _Read] = {}
+        for p in positions:
+            key = PositionKey(p.segment, p.security_id, p.product)
+            if key.product not in CARRIED_IN_POSITIONS:
+                continue
+            r = reads.setdefault(key, _Read())
+            r.net += p.net_qty
+            r.day_buy = _plus(r.day_buy, p.day_buy_qty)
+            r.day_sell = _plus(r.day_sell, p.day_sell_qty)
+            r.carried_buy = _plus(r.carried_buy, p.carried_buy_qty)
+            r.carried_sell = _plus(r.carried_sell, p.carried_sell_qty)
+        keys = set(reads)
         keys.update(k for k in wanted if k.product in CARRIED_IN_POSITIONS)
         keys.update(k for f, k in self._positions if f == follower)
         changed: list[PositionKey] = []
         for key in keys:
             held = self._positions.setdefault((follower, key), _Carried())
-            candidate = nets.get(key, 0) - held.seen
-            if candidate == held.candidate and candidate != held.offset:
-                held.offset = candidate
+            read = reads.get(key, _Read())
+            held.awaiting = not _counts_what_was_seen(read, held, today)
+            if held.awaiting:
+                continue
+            offset = read.net - held.seen
+            if offset != held.offset:
+                held.offset = offset
                 changed.append(key)
-            held.candidate = candidate
         return changed
 
     def unconfirmed(self) -> bool:
-        """The last read of some position gave an offset no read before it agreed on."""
-        return any(h.candidate != h.offset for h in self._positions.values())
+        """The last read of some position did not count the fills seen (read again soon)."""
+        return any(h.awaiting for h in self._positions.values())
 
     def account_net(self, follower: str, key: PositionKey) -> int | None:
         """What the account holds in the position now (signed); None while not known."""
@@ -94,3 +146,23 @@ class AccountHoldings:
         if held is None or held.offset is None:
             return None
         return held.offset + held.seen
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b
+
+
+def _counts_what_was_seen(read: _Read, held: _Carried, today: date) -> bool:
+    """The read's quantities bought and sold today are exactly what today's orders of the
+    account have filled, as seen: Dhan's positions and our view of the fills agree."""
+    bought, sold = (held.bought, held.sold) if held.day == today else (0, 0)
+    if read.day_buy is None or read.day_sell is None:
+        return False  # the answer does not say what it counts
+    if (read.day_buy, read.day_sell) == (bought, sold):
+        return True
+    # Should Dhan count the quantities carried in among the day's: what is left of them.
+    if read.carried_buy is None or read.carried_sell is None:
+        return False
+    if not (read.carried_buy or read.carried_sell):
+        return False
+    return (read.day_buy - read.carried_buy, read.day_sell - read.carried_sell) == (bought, sold)

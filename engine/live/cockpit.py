@@ -55,9 +55,10 @@ log = logging.getLogger(__name__)
 
 ACCOUNTS_EVERY_S = 1.0
 POSITIONS_EVERY_S = 7.0
-# A read that left a follower's carried holding unconfirmed (the first after a start, or one
-# straddling a fill) is followed by one more this soon: exits are capped by what the account
-# holds only once two reads agree (engine.live.account_holdings).
+# A read of a follower's positions that did not count the fills its order stream showed (one
+# straddling a fill, or before the book was read at a start) is followed by one more this
+# soon: exits are capped by what the account holds once a read agrees
+# (engine.live.account_holdings).
 CONFIRMING_READ_S = 1.0
 STEP_HISTORY = 2000  # copy steps remembered for the newest leader orders
 

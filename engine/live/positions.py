@@ -558,13 +558,20 @@ class Positions:
 
     def _with_own_trades(self, follower: str, ledger: PositionLedger) -> PositionLedger:
         key = ledger.key
-        if key.product in CARRIED_IN_POSITIONS:
-            # What the account holds beyond our copies: its own trades of any day (and what
-            # it held before the attach point). Unknown until two reads of Dhan's positions
-            # agree: nothing is capped by it then.
-            held = self._holdings.account_net(follower, key)
-            own = 0 if held is None else held - ledger.follower_net
+        held = (
+            self._holdings.account_net(follower, key)
+            if key.product in CARRIED_IN_POSITIONS
+            else None
+        )
+        if held is not None:
+            # What the account holds beyond our copies: its own trades of any day, and what
+            # it held before the attach point.
+            own = held - ledger.follower_net
         else:
+            # Intraday, or a carried position before a read of Dhan's positions counted the
+            # fills seen: the own trades the account's stream showed. (Taken as closing what
+            # our copies hold: a sale of what it carried of its own may leave a copy behind,
+            # alerted, rather than the account short.)
             own = self._own_net.get((follower, key), 0)
             if ledger.follower_at_attach:
                 own = 0  # a sync adopted what the account held outside our copies then
@@ -573,24 +580,22 @@ class Positions:
     def account_order(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
         """Any order in the follower's account, a copy or its own, as Dhan shows it now: the
         fills of a carried position count toward what the account holds."""
-        self._holdings.order_seen(f.name, snap)
+        if snap.product in CARRIED_IN_POSITIONS:  # (the rest: one comparison per alert)
+            self._holdings.order_seen(f.name, snap, self._clock.now().date())
 
     def positions_read(self, f: FollowerRuntime, held: list[Position]) -> None:
         """Dhan's positions of the follower's account, just read: what the account holds in
-        each carried position becomes known once two reads agree (engine.live.account_
-        holdings), and the copies of a position whose holding became known or changed are
-        decided again (an exit copy resting beyond it is cut down)."""
-        nets: dict[PositionKey, int] = {}
-        for p in held:
-            key = PositionKey(p.segment, p.security_id, p.product)
-            nets[key] = nets.get(key, 0) + p.net_qty
+        each carried position becomes known from a read that counts the fills seen (engine.
+        live.account_holdings), and the copies of a position whose holding became known or
+        changed are decided again (an exit copy resting beyond it is cut down)."""
         wanted = [k for f_name, k in self._ledgers if f_name == f.name]
-        for key in self._holdings.positions_read(f.name, nets, wanted):
+        today = self._clock.now().date()
+        for key in self._holdings.positions_read(f.name, held, wanted, today):
             if (f.name, key) in self._ledgers:
                 self._mark_peers(f, key, "", ALL)
 
     def holdings_unconfirmed(self) -> bool:
-        """A follower's carried holding awaits a second read of its positions."""
+        """A read of a follower's positions did not count the fills seen: read again soon."""
         return self._holdings.unconfirmed()
 
     def own_order(self, f: FollowerRuntime, snap: OrderSnapshot) -> None:
@@ -599,8 +604,8 @@ class Positions:
         any more, so no exit copied from the leader may close it again (it would turn the
         account to the other side): the ledger's `follower_own` counts it, and the copies of
         that position are decided again (a resting exit larger than what is held is cut down
-        or cancelled). In an intraday position its fills are counted here; in a carried one
-        the account's holding comes from Dhan's positions and the fills since (see
+        or cancelled). Its fills are counted here; in a carried position the account's
+        holding, once known, comes from Dhan's positions and the fills since (see
         `positions_read`). A delivery position (CNC, MTF) is left alone: what the account
         carried is in its holdings, and Dhan refuses a sale beyond them."""
         intraday = snap.product in INTRADAY_ONLY
@@ -613,27 +618,22 @@ class Positions:
         self._own_filled[order_key] = snap.filled_qty
         key = PositionKey.of(snap)
         lid = (f.name, key)
-        if intraday:
-            delta = snap.filled_qty - before
-            self._own_net[lid] = self._own_net.get(lid, 0) + (
-                delta if snap.side is Side.BUY else -delta
-            )
+        delta = snap.filled_qty - before
+        self._own_net[lid] = self._own_net.get(lid, 0) + (
+            delta if snap.side is Side.BUY else -delta
+        )
         ledger = self._ledgers.get(lid)
         if ledger is None or not ledger.legs:
             return
         self._mark_peers(f, key, "", ALL)
         if not ledger.follower_net:
             return  # our copies hold nothing in it: nothing of theirs was closed
-        if intraday:
-            counted = f"its own trades {self._own_net[lid]:+d}"
-        else:
-            account = self._holdings.account_net(f.name, key)
-            counted = (
-                "the account's holding not known yet: Dhan's positions are read every few "
-                "seconds, and until two reads agree exits are capped by our copies alone"
-                if account is None
-                else f"the account holds {account:+d}"
-            )
+        account = None if intraday else self._holdings.account_net(f.name, key)
+        counted = (
+            f"its own trades {self._own_net[lid]:+d}"
+            if account is None
+            else f"the account holds {account:+d}"
+        )
         self._notifier.alert(
             "FOLLOWER_OWN_TRADE",
             Severity.WARNING,

@@ -358,8 +358,7 @@ async def test_a_margin_position_sold_by_hand_yesterday_is_not_sold_again_today(
 
     await world.start_engine()
     await world.settle()
-    for _ in range(2):  # as the cockpit's timer does after a start
-        await world.eng.read_positions()
+    await world.eng.read_positions()  # as the cockpit's timer does after a start
     leader_exit = world.place(
         key=NIFTY_CE, side="SELL", qty=LOT, order_type="MARKET", productType="MARGIN"
     )
