@@ -65,10 +65,17 @@ def tick(price: float, size: float = 0.05) -> float:
 class RandomLeader:
     """The leader trading by hand on Dhan's web, driven by a seeded random.Random."""
 
-    def __init__(self, sim: DhanSimulator, rng: random.Random, client_id: str = LEADER[0]):
+    def __init__(
+        self,
+        sim: DhanSimulator,
+        rng: random.Random,
+        client_id: str = LEADER[0],
+        product: str = "INTRADAY",
+    ):
         self.sim = sim
         self.rng = rng
         self.client_id = client_id
+        self.product = product  # of every order placed (MARGIN: positions that may carry)
         self.actions: Counter[str] = Counter()
 
     def open_orders(self) -> list[dict[str, Any]]:
@@ -124,7 +131,7 @@ class RandomLeader:
             securityId=sec,
             quantity=qty,
             orderType=kind,
-            productType="INTRADAY",
+            productType=self.product,
             **fields,
         )
         self.actions[f"place_{kind}"] += 1
@@ -179,6 +186,7 @@ class Soak:
     restarts: int = 0
     kills: int = 0
     verbose: bool = False
+    product: str = "INTRADAY"
 
     def env(self, sim: DhanSimulator) -> dict[str, str]:
         followers = [
@@ -289,7 +297,7 @@ class Soak:
             profile=os.environ.get("TEST_SIM_PROFILE", "") or "live",
         )
         await sim.start(host="127.0.0.1", port=0)
-        leader = RandomLeader(sim, rng)
+        leader = RandomLeader(sim, rng, product=self.product)
         call_path = self.workdir / "calls.jsonl"
         eng = EngineProcess(self.env(sim), call_path, self.workdir / "engine.stderr")
         lots = lots_from_sim_state(sim.state()["prices"])
@@ -377,8 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--round-s", type=float, default=40.0)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--product",
+        choices=("INTRADAY", "MARGIN"),
+        default="INTRADAY",
+        help="of the leader's orders (MARGIN: the followers' carried holdings are tracked)",
+    )
     args = parser.parse_args(argv)
-    soak = Soak(args.seed, args.minutes, round_s=args.round_s, verbose=args.verbose)
+    soak = Soak(
+        args.seed, args.minutes, round_s=args.round_s, verbose=args.verbose, product=args.product
+    )
     out = asyncio.run(soak.run())
     print(json.dumps(out), flush=True)
     bad = out["lost"] or out["duplicates"] or out["mismatched"] or out["sent_while_killed"]
