@@ -17,7 +17,14 @@ import pytest
 
 from engine.simulator.server import DhanSimulator
 from tests.e2e.conftest import ALPHA, BETA, LEADER, NIFTY_CE, World
-from tests.e2e.hand_trades import LOT, alert_codes, by_hand, net_of
+from tests.e2e.hand_trades import (
+    LOT,
+    alert_codes,
+    alphas_resting_exit_goes_and_beta_exits,
+    both_copy_the_leaders_lot,
+    by_hand,
+    net_of,
+)
 
 
 @pytest.fixture(params=["live", "positions-lag", "positions-with-carried"])
@@ -34,18 +41,10 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[DhanSimulator]:
         await simulator.stop()
 
 
-async def _both_hold_the_leaders_margin_lot(world: World) -> None:
-    world.place(key=NIFTY_CE, qty=LOT, order_type="MARKET", productType="MARGIN")
-    await world.follower_order("alpha")
-    await world.follower_order("beta")
-    await world.settle()
-    assert (net_of(world, ALPHA), net_of(world, BETA)) == (LOT, 2 * LOT)
-
-
 async def test_a_margin_position_sold_by_hand_is_not_turned_short_by_the_leaders_exit(
     world: World,
 ) -> None:
-    await _both_hold_the_leaders_margin_lot(world)
+    await both_copy_the_leaders_lot(world, "MARGIN")
     await world.eng.read_positions()  # as the cockpit's timer does every few seconds
     by_hand(world, ALPHA, "SELL", LOT, "MARGIN")
     by_hand(world, BETA, "SELL", LOT, "MARGIN")
@@ -70,7 +69,7 @@ async def test_a_resting_margin_exit_is_cut_once_the_positions_show_the_hand_sal
 ) -> None:
     """The sale by hand came while the engine was down; the positions read after the start
     show it, and alpha's resting exit goes before it can sell again."""
-    await _both_hold_the_leaders_margin_lot(world)
+    await both_copy_the_leaders_lot(world, "MARGIN")
     price = round(world.sim.price(*NIFTY_CE) + 20)
     world.place(key=NIFTY_CE, side="SELL", qty=LOT, price=price, productType="MARGIN")
     await world.follower_order("alpha", 2)
@@ -80,14 +79,7 @@ async def test_a_resting_margin_exit_is_cut_once_the_positions_show_the_hand_sal
     await world.start_engine()
     await world.settle()
     await world.eng.read_positions()
-    await world.until(
-        lambda: world.orders("alpha")[1]["orderStatus"] == "CANCELLED",
-        what="alpha's resting exit cancelled",
-    )
-    world.sim.set_price(*NIFTY_CE, price + 1)  # the leader's exit fills, beta's too
-    await world.until(lambda: net_of(world, BETA) == 0, what="beta's exit filled")
-    await world.settle()
-    assert net_of(world, ALPHA) == 0
+    await alphas_resting_exit_goes_and_beta_exits(world, price)
 
 
 async def test_what_the_follower_holds_of_its_own_in_margin_is_kept(world: World) -> None:
@@ -95,7 +87,7 @@ async def test_what_the_follower_holds_of_its_own_in_margin_is_kept(world: World
     leader's exit sells only ours."""
     by_hand(world, ALPHA, "BUY", LOT, "MARGIN")
     await world.until(lambda: net_of(world, ALPHA) == LOT, what="alpha's own buy")
-    await _both_hold_the_leaders_margin_lot_from(world, alpha=2 * LOT)
+    await both_copy_the_leaders_lot(world, "MARGIN", alpha_holds=2 * LOT)
     await world.eng.read_positions()
     leader_exit = world.place(
         key=NIFTY_CE, side="SELL", qty=LOT, order_type="MARKET", productType="MARGIN"
@@ -104,11 +96,3 @@ async def test_what_the_follower_holds_of_its_own_in_margin_is_kept(world: World
     await world.settle()
     copy = world.eng.mirror("alpha", leader_exit)
     assert net_of(world, ALPHA) == LOT, copy  # our lot closed, its own kept
-
-
-async def _both_hold_the_leaders_margin_lot_from(world: World, alpha: int) -> None:
-    world.place(key=NIFTY_CE, qty=LOT, order_type="MARKET", productType="MARGIN")
-    await world.follower_order("alpha")
-    await world.follower_order("beta")
-    await world.settle()
-    assert (net_of(world, ALPHA), net_of(world, BETA)) == (alpha, 2 * LOT)

@@ -13,21 +13,20 @@ from __future__ import annotations
 
 from engine.domain import OrderStatus
 from tests.e2e.conftest import ALPHA, BETA, NIFTY_CE, World, WorldFactory
-from tests.e2e.hand_trades import LOT, alert_codes, by_hand, net_of
-
-
-async def _both_hold_the_leaders_lot(world: World) -> None:
-    world.place(key=NIFTY_CE, qty=LOT, order_type="MARKET")
-    await world.follower_order("alpha")
-    await world.follower_order("beta")
-    await world.settle()
-    assert (net_of(world, ALPHA), net_of(world, BETA)) == (LOT, 2 * LOT)
+from tests.e2e.hand_trades import (
+    LOT,
+    alert_codes,
+    alphas_resting_exit_goes_and_beta_exits,
+    both_copy_the_leaders_lot,
+    by_hand,
+    net_of,
+)
 
 
 async def test_a_follower_that_sold_by_hand_is_not_turned_short_by_the_leaders_exit(
     world: World,
 ) -> None:
-    await _both_hold_the_leaders_lot(world)
+    await both_copy_the_leaders_lot(world)
     by_hand(world, ALPHA, "SELL", LOT)  # alpha is out
     by_hand(world, BETA, "SELL", LOT)  # beta halves its 2 lots
     await world.until(lambda: net_of(world, BETA) == LOT, what="beta's own sale")
@@ -43,29 +42,22 @@ async def test_a_follower_that_sold_by_hand_is_not_turned_short_by_the_leaders_e
     assert [o["quantity"] for o in world.orders("beta")][-1] == LOT  # only what it held
 
 
-async def test_a_resting_exit_is_cut_when_the_follower_exitsby_hand(world: World) -> None:
+async def test_a_resting_exit_is_cut_when_the_follower_exits_by_hand(world: World) -> None:
     """The leader rests his exit above the market; so does each copy. alpha then sells by
     hand: its resting exit would sell again once the market reaches it, so it goes."""
-    await _both_hold_the_leaders_lot(world)
+    await both_copy_the_leaders_lot(world)
     price = round(world.sim.price(*NIFTY_CE) + 20)
     leader_exit = world.place(key=NIFTY_CE, side="SELL", qty=LOT, price=price)
     await world.follower_order("alpha", 2)
     await world.settle()
     by_hand(world, ALPHA, "SELL", LOT)
-    await world.until(
-        lambda: world.orders("alpha")[1]["orderStatus"] == "CANCELLED",
-        what="alpha's resting exit cancelled",
-    )
-    world.sim.set_price(*NIFTY_CE, price + 1)  # the leader's exit fills, beta's too
-    await world.until(lambda: net_of(world, BETA) == 0, what="beta's exit filled")
-    await world.settle()
-    assert net_of(world, ALPHA) == 0
+    await alphas_resting_exit_goes_and_beta_exits(world, price)
     copy = world.eng.mirror("alpha", leader_exit)
     assert copy is not None and copy.broker_status is OrderStatus.CANCELLED
 
 
 async def test_what_the_follower_adds_by_hand_is_its_own_to_keep(world: World) -> None:
-    await _both_hold_the_leaders_lot(world)
+    await both_copy_the_leaders_lot(world)
     by_hand(world, ALPHA, "BUY", LOT)
     await world.until(lambda: net_of(world, ALPHA) == 2 * LOT, what="alpha's own buy")
     await world.settle()
@@ -77,7 +69,7 @@ async def test_what_the_follower_adds_by_hand_is_its_own_to_keep(world: World) -
 
 async def test_own_trades_are_read_again_after_a_restart(make_world: WorldFactory) -> None:
     world = await make_world()
-    await _both_hold_the_leaders_lot(world)
+    await both_copy_the_leaders_lot(world)
     await world.stop_engine()
     by_hand(world, ALPHA, "SELL", LOT)  # while the engine is down
     await world.start_engine()
