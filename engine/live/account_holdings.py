@@ -20,8 +20,8 @@ quantities bought and sold today (``dayBuyQty``, ``daySellQty``; or those less t
 orders of the account have filled. Dhan's positions may trail its order stream, or run ahead
 of it (neither is documented); a read that does not count the same fills says nothing, and
 the offset known before stays. Until one read agrees (the first after a start, normally) the
-account's net is unknown, and exits are capped by our copies' holding alone, as in a product
-this does not cover.
+account's net is unknown: engine.live.positions then counts the own trades the stream showed,
+as it does in an intraday position.
 
 CNC and MTF are not covered: Dhan shows delivery bought before today as holdings, not as
 positions, so the positions answer does not say what the account holds; and Dhan refuses a
