@@ -243,7 +243,8 @@ class PositionLedger:
     # trades (by hand, or Dhan's square-off), never ours to close, but what they closed of our
     # copies' holding no exit may close again. Intraday: the day's own trades, read again from
     # the follower's book at every start. MARGIN: the account's net (Dhan's positions and the
-    # fills since) less our copies'; 0 while not known, and for delivery. Not stored.
+    # fills since) less our copies', and until that is known the own trades its stream
+    # showed. 0 for delivery. Not stored.
     follower_own: int = 0
     legs: tuple[Leg, ...] = ()
     fills: tuple[tuple[str, int], ...] = ()  # (leader order id, quantity), in the order seen
