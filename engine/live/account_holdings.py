@@ -16,8 +16,9 @@ moment in between:
 The bracket, the account's *offset*, moves only when something other than a fill moves the
 position (an expiry). A read is believed only when it counts exactly the fills seen: its
 quantities bought and sold today (``dayBuyQty``, ``daySellQty``; or those less the
-``carryForward`` ones, should Dhan count what was carried in them) equal to what today's
-orders of the account have filled. Dhan's positions may trail its order stream, or run ahead
+``carryForward`` ones, should Dhan count what was carried in them: the row's own arithmetic,
+``netQty`` against its quantities, says which) equal to what today's orders of the account
+have filled. Dhan's positions may trail its order stream, or run ahead
 of it (neither is documented); a read that does not count the same fills says nothing, and
 the offset known before stays. Until one read agrees (the first after a start, normally) the
 account's net is unknown: engine.live.positions then counts the own trades the stream showed,
@@ -107,12 +108,15 @@ class AccountHoldings:
         today: date,
     ) -> list[PositionKey]:
         """Dhan's positions of the account, as just read (a position missing from them is
-        flat, with nothing bought or sold today), for its carried positions and those in
-        `wanted`. The positions whose account net became known, or changed, by this read."""
+        flat, with nothing bought or sold today), for the carried positions in `wanted` (those
+        our copies trade: the account's other positions are nobody's concern here, nor a
+        reason to read again soon). The positions whose account net became known, or
+        changed, by this read."""
+        keys = {k for k in wanted if k.product in CARRIED_IN_POSITIONS}
         reads: dict[PositionKey, _Read] = {}
         for p in positions:
             key = PositionKey(p.segment, p.security_id, p.product)
-            if key.product not in CARRIED_IN_POSITIONS:
+            if key not in keys:
                 continue
             r = reads.setdefault(key, _Read())
             r.net += p.net_qty
@@ -120,9 +124,6 @@ class AccountHoldings:
             r.day_sell = _plus(r.day_sell, p.day_sell_qty)
             r.carried_buy = _plus(r.carried_buy, p.carried_buy_qty)
             r.carried_sell = _plus(r.carried_sell, p.carried_sell_qty)
-        keys = set(reads)
-        keys.update(k for k in wanted if k.product in CARRIED_IN_POSITIONS)
-        keys.update(k for f, k in self._positions if f == follower)
         changed: list[PositionKey] = []
         for key in keys:
             held = self._positions.setdefault((follower, key), _Carried())
@@ -156,13 +157,15 @@ def _counts_what_was_seen(read: _Read, held: _Carried, today: date) -> bool:
     """The read's quantities bought and sold today are exactly what today's orders of the
     account have filled, as seen: Dhan's positions and our view of the fills agree."""
     bought, sold = (held.bought, held.sold) if held.day == today else (0, 0)
-    if read.day_buy is None or read.day_sell is None:
+    day_buy, day_sell = read.day_buy, read.day_sell
+    if day_buy is None or day_sell is None:
         return False  # the answer does not say what it counts
-    if (read.day_buy, read.day_sell) == (bought, sold):
-        return True
-    # Should Dhan count the quantities carried in among the day's: what is left of them.
-    if read.carried_buy is None or read.carried_sell is None:
-        return False
-    if not (read.carried_buy or read.carried_sell):
-        return False
-    return (read.day_buy - read.carried_buy, read.day_sell - read.carried_sell) == (bought, sold)
+    carried_buy, carried_sell = read.carried_buy or 0, read.carried_sell or 0
+    if carried_buy != carried_sell and read.net == day_buy - day_sell:
+        # The day's quantities count the carried ones too (the net is theirs alone): what
+        # is left of them. Told by the row itself, never by which way happens to match: a
+        # fill not yet seen as large as the carried quantity would match the other way.
+        day_buy, day_sell = day_buy - carried_buy, day_sell - carried_sell
+    elif read.net != carried_buy - carried_sell + day_buy - day_sell:
+        return False  # a row that does not add up says nothing
+    return (day_buy, day_sell) == (bought, sold)

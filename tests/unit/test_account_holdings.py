@@ -88,7 +88,9 @@ def test_carried_holdings_and_the_fills_since() -> None:
     assert h.order_seen("alpha", order("copy-1", Side.SELL, LOT), TODAY)  # our exit copy
     assert h.account_net("alpha", FUT) == 0
     # Dhan's positions catch up: the same holding, nothing changes.
-    assert h.positions_read("alpha", [row(0, sold=2 * LOT, carried=(2 * LOT, 0))], [], TODAY) == []
+    assert (
+        h.positions_read("alpha", [row(0, sold=2 * LOT, carried=(2 * LOT, 0))], [FUT], TODAY) == []
+    )
     assert h.account_net("alpha", FUT) == 0
 
 
@@ -96,11 +98,11 @@ def test_a_read_running_ahead_of_the_stream_is_not_believed() -> None:
     """The account sells a lot by hand; Dhan's positions show it before the stream does."""
     h = AccountHoldings()
     h.positions_read("alpha", [row(2 * LOT, carried=(2 * LOT, 0))], [FUT], TODAY)
-    assert h.positions_read("alpha", [row(LOT, sold=LOT, carried=(2 * LOT, 0))], [], TODAY) == []
+    assert h.positions_read("alpha", [row(LOT, sold=LOT, carried=(2 * LOT, 0))], [FUT], TODAY) == []
     assert h.account_net("alpha", FUT) == 2 * LOT and h.unconfirmed()
     h.order_seen("alpha", order("own-1", Side.SELL, LOT), TODAY)  # the stream catches up
     assert h.account_net("alpha", FUT) == LOT
-    assert h.positions_read("alpha", [row(LOT, sold=LOT, carried=(2 * LOT, 0))], [], TODAY) == []
+    assert h.positions_read("alpha", [row(LOT, sold=LOT, carried=(2 * LOT, 0))], [FUT], TODAY) == []
     assert not h.unconfirmed()
 
 
@@ -120,7 +122,9 @@ def test_yesterdays_fills_do_not_count_among_todays() -> None:
     assert h.positions_read("alpha", [row(LOT, carried=(LOT, 0))], [FUT], TODAY) == [FUT]
     assert h.account_net("alpha", FUT) == LOT
     h.order_seen("alpha", order("copy-2", Side.BUY, LOT), TODAY)
-    assert h.positions_read("alpha", [row(2 * LOT, bought=LOT, carried=(LOT, 0))], [], TODAY) == []
+    assert (
+        h.positions_read("alpha", [row(2 * LOT, bought=LOT, carried=(LOT, 0))], [FUT], TODAY) == []
+    )
     assert h.account_net("alpha", FUT) == 2 * LOT and not h.unconfirmed()
 
 
@@ -153,7 +157,7 @@ def test_only_carried_positions_and_each_account_apart() -> None:
     h.positions_read(
         "alpha",
         [row(LOT, bought=LOT, product=Product.INTRADAY), row(LOT, carried=(LOT, 0))],
-        [],
+        [FUT, INTRADAY],
         TODAY,
     )
     assert h.account_net("alpha", INTRADAY) is None
@@ -161,3 +165,31 @@ def test_only_carried_positions_and_each_account_apart() -> None:
     assert h.account_net("beta", FUT) is None
     h.order_seen("beta", order("b-1", Side.SELL, LOT), TODAY)
     assert h.account_net("alpha", FUT) == LOT
+
+
+def test_a_fill_not_yet_seen_as_large_as_the_carried_quantity_is_not_believed() -> None:
+    """A lot carried from yesterday; today's buy of a lot is in the positions before the
+    stream shows it. Its day quantities less the carried ones would match what was seen (0):
+    the row's own net (carried + day) says the day's quantities are today's alone."""
+    h = AccountHoldings()
+    assert (
+        h.positions_read("alpha", [row(2 * LOT, bought=LOT, carried=(LOT, 0))], [FUT], TODAY) == []
+    )
+    assert h.account_net("alpha", FUT) is None and h.unconfirmed()
+
+
+def test_a_row_that_does_not_add_up_is_not_believed() -> None:
+    h = AccountHoldings()
+    assert (
+        h.positions_read("alpha", [row(3 * LOT, bought=LOT, carried=(LOT, 0))], [FUT], TODAY) == []
+    )
+    assert h.account_net("alpha", FUT) is None
+
+
+def test_positions_our_copies_do_not_trade_are_not_followed() -> None:
+    """Only the positions of the follower's ledgers (`wanted`): the account's others, busy
+    or not, are not a reason to read its positions again soon."""
+    h = AccountHoldings()
+    h.order_seen("alpha", order("own-1", Side.BUY, LOT), TODAY)
+    assert h.positions_read("alpha", [], [], TODAY) == []
+    assert h.account_net("alpha", FUT) is None and not h.unconfirmed()
