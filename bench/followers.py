@@ -68,6 +68,7 @@ from bench.common import (
     stage_times,
     summary,
     where_sim_runs,
+    where_store_is,
 )
 from bench.lean import lean_copier
 from engine.replication.correlation import correlation_id
@@ -285,6 +286,7 @@ async def run(
     )
     results = [await one_count(n, orders, in_process, exclusive, rounds, front) for n in counts]
     print(results[0]["where"])
+    print(where_store_is())
     single = next((r["last_ms"] for r in results if r["n"] == 1), None)
     print(
         "leader PENDING alert sent -> follower POST /v2/orders received (ms, medians over orders)"

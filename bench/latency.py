@@ -42,6 +42,7 @@ from bench.common import (
     stage_times,
     summary,
     where_sim_runs,
+    where_store_is,
 )
 from bench.common import Completions as _Completions
 from engine.replication.correlation import correlation_id
@@ -179,6 +180,7 @@ async def run(orders: int = 200, seed: int = 1, in_process: bool = False) -> dic
     eng = await engine_run(orders, rng, in_process)
     bare = await bare_run(orders, rng, in_process)
     print(eng.where)
+    print(where_store_is())
     print("leader PENDING alert sent -> follower POST /v2/orders received (ms, simulator clock)")
     s_eng, s_bare = summary(eng.latencies_ms), summary(bare.latencies_ms)
     keys = ("p50", "p90", "p99", "max")

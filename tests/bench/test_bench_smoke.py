@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bench import burst, followers, latency
-from bench.common import Account
+from bench.common import Account, filesystem_of
 from engine.replication.correlation import correlation_id
 
 pytestmark = pytest.mark.timeout(90)
@@ -45,6 +45,20 @@ async def test_followers_reports_each_count(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "LAST" in out
     assert "the pace of the others" in out and "FIRST-served copy" in out
+    assert "engine store: " in out  # the disk's flush is in every copy's path
+
+
+def test_the_store_s_filesystem_is_the_innermost_mount_holding_it() -> None:
+    mounts = (
+        "/dev/vda / ext4 rw,relatime 0 0\n"
+        "tmpfs /dev/shm tmpfs rw,nosuid 0 0\n"
+        "garbage\n"
+        "tmpfs /tmpx tmpfs rw 0 0\n"
+    )
+    assert filesystem_of("/dev/shm", mounts) == "tmpfs"
+    assert filesystem_of("/dev/shm/copytrade", mounts) == "tmpfs"
+    assert filesystem_of("/tmp", mounts) == "ext4"  # not /tmpx: a mount point, not a prefix
+    assert filesystem_of("/tmp", "") == "?"
 
 
 @pytest.mark.parametrize("front", ["headless", "terminal"])
