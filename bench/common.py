@@ -344,9 +344,7 @@ def where_store_is() -> str:
     """Where the engine's store (and the durable lean copier's journal) is written: the
     figures depend on the disk's flush (an intent is on disk before its copy is sent)."""
     directory = os.path.realpath(tempfile.gettempdir())
-    mounts = ""
-    with contextlib.suppress(OSError), open("/proc/mounts", encoding="utf-8") as file:
-        mounts = file.read()
+    mounts = [(p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
     fstype = filesystem_of(directory, mounts)
     note = (
         "in memory: nothing durable, so this shows the engine without the disk's flush"
@@ -356,18 +354,14 @@ def where_store_is() -> str:
     return f"engine store: {directory} ({fstype}); {note}"
 
 
-def filesystem_of(directory: str, mounts: str) -> str:
-    """The type of the filesystem holding ``directory``, from ``/proc/mounts`` text (the
-    longest mount point containing it); "?" when none does."""
+def filesystem_of(directory: str, mounts: Iterable[tuple[str, str]]) -> str:
+    """The type of the filesystem holding ``directory``, of (mount point, type) pairs: the
+    innermost mount point containing it; "?" when none does."""
     fstype, best = "?", ""
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        mount = fields[1]
+    for mount, kind in mounts:
         inside = directory == mount or directory.startswith(mount.rstrip("/") + "/")
         if inside and len(mount) >= len(best):
-            best, fstype = mount, fields[2]
+            best, fstype = mount, kind
     return fstype
 
 

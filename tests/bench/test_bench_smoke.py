@@ -49,16 +49,11 @@ async def test_followers_reports_each_count(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_the_store_s_filesystem_is_the_innermost_mount_holding_it() -> None:
-    mounts = (
-        "/dev/vda / ext4 rw,relatime 0 0\n"
-        "tmpfs /dev/shm tmpfs rw,nosuid 0 0\n"
-        "garbage\n"
-        "tmpfs /tmpx tmpfs rw 0 0\n"
-    )
+    mounts = [("/", "ext4"), ("/dev/shm", "tmpfs"), ("/tmpx", "tmpfs")]
     assert filesystem_of("/dev/shm", mounts) == "tmpfs"
     assert filesystem_of("/dev/shm/copytrade", mounts) == "tmpfs"
     assert filesystem_of("/tmp", mounts) == "ext4"  # not /tmpx: a mount point, not a prefix
-    assert filesystem_of("/tmp", "") == "?"
+    assert filesystem_of("/tmp", []) == "?"
 
 
 @pytest.mark.parametrize("front", ["headless", "terminal"])
